@@ -1,0 +1,1 @@
+//! Stage `botlhale`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,1 @@
+//! Stage `decode`: see ARCHITECTURE.md (being written).

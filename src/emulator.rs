@@ -1,0 +1,1 @@
+//! Stage `emulator`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,1 @@
+//! Stage `encode`: see ARCHITECTURE.md (being written).

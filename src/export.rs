@@ -1,0 +1,1 @@
+//! Stage `export`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,1 @@
+//! Stage `merge`: see ARCHITECTURE.md (being written).

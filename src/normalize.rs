@@ -1,0 +1,1 @@
+//! Stage `normalize`: see ARCHITECTURE.md (being written).

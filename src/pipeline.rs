@@ -1,0 +1,1 @@
+//! Stage `pipeline`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,1 @@
+//! Stage `resample`: see ARCHITECTURE.md (being written).

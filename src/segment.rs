@@ -1,0 +1,1 @@
+//! Stage `segment`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,1 @@
+//! Stage `stream`: see ARCHITECTURE.md (being written).

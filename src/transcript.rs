@@ -1,0 +1,1 @@
+//! Stage `transcript`: see ARCHITECTURE.md (being written).

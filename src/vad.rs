@@ -1,0 +1,1 @@
+//! Stage `vad`: see ARCHITECTURE.md (being written).
