@@ -1,0 +1,260 @@
+//! Command-line arguments.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Transcribe every audio file under the given files and folders through the Botlhale AI speech
+/// API, resumably, into a mirror of the input tree under `--out`.
+///
+/// Credentials come from the environment: `BOTLHALE_TOKEN` (an IdToken) or
+/// `BOTLHALE_REFRESH_TOKEN`, plus `BOTLHALE_ORG_ID`. With none set, the bundled emulator of the
+/// API is started on 127.0.0.1: its transcripts are placeholders, everything else is real.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "transcribe_folder", version, about, long_about)]
+pub struct Args {
+    /// Audio files and folders (folders are walked recursively; non-audio files are skipped).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Output folder: mirrors the input tree; `summary.json` and `journal.jsonl` at its top.
+    /// Must not lie inside an input folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Output formats, comma separated. `<name>.json` is always written.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "json")]
+    pub formats: Vec<OutFormat>,
+
+    /// How each file is sent: `sync` (≤ 60 s segments, many in flight), `async` (the whole file,
+    /// uploaded and polled; needed for diarization) or `auto` (the pipeline's rule).
+    #[arg(long, value_enum, default_value_t = RouteArg::Auto)]
+    pub route: RouteArg,
+
+    /// Language of the recordings, as a BCP-47 tag (`zu-ZA`, `en-ZA`, ...). Omitted: the
+    /// service's default (detected per sentence on the async route).
+    #[arg(long, value_name = "CODE", value_parser = parse_language)]
+    pub language: Option<String>,
+
+    /// Ask for speaker diarization (async route).
+    #[arg(long)]
+    pub diarization: bool,
+
+    /// Files processed in parallel.
+    #[arg(long, value_name = "N", default_value = "2")]
+    pub jobs: NonZeroUsize,
+
+    /// Requests in flight at once, over all files.
+    #[arg(long, value_name = "N", default_value = "4")]
+    pub concurrency: NonZeroUsize,
+
+    /// Base URL of the API (default: the production service, or the emulator without
+    /// credentials).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub endpoint: Option<String>,
+
+    /// No API at all: write each input's speech segments as 16 kHz WAV files plus a
+    /// `manifest.json` (start/end in ms), for use with another ASR system.
+    #[arg(long, conflicts_with_all = ["route", "language", "diarization", "endpoint"])]
+    pub split_only: bool,
+
+    /// No progress bars: plain log lines on stderr (also the behaviour when stderr is not a
+    /// terminal).
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Redo every file, even those the journal says are finished.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum OutFormat {
+    /// The transcript JSON (always written).
+    Json,
+    /// SubRip subtitles.
+    Srt,
+    /// WebVTT subtitles with `<v speaker>` cues.
+    Vtt,
+    /// RTTM speaker turns.
+    Rttm,
+    /// Plain text.
+    Txt,
+}
+
+impl OutFormat {
+    /// The file extension written for this format.
+    pub fn ext(self) -> &'static str {
+        match self {
+            OutFormat::Json => "json",
+            OutFormat::Srt => "srt",
+            OutFormat::Vtt => "vtt",
+            OutFormat::Rttm => "rttm",
+            OutFormat::Txt => "txt",
+        }
+    }
+
+    /// Every format, in the order they are written.
+    pub const ALL: [OutFormat; 5] = [
+        OutFormat::Json,
+        OutFormat::Srt,
+        OutFormat::Vtt,
+        OutFormat::Rttm,
+        OutFormat::Txt,
+    ];
+}
+
+/// The `--route` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteArg {
+    /// The pipeline decides per file.
+    Auto,
+    /// Segments of at most 60 s to `POST /asr`.
+    Sync,
+    /// The whole file to the asynchronous API.
+    Async,
+}
+
+impl RouteArg {
+    /// The name used in the journal and summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteArg::Auto => "auto",
+            RouteArg::Sync => "sync",
+            RouteArg::Async => "async",
+        }
+    }
+}
+
+impl Args {
+    /// The formats to write: JSON always, then the requested ones, deduplicated, in a fixed
+    /// order.
+    pub fn formats(&self) -> Vec<OutFormat> {
+        let mut f: Vec<OutFormat> = self.formats.clone();
+        f.push(OutFormat::Json);
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+fn parse_language(s: &str) -> Result<String, String> {
+    // BCP-47 shape only (letters, digits and '-'); the service decides what it supports.
+    let ok = !s.is_empty()
+        && s.len() <= 35
+        && s.split('-')
+            .all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a BCP-47 language tag such as zu-ZA"))
+    }
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        Ok(_) => Err(format!("{s:?}: only http(s) URLs with a host are accepted")),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("transcribe_folder").chain(a.iter().copied()))
+    }
+
+    #[test]
+    fn out_and_an_input_are_required() {
+        assert!(parse(&["in"]).is_err());
+        assert!(parse(&["--out", "o"]).is_err());
+        let a = parse(&["--out", "o", "in", "b.wav"]).unwrap();
+        assert_eq!(a.inputs, vec![PathBuf::from("in"), PathBuf::from("b.wav")]);
+        assert_eq!(a.out, PathBuf::from("o"));
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&["--out", "o", "in"]).unwrap();
+        assert_eq!(a.formats(), vec![OutFormat::Json]);
+        assert_eq!(a.route, RouteArg::Auto);
+        assert_eq!(a.language, None);
+        assert!(!a.diarization && !a.split_only && !a.quiet && !a.force);
+        assert_eq!(a.jobs.get(), 2);
+        assert_eq!(a.concurrency.get(), 4);
+        assert_eq!(a.endpoint, None);
+    }
+
+    #[test]
+    fn formats_always_include_json_once() {
+        let a = parse(&["--out", "o", "--formats", "srt,vtt,srt,txt,rttm", "in"]).unwrap();
+        assert_eq!(
+            a.formats(),
+            vec![
+                OutFormat::Json,
+                OutFormat::Srt,
+                OutFormat::Vtt,
+                OutFormat::Rttm,
+                OutFormat::Txt
+            ]
+        );
+        assert!(parse(&["--out", "o", "--formats", "srt,docx", "in"]).is_err());
+    }
+
+    #[test]
+    fn every_option() {
+        let a = parse(&[
+            "--out",
+            "o",
+            "--route",
+            "async",
+            "--language",
+            "zu-ZA",
+            "--diarization",
+            "--jobs",
+            "3",
+            "--concurrency",
+            "9",
+            "--endpoint",
+            "http://127.0.0.1:8080/",
+            "--quiet",
+            "--force",
+            "in",
+        ])
+        .unwrap();
+        assert_eq!(a.route, RouteArg::Async);
+        assert_eq!(a.language.as_deref(), Some("zu-ZA"));
+        assert!(a.diarization && a.quiet && a.force);
+        assert_eq!((a.jobs.get(), a.concurrency.get()), (3, 9));
+        assert_eq!(a.endpoint.as_deref(), Some("http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["--out", "o", "--jobs", "0", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--concurrency", "0", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--route", "fast", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--language", "zu ZA", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--language", "", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--endpoint", "ftp://x", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--endpoint", "not a url", "in"]).is_err());
+    }
+
+    #[test]
+    fn split_only_takes_no_api_options() {
+        assert!(
+            parse(&["--out", "o", "--split-only", "in"])
+                .unwrap()
+                .split_only
+        );
+        assert!(parse(&["--out", "o", "--split-only", "--diarization", "in"]).is_err());
+        assert!(parse(&["--out", "o", "--split-only", "--endpoint", "http://x", "in"]).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! What turns one input into its outputs: the [`Engine`] trait the batch runner drives, with
+//! the events it reports (async parts uploaded, audio processed) and its errors.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::args::OutFormat;
+use crate::journal::{now, FileKey, Journal, Record, State, UploadedPart};
+use crate::outputs::{OutDir, OutName};
+use crate::progress::Progress;
+use crate::walk::InputFile;
+
+/// One file's work order.
+pub struct Job<'a> {
+    /// The input.
+    pub input: &'a InputFile,
+    /// Where its outputs go.
+    pub name: &'a OutName,
+    /// The output folder.
+    pub out: &'a OutDir,
+    /// Formats to write (JSON always among them).
+    pub formats: &'a [OutFormat],
+    /// Async parts already on the server from an earlier run: poll them, do not upload again.
+    pub resume: Vec<UploadedPart>,
+    /// Where to report.
+    pub events: Events,
+}
+
+/// A finished file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Audio duration in seconds.
+    pub audio_secs: f64,
+    /// Outputs written, relative to `--out`.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// A failed file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileError {
+    /// The error, for people (names the file).
+    pub message: String,
+    /// A short name of the kind of error (the library's `ErrorKind` variant, or `Output`).
+    pub kind: String,
+    /// True when a rerun should try again; false for a bad input.
+    pub retry: bool,
+    /// True when the async parts uploaded so far are still usable (e.g. polling gave up);
+    /// false when the server failed them.
+    pub parts_valid: bool,
+}
+
+impl FileError {
+    /// An error writing outputs: retried on the next run.
+    pub fn output(e: anyhow::Error) -> FileError {
+        FileError {
+            message: format!("{e:#}"),
+            kind: "Output".into(),
+            retry: true,
+            parts_valid: true,
+        }
+    }
+
+    /// A bad input: not retried until it changes (or `--force`).
+    pub fn bad_input(message: String) -> FileError {
+        FileError {
+            message,
+            kind: "BadInput".into(),
+            retry: false,
+            parts_valid: false,
+        }
+    }
+
+    /// From the library's error.
+    pub fn from_lib(e: &asr_pipeline::Error) -> FileError {
+        use asr_pipeline::ErrorKind as K;
+        let (kind, retry, parts_valid) = match e.kind() {
+            K::Io { .. } => ("Io", true, true),
+            K::Empty { .. } => ("Empty", false, false),
+            K::UnrecognizedFormat { .. } => ("UnrecognizedFormat", false, false),
+            K::Unsupported { .. } => ("Unsupported", false, false),
+            K::Malformed { .. } => ("Malformed", false, false),
+            K::Truncated { .. } => ("Truncated", false, false),
+            K::InvalidConfig { .. } => ("InvalidConfig", true, true),
+            K::Encode { .. } => ("Encode", true, false),
+            K::Transport { .. } => ("Transport", true, true),
+            K::Api { .. } => ("Api", true, true),
+            K::Auth { .. } => ("Auth", true, true),
+            K::QuotaExhausted { .. } => ("QuotaExhausted", true, true),
+            K::UploadRejected { .. } => ("UploadRejected", true, false),
+            K::Parse { .. } => ("Parse", true, true),
+            K::JobFailed { .. } => ("JobFailed", true, false),
+            K::PollDeadline { .. } => ("PollDeadline", true, true),
+            _ => ("Other", true, true),
+        };
+        FileError {
+            message: e.to_string(),
+            kind: kind.into(),
+            retry,
+            parts_valid,
+        }
+    }
+}
+
+/// Turns one input into its outputs.
+pub trait Engine: Send + Sync {
+    /// Processes `job`: writes its outputs (atomically, through `job.out`) and says which.
+    /// Must not write `<base>.error.json`: the runner does on error.
+    fn process(&self, job: Job<'_>) -> impl Future<Output = Result<Finished, FileError>> + Send;
+}
+
+/// Where a running file reports: async uploads go to the journal at once (so a kill after an
+/// upload never uploads again), audio progress to the bars.
+#[derive(Clone)]
+pub struct Events {
+    inner: Arc<EventsInner>,
+}
+
+struct EventsInner {
+    journal: Arc<Journal>,
+    progress: Arc<Progress>,
+    key: FileKey,
+    settings: String,
+    out: String,
+    parts: Mutex<Vec<UploadedPart>>,
+    audio: Mutex<f64>,
+}
+
+impl Events {
+    /// Events of one file; `parts` are those already on the server.
+    pub fn new(
+        journal: Arc<Journal>,
+        progress: Arc<Progress>,
+        key: FileKey,
+        settings: String,
+        out: String,
+        parts: Vec<UploadedPart>,
+    ) -> Events {
+        Events {
+            inner: Arc::new(EventsInner {
+                journal,
+                progress,
+                key,
+                settings,
+                out,
+                parts: Mutex::new(parts),
+                audio: Mutex::new(0.0),
+            }),
+        }
+    }
+
+    /// An async part is on the server: journaled (and synced) before returning.
+    pub fn uploaded(&self, part: UploadedPart) -> anyhow::Result<()> {
+        let parts = {
+            let mut p = self
+                .inner
+                .parts
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?;
+            p.retain(|q| q.index != part.index);
+            p.push(part);
+            p.sort_by_key(|q| q.index);
+            p.clone()
+        };
+        self.record(State::Uploaded { parts })
+    }
+
+    /// `delta` more seconds of this file's audio processed.
+    pub fn audio(&self, delta: f64) {
+        if let Ok(mut a) = self.inner.audio.lock() {
+            *a += delta;
+        }
+        self.inner.progress.audio(delta);
+    }
+
+    /// Seconds reported through [`Events::audio`] so far.
+    pub fn audio_reported(&self) -> f64 {
+        self.inner.audio.lock().map(|a| *a).unwrap_or(0.0)
+    }
+
+    /// The async parts known to be on the server.
+    pub fn parts(&self) -> Vec<UploadedPart> {
+        self.inner
+            .parts
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Appends a state for this file to the journal.
+    pub fn record(&self, state: State) -> anyhow::Result<()> {
+        let i = &self.inner;
+        i.journal.append(Record {
+            key: i.key.clone(),
+            settings: i.settings.clone(),
+            out: i.out.clone(),
+            at: now(),
+            state,
+        })
+    }
+}

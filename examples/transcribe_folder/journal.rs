@@ -1,0 +1,485 @@
+//! The journal: `journal.jsonl` at the top of `--out`, one JSON record per line, appended and
+//! fsynced as each file changes state, so that a run stopped at any instant (Ctrl-C, a crash, a
+//! reboot) leaves a consistent record of what is finished.
+//!
+//! A record names the input by its canonical path and carries its size and modification time:
+//! a changed input no longer matches and is redone. It also carries the settings that shape the
+//! result (`--route`, `--language`, `--diarization`, `--split-only`): other settings redo the
+//! file. States, in order: `planned` (work started), `uploaded` (an async part is on the server:
+//! its server file name, so a rerun polls it instead of uploading again), `done` (every output
+//! written), `failed` (the error; whether a rerun should try again).
+//!
+//! On open the journal is read (a torn last line from a kill is ignored), reduced to the latest
+//! state of each input and rewritten atomically, then appended to.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::outputs::{write_atomic, OutDir, JOURNAL};
+use crate::walk::InputFile;
+
+/// Identifies an input's content: a changed size or time is a new input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileKey {
+    /// The canonical path (see [`path_text`]).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+impl FileKey {
+    /// The key of a walked input.
+    pub fn of(f: &InputFile) -> FileKey {
+        FileKey {
+            path: path_text(&f.canonical),
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+        }
+    }
+}
+
+/// A path as journal text: itself when it is UTF-8, else `bytes:` and its bytes in hex (so two
+/// different names never share a key).
+pub fn path_text(p: &Path) -> String {
+    match p.to_str() {
+        Some(s) if !s.starts_with("bytes:") => s.to_string(),
+        _ => {
+            let hex: String = p
+                .as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("bytes:{hex}")
+        }
+    }
+}
+
+/// An async part on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    /// The part's index in the file (0 unless the file is over 400 minutes).
+    pub index: u32,
+    /// The server's file name of the job (only ever sent back to the server, never used as a
+    /// local path).
+    pub file_name: String,
+}
+
+/// A file's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum State {
+    /// Work on it started.
+    Planned,
+    /// Async parts uploaded so far (cumulative).
+    Uploaded {
+        /// Every part on the server.
+        parts: Vec<UploadedPart>,
+    },
+    /// Every output written.
+    Done {
+        /// Audio duration in seconds.
+        audio_secs: f64,
+        /// The outputs, relative to `--out`.
+        outputs: Vec<String>,
+    },
+    /// It failed.
+    Failed {
+        /// The error, for people.
+        error: String,
+        /// True when a rerun should try again (network, server faults); false for a bad input,
+        /// which is retried only when it changes or with `--force`.
+        retry: bool,
+        /// Async parts still valid on the server, to resume with.
+        parts: Vec<UploadedPart>,
+    },
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The input.
+    pub key: FileKey,
+    /// The settings that shape the result.
+    pub settings: String,
+    /// The output base, relative to `--out`.
+    pub out: String,
+    /// Seconds since the Unix epoch when written.
+    pub at: u64,
+    /// The state.
+    #[serde(flatten)]
+    pub state: State,
+}
+
+/// What the journal says to do with an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Finished before with these settings: nothing to do.
+    Finished {
+        /// Audio seconds of the earlier run.
+        audio_secs: f64,
+    },
+    /// Failed before on a bad input that has not changed: not retried without `--force`.
+    FailedBefore {
+        /// The earlier error.
+        error: String,
+    },
+    /// To do; `resume` holds async parts already on the server.
+    Todo {
+        /// Parts to poll instead of uploading again.
+        resume: Vec<UploadedPart>,
+    },
+}
+
+/// The journal of one output folder.
+#[derive(Debug)]
+pub struct Journal {
+    file: Mutex<fs::File>,
+    latest: HashMap<String, Record>,
+    /// Lines that could not be read when opening (a torn last line after a kill).
+    pub ignored_lines: usize,
+}
+
+impl Journal {
+    /// Reads, compacts and opens the journal in `out`.
+    pub fn open(out: &OutDir) -> anyhow::Result<Journal> {
+        let path = out.root().join(JOURNAL);
+        let mut latest: HashMap<String, Record> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut ignored_lines = 0;
+        match fs::File::open(&path) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line.with_context(|| format!("reading {}", path.display()))?;
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Record>(&line) {
+                        Ok(r) => {
+                            if !latest.contains_key(&r.key.path) {
+                                order.push(r.key.path.clone());
+                            }
+                            latest.insert(r.key.path.clone(), merge(latest.get(&r.key.path), r));
+                        }
+                        Err(_) => ignored_lines += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        }
+        let mut compact = Vec::new();
+        for k in &order {
+            if let Some(r) = latest.get(k) {
+                serde_json::to_writer(&mut compact, r)?;
+                compact.push(b'\n');
+            }
+        }
+        write_atomic(out.root(), JOURNAL.as_ref(), &compact)?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Journal {
+            file: Mutex::new(file),
+            latest,
+            ignored_lines,
+        })
+    }
+
+    /// The latest record for `key`'s path, whatever its size and time.
+    pub fn latest(&self, key: &FileKey) -> Option<&Record> {
+        self.latest.get(&key.path)
+    }
+
+    /// What to do with an input, given the journal, the current settings and output name.
+    /// `outputs_exist` checks that a finished file's outputs are still there.
+    pub fn plan(
+        &self,
+        key: &FileKey,
+        settings: &str,
+        out: &str,
+        outputs_exist: impl Fn(&[String]) -> bool,
+    ) -> Plan {
+        let todo = Plan::Todo { resume: Vec::new() };
+        let Some(r) = self.latest.get(&key.path) else {
+            return todo;
+        };
+        if r.key != *key || r.settings != settings {
+            return todo;
+        }
+        match &r.state {
+            State::Done {
+                audio_secs,
+                outputs,
+            } if r.out == out && outputs_exist(outputs) => Plan::Finished {
+                audio_secs: *audio_secs,
+            },
+            State::Done { .. } | State::Planned => todo,
+            State::Failed {
+                error,
+                retry: false,
+                ..
+            } if r.out == out => Plan::FailedBefore {
+                error: error.clone(),
+            },
+            State::Failed { parts, .. } | State::Uploaded { parts } => Plan::Todo {
+                resume: parts.clone(),
+            },
+        }
+    }
+
+    /// Appends a record and syncs it to disk.
+    pub fn append(&self, record: Record) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(&record)?;
+        line.push(b'\n');
+        let mut f = self
+            .file
+            .lock()
+            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
+        f.write_all(&line).context("appending to the journal")?;
+        f.sync_data().context("syncing the journal")?;
+        Ok(())
+    }
+}
+
+/// Folds a new record onto the previous one for the same path: an `uploaded` record adds its
+/// parts to those already known for the same input and settings.
+fn merge(prev: Option<&Record>, mut r: Record) -> Record {
+    if let (
+        Some(Record {
+            key,
+            settings,
+            state: State::Uploaded { parts: old } | State::Failed { parts: old, .. },
+            ..
+        }),
+        State::Uploaded { parts },
+    ) = (prev, &mut r.state)
+    {
+        if *key == r.key && *settings == r.settings {
+            for p in old {
+                if !parts.iter().any(|q| q.index == p.index) {
+                    parts.push(p.clone());
+                }
+            }
+            parts.sort_by_key(|p| p.index);
+        }
+    }
+    r
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: &str, size: u64) -> FileKey {
+        FileKey {
+            path: p.into(),
+            size,
+            mtime_ns: 7,
+        }
+    }
+
+    fn rec(k: &FileKey, state: State) -> Record {
+        Record {
+            key: k.clone(),
+            settings: "s".into(),
+            out: "o".into(),
+            at: 1,
+            state,
+        }
+    }
+
+    fn part(i: u32, n: &str) -> UploadedPart {
+        UploadedPart {
+            index: i,
+            file_name: n.into(),
+        }
+    }
+
+    fn tmp_out() -> (tempfile::TempDir, OutDir) {
+        let d = tempfile::tempdir().unwrap();
+        let out = OutDir::open(&d.path().join("out"), &[], &[]).unwrap();
+        (d, out)
+    }
+
+    #[test]
+    fn states_survive_reopening_and_plan_the_rerun() {
+        let (_d, out) = tmp_out();
+        let (a, b, c, e, f) = (
+            key("/a", 1),
+            key("/b", 2),
+            key("/c", 3),
+            key("/e", 4),
+            key("/f", 5),
+        );
+        {
+            let j = Journal::open(&out).unwrap();
+            for k in [&a, &b, &c, &e, &f] {
+                j.append(rec(k, State::Planned)).unwrap();
+            }
+            j.append(rec(
+                &b,
+                State::Uploaded {
+                    parts: vec![part(0, "asr_b0")],
+                },
+            ))
+            .unwrap();
+            j.append(rec(
+                &b,
+                State::Uploaded {
+                    parts: vec![part(1, "asr_b1")],
+                },
+            ))
+            .unwrap();
+            j.append(rec(
+                &c,
+                State::Done {
+                    audio_secs: 2.5,
+                    outputs: vec!["c.json".into()],
+                },
+            ))
+            .unwrap();
+            let failed = |retry| State::Failed {
+                error: "bad".into(),
+                retry,
+                parts: vec![],
+            };
+            j.append(rec(&e, failed(false))).unwrap();
+            j.append(rec(&f, failed(true))).unwrap();
+        }
+        let j = Journal::open(&out).unwrap();
+        let plan = |k: &FileKey| j.plan(k, "s", "o", |_| true);
+        assert_eq!(plan(&a), Plan::Todo { resume: vec![] });
+        assert_eq!(
+            plan(&b),
+            Plan::Todo {
+                resume: vec![part(0, "asr_b0"), part(1, "asr_b1")]
+            }
+        );
+        assert_eq!(plan(&c), Plan::Finished { audio_secs: 2.5 });
+        assert_eq!(
+            plan(&e),
+            Plan::FailedBefore {
+                error: "bad".into()
+            }
+        );
+        assert_eq!(plan(&f), Plan::Todo { resume: vec![] });
+        assert_eq!(plan(&key("/new", 1)), Plan::Todo { resume: vec![] });
+        // A changed input, other settings, another output name or a lost output: redone.
+        assert_eq!(
+            j.plan(&key("/c", 4), "s", "o", |_| true),
+            Plan::Todo { resume: vec![] }
+        );
+        assert_eq!(
+            j.plan(&c, "other", "o", |_| true),
+            Plan::Todo { resume: vec![] }
+        );
+        assert_eq!(
+            j.plan(&c, "s", "o2", |_| true),
+            Plan::Todo { resume: vec![] }
+        );
+        assert_eq!(
+            j.plan(&c, "s", "o", |_| false),
+            Plan::Todo { resume: vec![] }
+        );
+        // The changed input's uploads are not reused either.
+        assert_eq!(
+            j.plan(&key("/b", 9), "s", "o", |_| true),
+            Plan::Todo { resume: vec![] }
+        );
+        // Compacted: one line per input.
+        let text = fs::read_to_string(out.root().join(JOURNAL)).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_removed() {
+        let (_d, out) = tmp_out();
+        let a = key("/a", 1);
+        {
+            let j = Journal::open(&out).unwrap();
+            j.append(rec(
+                &a,
+                State::Done {
+                    audio_secs: 1.0,
+                    outputs: vec![],
+                },
+            ))
+            .unwrap();
+        }
+        let path = out.root().join(JOURNAL);
+        let mut text = fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"key":{"path":"/b","si"#);
+        fs::write(&path, &text).unwrap();
+        let j = Journal::open(&out).unwrap();
+        assert_eq!(j.ignored_lines, 1);
+        assert_eq!(
+            j.plan(&a, "s", "o", |_| true),
+            Plan::Finished { audio_secs: 1.0 }
+        );
+        j.append(rec(&key("/c", 1), State::Planned)).unwrap();
+        drop(j);
+        let j = Journal::open(&out).unwrap();
+        assert_eq!(j.ignored_lines, 0);
+        assert!(j.latest(&key("/c", 1)).is_some());
+    }
+
+    #[test]
+    fn a_new_plan_forgets_old_uploads() {
+        let (_d, out) = tmp_out();
+        let a = key("/a", 1);
+        let j = Journal::open(&out).unwrap();
+        j.append(rec(
+            &a,
+            State::Uploaded {
+                parts: vec![part(0, "x")],
+            },
+        ))
+        .unwrap();
+        j.append(rec(&a, State::Planned)).unwrap();
+        j.append(rec(
+            &a,
+            State::Uploaded {
+                parts: vec![part(1, "y")],
+            },
+        ))
+        .unwrap();
+        drop(j);
+        let j = Journal::open(&out).unwrap();
+        assert_eq!(
+            j.plan(&a, "s", "o", |_| true),
+            Plan::Todo {
+                resume: vec![part(1, "y")]
+            }
+        );
+    }
+
+    #[test]
+    fn non_utf8_paths_get_distinct_keys() {
+        assert_eq!(path_text(Path::new("/a/ñ b.wav")), "/a/ñ b.wav");
+        assert!(path_text(Path::new("bytes:x")).starts_with("bytes:6279"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let p = Path::new(std::ffi::OsStr::from_bytes(b"/a/\xff.wav"));
+            assert_eq!(path_text(p), "bytes:2f612fff2e776176");
+        }
+    }
+}

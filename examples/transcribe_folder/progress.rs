@@ -1,0 +1,264 @@
+//! Progress: indicatif bars on a terminal (files done/total, audio hours done, speed in
+//! x-realtime, ETA), or plain `tracing` log lines when stderr is not a terminal or with
+//! `--quiet`.
+
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Progress of the batch.
+pub struct Progress {
+    bars: Option<Bars>,
+    state: Mutex<Counters>,
+    total_files: u64,
+    started: Instant,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    files: ProgressBar,
+    audio: ProgressBar,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_done: u64,
+    failed: u64,
+    /// Audio seconds of finished files.
+    audio_done: f64,
+    /// Audio seconds reported by files still running.
+    audio_running: f64,
+    /// Expected audio seconds of the files to do, when known.
+    audio_total: Option<f64>,
+}
+
+impl Progress {
+    /// Progress over `total_files` files of about `audio_total` seconds (when known); bars when
+    /// `bars` (a terminal without `--quiet`).
+    pub fn new(bars: bool, total_files: u64, audio_total: Option<f64>) -> Progress {
+        let bars = bars.then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            let files = multi.add(ProgressBar::new(total_files));
+            files.set_style(
+                ProgressStyle::with_template("{spinner} files {pos}/{len} {wide_bar} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let audio = multi.add(ProgressBar::new_spinner());
+            audio.set_style(
+                ProgressStyle::with_template("  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            files.enable_steady_tick(Duration::from_millis(250));
+            Bars {
+                multi,
+                files,
+                audio,
+            }
+        });
+        Progress {
+            bars,
+            state: Mutex::new(Counters {
+                audio_total,
+                ..Counters::default()
+            }),
+            total_files,
+            started: Instant::now(),
+        }
+    }
+
+    /// The multi-bar, to route log lines above the bars.
+    pub fn multi(&self) -> Option<MultiProgress> {
+        self.bars.as_ref().map(|b| b.multi.clone())
+    }
+
+    /// A running file reports `delta` more audio seconds processed.
+    pub fn audio(&self, delta: f64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.audio_running += delta;
+        }
+        self.redraw();
+    }
+
+    /// A file finished: `ok` or failed; `audio_secs` its duration; `running_reported` the
+    /// seconds it had reported through [`Progress::audio`].
+    pub fn file_finished(&self, name: &str, ok: bool, audio_secs: f64, running_reported: f64) {
+        let (done, line) = {
+            let Ok(mut s) = self.state.lock() else { return };
+            s.files_done += 1;
+            if !ok {
+                s.failed += 1;
+            }
+            s.audio_running = (s.audio_running - running_reported).max(0.0);
+            s.audio_done += audio_secs;
+            (s.files_done, self.status_line(&s))
+        };
+        if let Some(b) = &self.bars {
+            b.files.set_position(done);
+            b.audio.set_message(line);
+        } else if ok {
+            tracing::info!(
+                "[{done}/{}] done {name} ({audio_secs:.1} s of audio); {line}",
+                self.total_files
+            );
+        } else {
+            tracing::warn!("[{done}/{}] FAILED {name}; {line}", self.total_files);
+        }
+    }
+
+    /// Shows which file started (bars only: log mode stays one line per finished file).
+    pub fn file_started(&self, name: &str) {
+        if let Some(b) = &self.bars {
+            b.files.set_message(name.to_string());
+        } else {
+            tracing::debug!("started {name}");
+        }
+    }
+
+    fn redraw(&self) {
+        if let Some(b) = &self.bars {
+            if let Ok(s) = self.state.lock() {
+                b.audio.set_message(self.status_line(&s));
+            }
+        }
+    }
+
+    /// "0.52 h of audio done, 35.1x realtime, ETA 00:12:31, 1 failed".
+    fn status_line(&self, s: &Counters) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let audio = s.audio_done + s.audio_running;
+        let speed = audio / elapsed;
+        let eta = match s.audio_total {
+            Some(total) if speed > 0.0 && total > 0.0 => Some((total - audio).max(0.0) / speed),
+            _ if s.files_done > 0 => Some(
+                elapsed / s.files_done as f64
+                    * self.total_files.saturating_sub(s.files_done) as f64,
+            ),
+            _ => None,
+        };
+        let mut line = format!(
+            "{:.2} h of audio done, {speed:.1}x realtime",
+            audio / 3600.0
+        );
+        match eta {
+            Some(e) => line.push_str(&format!(", ETA {}", hms(e))),
+            None => line.push_str(", ETA --:--:--"),
+        }
+        if s.failed > 0 {
+            line.push_str(&format!(", {} failed", s.failed));
+        }
+        line
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bars {
+            b.files.finish_and_clear();
+            b.audio.finish_and_clear();
+            let _ = b.multi.clear();
+        }
+    }
+}
+
+/// Seconds as `HH:MM:SS`.
+pub fn hms(secs: f64) -> String {
+    let t = if secs.is_finite() {
+        secs.max(0.0).round() as u64
+    } else {
+        0
+    };
+    format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
+/// A `tracing` writer for stderr that prints above the progress bars when they are shown.
+#[derive(Clone)]
+pub struct LogWriter {
+    multi: std::sync::Arc<Mutex<Option<MultiProgress>>>,
+}
+
+impl LogWriter {
+    /// A writer straight to stderr until [`LogWriter::attach`] is called.
+    pub fn new() -> LogWriter {
+        LogWriter {
+            multi: std::sync::Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// From now on, lines go above these bars.
+    pub fn attach(&self, m: Option<MultiProgress>) {
+        if let Ok(mut g) = self.multi.lock() {
+            *g = m;
+        }
+    }
+}
+
+/// One log event's bytes, printed when dropped.
+pub struct LineBuf {
+    buf: Vec<u8>,
+    multi: Option<MultiProgress>,
+}
+
+impl Write for LineBuf {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineBuf {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.buf);
+        match &self.multi {
+            Some(m) if !m.is_hidden() => {
+                let _ = m.println(text.trim_end_matches('\n'));
+            }
+            _ => {
+                let _ = io::stderr().lock().write_all(&self.buf);
+            }
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LineBuf;
+    fn make_writer(&'a self) -> LineBuf {
+        LineBuf {
+            buf: Vec::new(),
+            multi: self.multi.lock().ok().and_then(|g| g.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hms_formats() {
+        assert_eq!(hms(0.0), "00:00:00");
+        assert_eq!(hms(3725.4), "01:02:05");
+        assert_eq!(hms(f64::NAN), "00:00:00");
+        assert_eq!(hms(-5.0), "00:00:00");
+    }
+
+    #[test]
+    fn status_line_reports_speed_and_eta() {
+        let p = Progress::new(false, 4, Some(400.0));
+        let line = {
+            let mut s = p.state.lock().unwrap();
+            s.audio_done = 100.0;
+            s.files_done = 1;
+            p.status_line(&s)
+        };
+        assert!(line.starts_with("0.03 h of audio done, "), "{line}");
+        assert!(line.contains("x realtime, ETA "), "{line}");
+        assert!(!line.contains("--:--:--"), "{line}");
+    }
+}

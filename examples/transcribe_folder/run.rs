@@ -1,0 +1,570 @@
+//! The batch: decide per file from the journal, run the files `--jobs` at a time, record every
+//! state change, and collect the summary rows. One file's failure never stops the batch.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::args::OutFormat;
+use crate::engine::{Engine, Events, FileError, Finished, Job};
+use crate::journal::{FileKey, Journal, Plan, State};
+use crate::outputs::{OutDir, OutName};
+use crate::progress::Progress;
+use crate::summary::{FileRow, Status};
+use crate::walk::{InputFile, InputKind};
+
+/// What the batch produces per input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Transcripts in the chosen formats.
+    Transcribe,
+    /// Segment audio files and a manifest (`<base>.segments/`).
+    SplitOnly,
+}
+
+/// Suffix of a failed file's error report.
+pub const ERROR_SUFFIX: &str = ".error.json";
+/// Suffix of the `--split-only` output folder.
+pub const SEGMENTS_SUFFIX: &str = ".segments";
+
+/// The batch's fixed parts.
+pub struct Batch<'a> {
+    /// Inputs in walk order.
+    pub files: &'a [InputFile],
+    /// Their output names, same order.
+    pub names: &'a [OutName],
+    /// The output folder.
+    pub out: &'a OutDir,
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The settings fingerprint (see the journal).
+    pub settings: String,
+    /// What is produced.
+    pub mode: Mode,
+    /// Formats to write in `Transcribe` mode (JSON among them).
+    pub formats: Vec<OutFormat>,
+    /// `--force`: ignore the journal.
+    pub force: bool,
+}
+
+/// What to do with one input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing: its row is final.
+    Keep(FileRow),
+    /// Process it, polling these async parts instead of uploading again.
+    Run {
+        /// Parts already on the server.
+        resume: Vec<crate::journal::UploadedPart>,
+    },
+}
+
+impl Batch<'_> {
+    /// The outputs a finished input must have.
+    pub fn expected(&self, name: &OutName) -> Vec<PathBuf> {
+        match self.mode {
+            Mode::Transcribe => self
+                .formats
+                .iter()
+                .map(|f| name.rel(&format!(".{}", f.ext())))
+                .collect(),
+            Mode::SplitOnly => vec![name.rel(SEGMENTS_SUFFIX)],
+        }
+    }
+
+    /// Every output an input may have, in either mode (removed when it fails).
+    fn all_outputs(name: &OutName) -> Vec<PathBuf> {
+        OutFormat::ALL
+            .iter()
+            .map(|f| name.rel(&format!(".{}", f.ext())))
+            .chain([name.rel(SEGMENTS_SUFFIX)])
+            .collect()
+    }
+
+    /// Decides every input from the journal (no work done).
+    pub fn decide(&self) -> Vec<Decision> {
+        self.files
+            .iter()
+            .zip(self.names)
+            .map(|(f, n)| self.decide_one(f, n))
+            .collect()
+    }
+
+    fn decide_one(&self, f: &InputFile, n: &OutName) -> Decision {
+        if self.force {
+            return Decision::Run { resume: Vec::new() };
+        }
+        let expected: Vec<String> = self
+            .expected(n)
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let plan = self
+            .journal
+            .plan(&FileKey::of(f), &self.settings, &n.display(), |outs| {
+                expected.iter().all(|e| outs.contains(e))
+                    && outs.iter().all(|o| self.out.exists(o.as_ref()))
+            });
+        match plan {
+            Plan::Finished { audio_secs } => Decision::Keep(FileRow {
+                input: f.path.to_string_lossy().into_owned(),
+                output: n.display(),
+                status: Status::Done,
+                this_run: false,
+                audio_seconds: Some(audio_secs),
+                outputs: expected,
+                error: None,
+            }),
+            Plan::FailedBefore { error } => Decision::Keep(FileRow {
+                input: f.path.to_string_lossy().into_owned(),
+                output: n.display(),
+                status: Status::Failed,
+                this_run: false,
+                audio_seconds: None,
+                outputs: vec![n.rel(ERROR_SUFFIX).to_string_lossy().into_owned()],
+                error: Some(error),
+            }),
+            Plan::Todo { resume } => Decision::Run { resume },
+        }
+    }
+
+    /// Runs the `Run` decisions, `jobs` files at a time, until done or until `cancel`
+    /// completes. Returns a row per input (pending ones for an interrupted run) and whether
+    /// it was interrupted.
+    pub async fn run<E: Engine>(
+        &self,
+        decisions: Vec<Decision>,
+        engine: &E,
+        progress: Arc<Progress>,
+        jobs: usize,
+        cancel: impl Future<Output = ()>,
+    ) -> (Vec<FileRow>, bool) {
+        let mut rows: Vec<FileRow> = Vec::with_capacity(self.files.len());
+        let mut todo = Vec::new();
+        for (i, d) in decisions.into_iter().enumerate() {
+            let (f, n) = (&self.files[i], &self.names[i]);
+            match d {
+                Decision::Keep(row) => rows.push(row),
+                Decision::Run { resume } => {
+                    rows.push(FileRow {
+                        input: f.path.to_string_lossy().into_owned(),
+                        output: n.display(),
+                        status: Status::Pending,
+                        this_run: false,
+                        audio_seconds: None,
+                        outputs: vec![],
+                        error: None,
+                    });
+                    todo.push((i, resume));
+                }
+            }
+        }
+        let work = stream::iter(todo)
+            .map(|(i, resume)| {
+                let progress = progress.clone();
+                async move { (i, self.one(i, resume, engine, progress).await) }
+            })
+            .buffer_unordered(jobs.max(1));
+        tokio::pin!(work);
+        tokio::pin!(cancel);
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut cancel => { interrupted = true; break; }
+                next = work.next() => match next {
+                    Some((i, row)) => rows[i] = row,
+                    None => break,
+                },
+            }
+        }
+        (rows, interrupted)
+    }
+
+    async fn one<E: Engine>(
+        &self,
+        i: usize,
+        resume: Vec<crate::journal::UploadedPart>,
+        engine: &E,
+        progress: Arc<Progress>,
+    ) -> FileRow {
+        let (f, n) = (&self.files[i], &self.names[i]);
+        let display = f.path.to_string_lossy().into_owned();
+        let events = Events::new(
+            self.journal.clone(),
+            progress.clone(),
+            FileKey::of(f),
+            self.settings.clone(),
+            n.display(),
+            resume.clone(),
+        );
+        progress.file_started(&display);
+        let started = if resume.is_empty() {
+            events.record(State::Planned)
+        } else {
+            events.record(State::Uploaded {
+                parts: resume.clone(),
+            })
+        };
+        let result = match (&f.kind, started) {
+            (_, Err(e)) => Err(FileError::output(e)),
+            (InputKind::BadAudio { reason }, _) => {
+                Err(FileError::bad_input(format!("{display}: {reason}")))
+            }
+            (InputKind::Audio { .. }, Ok(())) => {
+                let job = Job {
+                    input: f,
+                    name: n,
+                    out: self.out,
+                    formats: &self.formats,
+                    resume,
+                    events: events.clone(),
+                };
+                engine.process(job).await
+            }
+        };
+        let result = result.and_then(|fin| self.finish(n, &events, fin));
+        match result {
+            Ok(fin) => {
+                progress.file_finished(&display, true, fin.audio_secs, events.audio_reported());
+                FileRow {
+                    input: display,
+                    output: n.display(),
+                    status: Status::Done,
+                    this_run: true,
+                    audio_seconds: Some(fin.audio_secs),
+                    outputs: rel_strings(&fin.outputs),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let outputs = self.fail(f, n, &events, &e);
+                progress.file_finished(&display, false, 0.0, events.audio_reported());
+                FileRow {
+                    input: display,
+                    output: n.display(),
+                    status: Status::Failed,
+                    this_run: true,
+                    audio_seconds: None,
+                    outputs,
+                    error: Some(e.message),
+                }
+            }
+        }
+    }
+
+    /// A file's outputs are written: drop a stale error report, then journal it done.
+    fn finish(&self, n: &OutName, events: &Events, fin: Finished) -> Result<Finished, FileError> {
+        self.out
+            .remove(&n.rel(ERROR_SUFFIX))
+            .map_err(FileError::output)?;
+        events
+            .record(State::Done {
+                audio_secs: fin.audio_secs,
+                outputs: rel_strings(&fin.outputs),
+            })
+            .map_err(FileError::output)?;
+        Ok(fin)
+    }
+
+    /// A file failed: remove any transcript of it (never leave one that is not this run's
+    /// whole result), write `<base>.error.json`, journal it failed.
+    fn fail(&self, f: &InputFile, n: &OutName, events: &Events, e: &FileError) -> Vec<String> {
+        for p in Self::all_outputs(n) {
+            if let Err(err) = self.out.remove(&p) {
+                tracing::warn!("could not remove the stale output {}: {err:#}", p.display());
+            }
+        }
+        let report = ErrorReport {
+            input: f.path.to_string_lossy().into_owned(),
+            error: e.message.clone(),
+            kind: e.kind.clone(),
+            retry_on_rerun: e.retry,
+        };
+        let rel = n.rel(ERROR_SUFFIX);
+        let mut written = Vec::new();
+        match serde_json::to_vec_pretty(&report) {
+            Ok(bytes) => match self.out.write(&rel, &bytes) {
+                Ok(()) => written.push(rel.to_string_lossy().into_owned()),
+                Err(err) => tracing::error!("could not write {}: {err:#}", rel.display()),
+            },
+            Err(err) => tracing::error!("could not encode the error report: {err}"),
+        }
+        let parts = if e.parts_valid {
+            events.parts()
+        } else {
+            Vec::new()
+        };
+        if let Err(err) = events.record(State::Failed {
+            error: e.message.clone(),
+            retry: e.retry,
+            parts,
+        }) {
+            tracing::error!(
+                "could not journal the failure of {}: {err:#}",
+                f.path.display()
+            );
+        }
+        written
+    }
+}
+
+/// The content of `<base>.error.json`.
+#[derive(Debug, Serialize)]
+struct ErrorReport {
+    input: String,
+    error: String,
+    kind: String,
+    retry_on_rerun: bool,
+}
+
+fn rel_strings(p: &[PathBuf]) -> Vec<String> {
+    p.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::UploadedPart;
+    use crate::outputs::plan;
+    use crate::walk::walk;
+    use std::collections::HashMap;
+    use std::fs;
+    use std::sync::Mutex;
+
+    /// Writes `<base>.json` with the input's size; fails on names containing "bad"; on names
+    /// containing "async" reports an upload, and records the resume parts it was given.
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        resumed: Mutex<HashMap<String, Vec<UploadedPart>>>,
+        hang_on: Option<&'static str>,
+    }
+
+    impl Engine for Fake {
+        async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
+            let name = job.input.rel.to_string_lossy().into_owned();
+            self.calls.lock().unwrap().push(name.clone());
+            self.resumed
+                .lock()
+                .unwrap()
+                .insert(name.clone(), job.resume.clone());
+            if name.contains("async") && job.resume.is_empty() {
+                job.events
+                    .uploaded(UploadedPart {
+                        index: 0,
+                        file_name: format!("asr_{}", job.input.size),
+                    })
+                    .map_err(FileError::output)?;
+            }
+            if self.hang_on.is_some_and(|h| name.contains(h)) {
+                std::future::pending::<()>().await;
+            }
+            if name.contains("bad") {
+                return Err(FileError {
+                    message: format!("{name}: broke"),
+                    kind: "Api".into(),
+                    retry: true,
+                    parts_valid: true,
+                });
+            }
+            let mut outputs = Vec::new();
+            for f in job.formats {
+                let rel = job.name.rel(&format!(".{}", f.ext()));
+                job.out
+                    .write(&rel, format!("{}", job.input.size).as_bytes())
+                    .map_err(FileError::output)?;
+                outputs.push(rel);
+            }
+            job.events.audio(1.0);
+            Ok(Finished {
+                audio_secs: 1.0,
+                outputs,
+            })
+        }
+    }
+
+    fn wav(path: &std::path::Path, n: usize) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..n {
+            w.write_sample((i % 100) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        input: PathBuf,
+        out_path: PathBuf,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        fs::create_dir_all(input.join("sub")).unwrap();
+        wav(&input.join("a.wav"), 100);
+        wav(&input.join("a.mp3"), 200); // WAV content, mp3 name: still a.wav/a.mp3 collision
+        wav(&input.join("sub/bad one.wav"), 300);
+        wav(&input.join("sub/async é.wav"), 400);
+        fs::write(input.join("sub/corrupt.wav"), b"RIFX not really").unwrap();
+        fs::write(input.join("notes.txt"), b"text").unwrap();
+        let out_path = dir.path().join("out");
+        Setup {
+            _dir: dir,
+            input,
+            out_path,
+        }
+    }
+
+    async fn run_batch(
+        s: &Setup,
+        fake: &Fake,
+        force: bool,
+        cancel: impl Future<Output = ()>,
+    ) -> (Vec<FileRow>, bool, Vec<Decision>) {
+        let walked = walk(std::slice::from_ref(&s.input)).unwrap();
+        let names = plan(&walked.files);
+        let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
+        let journal = Arc::new(Journal::open(&out).unwrap());
+        let batch = Batch {
+            files: &walked.files,
+            names: &names,
+            out: &out,
+            journal,
+            settings: "test".into(),
+            mode: Mode::Transcribe,
+            formats: vec![OutFormat::Json, OutFormat::Txt],
+            force,
+        };
+        let decisions = batch.decide();
+        let progress = Arc::new(Progress::new(false, walked.files.len() as u64, None));
+        let (rows, interrupted) = batch
+            .run(decisions.clone(), fake, progress, 2, cancel)
+            .await;
+        (rows, interrupted, decisions)
+    }
+
+    fn statuses(rows: &[FileRow]) -> Vec<(String, Status)> {
+        rows.iter().map(|r| (r.output.clone(), r.status)).collect()
+    }
+
+    #[tokio::test]
+    async fn failures_do_not_stop_the_batch_and_reruns_do_no_work() {
+        let s = setup();
+        let fake = Fake::default();
+        let (rows, interrupted, _) = run_batch(&s, &fake, false, std::future::pending()).await;
+        assert!(!interrupted);
+        assert_eq!(
+            statuses(&rows),
+            vec![
+                ("a.mp3".into(), Status::Done),
+                ("a.wav".into(), Status::Done),
+                ("sub/async é".into(), Status::Done),
+                ("sub/bad one".into(), Status::Failed),
+                ("sub/corrupt".into(), Status::Failed),
+            ]
+        );
+        let o = &s.out_path;
+        let size = |p: &str| fs::metadata(s.input.join(p)).unwrap().len().to_string();
+        assert_eq!(
+            fs::read_to_string(o.join("a.wav.json")).unwrap(),
+            size("a.wav")
+        );
+        assert_eq!(
+            fs::read_to_string(o.join("a.mp3.txt")).unwrap(),
+            size("a.mp3")
+        );
+        assert!(!o.join("sub/bad one.json").exists());
+        let err: serde_json::Value =
+            serde_json::from_slice(&fs::read(o.join("sub/bad one.error.json")).unwrap()).unwrap();
+        assert_eq!(err["kind"], "Api");
+        assert!(err["error"].as_str().unwrap().contains("broke"));
+        let err: serde_json::Value =
+            serde_json::from_slice(&fs::read(o.join("sub/corrupt.error.json")).unwrap()).unwrap();
+        assert_eq!(err["retry_on_rerun"], false);
+        // The corrupt file never reached the engine.
+        assert_eq!(fake.calls.lock().unwrap().len(), 4);
+
+        // Rerun: finished files and the bad input are left alone; the retryable failure is
+        // tried again.
+        let fake2 = Fake::default();
+        let (rows2, _, decisions) = run_batch(&s, &fake2, false, std::future::pending()).await;
+        assert_eq!(statuses(&rows2), statuses(&rows));
+        assert_eq!(
+            *fake2.calls.lock().unwrap(),
+            vec!["sub/bad one.wav".to_string()]
+        );
+        assert!(matches!(
+            decisions[0],
+            Decision::Keep(FileRow {
+                this_run: false,
+                ..
+            })
+        ));
+        // A lost output is redone; a changed input too.
+        fs::remove_file(o.join("a.wav.txt")).unwrap();
+        wav(&s.input.join("a.mp3"), 250);
+        let fake3 = Fake::default();
+        run_batch(&s, &fake3, false, std::future::pending()).await;
+        let mut calls = fake3.calls.lock().unwrap().clone();
+        calls.sort();
+        assert_eq!(calls, vec!["a.mp3", "a.wav", "sub/bad one.wav"]);
+        // --force redoes everything that is audio.
+        let fake4 = Fake::default();
+        run_batch(&s, &fake4, true, std::future::pending()).await;
+        assert_eq!(fake4.calls.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_upload_is_resumed_not_redone() {
+        let s = setup();
+        let fake = Fake {
+            hang_on: Some("async"),
+            ..Fake::default()
+        };
+        // Cancel once the async file's upload is journaled.
+        let journal_path = s.out_path.join(crate::outputs::JOURNAL);
+        let cancel = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let j = fs::read_to_string(&journal_path).unwrap_or_default();
+                if j.contains("\"uploaded\"") && j.matches("\"done\"").count() >= 2 {
+                    break;
+                }
+            }
+        };
+        let (rows, interrupted, _) = run_batch(&s, &fake, false, cancel).await;
+        assert!(interrupted);
+        assert_eq!(rows[2].status, Status::Pending);
+        assert!(!s.out_path.join("sub/async é.json").exists());
+
+        let fake2 = Fake::default();
+        let (rows2, interrupted, _) = run_batch(&s, &fake2, false, std::future::pending()).await;
+        assert!(!interrupted);
+        assert_eq!(rows2[2].status, Status::Done);
+        let resumed = fake2.resumed.lock().unwrap();
+        assert_eq!(
+            resumed["sub/async é.wav"],
+            vec![UploadedPart {
+                index: 0,
+                file_name: format!(
+                    "asr_{}",
+                    fs::metadata(s.input.join("sub/async é.wav")).unwrap().len()
+                )
+            }]
+        );
+        assert!(
+            !resumed.contains_key("a.wav"),
+            "finished before the interruption"
+        );
+    }
+}
