@@ -316,3 +316,12 @@ impl<S: MonoSource> AudioStream<S> {
         Ok(self.pos)
     }
 }
+
+/// Reads `s` to the end and returns its loudness measurement: the measuring pass of
+/// whole-file normalisation for any source (see `measure_path` for files). Errors from the
+/// source are returned; `InvalidConfig` if the stream was built with `measure: false`.
+pub fn measure<S: MonoSource>(s: &mut AudioStream<S>) -> Result<Loudness> {
+    while s.next_block()?.is_some() {}
+    s.loudness()
+        .ok_or_else(|| Error::config("measure: the stream was built with `measure: false`"))
+}
