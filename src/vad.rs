@@ -227,7 +227,8 @@ impl VoiceDetector {
             zc += u32::from((x >= 0.0) != (prev >= 0.0) && k > 0);
             prev = x;
         }
-        for (j, &lag) in LAGS.iter().enumerate() {
+        let any = r[0] > 0.0;
+        for (j, &lag) in LAGS.iter().enumerate().filter(|_| any) {
             if let (Some(a), Some(b)) = (frame.get(lag..), frame.get(..n.saturating_sub(lag))) {
                 r[j + 1] = a.iter().zip(b).map(|(x, y)| x * y).sum();
             }
