@@ -283,6 +283,46 @@ impl OutDir {
         Ok(())
     }
 
+    /// A fresh, empty staging folder beside `final_rel` (`.name.tmp`), to fill and then
+    /// [`OutDir::commit_dir`].
+    pub fn stage_dir(&self, final_rel: &Path) -> anyhow::Result<PathBuf> {
+        check_plain(final_rel)?;
+        let name = final_rel
+            .file_name()
+            .ok_or_else(|| anyhow::anyhow!("no file name in {final_rel:?}"))?;
+        let dir = self.ensure_dir(final_rel.parent().unwrap_or(Path::new("")))?;
+        let mut tmp = OsString::from(".");
+        tmp.push(name);
+        tmp.push(".tmp");
+        let staging = dir.join(tmp);
+        match fs::symlink_metadata(&staging) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&staging)?,
+            Ok(_) => fs::remove_file(&staging)?,
+            Err(_) => {}
+        }
+        fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+        Ok(staging)
+    }
+
+    /// Moves a filled staging folder to `final_rel`, replacing an older one.
+    pub fn commit_dir(&self, staging: &Path, final_rel: &Path) -> anyhow::Result<()> {
+        let target = self.path(final_rel)?;
+        if target.parent() != staging.parent() {
+            bail!(
+                "staging folder {} is not beside {}",
+                staging.display(),
+                target.display()
+            );
+        }
+        self.remove(final_rel)?;
+        fs::rename(staging, &target)
+            .with_context(|| format!("moving {} into place", target.display()))?;
+        if let Some(dir) = target.parent() {
+            sync_dir(dir);
+        }
+        Ok(())
+    }
+
     /// True when `rel` exists.
     pub fn exists(&self, rel: &Path) -> bool {
         self.path(rel)
