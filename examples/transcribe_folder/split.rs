@@ -128,74 +128,27 @@ fn split_file(
     Ok(plan)
 }
 
-/// Opening an input as a mono source.
+/// Opening an input as a mono source: the decode module.
 mod source {
     use super::*;
+    use asr_pipeline::decode::Decoder;
     use asr_pipeline::stream::MonoSource;
-    use asr_pipeline::{Error, ErrorKind, Result};
+    use asr_pipeline::Result;
     use std::num::NonZeroU32;
 
-    /// TEMPORARY until the decode module is merged: 16-bit PCM WAV through hound.
-    pub struct WavSource {
-        reader: hound::WavReader<std::io::BufReader<std::fs::File>>,
-        rate: NonZeroU32,
-        channels: usize,
-        done: bool,
+    /// The [`Decoder`] as the stream's source.
+    pub struct DecoderSource(Decoder);
+
+    pub fn open(path: &Path) -> Result<DecoderSource> {
+        Decoder::open(path).map(DecoderSource)
     }
 
-    pub fn open(path: &Path) -> Result<WavSource> {
-        let reader = hound::WavReader::open(path).map_err(|e| {
-            Error::new(ErrorKind::UnrecognizedFormat {
-                path: Some(path.to_path_buf()),
-                detail: e.to_string(),
-            })
-        })?;
-        let spec = reader.spec();
-        let rate = NonZeroU32::new(spec.sample_rate).ok_or_else(|| {
-            Error::new(ErrorKind::Malformed {
-                path: Some(path.to_path_buf()),
-                what: "sample rate 0".into(),
-            })
-        })?;
-        Ok(WavSource {
-            reader,
-            rate,
-            channels: usize::from(spec.channels.max(1)),
-            done: false,
-        })
-    }
-
-    impl MonoSource for WavSource {
+    impl MonoSource for DecoderSource {
         fn sample_rate(&self) -> NonZeroU32 {
-            self.rate
+            self.0.info().sample_rate
         }
         fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
-            if self.done {
-                return Ok(0);
-            }
-            let mut n = 0;
-            let mut acc = 0.0f32;
-            let mut k = 0;
-            for s in self.reader.samples::<i16>().take(4096 * self.channels) {
-                let s = s.map_err(|e| {
-                    Error::new(ErrorKind::Malformed {
-                        path: None,
-                        what: e.to_string(),
-                    })
-                })?;
-                acc += f32::from(s) / 32768.0;
-                k += 1;
-                if k == self.channels {
-                    out.push(acc / self.channels as f32);
-                    acc = 0.0;
-                    k = 0;
-                    n += 1;
-                }
-            }
-            if n == 0 {
-                self.done = true;
-            }
-            Ok(n)
+            self.0.read_mono(out)
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -120,6 +120,8 @@ pub enum Probe {
     Empty,
     /// The content is not a recognised audio format.
     NotAudio(String),
+    /// The content is audio, but its header is broken or its variant unsupported.
+    BrokenAudio(String),
 }
 
 /// Extensions that announce audio: a file with one of them whose content is not recognised is
@@ -135,89 +137,29 @@ fn has_audio_extension(p: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
 }
 
-/// Probes a file's content: is it audio, and which format.
+/// Probes a file's content with the decode module (magic bytes and header, never the name):
+/// is it audio, which format, how long.
 pub fn probe(path: &Path) -> io::Result<Probe> {
-    let mut f = fs::File::open(path)?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    use asr_pipeline::decode::Decoder;
+    use asr_pipeline::ErrorKind as K;
+    match Decoder::open(path) {
+        Ok(d) => {
+            let info = d.info();
+            let duration_secs = info
+                .frames_hint
+                .map(|f| f as f64 / f64::from(info.sample_rate.get()));
+            Ok(Probe::Audio {
+                format: info.format.name().to_string(),
+                duration_secs,
+            })
         }
-    }
-    let head = &head[..n];
-    if head.is_empty() {
-        return Ok(Probe::Empty);
-    }
-    Ok(match sniff(head) {
-        Some(format) => Probe::Audio {
-            format: format.to_string(),
-            duration_secs: wav_duration(head),
+        Err(e) => match e.kind() {
+            K::Empty { .. } => Ok(Probe::Empty),
+            K::UnrecognizedFormat { detail, .. } => Ok(Probe::NotAudio(detail.clone())),
+            K::Io { source, .. } => Err(io::Error::new(source.kind(), e.to_string())),
+            // Recognised as audio, but broken or unsupported: a recording that fails.
+            _ => Ok(Probe::BrokenAudio(e.to_string())),
         },
-        None => Probe::NotAudio(describe_head(head)),
-    })
-}
-
-/// Recognises a container or codec by its magic bytes.
-fn sniff(h: &[u8]) -> Option<&'static str> {
-    let at = |o: usize, m: &[u8]| h.get(o..o + m.len()) == Some(m);
-    if (at(0, b"RIFF") || at(0, b"RF64")) && at(8, b"WAVE") {
-        Some("WAV")
-    } else if at(0, b"fLaC") {
-        Some("FLAC")
-    } else if at(0, b"OggS") {
-        Some("Ogg")
-    } else if at(0, b"ID3") {
-        Some("MP3")
-    } else if at(4, b"ftyp") {
-        Some("MP4")
-    } else if at(0, b"#!AMR-WB\n") {
-        Some("AMR-WB")
-    } else if at(0, b"#!AMR\n") {
-        Some("AMR-NB")
-    } else if h.len() >= 2 && h[0] == 0xFF && (h[1] & 0xE0) == 0xE0 && (h[1] & 0x06) != 0 {
-        // MPEG audio frame sync with a valid layer (MP3, MP2) or ADTS AAC (layer bits 00).
-        Some("MPEG audio")
-    } else if h.len() >= 2 && h[0] == 0xFF && (h[1] & 0xF6) == 0xF0 {
-        Some("AAC (ADTS)")
-    } else {
-        None
-    }
-}
-
-/// The duration of a plain PCM WAV whose `fmt ` and `data` chunks sit in the first bytes.
-fn wav_duration(h: &[u8]) -> Option<f64> {
-    if h.get(0..4)? != b"RIFF" || h.get(12..16)? != b"fmt " {
-        return None;
-    }
-    let u32le =
-        |o: usize| -> Option<u32> { Some(u32::from_le_bytes(h.get(o..o + 4)?.try_into().ok()?)) };
-    let fmt_len = u32le(16)? as usize;
-    let byte_rate = u32le(28)?;
-    let data = 20usize.checked_add(fmt_len)?;
-    if h.get(data..data + 4)? != b"data" || byte_rate == 0 {
-        return None;
-    }
-    let len = u32le(data + 4)?;
-    if len == u32::MAX || len == 0 {
-        return None; // streaming placeholder or empty
-    }
-    Some(f64::from(len) / f64::from(byte_rate))
-}
-
-fn describe_head(h: &[u8]) -> String {
-    let printable = h
-        .iter()
-        .take(16)
-        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
-    if printable {
-        "text".into()
-    } else {
-        let hex: Vec<String> = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("starts with {}", hex.join(" "))
     }
 }
 
@@ -355,6 +297,7 @@ impl Walker {
                     "named like audio but the content is not a recognised audio format ({d})"
                 ),
             },
+            Ok(Probe::BrokenAudio(reason)) => InputKind::BadAudio { reason },
             Ok(Probe::Empty) => return self.skip(&path, SkipReason::NotAudio("empty".into())),
             Ok(Probe::NotAudio(d)) => return self.skip(&path, SkipReason::NotAudio(d)),
             Err(e) => return self.skip(&path, SkipReason::Unreadable(e.to_string())),
@@ -425,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn sniffs_formats_by_content_not_name() {
+    fn probes_by_content_not_name() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("no-extension");
         wav(&p, 0.5);
@@ -439,31 +382,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let cases: &[(&[u8], Option<&str>)] = &[
-            (b"fLaC\0\0\0\x22", Some("FLAC")),
-            (b"OggS\0\x02", Some("Ogg")),
-            (b"ID3\x04\0\0", Some("MP3")),
-            (b"\0\0\0\x20ftypM4A ", Some("MP4")),
-            (b"#!AMR\n\x3c", Some("AMR-NB")),
-            (b"#!AMR-WB\n\x3c", Some("AMR-WB")),
-            (&[0xFF, 0xFB, 0x90, 0x64], Some("MPEG audio")),
-            (b"hello, this is text\n", None),
-            (b"RIFF\0\0\0\0AVI LIST", None),
-            (&[0x7F, b'E', b'L', b'F', 2, 1, 1, 0], None),
-        ];
-        for (i, (bytes, want)) in cases.iter().enumerate() {
-            let p = d.path().join(format!("c{i}.wav"));
-            fs::write(&p, bytes).unwrap();
-            let got = match probe(&p).unwrap() {
-                Probe::Audio { format, .. } => Some(format),
-                Probe::NotAudio(_) => None,
-                Probe::Empty => panic!("not empty"),
-            };
-            assert_eq!(got.as_deref(), *want, "case {i}");
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/formats");
+        for entry in fs::read_dir(fixtures).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                assert!(matches!(probe(&path).unwrap(), Probe::NotAudio(_)));
+            } else {
+                // Renamed to a text extension: still audio.
+                let copy = d.path().join("renamed.txt");
+                fs::copy(&path, &copy).unwrap();
+                assert!(
+                    matches!(probe(&copy).unwrap(), Probe::Audio { .. }),
+                    "{}",
+                    path.display()
+                );
+            }
         }
+        let text = d.path().join("t.wav");
+        fs::write(&text, "hello, this is text\n").unwrap();
+        assert!(matches!(probe(&text).unwrap(), Probe::NotAudio(_)));
         let e = d.path().join("empty");
         fs::write(&e, b"").unwrap();
         assert_eq!(probe(&e).unwrap(), Probe::Empty);
+        // A WAV header promising a format that makes no sense: audio, but broken.
+        let mut bad = Vec::new();
+        bad.extend_from_slice(b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0\x01\0\0\0");
+        bad.extend_from_slice(&[0u8; 12]);
+        bad.extend_from_slice(b"data\0\0\0\0");
+        let b = d.path().join("bad");
+        fs::write(&b, &bad).unwrap();
+        assert!(
+            matches!(probe(&b).unwrap(), Probe::BrokenAudio(_)),
+            "{:?}",
+            probe(&b)
+        );
     }
 
     #[test]
