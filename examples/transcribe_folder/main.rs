@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let bars = !args.quiet && std::io::stderr().is_terminal();
     let log = LogWriter::new();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,transcribe_folder=info"));
     tracing_subscriber::fmt()
         .with_writer(log.clone())
         .with_env_filter(filter)
