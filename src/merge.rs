@@ -151,6 +151,18 @@ impl TimeMap {
         }
     }
 
+    /// The inverse map: the uploaded position of original position `t`. A position inside a
+    /// removed gap goes to the seam where the gap was cut out; before the first span, 0; after
+    /// the last, the uploaded length.
+    pub fn to_uploaded(&self, t: Samples) -> Samples {
+        // Last span whose original start is <= t.
+        let i = self.spans.partition_point(|s| s.original <= t);
+        match i.checked_sub(1).and_then(|i| self.spans.get(i)) {
+            Some(s) => s.uploaded + (t - s.original).min(s.len),
+            None => 0,
+        }
+    }
+
     /// Maps an uploaded position that ENDS something: at the seam between two spans it goes to
     /// the end of the earlier span.
     pub fn map_end(&self, t: Samples) -> Samples {
