@@ -1,0 +1,282 @@
+//! The stream's timing contract, end to end: exact length and block positions for several
+//! rates, a click at a known time landing on the right 16 kHz sample, errors mid-stream
+//! delivered after the audio, normalisation modes.
+
+use std::num::NonZeroU32;
+
+use asr_pipeline::error::ErrorKind;
+use asr_pipeline::normalize::{NormalizeOptions, DC_CORNER_HZ};
+use asr_pipeline::stream::{AudioStream, MonoSource, Normalization, StreamOptions};
+use asr_pipeline::time::rescale;
+use asr_pipeline::{Error, Result};
+
+/// A tiny in-test source: `signal` at `rate`, delivered in packets of cycling sizes, optionally
+/// failing (Truncated) after `fail_after` frames.
+struct TestSource {
+    rate: NonZeroU32,
+    signal: Vec<f32>,
+    pos: usize,
+    packets: Vec<usize>,
+    k: usize,
+    fail_after: Option<usize>,
+}
+
+impl TestSource {
+    fn new(rate: u32, signal: Vec<f32>, packets: &[usize]) -> Self {
+        TestSource {
+            rate: NonZeroU32::new(rate).unwrap(),
+            signal,
+            pos: 0,
+            packets: packets.to_vec(),
+            k: 0,
+            fail_after: None,
+        }
+    }
+}
+
+impl MonoSource for TestSource {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.rate
+    }
+    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        let limit = self
+            .fail_after
+            .unwrap_or(self.signal.len())
+            .min(self.signal.len());
+        if self.pos >= limit {
+            if self.fail_after.is_some() {
+                return Err(Error::new(ErrorKind::Truncated {
+                    path: None,
+                    decoded_frames: self.pos as u64,
+                    sample_rate: self.rate.get(),
+                    what: "test break".into(),
+                }));
+            }
+            return Ok(0);
+        }
+        let n = self.packets[self.k % self.packets.len()].min(limit - self.pos);
+        self.k += 1;
+        out.extend_from_slice(&self.signal[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Drains the stream, checking block contiguity; returns the samples and the error, if any.
+fn drain(s: &mut AudioStream<TestSource>) -> (Vec<f32>, Option<Error>) {
+    let mut all = Vec::new();
+    loop {
+        match s.next_block() {
+            Ok(Some(b)) => {
+                assert_eq!(b.start, all.len() as u64, "blocks are contiguous");
+                assert!(!b.samples.is_empty());
+                all.extend_from_slice(b.samples);
+            }
+            Ok(None) => return (all, None),
+            Err(e) => return (all, Some(e)),
+        }
+    }
+}
+
+fn argmax_abs(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if v.abs() > x[best].abs() {
+            best = i;
+        }
+    }
+    best
+}
+
+const RATES: [u32; 8] = [
+    8_000, 11_025, 16_000, 22_050, 44_100, 48_000, 96_000, 192_000,
+];
+
+#[test]
+fn length_and_positions_are_exact() {
+    for rate in RATES {
+        for n in [0usize, 1, 4_321, rate as usize * 3 + 17] {
+            let src = TestSource::new(rate, vec![0.1; n], &[1152, 4096, 37]);
+            let mut s = AudioStream::from_source(src, None, StreamOptions::default()).unwrap();
+            let (all, err) = drain(&mut s);
+            assert!(err.is_none());
+            let want = rescale(n as u64, NonZeroU32::new(rate).unwrap());
+            assert_eq!(all.len() as u64, want, "rate {rate}, n {n}");
+            assert_eq!(s.position(), want);
+            assert_eq!(s.frames_in(), n as u64);
+            // Ended streams stay ended.
+            assert!(s.next_block().unwrap().is_none());
+        }
+    }
+}
+
+#[test]
+fn click_lands_on_its_16k_sample_through_the_stream() {
+    for rate in RATES {
+        let n = rate as usize * 4;
+        let t = 2.345_678f64;
+        let i = (t * f64::from(rate)).round() as usize;
+        let mut x = vec![0.0f32; n];
+        x[i] = 0.9;
+        let src = TestSource::new(rate, x, &[4608, 1000, 333]);
+        let mut s = AudioStream::from_source(src, None, StreamOptions::default()).unwrap();
+        // Find the click by block position (not by concatenation only).
+        let mut best = (0u64, 0.0f32);
+        while let Some(b) = s.next_block().unwrap() {
+            for (k, v) in b.samples.iter().enumerate() {
+                if v.abs() > best.1 {
+                    best = (b.start + k as u64, v.abs());
+                }
+            }
+        }
+        let expected = (i as f64 * 16_000.0 / f64::from(rate)).round() as i64;
+        assert!(
+            (best.0 as i64 - expected).abs() <= 1,
+            "rate {rate}: click at {} expected {expected}",
+            best.0
+        );
+    }
+}
+
+#[test]
+fn truncated_source_delivers_audio_then_the_error() {
+    let rate = 44_100;
+    let mut x = vec![0.0f32; rate * 2];
+    x[rate] = 0.8; // click at 1.0 s
+    let mut src = TestSource::new(rate as u32, x, &[4096]);
+    src.fail_after = Some(rate + rate / 2); // breaks at 1.5 s
+    let mut s = AudioStream::from_source(
+        src,
+        Some(std::path::Path::new("broken.flac")),
+        StreamOptions::default(),
+    )
+    .unwrap();
+    let (all, err) = drain(&mut s);
+    let err = err.expect("the break is reported");
+    match err.kind() {
+        ErrorKind::Truncated {
+            decoded_frames,
+            sample_rate,
+            ..
+        } => {
+            assert_eq!(
+                all.len() as u64,
+                rescale(*decoded_frames, NonZeroU32::new(*sample_rate).unwrap())
+            );
+        }
+        k => panic!("unexpected {k:?}"),
+    }
+    assert_eq!(err.path(), Some(std::path::Path::new("broken.flac")));
+    assert_eq!(all.len(), 24_000);
+    assert!((argmax_abs(&all) as i64 - 16_000).abs() <= 1);
+    assert!(s.next_block().unwrap().is_none());
+}
+
+#[test]
+fn source_failing_at_once_reports_the_error() {
+    let mut src = TestSource::new(48_000, vec![0.0; 10], &[10]);
+    src.fail_after = Some(0);
+    let mut s = AudioStream::from_source(src, None, StreamOptions::default()).unwrap();
+    let (all, err) = drain(&mut s);
+    assert!(all.is_empty());
+    assert!(err.is_some());
+}
+
+#[test]
+fn unsupported_rate_is_a_typed_error_naming_the_file() {
+    let src = TestSource::new(4_000, vec![0.0; 10], &[10]);
+    let e = AudioStream::from_source(
+        src,
+        Some(std::path::Path::new("x.wav")),
+        StreamOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Unsupported { .. }), "{e}");
+    assert_eq!(e.path(), Some(std::path::Path::new("x.wav")));
+}
+
+fn speechlike(rate: u32, secs: f64, peak: f32, dc: f32) -> Vec<f32> {
+    let n = (secs * f64::from(rate)) as usize;
+    let mut phase = 0.0f64;
+    let mut x: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let f0 = 130.0 + 50.0 * (2.0 * std::f64::consts::PI * 0.4 * t).sin();
+            phase += 2.0 * std::f64::consts::PI * f0 / f64::from(rate);
+            let env = if t % 2.5 < 1.8 {
+                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * 3.5 * t).cos()).powi(2)
+            } else {
+                0.0
+            };
+            (env * (1..=10)
+                .map(|k| (k as f64 * phase).sin() / k as f64)
+                .sum::<f64>()) as f32
+        })
+        .collect();
+    let p = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    x.iter_mut().for_each(|v| *v = *v * peak / p + dc);
+    x
+}
+
+#[test]
+fn two_pass_normalisation_levels_quiet_and_loud_inputs() {
+    let opts = NormalizeOptions::default();
+    let mut levels = Vec::new();
+    for (peak_dbfs, dc) in [(-45.0f32, 0.01f32), (-3.0, 0.0)] {
+        let x = speechlike(44_100, 12.0, 10f32.powf(peak_dbfs / 20.0), dc);
+        // Pass 1: measure.
+        let mut s = AudioStream::from_source(
+            TestSource::new(44_100, x.clone(), &[4096]),
+            None,
+            StreamOptions::default(),
+        )
+        .unwrap();
+        drain(&mut s);
+        let loud = s.loudness().unwrap();
+        let gain = loud.gain(&opts);
+        // Pass 2: apply.
+        let mut s = AudioStream::from_source(
+            TestSource::new(44_100, x, &[4096]),
+            None,
+            StreamOptions::with_normalization(Normalization::Fixed(gain)),
+        )
+        .unwrap();
+        let (y, _) = drain(&mut s);
+        let peak = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(peak <= 10f32.powf(-1.0 / 20.0) + 1e-6, "peak {peak}");
+        let mean = y.iter().map(|v| f64::from(*v)).sum::<f64>() / y.len() as f64;
+        assert!(
+            mean.abs() < 1e-3,
+            "DC left: {mean} (corner {DC_CORNER_HZ} Hz)"
+        );
+        let ms = y.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / y.len() as f64;
+        levels.push(10.0 * ms.log10());
+    }
+    assert!((levels[0] - levels[1]).abs() < 1.0, "{levels:?}");
+}
+
+#[test]
+fn off_leaves_samples_alone_and_dc_only_removes_offset() {
+    let x = vec![0.25f32; 16_000 * 2];
+    let run = |norm| {
+        let mut s = AudioStream::from_source(
+            TestSource::new(16_000, x.clone(), &[1000]),
+            None,
+            StreamOptions::with_normalization(norm),
+        )
+        .unwrap();
+        drain(&mut s).0
+    };
+    assert_eq!(run(Normalization::Off), x);
+    let y = run(Normalization::DcOnly);
+    assert!(
+        y.iter().all(|v| v.abs() < 1e-6),
+        "constant input → zero after DC removal"
+    );
+    assert!(AudioStream::from_source(
+        TestSource::new(16_000, vec![], &[1]),
+        None,
+        StreamOptions::with_normalization(Normalization::Fixed(f32::NAN)),
+    )
+    .is_err());
+}
