@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
@@ -112,7 +112,8 @@ impl PartWriter {
         let f = w
             .into_inner()
             .map_err(|e| Error::io(Some(&self.file.path), e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io(Some(&self.file.path), e))?;
+        f.sync_all()
+            .map_err(|e| Error::io(Some(&self.file.path), e))?;
         let bytes = f
             .metadata()
             .map_err(|e| Error::io(Some(&self.file.path), e))?
@@ -222,7 +223,10 @@ fn complete_resume(resume: &[UploadedPart]) -> Option<Vec<UploadedPart>> {
     }
     let all: Vec<UploadedPart> = by_part.into_values().collect();
     let complete = all.len() == first.parts_total
-        && all.iter().enumerate().all(|(i, u)| u.part == i && u.end >= u.offset);
+        && all
+            .iter()
+            .enumerate()
+            .all(|(i, u)| u.part == i && u.end >= u.offset);
     complete.then_some(all)
 }
 
@@ -239,13 +243,17 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
         },
     };
     // Poll and fetch every part (concurrently).
-    let deadline = Instant::now() + inner.poll_timeout;
     let fetches = uploaded.iter().map(|u| async move {
         ctx.emit(Progress::Polling {
             part: u.part,
             file_name: u.file_name.clone(),
         });
-        let r = api::wait(&inner.client, &u.file_name, deadline).await?;
+        let audio = Duration::from_secs_f64(to_secs(
+            u.time_map
+                .as_ref()
+                .map_or(u.end - u.offset, |m| m.uploaded_len()),
+        ));
+        let r = api::wait(&inner.client, &u.file_name, audio, inner.poll.as_ref()).await?;
         ctx.emit(Progress::PartDone {
             part: u.part,
             pieces: r.pieces.len(),
@@ -373,9 +381,7 @@ async fn upload_file(
             let temp_dir = inner.temp_dir.clone();
             let progress = ctx.progress.clone();
             tokio::task::spawn_blocking(move || {
-                let r = encode_parts(
-                    &input, &path, gain, &parts, &todo, &temp_dir, progress, &tx,
-                );
+                let r = encode_parts(&input, &path, gain, &parts, &todo, &temp_dir, progress, &tx);
                 if let Err(e) = r {
                     let _ = tx.blocking_send(Err(e.with_path(&path)));
                 }

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::botlhale::Client;
+use crate::botlhale::{Client, PollOptions};
 use crate::merge::TimeMap;
 use crate::normalize::NormalizeOptions;
 use crate::segment::{Packing, SegmenterOptions};
@@ -205,10 +205,7 @@ impl Job {
 
     /// Any seekable reader holding an audio file (probed by content); `name` is used in errors
     /// and as the transcript's source.
-    pub fn reader(
-        reader: impl ReadSeek + Send + Sync + 'static,
-        name: impl Into<String>,
-    ) -> Job {
+    pub fn reader(reader: impl ReadSeek + Send + Sync + 'static, name: impl Into<String>) -> Job {
         Job {
             input: source::Input::reader(Box::new(reader)),
             name: name.into(),
@@ -265,20 +262,25 @@ pub struct PipelineBuilder {
     normalize: Option<NormalizeOptions>,
     remove_silence: Option<Duration>,
     max_part: Samples,
-    poll_timeout: Duration,
+    poll: Option<PollOptions>,
     join_turns: Option<Duration>,
     temp_dir: Option<PathBuf>,
     progress: Option<ProgressFn>,
 }
 
+/// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
+/// to 30 s.
+pub(crate) fn default_segmenter() -> SegmenterOptions {
+    let mut s = SegmenterOptions::default();
+    s.packing = Packing::Packed {
+        target: 30 * RATE as Samples,
+    };
+    s
+}
+
 impl Default for PipelineBuilder {
     fn default() -> Self {
-        let segmenter = SegmenterOptions {
-            packing: Packing::Packed {
-                target: 30 * RATE as Samples,
-            },
-            ..SegmenterOptions::default()
-        };
+        let segmenter = default_segmenter();
         PipelineBuilder {
             client: None,
             route: Route::Auto,
@@ -289,7 +291,7 @@ impl Default for PipelineBuilder {
             normalize: Some(NormalizeOptions::default()),
             remove_silence: None,
             max_part: MAX_ASYNC_PART,
-            poll_timeout: Duration::from_secs(12 * 3600),
+            poll: None,
             join_turns: None,
             temp_dir: None,
             progress: None,
@@ -308,7 +310,7 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("normalize", &self.normalize)
             .field("remove_silence", &self.remove_silence)
             .field("max_part", &self.max_part)
-            .field("poll_timeout", &self.poll_timeout)
+            .field("poll", &self.poll)
             .field("join_turns", &self.join_turns)
             .field("temp_dir", &self.temp_dir)
             .finish_non_exhaustive()
@@ -379,10 +381,12 @@ impl PipelineBuilder {
         self
     }
 
-    /// Async route: how long to wait for one job before giving up with
-    /// [`crate::ErrorKind::PollDeadline`] (the job can be resumed). Default 12 hours.
-    pub fn poll_timeout(mut self, timeout: Duration) -> Self {
-        self.poll_timeout = timeout;
+    /// Async route: how patiently to wait for each job (delays and deadline; past the deadline
+    /// the run fails with [`crate::ErrorKind::PollDeadline`] and can be resumed). Default
+    /// `None`: the client's [`PollOptions::for_audio`] for the part's uploaded length
+    /// (10 min + 2 × audio).
+    pub fn poll_options(mut self, opts: Option<PollOptions>) -> Self {
+        self.poll = opts;
         self
     }
 
@@ -408,9 +412,9 @@ impl PipelineBuilder {
 
     /// Checks the options and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
-        let client = self
-            .client
-            .ok_or_else(|| Error::config("the pipeline needs a client (PipelineBuilder::client)"))?;
+        let client = self.client.ok_or_else(|| {
+            Error::config("the pipeline needs a client (PipelineBuilder::client)")
+        })?;
         self.segmenter.validate()?;
         if self.diarization && self.route == Route::Sync {
             return Err(Error::config(
@@ -444,7 +448,7 @@ impl PipelineBuilder {
                     .remove_silence
                     .map(|d| crate::time::from_secs(d.as_secs_f64())),
                 max_part: self.max_part,
-                poll_timeout: self.poll_timeout,
+                poll: self.poll,
                 join_turns: self
                     .join_turns
                     .map(|d| crate::time::from_secs(d.as_secs_f64())),
@@ -465,7 +469,7 @@ struct Inner {
     normalize: Option<NormalizeOptions>,
     remove_silence: Option<Samples>,
     max_part: Samples,
-    poll_timeout: Duration,
+    poll: Option<PollOptions>,
     join_turns: Option<Samples>,
     temp_dir: PathBuf,
     progress: Option<ProgressFn>,

@@ -205,13 +205,18 @@ mod tests {
     fn short_file_is_one_part() {
         let p = plan_parts(&[(S, 2 * S)], 10 * S, 400 * MIN, None);
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].start, p[0].end, p[0].time_map.is_none()), (0, 10 * S, true));
+        assert_eq!(
+            (p[0].start, p[0].end, p[0].time_map.is_none()),
+            (0, 10 * S, true)
+        );
     }
 
     #[test]
     fn long_file_is_cut_in_the_latest_silence() {
         // speech every 10 minutes for 1 minute, 900 minutes in all
-        let speech: Vec<_> = (0..90).map(|i| (i * 10 * MIN, i * 10 * MIN + MIN)).collect();
+        let speech: Vec<_> = (0..90)
+            .map(|i| (i * 10 * MIN, i * 10 * MIN + MIN))
+            .collect();
         let p = plan_parts(&speech, 900 * MIN, 400 * MIN, None);
         assert_eq!(p.len(), 3, "{p:?}");
         for w in p.windows(2) {
@@ -223,7 +228,11 @@ mod tests {
             assert!(part.end - part.start <= 400 * MIN);
             // no cut inside speech
             for &(a, b) in &speech {
-                assert!(!(a < part.end && part.end < b), "cut inside speech at {}", part.end);
+                assert!(
+                    !(a < part.end && part.end < b),
+                    "cut inside speech at {}",
+                    part.end
+                );
             }
         }
         // Latest silence before 400 min: between 391 and 400 min → its middle, 395.5 min.
@@ -236,7 +245,11 @@ mod tests {
         let p = plan_parts(&speech, 600 * S, 250 * S, None);
         assert_eq!(p[0].end, 240 * S);
         let p = plan_parts(&[(0, 600 * S)], 600 * S, 250 * S, None);
-        assert_eq!(p[0].end, 250 * S, "no boundary at all: hard cut at the limit");
+        assert_eq!(
+            p[0].end,
+            250 * S,
+            "no boundary at all: hard cut at the limit"
+        );
     }
 
     #[test]
@@ -247,7 +260,10 @@ mod tests {
         let spans = p[0].spans();
         assert_eq!(
             spans,
-            vec![(10 * S - S / 4, 25 * S + S / 4), (100 * S - S / 4, 110 * S + S / 4)]
+            vec![
+                (10 * S - S / 4, 25 * S + S / 4),
+                (100 * S - S / 4, 110 * S + S / 4)
+            ]
         );
         assert_eq!(p[0].uploaded_len(), 15 * S + S / 2 + 10 * S + S / 2);
         // A limit that forces a cut between the two kept spans.
@@ -263,7 +279,10 @@ mod tests {
         }
         let all: Vec<_> = p.iter().flat_map(|x| x.spans()).collect();
         for &(a, b) in &speech {
-            assert!(all.iter().any(|&(x, y)| x <= a && b <= y), "speech {a}..{b} kept");
+            assert!(
+                all.iter().any(|&(x, y)| x <= a && b <= y),
+                "speech {a}..{b} kept"
+            );
         }
     }
 

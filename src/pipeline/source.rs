@@ -59,18 +59,30 @@ impl MonoSource for Dyn {
     }
 }
 
+/// The decoder as a [`MonoSource`].
+struct DecoderSource(Decoder);
+
+impl MonoSource for DecoderSource {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.0.info().sample_rate
+    }
+    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        self.0.read_mono(out)
+    }
+}
+
 /// The pipeline's stream type.
 pub(crate) type Stream = AudioStream<Dyn>;
 
 /// Opens `input` as a 16 kHz stream. `name` names the file in errors.
 pub(crate) fn open(input: &Input, name: &Path, opts: StreamOptions) -> Result<Stream> {
     let src: Box<dyn MonoSource> = match input {
-        Input::Path(p) => Box::new(Decoder::open(p)?),
+        Input::Path(p) => Box::new(DecoderSource(Decoder::open(p)?)),
         Input::Reader(r) => {
             let mut r = r.clone();
             r.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io(Some(name), e))?;
-            Box::new(Decoder::from_reader(r, Some(name))?)
+            Box::new(DecoderSource(Decoder::from_reader(r, Some(name))?))
         }
         Input::Source(make) => make()?,
     };

@@ -81,7 +81,7 @@ fn produce(
         let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
         let mut index = 0usize;
         let mut report = DecodeReporter::new(progress.clone(), 1);
-        let mut send = |out: &mut Vec<(Segment, Vec<f32>)>, index: &mut usize| -> Result<bool> {
+        let send = |out: &mut Vec<(Segment, Vec<f32>)>, index: &mut usize| -> Result<bool> {
             for (seg, mut audio) in out.drain(..) {
                 if let Some(n) = &norm {
                     normalize_in_place(&mut audio, n);
@@ -175,7 +175,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                     ctx.emit(Progress::SegmentSent { index, bytes: wav.len() as u64 });
                     let client = &inner.client;
                     inflight.push(async move {
-                        let r = api::transcribe_segment(client, wav, language).await;
+                        let r = api::transcribe_segment(client, wav, index, language).await;
                         (index, seg, r)
                     });
                 }
@@ -190,9 +190,8 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     producer
         .await
         .map_err(|e| Error::config(format!("decoding thread failed: {e}")))?;
-    let duration = duration.ok_or_else(|| {
-        Error::config(format!("{}: decoding ended without a result", ctx.name))
-    })?;
+    let duration = duration
+        .ok_or_else(|| Error::config(format!("{}: decoding ended without a result", ctx.name)))?;
     if planned == 0 {
         ctx.emit(Progress::NoSpeech);
     }
