@@ -1,1 +1,547 @@
-//! Stage `merge`: see ARCHITECTURE.md (being written).
+//! Stage `merge`: API results back onto the ORIGINAL file's timeline.
+//!
+//! - Sync: each segment's text sits at that segment's original `[start, end)`
+//!   ([`sync_segments`]).
+//! - Async: the server's timestamps (milliseconds relative to what was uploaded) are converted
+//!   to samples (float noise rounded away), clamped to the uploaded part, sorted, zero-length
+//!   pieces dropped, overlaps with neighbours trimmed, then mapped through the part's
+//!   [`TimeMap`] (when silences were removed before upload) and its offset ([`async_parts`]).
+//!   Speaker labels are kept; with several parts they are prefixed by the part (`p2:speaker_0`),
+//!   because the server numbers speakers per job and nothing says `speaker_0` of part 1 is
+//!   `speaker_0` of part 2.
+//! - Optionally adjacent pieces of one speaker are joined for reading ([`join_adjacent`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Samples;
+use crate::transcript::{Source, TranscriptSegment};
+
+/// Samples per millisecond at [`crate::time::RATE`].
+const PER_MS: f64 = crate::time::RATE as f64 / 1000.0;
+
+/// The result of one synchronous request, with its segment's place on the original timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncPiece {
+    /// 0-based index of the segment in the file's plan.
+    pub segment: usize,
+    /// Segment start on the original timeline (samples at 16 kHz).
+    pub start: Samples,
+    /// Segment end (exclusive) on the original timeline (samples at 16 kHz).
+    pub end: Samples,
+    /// The transcription the server returned.
+    pub text: String,
+    /// The language the server reported, if any.
+    pub language: Option<String>,
+}
+
+/// Places sync results at their segments' original times: sorted by start, zero-length and
+/// empty-text results dropped, text trimmed. Overlapping segments (never produced by the
+/// segmenter) are trimmed like async pieces.
+pub fn sync_segments(pieces: impl IntoIterator<Item = SyncPiece>) -> Vec<TranscriptSegment> {
+    let mut out: Vec<TranscriptSegment> = pieces
+        .into_iter()
+        .filter_map(|p| {
+            let text = p.text.trim();
+            if text.is_empty() || p.end <= p.start {
+                return None;
+            }
+            Some(TranscriptSegment {
+                start: p.start,
+                end: p.end,
+                speaker: None,
+                language: p.language.filter(|l| !l.trim().is_empty()),
+                text: text.to_string(),
+                source: Source::Sync { segment: p.segment },
+            })
+        })
+        .collect();
+    sort_and_trim(&mut out);
+    out
+}
+
+/// One timestamp of an asynchronous result, in the client's units (milliseconds, relative to
+/// the uploaded audio).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AsyncPiece {
+    /// Start in milliseconds from the start of the uploaded audio (float noise allowed).
+    pub start_ms: f64,
+    /// End in milliseconds from the start of the uploaded audio.
+    pub end_ms: f64,
+    /// Speaker label as the server gave it (`speaker_0`).
+    pub speaker: Option<String>,
+    /// Language tag as the server gave it.
+    pub language: Option<String>,
+    /// The transcription.
+    pub text: String,
+}
+
+/// A piecewise map from uploaded time to original time, for audio whose long silences were
+/// cut out before upload. The uploaded audio is the concatenation of the kept spans, in order.
+///
+/// Positions are relative to the part (uploaded time 0 is the part's first kept sample;
+/// original time 0 is the part's start on the original timeline, before its offset).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TimeMap {
+    spans: Vec<Span>,
+}
+
+/// One kept span of a [`TimeMap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// Start in the uploaded audio (samples).
+    pub uploaded: Samples,
+    /// Start on the original (part-relative) timeline (samples).
+    pub original: Samples,
+    /// Length (samples).
+    pub len: Samples,
+}
+
+impl TimeMap {
+    /// An empty map (nothing kept yet).
+    pub fn new() -> TimeMap {
+        TimeMap::default()
+    }
+
+    /// Appends the next kept span: `len` samples starting at `original`. Spans must come in
+    /// order and not overlap; an empty span is ignored; a span adjacent to the previous one
+    /// extends it.
+    pub fn push(&mut self, original: Samples, len: Samples) -> crate::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let uploaded = self.uploaded_len();
+        if let Some(last) = self.spans.last_mut() {
+            let last_end = last.original + last.len;
+            if original < last_end {
+                return Err(crate::Error::config(format!(
+                    "time map spans out of order: {original} < {last_end}"
+                )));
+            }
+            if original == last_end {
+                last.len += len;
+                return Ok(());
+            }
+        }
+        self.spans.push(Span {
+            uploaded,
+            original,
+            len,
+        });
+        Ok(())
+    }
+
+    /// The kept spans, in order.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    /// Total length of the uploaded audio (sum of the kept spans).
+    pub fn uploaded_len(&self) -> Samples {
+        self.spans.last().map_or(0, |s| s.uploaded + s.len)
+    }
+
+    /// Maps an uploaded position that STARTS something: at the seam between two spans it goes
+    /// to the start of the later span. Past the end it is clamped to the end of the last span.
+    pub fn map_start(&self, t: Samples) -> Samples {
+        // Last span whose uploaded start is <= t.
+        let i = self.spans.partition_point(|s| s.uploaded <= t);
+        match i.checked_sub(1).and_then(|i| self.spans.get(i)) {
+            Some(s) => s.original + (t - s.uploaded).min(s.len),
+            None => self.spans.first().map_or(t, |s| s.original),
+        }
+    }
+
+    /// The inverse map: the uploaded position of original position `t`. A position inside a
+    /// removed gap goes to the seam where the gap was cut out; before the first span, 0; after
+    /// the last, the uploaded length.
+    pub fn to_uploaded(&self, t: Samples) -> Samples {
+        // Last span whose original start is <= t.
+        let i = self.spans.partition_point(|s| s.original <= t);
+        match i.checked_sub(1).and_then(|i| self.spans.get(i)) {
+            Some(s) => s.uploaded + (t - s.original).min(s.len),
+            None => 0,
+        }
+    }
+
+    /// Maps an uploaded position that ENDS something: at the seam between two spans it goes to
+    /// the end of the earlier span.
+    pub fn map_end(&self, t: Samples) -> Samples {
+        // First span whose uploaded end is >= t.
+        let i = self.spans.partition_point(|s| s.uploaded + s.len < t);
+        match self.spans.get(i) {
+            Some(s) => s.original + t.saturating_sub(s.uploaded),
+            None => self.spans.last().map_or(t, |s| s.original + s.len),
+        }
+    }
+}
+
+/// One uploaded part of an async run and what the server said about it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PartResult {
+    /// 0-based index of the part.
+    pub part: usize,
+    /// Where the part starts on the original timeline (samples).
+    pub offset: Samples,
+    /// Length of the part on the original timeline (samples); results are clamped to it.
+    pub len: Samples,
+    /// Map from uploaded time to part-relative original time, when silences were removed.
+    pub time_map: Option<TimeMap>,
+    /// The server's timestamps for this part.
+    pub pieces: Vec<AsyncPiece>,
+}
+
+/// How async results are merged.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct MergeOptions {
+    /// Prefix speaker labels with the part (`p2:speaker_0`) when there is more than one part.
+    /// Default: `true` (the server numbers speakers per job).
+    pub distinct_speakers_per_part: bool,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions {
+            distinct_speakers_per_part: true,
+        }
+    }
+}
+
+/// Converts a server millisecond value to samples, rounding float noise away
+/// (`660.0000000000003` → 10 560). Non-finite values give `None`; negative ones 0.
+fn ms_to_samples(ms: f64) -> Option<Samples> {
+    if !ms.is_finite() {
+        return None;
+    }
+    let s = (ms * PER_MS).round();
+    if s <= 0.0 {
+        Some(0)
+    } else if s >= u64::MAX as f64 {
+        Some(u64::MAX)
+    } else {
+        Some(s as Samples)
+    }
+}
+
+/// Sorts by (start, end) and removes overlaps between neighbours: a partial overlap is split at
+/// its midpoint; a piece nested inside the previous one cuts the previous one short at its
+/// start. Zero-length pieces are dropped. Text is never dropped by trimming except for
+/// pieces that were zero-length to begin with.
+fn sort_and_trim(v: &mut Vec<TranscriptSegment>) {
+    v.retain(|s| s.end > s.start);
+    v.sort_by_key(|a| (a.start, a.end));
+    for i in 1..v.len() {
+        let (head, tail) = v.split_at_mut(i);
+        let (Some(prev), Some(next)) = (head.last_mut(), tail.first_mut()) else {
+            continue;
+        };
+        if next.start >= prev.end {
+            continue;
+        }
+        if next.end >= prev.end {
+            // Partial overlap: sorted, so prev.start <= next.start < prev.end <= next.end.
+            let mid = (next.start + (prev.end - next.start) / 2).max(prev.start + 1);
+            prev.end = mid;
+            next.start = mid;
+        } else {
+            // Nested: prev.start < next.start (same start would sort next first).
+            prev.end = next.start;
+        }
+    }
+    v.retain(|s| s.end > s.start);
+}
+
+/// Merges the async results of every part onto the original timeline; see the module docs.
+///
+/// `file_len` is the original file's length in samples: nothing ends after it.
+pub fn async_parts(
+    parts: &[PartResult],
+    opts: &MergeOptions,
+    file_len: Samples,
+) -> Vec<TranscriptSegment> {
+    let prefix = opts.distinct_speakers_per_part && parts.len() > 1;
+    let mut all = Vec::new();
+    for p in parts {
+        let uploaded_len = p.time_map.as_ref().map_or(p.len, TimeMap::uploaded_len);
+        let mut v: Vec<TranscriptSegment> = p
+            .pieces
+            .iter()
+            .filter_map(|a| {
+                let start = ms_to_samples(a.start_ms)?.min(uploaded_len);
+                let end = ms_to_samples(a.end_ms)?.min(uploaded_len);
+                let speaker = a
+                    .speaker
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if prefix {
+                            format!("p{}:{s}", p.part + 1)
+                        } else {
+                            s.to_string()
+                        }
+                    });
+                Some(TranscriptSegment {
+                    start,
+                    end,
+                    speaker,
+                    language: a
+                        .language
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                    text: a.text.trim().to_string(),
+                    source: Source::Async { part: p.part },
+                })
+            })
+            .collect();
+        // Trim in uploaded time (where the server's overlaps are), then map.
+        sort_and_trim(&mut v);
+        for s in &mut v {
+            let (a, b) = match &p.time_map {
+                Some(m) => (m.map_start(s.start), m.map_end(s.end)),
+                None => (s.start, s.end),
+            };
+            let a = a.min(p.len);
+            let b = b.min(p.len);
+            s.start = p.offset.saturating_add(a).min(file_len);
+            s.end = p.offset.saturating_add(b).min(file_len);
+        }
+        all.extend(v);
+    }
+    sort_and_trim(&mut all);
+    all
+}
+
+/// Joins adjacent pieces of one speaker (same speaker, language and source) separated by at
+/// most `max_gap` samples, as long as the joined piece stays within `max_len` samples. Texts
+/// are joined with a space. For reading; RTTM users want the pieces as they came.
+pub fn join_adjacent(
+    segments: Vec<TranscriptSegment>,
+    max_gap: Samples,
+    max_len: Samples,
+) -> Vec<TranscriptSegment> {
+    let mut out: Vec<TranscriptSegment> = Vec::with_capacity(segments.len());
+    for s in segments {
+        if let Some(last) = out.last_mut() {
+            let joinable = last.speaker.is_some()
+                && last.speaker == s.speaker
+                && last.language == s.language
+                && last.source == s.source
+                && s.start >= last.end
+                && s.start - last.end <= max_gap
+                && s.end.saturating_sub(last.start) <= max_len;
+            if joinable {
+                last.end = s.end;
+                if !s.text.is_empty() {
+                    if !last.text.is_empty() {
+                        last.text.push(' ');
+                    }
+                    last.text.push_str(&s.text);
+                }
+                continue;
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(start_ms: f64, end_ms: f64, spk: &str, text: &str) -> AsyncPiece {
+        AsyncPiece {
+            start_ms,
+            end_ms,
+            speaker: Some(spk.into()),
+            language: Some("nso-ZA".into()),
+            text: text.into(),
+        }
+    }
+
+    const S: Samples = 16_000;
+
+    #[test]
+    fn float_noise_is_rounded_and_overlaps_split() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 30 * S,
+            time_map: None,
+            pieces: vec![
+                // out of order, with noise and a slight overlap
+                piece(1260.0000000000005, 2309.9999999999995, "speaker_1", "b"),
+                piece(660.0000000000003, 1270.0, "speaker_0", "a"),
+                piece(2400.0, 2400.0, "speaker_0", "zero"),
+                piece(29_000.0, 40_000.0, "speaker_0", "clamped"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(v[0].text, "a");
+        assert_eq!(v[0].start, 660 * 16);
+        // overlap 1260..1270 split at 1265 ms
+        assert_eq!(v[0].end, 1265 * 16);
+        assert_eq!(v[1].start, 1265 * 16);
+        assert_eq!(v[1].end, 2310 * 16);
+        assert_eq!(v[1].speaker.as_deref(), Some("speaker_1"));
+        assert_eq!(v[2].end, 30 * S);
+        assert_eq!(v[2].source, Source::Async { part: 0 });
+    }
+
+    #[test]
+    fn parts_are_offset_and_speakers_kept_distinct() {
+        let parts = [
+            PartResult {
+                part: 0,
+                offset: 0,
+                len: 10 * S,
+                time_map: None,
+                pieces: vec![piece(1000.0, 2000.0, "speaker_0", "x")],
+            },
+            PartResult {
+                part: 1,
+                offset: 10 * S,
+                len: 10 * S,
+                time_map: None,
+                pieces: vec![piece(500.0, 1500.0, "speaker_0", "y")],
+            },
+        ];
+        let v = async_parts(&parts, &MergeOptions::default(), 20 * S);
+        assert_eq!(v[1].start, 10 * S + 500 * 16);
+        assert_eq!(v[1].end, 10 * S + 1500 * 16);
+        assert_eq!(v[0].speaker.as_deref(), Some("p1:speaker_0"));
+        assert_eq!(v[1].speaker.as_deref(), Some("p2:speaker_0"));
+        assert_eq!(v[1].source, Source::Async { part: 1 });
+    }
+
+    #[test]
+    fn time_map_restores_removed_silence() {
+        let mut m = TimeMap::new();
+        m.push(S, 2 * S).unwrap(); // original 1..3 s → uploaded 0..2 s
+        m.push(10 * S, 2 * S).unwrap(); // original 10..12 s → uploaded 2..4 s
+        assert!(m.push(11 * S, S).is_err());
+        assert_eq!(m.uploaded_len(), 4 * S);
+        assert_eq!(m.map_start(2 * S), 10 * S);
+        assert_eq!(m.map_end(2 * S), 3 * S);
+        assert_eq!(m.map_start(S / 2), S + S / 2);
+        assert_eq!(m.map_end(4 * S + 7), 12 * S);
+        let parts = [PartResult {
+            part: 0,
+            offset: 100 * S,
+            len: 20 * S,
+            time_map: Some(m),
+            pieces: vec![
+                piece(500.0, 1500.0, "speaker_0", "in first span"),
+                piece(1500.0, 2500.0, "speaker_1", "across the seam"),
+                piece(2000.0, 3000.0, "speaker_0", "second span"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 200 * S);
+        let t: Vec<_> = v.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(
+            t,
+            vec![
+                (101 * S + S / 2, 102 * S + S / 2),
+                // seam piece split with its neighbour at uploaded 2.25 s → original 10.25 s
+                (102 * S + S / 2, 110 * S + S / 4),
+                (110 * S + S / 4, 111 * S),
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_piece_cuts_previous_short_without_losing_text() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 10 * S,
+            time_map: None,
+            pieces: vec![
+                piece(1000.0, 5000.0, "speaker_0", "long"),
+                piece(2000.0, 3000.0, "speaker_1", "short"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 10 * S);
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].start, v[0].end), (S, 2 * S));
+        assert_eq!((v[1].start, v[1].end), (2 * S, 3 * S));
+        for w in v.windows(2) {
+            assert!(w[0].end <= w[1].start);
+        }
+    }
+
+    #[test]
+    fn nan_and_negative_times() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 10 * S,
+            time_map: None,
+            pieces: vec![
+                piece(f64::NAN, 1000.0, "speaker_0", "nan"),
+                piece(-50.0, 1000.0, "speaker_0", "neg"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 10 * S);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].start, v[0].end, v[0].text.as_str()), (0, S, "neg"));
+    }
+
+    #[test]
+    fn sync_results_sit_at_their_segments() {
+        let v = sync_segments(vec![
+            SyncPiece {
+                segment: 1,
+                start: 5 * S,
+                end: 9 * S,
+                text: " b ".into(),
+                language: Some("zu-ZA".into()),
+            },
+            SyncPiece {
+                segment: 0,
+                start: S,
+                end: 3 * S,
+                text: "a".into(),
+                language: None,
+            },
+            SyncPiece {
+                segment: 2,
+                start: 10 * S,
+                end: 12 * S,
+                text: "  ".into(),
+                language: None,
+            },
+        ]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (v[0].start, v[0].end, v[0].source),
+            (S, 3 * S, Source::Sync { segment: 0 })
+        );
+        assert_eq!(v[1].text, "b");
+    }
+
+    #[test]
+    fn joins_only_same_speaker_within_gap() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 100 * S,
+            time_map: None,
+            pieces: vec![
+                piece(0.0, 1000.0, "speaker_0", "a"),
+                piece(1200.0, 2000.0, "speaker_0", "b"),
+                piece(2000.0, 3000.0, "speaker_1", "c"),
+                piece(9000.0, 9500.0, "speaker_1", "d"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 100 * S);
+        let j = join_adjacent(v, S / 2, 30 * S);
+        let texts: Vec<_> = j.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, vec!["a b", "c", "d"]);
+        assert_eq!((j[0].start, j[0].end), (0, 2 * S));
+    }
+}

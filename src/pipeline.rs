@@ -1,1 +1,0 @@
-//! Stage `pipeline`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,434 @@
+//! The async route: analysis pass (loudness + speech), part plan, encoding pass (FLAC parts in
+//! temporary files), upload, poll, fetch, merge.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use tokio::sync::mpsc;
+
+use super::plan::{plan_parts, PartPlan};
+use super::source::{self, Input};
+use super::sync::DecodeReporter;
+use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
+use crate::encode::FlacWriter;
+use crate::merge::{async_parts, MergeOptions, PartResult};
+use crate::normalize::{Loudness, NormalizeOptions};
+use crate::segment::{Segment, Segmenter, SegmenterOptions};
+use crate::stream::{Normalization, StreamOptions};
+use crate::time::{to_secs, Samples, RATE, RATE_NZ};
+use crate::transcript::{Metadata, PartInfo, Route, Transcript};
+use crate::{Error, ErrorKind, Result};
+
+/// Silence kept on each side of speech when silences are removed: 250 ms.
+const REMOVAL_MARGIN: Samples = RATE as Samples / 4;
+
+/// What the analysis pass found.
+struct Analysis {
+    speech: Vec<(Samples, Samples)>,
+    duration: Samples,
+    loudness: Option<Loudness>,
+}
+
+/// Pass 1: decode, measure loudness, find speech. Runs on a blocking thread.
+fn analyse(
+    input: &Input,
+    path: &Path,
+    seg_opts: SegmenterOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Analysis> {
+    let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
+    opts.measure = true;
+    let mut stream = source::open(input, path, opts)?;
+    let mut seg = Segmenter::new(seg_opts)?;
+    let mut out: Vec<Segment> = Vec::new();
+    let mut speech = Vec::new();
+    let mut report = DecodeReporter::new(progress, 1);
+    while let Some(block) = stream.next_block()? {
+        seg.push(block.samples, &mut out);
+        let pos = block.end();
+        speech.extend(out.drain(..).map(|s| (s.start, s.end)));
+        report.at(pos);
+    }
+    seg.finish(&mut out);
+    speech.extend(out.drain(..).map(|s| (s.start, s.end)));
+    let duration = stream.position();
+    report.emit(duration);
+    Ok(Analysis {
+        speech,
+        duration,
+        loudness: stream.loudness(),
+    })
+}
+
+/// A temporary file removed when dropped.
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+}
+
+impl TempFile {
+    pub(super) fn create(dir: &Path, hint: &str) -> Result<(TempFile, fs::File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = dir.join(format!(
+            ".asr-pipeline-{}-{}-{hint}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(Some(&path), e))?;
+        Ok((TempFile { path }, file))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// An encoded part, ready to upload.
+struct Encoded {
+    part: usize,
+    file: TempFile,
+    bytes: u64,
+}
+
+struct PartWriter {
+    part: usize,
+    file: TempFile,
+    flac: FlacWriter<BufWriter<fs::File>>,
+}
+
+impl PartWriter {
+    fn finish(self) -> Result<Encoded> {
+        let w = self.flac.finish()?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(Some(&self.file.path), e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| Error::io(Some(&self.file.path), e))?;
+        let bytes = f
+            .metadata()
+            .map_err(|e| Error::io(Some(&self.file.path), e))?
+            .len();
+        Ok(Encoded {
+            part: self.part,
+            file: self.file,
+            bytes,
+        })
+    }
+}
+
+/// Pass 2: decode again (with the whole-file gain), write the kept audio of each part in
+/// `todo` as 16 kHz FLAC into a temporary file and send it as soon as it is complete.
+#[allow(clippy::too_many_arguments)]
+fn encode_parts(
+    input: &Input,
+    path: &Path,
+    gain: Option<f32>,
+    parts: &[PartPlan],
+    todo: &[bool],
+    temp_dir: &Path,
+    progress: Option<ProgressFn>,
+    tx: &mpsc::Sender<Result<Encoded>>,
+) -> Result<()> {
+    let mut opts = StreamOptions::with_normalization(match gain {
+        Some(g) => Normalization::Fixed(g),
+        None => Normalization::DcOnly,
+    });
+    opts.measure = false;
+    let mut stream = source::open(input, path, opts)?;
+    let spans: Vec<Vec<(Samples, Samples)>> = parts.iter().map(PartPlan::spans).collect();
+    let mut report = DecodeReporter::new(progress, 2);
+    let mut pi = 0usize;
+    let mut si = 0usize;
+    let mut writer: Option<PartWriter> = None;
+    let open = |pi: usize| -> Result<Option<PartWriter>> {
+        if !todo.get(pi).copied().unwrap_or(false) {
+            return Ok(None);
+        }
+        let (file, f) = TempFile::create(temp_dir, &format!("part{pi}.flac"))?;
+        let flac = FlacWriter::new(BufWriter::with_capacity(1 << 16, f), RATE_NZ)
+            .map_err(|e| e.with_path(&file.path))?;
+        Ok(Some(PartWriter {
+            part: pi,
+            file,
+            flac,
+        }))
+    };
+    if !parts.is_empty() {
+        writer = open(0)?;
+    }
+    while let Some(block) = stream.next_block()? {
+        let (bs, be) = (block.start, block.end());
+        while let Some(part_spans) = spans.get(pi) {
+            let Some(&(a, b)) = part_spans.get(si) else {
+                // This part is complete.
+                if let Some(w) = writer.take() {
+                    if tx.blocking_send(w.finish()).is_err() {
+                        return Ok(());
+                    }
+                }
+                pi += 1;
+                si = 0;
+                if pi < parts.len() {
+                    writer = open(pi)?;
+                }
+                continue;
+            };
+            if be <= a {
+                break;
+            }
+            let (from, to) = (a.max(bs), b.min(be));
+            if to > from {
+                if let Some(w) = writer.as_mut() {
+                    let s = &block.samples[(from - bs) as usize..(to - bs) as usize];
+                    w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
+                }
+            }
+            if be >= b {
+                si += 1;
+            } else {
+                break;
+            }
+        }
+        report.at(be);
+    }
+    report.emit(stream.position());
+    // The stream ended: whatever part is open is complete (a shorter second pass only happens
+    // if the input changed; the part then simply holds what there was).
+    if let Some(w) = writer.take() {
+        let _ = tx.blocking_send(w.finish());
+    }
+    Ok(())
+}
+
+/// The resumed parts, when they describe a whole file consistently: every part
+/// `0..parts_total` present once, same total and file length.
+fn complete_resume(resume: &[UploadedPart]) -> Option<Vec<UploadedPart>> {
+    let first = resume.first()?;
+    let mut by_part = BTreeMap::new();
+    for u in resume {
+        if u.parts_total != first.parts_total || u.file_len != first.file_len {
+            return None;
+        }
+        by_part.insert(u.part, u.clone());
+    }
+    let all: Vec<UploadedPart> = by_part.into_values().collect();
+    let complete = all.len() == first.parts_total
+        && all
+            .iter()
+            .enumerate()
+            .all(|(i, u)| u.part == i && u.end >= u.offset);
+    complete.then_some(all)
+}
+
+/// Runs the async route for one file.
+pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> Result<Transcript> {
+    let (uploaded, file_len) = match complete_resume(&resume) {
+        Some(all) => {
+            let file_len = all.first().map_or(0, |u| u.file_len);
+            (all, file_len)
+        }
+        None => match upload_file(inner, ctx, &resume).await? {
+            (Some(all), file_len) => (all, file_len),
+            (None, file_len) => return Ok(no_speech(inner, ctx, file_len)),
+        },
+    };
+    // Poll and fetch every part (concurrently).
+    let fetches = uploaded.iter().map(|u| async move {
+        ctx.emit(Progress::Polling {
+            part: u.part,
+            file_name: u.file_name.clone(),
+        });
+        let audio = Duration::from_secs_f64(to_secs(
+            u.time_map
+                .as_ref()
+                .map_or(u.end - u.offset, |m| m.uploaded_len()),
+        ));
+        let r = api::wait(&inner.client, &u.file_name, audio, inner.poll.as_ref()).await?;
+        ctx.emit(Progress::PartDone {
+            part: u.part,
+            pieces: r.pieces.len(),
+        });
+        Ok::<_, Error>(r)
+    });
+    let results = try_join_all(fetches).await?;
+    let mut requests = 0u64;
+    let mut sent = 0;
+    let mut parts = Vec::with_capacity(uploaded.len());
+    let mut infos = Vec::with_capacity(uploaded.len());
+    for (u, r) in uploaded.iter().zip(results) {
+        requests += r.requests;
+        let len = u.end - u.offset;
+        sent += u.time_map.as_ref().map_or(len, |m| m.uploaded_len());
+        infos.push(PartInfo {
+            part: u.part,
+            offset: u.offset,
+            duration: len,
+            file_name: u.file_name.clone(),
+        });
+        parts.push(PartResult {
+            part: u.part,
+            offset: u.offset,
+            len,
+            time_map: u.time_map.clone(),
+            pieces: r.pieces,
+        });
+    }
+    let mut metadata = base_metadata(inner, ctx, file_len);
+    metadata.requests = requests + 2 * uploaded.len() as u64;
+    metadata.audio_seconds_sent = to_secs(sent);
+    metadata.parts = infos;
+    Ok(Transcript {
+        segments: async_parts(&parts, &MergeOptions::default(), file_len),
+        metadata,
+    })
+}
+
+fn base_metadata(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Metadata {
+    let mut m = Metadata::default();
+    m.source = ctx.name.clone();
+    m.duration = file_len;
+    m.route = Route::Async;
+    m.language = inner.language.clone();
+    m.diarization = inner.diarization;
+    m
+}
+
+fn no_speech(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Transcript {
+    ctx.emit(Progress::NoSpeech);
+    Transcript {
+        segments: Vec::new(),
+        metadata: {
+            let mut m = base_metadata(inner, ctx, file_len);
+            m.no_speech = true;
+            m
+        },
+    }
+}
+
+/// Analyses, plans, encodes and uploads the parts not already in `resume`; also returns the
+/// file's length. `None` for the parts when the file has no speech.
+async fn upload_file(
+    inner: &Inner,
+    ctx: &Ctx,
+    resume: &[UploadedPart],
+) -> Result<(Option<Vec<UploadedPart>>, Samples)> {
+    let analysis = {
+        let input = ctx.input.clone();
+        let path = ctx.path.clone();
+        let seg_opts = inner.segmenter.clone();
+        let progress = ctx.progress.clone();
+        tokio::task::spawn_blocking(move || analyse(&input, &path, seg_opts, progress))
+            .await
+            .map_err(|e| Error::config(format!("analysis thread failed: {e}")))?
+            .map_err(|e| e.with_path(&ctx.path))?
+    };
+    let file_len = analysis.duration;
+    ctx.emit(Progress::Duration {
+        seconds: to_secs(file_len),
+    });
+    if analysis.speech.is_empty() {
+        return Ok((None, file_len));
+    }
+    let removal = inner.remove_silence.map(|g| (g, REMOVAL_MARGIN));
+    let parts = plan_parts(&analysis.speech, file_len, inner.max_part, removal);
+    let parts_total = parts.len();
+    ctx.emit(Progress::PartsPlanned {
+        parts: parts_total,
+        upload_seconds: to_secs(parts.iter().map(PartPlan::uploaded_len).sum()),
+    });
+    let as_uploaded = |p: &PartPlan, file_name: String| UploadedPart {
+        part: p.index,
+        parts_total,
+        file_name,
+        offset: p.start,
+        end: p.end,
+        time_map: p.time_map.clone(),
+        file_len,
+    };
+    // Journaled parts that match this plan exactly are not uploaded again.
+    let mut done: Vec<Option<UploadedPart>> = parts
+        .iter()
+        .map(|p| {
+            resume
+                .iter()
+                .find(|u| **u == as_uploaded(p, u.file_name.clone()))
+                .cloned()
+        })
+        .collect();
+    let todo: Vec<bool> = done.iter().map(Option::is_none).collect();
+    if todo.iter().any(|&t| t) {
+        let gain = inner
+            .normalize
+            .as_ref()
+            .zip(analysis.loudness)
+            .map(|(n, l): (&NormalizeOptions, Loudness)| l.gain(n));
+        let (tx, mut rx) = mpsc::channel::<Result<Encoded>>(1);
+        let encoder = {
+            let input = ctx.input.clone();
+            let path = ctx.path.clone();
+            let parts = parts.clone();
+            let todo = todo.clone();
+            let temp_dir = inner.temp_dir.clone();
+            let progress = ctx.progress.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = encode_parts(&input, &path, gain, &parts, &todo, &temp_dir, progress, &tx);
+                if let Err(e) = r {
+                    let _ = tx.blocking_send(Err(e.with_path(&path)));
+                }
+            })
+        };
+        while let Some(msg) = rx.recv().await {
+            let enc = msg?;
+            let Some(plan) = parts.get(enc.part) else {
+                continue;
+            };
+            let file_name = api::upload(
+                &inner.client,
+                &enc.file.path,
+                enc.bytes,
+                inner.language.as_deref(),
+                inner.diarization,
+                enc.part,
+                ctx,
+            )
+            .await?;
+            drop(enc.file);
+            let u = as_uploaded(plan, file_name);
+            ctx.emit(Progress::Uploaded(u.clone()));
+            if let Some(slot) = done.get_mut(plan.index) {
+                *slot = Some(u);
+            }
+        }
+        encoder
+            .await
+            .map_err(|e| Error::config(format!("encoding thread failed: {e}")))?;
+    }
+    let mut all = Vec::with_capacity(parts_total);
+    for (p, d) in parts.iter().zip(done) {
+        match d {
+            Some(u) => all.push(u),
+            None => {
+                return Err(Error::new(ErrorKind::Truncated {
+                    path: Some(ctx.path.clone()),
+                    decoded_frames: p.start,
+                    sample_rate: RATE,
+                    what: format!(
+                        "the encoding pass ended before part {} of {parts_total} (the input changed between passes?)",
+                        p.index + 1
+                    ),
+                }))
+            }
+        }
+    }
+    Ok((Some(all), file_len))
+}

@@ -1,0 +1,90 @@
+//! Opening a job's input as a 16 kHz stream, once per pass, inside the decoding thread.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::ReadSeek;
+use crate::decode::Decoder;
+use crate::stream::{AudioStream, MonoSource, StreamOptions};
+use crate::{Error, Result};
+
+/// Makes a fresh sample source (called once per pass).
+pub(crate) type MakeSource = Arc<dyn Fn() -> Result<Box<dyn MonoSource>> + Send + Sync>;
+
+/// A job's input; cheap to clone into a decoding thread.
+#[derive(Clone)]
+pub(crate) enum Input {
+    Path(PathBuf),
+    Reader(SharedReader),
+    Source(MakeSource),
+}
+
+impl Input {
+    pub(crate) fn reader(r: Box<dyn ReadSeek + Send + Sync>) -> Input {
+        Input::Reader(SharedReader(Arc::new(Mutex::new(r))))
+    }
+}
+
+/// A reader shared between passes: each pass rewinds it and decodes from the start.
+#[derive(Clone)]
+pub(crate) struct SharedReader(Arc<Mutex<Box<dyn ReadSeek + Send + Sync>>>);
+
+fn poisoned() -> std::io::Error {
+    std::io::Error::other("reader lock poisoned")
+}
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| poisoned())?.read(buf)
+    }
+}
+
+impl Seek for SharedReader {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.0.lock().map_err(|_| poisoned())?.seek(pos)
+    }
+}
+
+/// A boxed source as a [`MonoSource`].
+pub(crate) struct Dyn(Box<dyn MonoSource>);
+
+impl MonoSource for Dyn {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.0.sample_rate()
+    }
+    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        self.0.read_mono(out)
+    }
+}
+
+/// The decoder as a [`MonoSource`].
+struct DecoderSource(Decoder);
+
+impl MonoSource for DecoderSource {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.0.info().sample_rate
+    }
+    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        self.0.read_mono(out)
+    }
+}
+
+/// The pipeline's stream type.
+pub(crate) type Stream = AudioStream<Dyn>;
+
+/// Opens `input` as a 16 kHz stream. `name` names the file in errors.
+pub(crate) fn open(input: &Input, name: &Path, opts: StreamOptions) -> Result<Stream> {
+    let src: Box<dyn MonoSource> = match input {
+        Input::Path(p) => Box::new(DecoderSource(Decoder::open(p)?)),
+        Input::Reader(r) => {
+            let mut r = r.clone();
+            r.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(Some(name), e))?;
+            Box::new(DecoderSource(Decoder::from_reader(r, Some(name))?))
+        }
+        Input::Source(make) => make()?,
+    };
+    AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))
+}

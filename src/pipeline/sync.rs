@@ -1,0 +1,212 @@
+//! The sync route: a decoding thread cuts segments into a bounded channel; the async side keeps
+//! up to `concurrency` `POST /asr` requests in flight.
+
+use std::path::Path;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+
+use super::source::{self, Input};
+use super::{api, Ctx, Inner, Progress, ProgressFn};
+use crate::merge::SyncPiece;
+use crate::normalize::{normalize_in_place, NormalizeOptions};
+use crate::segment::{Cutter, Segment, SegmenterOptions};
+use crate::stream::{Normalization, StreamOptions};
+use crate::time::{to_secs, Samples, RATE};
+use crate::transcript::{Metadata, Route, Transcript};
+use crate::{Error, Result};
+
+/// What the decoding thread sends.
+enum Item {
+    /// A segment, ready to send.
+    Segment {
+        index: usize,
+        seg: Segment,
+        wav: Vec<u8>,
+    },
+    /// The end of the input.
+    End { duration: Samples },
+}
+
+/// Emits `Decoded` about every 10 s of audio.
+pub(super) struct DecodeReporter {
+    progress: Option<ProgressFn>,
+    next: Samples,
+    pass: u8,
+}
+
+impl DecodeReporter {
+    pub(super) fn new(progress: Option<ProgressFn>, pass: u8) -> Self {
+        DecodeReporter {
+            progress,
+            next: 0,
+            pass,
+        }
+    }
+
+    pub(super) fn at(&mut self, pos: Samples) {
+        if pos >= self.next {
+            self.next = pos + 10 * RATE as Samples;
+            self.emit(pos);
+        }
+    }
+
+    pub(super) fn emit(&self, pos: Samples) {
+        if let Some(f) = &self.progress {
+            f(&Progress::Decoded {
+                seconds: to_secs(pos),
+                pass: self.pass,
+            });
+        }
+    }
+}
+
+/// The decoding thread: stream → cutter → per-segment normalisation → WAV → channel.
+/// Returns when the input ends, on an error (sent as the last item), or when the receiver is
+/// gone (the run was abandoned).
+fn produce(
+    input: Input,
+    path: &Path,
+    seg_opts: SegmenterOptions,
+    norm: Option<NormalizeOptions>,
+    progress: Option<ProgressFn>,
+    tx: &mpsc::Sender<Result<Item>>,
+) {
+    let run = || -> Result<()> {
+        let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
+        opts.measure = false;
+        let mut stream = source::open(&input, path, opts)?;
+        // Created here: the segmenter (WebRTC VAD) is not Send.
+        let mut cutter = Cutter::new(seg_opts)?;
+        let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
+        let mut index = 0usize;
+        let mut report = DecodeReporter::new(progress.clone(), 1);
+        let send = |out: &mut Vec<(Segment, Vec<f32>)>, index: &mut usize| -> Result<bool> {
+            for (seg, mut audio) in out.drain(..) {
+                if let Some(n) = &norm {
+                    normalize_in_place(&mut audio, n);
+                }
+                let wav = crate::segment::wav_bytes(&audio)?;
+                drop(audio);
+                if let Some(f) = &progress {
+                    f(&Progress::SegmentPlanned {
+                        index: *index,
+                        start: to_secs(seg.start),
+                        end: to_secs(seg.end),
+                    });
+                }
+                let item = Item::Segment {
+                    index: *index,
+                    seg,
+                    wav,
+                };
+                *index += 1;
+                if tx.blocking_send(Ok(item)).is_err() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        loop {
+            let pos = match stream.next_block()? {
+                Some(block) => {
+                    cutter.push(block.samples, &mut out);
+                    block.end()
+                }
+                None => break,
+            };
+            if !send(&mut out, &mut index)? {
+                return Ok(());
+            }
+            report.at(pos);
+        }
+        cutter.finish(&mut out);
+        if !send(&mut out, &mut index)? {
+            return Ok(());
+        }
+        let duration = stream.position();
+        report.emit(duration);
+        let _ = tx.blocking_send(Ok(Item::End { duration }));
+        Ok(())
+    };
+    if let Err(e) = run() {
+        let _ = tx.blocking_send(Err(e.with_path(path)));
+    }
+}
+
+/// Runs the sync route for one file.
+pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
+    let (tx, mut rx) = mpsc::channel::<Result<Item>>(inner.concurrency);
+    let producer = {
+        let input = ctx.input.clone();
+        let path = ctx.path.clone();
+        let seg_opts = inner.segmenter.clone();
+        let norm = inner.normalize.clone();
+        let progress = ctx.progress.clone();
+        tokio::task::spawn_blocking(move || produce(input, &path, seg_opts, norm, progress, &tx))
+    };
+    let language = inner.language.as_deref();
+    let mut inflight = FuturesUnordered::new();
+    let mut pieces = Vec::new();
+    let mut duration = None;
+    let mut open = true;
+    let mut planned = 0usize;
+    let mut requests = 0u64;
+    let mut sent: Samples = 0;
+    loop {
+        tokio::select! {
+            Some((index, seg, res)) = inflight.next(), if !inflight.is_empty() => {
+                let seg: Segment = seg;
+                let r: api::SyncText = res?;
+                ctx.emit(Progress::SegmentDone { index, seconds: to_secs(seg.len()) });
+                pieces.push(SyncPiece {
+                    segment: index,
+                    start: seg.start,
+                    end: seg.end,
+                    text: r.text,
+                    language: r.language,
+                });
+            }
+            item = rx.recv(), if open && inflight.len() < inner.concurrency => match item {
+                Some(Ok(Item::Segment { index, seg, wav })) => {
+                    planned += 1;
+                    requests += 1;
+                    sent += seg.len();
+                    ctx.emit(Progress::SegmentSent { index, bytes: wav.len() as u64 });
+                    let client = &inner.client;
+                    inflight.push(async move {
+                        let r = api::transcribe_segment(client, wav, index, language).await;
+                        (index, seg, r)
+                    });
+                }
+                Some(Ok(Item::End { duration: d })) => duration = Some(d),
+                Some(Err(e)) => return Err(e),
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    // The producer has ended (the channel closed); a panic there is a bug, reported as such.
+    producer
+        .await
+        .map_err(|e| Error::config(format!("decoding thread failed: {e}")))?;
+    let duration = duration
+        .ok_or_else(|| Error::config(format!("{}: decoding ended without a result", ctx.name)))?;
+    if planned == 0 {
+        ctx.emit(Progress::NoSpeech);
+    }
+    let mut metadata = Metadata::default();
+    metadata.source = ctx.name.clone();
+    metadata.duration = duration;
+    metadata.route = Route::Sync;
+    metadata.language = inner.language.clone();
+    metadata.diarization = false;
+    metadata.no_speech = planned == 0;
+    metadata.requests = requests;
+    metadata.audio_seconds_sent = to_secs(sent);
+    metadata.segments_planned = planned as u64;
+    Ok(Transcript {
+        segments: crate::merge::sync_segments(pieces),
+        metadata,
+    })
+}
