@@ -3,9 +3,13 @@
 
 use std::fmt;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use asr_pipeline::botlhale::{Client, Credentials, Secret};
+use asr_pipeline::export::Format as ExportFormat;
+use asr_pipeline::pipeline::{Job as PJob, Pipeline, Progress, Route};
+use asr_pipeline::transcript::Transcript;
 
-use crate::args::Args;
+use crate::args::{Args, OutFormat, RouteArg};
 use crate::engine::{Engine, FileError, Finished, Job};
 
 /// The production base URL.
@@ -93,15 +97,68 @@ impl Access {
 
 /// Sends each file through the pipeline.
 pub struct ApiEngine {
+    pipeline: Pipeline,
     base_url: String,
-    emulator: bool,
+    /// The bundled emulator, kept running while the engine lives.
+    emulator: Option<Emulator>,
 }
 
+/// The running emulator (its type is kept opaque here).
+type Emulator = Box<dyn std::any::Any + Send + Sync>;
+
 impl ApiEngine {
-    /// Connects (starting the emulator when there are no credentials).
-    pub async fn start(access: &Access, _args: &Args) -> anyhow::Result<ApiEngine> {
-        let _ = access;
-        bail!("the pipeline is not merged into this branch yet")
+    /// Connects (starting the emulator, loudly, when there are no credentials).
+    pub async fn start(access: &Access, args: &Args) -> anyhow::Result<ApiEngine> {
+        let (credentials, org, base_url, emulator) = match &access.credentials {
+            Some((c, org)) => {
+                let c = match c {
+                    Credential::IdToken(t) => Credentials::IdToken(Secret::new(t.clone())),
+                    Credential::RefreshToken(t) => {
+                        Credentials::RefreshToken(Secret::new(t.clone()))
+                    }
+                };
+                let url = access
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| PRODUCTION.to_string());
+                (c, org.clone(), url, None)
+            }
+            None => {
+                let (url, token, org, handle) = start_emulator().await?;
+                banner(&url);
+                (
+                    Credentials::RefreshToken(Secret::new(token)),
+                    org,
+                    url,
+                    Some(handle),
+                )
+            }
+        };
+        let client = Client::builder()
+            .base_url(base_url.clone())
+            .credentials(credentials)
+            .org_id(org)
+            .concurrency(args.concurrency.get())
+            .build()
+            .context("building the API client")?;
+        let route = match args.route {
+            RouteArg::Auto => Route::Auto,
+            RouteArg::Sync => Route::Sync,
+            RouteArg::Async => Route::Async,
+        };
+        let pipeline = Pipeline::builder()
+            .client(client)
+            .route(route)
+            .language(args.language.clone())
+            .diarization(args.diarization)
+            .concurrency(args.concurrency.get())
+            .build()
+            .context("building the pipeline")?;
+        Ok(ApiEngine {
+            pipeline,
+            base_url,
+            emulator,
+        })
     }
 
     /// The base URL in use.
@@ -111,15 +168,88 @@ impl ApiEngine {
 
     /// True when the bundled emulator answers.
     pub fn is_emulator(&self) -> bool {
-        self.emulator
+        self.emulator.is_some()
     }
+}
+
+/// Starts the bundled emulator on 127.0.0.1; returns its base URL, refresh token, org id and a
+/// handle that keeps it running.
+async fn start_emulator() -> anyhow::Result<(String, String, String, Emulator)> {
+    bail!("the emulator is not merged into this branch yet")
+}
+
+/// The loud notice that the answers are placeholders.
+fn banner(url: &str) {
+    let line = "=".repeat(78);
+    eprintln!(
+        "{line}\n\
+         NO CREDENTIALS FOUND: using the bundled EMULATOR of the Botlhale API at {url}\n\
+         The transcripts are PLACEHOLDERS (the emulator does not recognise speech).\n\
+         Everything else is real: decoding, segmentation, requests, merging, outputs.\n\
+         For real transcripts set BOTLHALE_TOKEN (or BOTLHALE_REFRESH_TOKEN) and\n\
+         BOTLHALE_ORG_ID, then run again (placeholder results are redone).\n\
+         {line}"
+    );
 }
 
 impl Engine for ApiEngine {
     async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
-        let _ = job;
-        Err(FileError::output(anyhow::anyhow!("not merged yet")))
+        let events = job.events.clone();
+        let decoded = std::sync::Mutex::new(0.0f64);
+        let cb = move |p: &Progress| match p {
+            Progress::Uploaded(part) => {
+                // Journaled (and synced) before the pipeline goes on to poll: a kill from
+                // here on resumes polling instead of uploading again.
+                if let Err(e) = events.uploaded(part.clone()) {
+                    tracing::error!("could not journal an upload: {e:#}");
+                }
+            }
+            Progress::Decoded { seconds, pass: 1 } => {
+                if let Ok(mut d) = decoded.lock() {
+                    if *seconds > *d {
+                        events.audio(*seconds - *d);
+                        *d = *seconds;
+                    }
+                }
+            }
+            _ => {}
+        };
+        let pjob = PJob::path(job.input.path.clone())
+            .progress(cb)
+            .resume(job.resume.clone());
+        let transcript = self
+            .pipeline
+            .transcribe(pjob)
+            .await
+            .map_err(|e| FileError::from_lib(&e.with_path(&job.input.path)))?;
+        write_transcript(&job, &transcript)
     }
+}
+
+/// Writes every requested format of `t` (each atomically; JSON first).
+pub fn write_transcript(job: &Job<'_>, t: &Transcript) -> Result<Finished, FileError> {
+    let mut outputs = Vec::new();
+    for f in job.formats {
+        let format = match f {
+            OutFormat::Json => ExportFormat::Json,
+            OutFormat::Srt => ExportFormat::Srt,
+            OutFormat::Vtt => ExportFormat::Vtt,
+            OutFormat::Rttm => ExportFormat::Rttm,
+            OutFormat::Txt => ExportFormat::Text,
+        };
+        let text = format
+            .render(t)
+            .map_err(|e| FileError::from_lib(&e.with_path(&job.input.path)))?;
+        let rel = job.name.rel(&format!(".{}", f.ext()));
+        job.out
+            .write(&rel, text.as_bytes())
+            .map_err(FileError::output)?;
+        outputs.push(rel);
+    }
+    Ok(Finished {
+        audio_secs: asr_pipeline::time::to_secs(t.metadata.duration),
+        outputs,
+    })
 }
 
 #[cfg(test)]

@@ -157,9 +157,9 @@ impl Events {
                 .parts
                 .lock()
                 .map_err(|_| anyhow::anyhow!("poisoned"))?;
-            p.retain(|q| q.index != part.index);
+            p.retain(|q| q.part != part.part);
             p.push(part);
-            p.sort_by_key(|q| q.index);
+            p.sort_by_key(|q| q.part);
             p.clone()
         };
         self.record(State::Uploaded { parts })

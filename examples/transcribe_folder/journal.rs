@@ -63,15 +63,9 @@ pub fn path_text(p: &Path) -> String {
     }
 }
 
-/// An async part on the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadedPart {
-    /// The part's index in the file (0 unless the file is over 400 minutes).
-    pub index: u32,
-    /// The server's file name of the job (only ever sent back to the server, never used as a
-    /// local path).
-    pub file_name: String,
-}
+/// An async part on the server: the pipeline's record of it (server file name, offsets), so a
+/// rerun can poll it instead of uploading again.
+pub use asr_pipeline::pipeline::UploadedPart;
 
 /// A file's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,11 +260,11 @@ fn merge(prev: Option<&Record>, mut r: Record) -> Record {
     {
         if *key == r.key && *settings == r.settings {
             for p in old {
-                if !parts.iter().any(|q| q.index == p.index) {
+                if !parts.iter().any(|q| q.part == p.part) {
                     parts.push(p.clone());
                 }
             }
-            parts.sort_by_key(|p| p.index);
+            parts.sort_by_key(|p| p.part);
         }
     }
     r
@@ -306,10 +300,15 @@ mod tests {
         }
     }
 
-    fn part(i: u32, n: &str) -> UploadedPart {
+    fn part(i: usize, n: &str) -> UploadedPart {
         UploadedPart {
-            index: i,
+            part: i,
+            parts_total: 2,
             file_name: n.into(),
+            offset: i as u64 * 1000,
+            end: (i as u64 + 1) * 1000,
+            time_map: None,
+            file_len: 2000,
         }
     }
 

@@ -335,6 +335,18 @@ mod tests {
     use std::fs;
     use std::sync::Mutex;
 
+    fn part(size: u64) -> UploadedPart {
+        UploadedPart {
+            part: 0,
+            parts_total: 1,
+            file_name: format!("asr_{size}"),
+            offset: 0,
+            end: size,
+            time_map: None,
+            file_len: size,
+        }
+    }
+
     /// Writes `<base>.json` with the input's size; fails on names containing "bad"; on names
     /// containing "async" reports an upload, and records the resume parts it was given.
     #[derive(Default)]
@@ -354,10 +366,7 @@ mod tests {
                 .insert(name.clone(), job.resume.clone());
             if name.contains("async") && job.resume.is_empty() {
                 job.events
-                    .uploaded(UploadedPart {
-                        index: 0,
-                        file_name: format!("asr_{}", job.input.size),
-                    })
+                    .uploaded(part(job.input.size))
                     .map_err(FileError::output)?;
             }
             if self.hang_on.is_some_and(|h| name.contains(h)) {
@@ -554,13 +563,9 @@ mod tests {
         let resumed = fake2.resumed.lock().unwrap();
         assert_eq!(
             resumed["sub/async é.wav"],
-            vec![UploadedPart {
-                index: 0,
-                file_name: format!(
-                    "asr_{}",
-                    fs::metadata(s.input.join("sub/async é.wav")).unwrap().len()
-                )
-            }]
+            vec![part(
+                fs::metadata(s.input.join("sub/async é.wav")).unwrap().len()
+            )]
         );
         assert!(
             !resumed.contains_key("a.wav"),

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use asr_pipeline::normalize::{normalize_in_place, NormalizeOptions};
-use asr_pipeline::segment::{wav_bytes, Cutter, Segment, SegmentPlan, SegmenterOptions};
+use asr_pipeline::normalize::normalize_in_place;
+use asr_pipeline::pipeline::SplitOptions;
+use asr_pipeline::segment::{wav_bytes, Cutter, Segment, SegmentPlan};
 use asr_pipeline::stream::{AudioStream, StreamOptions};
 use asr_pipeline::time::to_secs;
 
@@ -84,14 +85,18 @@ fn split_file(
     let source = source::open(path).map_err(lib)?;
     let mut stream =
         AudioStream::from_source(source, Some(path), StreamOptions::default()).map_err(lib)?;
-    let mut cutter = Cutter::new(SegmenterOptions::default()).map_err(lib)?;
+    // The same segmentation and levels as the pipeline's sync route.
+    let opts = SplitOptions::default();
+    let mut cutter = Cutter::new(opts.segmenter.clone()).map_err(lib)?;
     let mut pieces: Vec<(Segment, Vec<f32>)> = Vec::new();
     let mut segments: Vec<Segment> = Vec::new();
     let mut files: Vec<String> = Vec::new();
-    let norm = NormalizeOptions::default();
+    let norm = opts.normalize;
     let mut write = |pieces: &mut Vec<(Segment, Vec<f32>)>| -> Result<(), FileError> {
         for (seg, mut samples) in pieces.drain(..) {
-            normalize_in_place(&mut samples, &norm);
+            if let Some(n) = &norm {
+                normalize_in_place(&mut samples, n);
+            }
             let name = SegmentPlan::segment_file_name(segments.len());
             let bytes = wav_bytes(&samples).map_err(lib)?;
             crate::outputs::write_atomic(staging, name.as_ref(), &bytes)
