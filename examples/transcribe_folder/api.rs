@@ -194,6 +194,14 @@ fn banner(url: &str) {
 
 impl Engine for ApiEngine {
     async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
+        if job.reexport {
+            match saved_transcript(&job) {
+                Ok(t) => return write_transcript(&job, &t),
+                Err(e) => {
+                    tracing::info!("{}: transcribing again ({e:#})", job.input.path.display())
+                }
+            }
+        }
         let events = job.events.clone();
         let decoded = std::sync::Mutex::new(0.0f64);
         let cb = move |p: &Progress| match p {
@@ -224,6 +232,14 @@ impl Engine for ApiEngine {
             .map_err(|e| FileError::from_lib(&e.with_path(&job.input.path)))?;
         write_transcript(&job, &transcript)
     }
+}
+
+/// The transcript JSON written by an earlier run.
+fn saved_transcript(job: &Job<'_>) -> anyhow::Result<Transcript> {
+    let path = job.out.path(&job.name.rel(".json"))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Transcript::from_json(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Writes every requested format of `t` (each atomically; JSON first).

@@ -23,6 +23,9 @@ pub struct Job<'a> {
     pub formats: &'a [OutFormat],
     /// Async parts already on the server from an earlier run: poll them, do not upload again.
     pub resume: Vec<UploadedPart>,
+    /// Finished before; only formats were added: write them from the saved `<base>.json`
+    /// when it can be read (else transcribe).
+    pub reexport: bool,
     /// Where to report.
     pub events: Events,
 }

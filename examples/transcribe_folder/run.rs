@@ -59,6 +59,9 @@ pub enum Decision {
     Run {
         /// Parts already on the server.
         resume: Vec<crate::journal::UploadedPart>,
+        /// Finished before, but formats were added: write them from the saved transcript
+        /// JSON instead of transcribing again (the engine falls back to transcribing).
+        reexport: bool,
     },
 }
 
@@ -95,20 +98,28 @@ impl Batch<'_> {
 
     fn decide_one(&self, f: &InputFile, n: &OutName) -> Decision {
         if self.force {
-            return Decision::Run { resume: Vec::new() };
+            return Decision::Run {
+                resume: Vec::new(),
+                reexport: false,
+            };
         }
         let expected: Vec<String> = self
             .expected(n)
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
+        let missing_formats = std::cell::Cell::new(false);
         let plan = self
             .journal
             .plan(&FileKey::of(f), &self.settings, &n.display(), |outs| {
-                expected.iter().all(|e| outs.contains(e))
-                    && outs.iter().all(|o| self.out.exists(o.as_ref()))
+                missing_formats.set(!expected.iter().all(|e| outs.contains(e)));
+                outs.iter().all(|o| self.out.exists(o.as_ref()))
             });
         match plan {
+            Plan::Finished { .. } if missing_formats.get() => Decision::Run {
+                resume: Vec::new(),
+                reexport: self.mode == Mode::Transcribe,
+            },
             Plan::Finished { audio_secs } => Decision::Keep(FileRow {
                 input: f.path.to_string_lossy().into_owned(),
                 output: n.display(),
@@ -127,7 +138,10 @@ impl Batch<'_> {
                 outputs: vec![n.rel(ERROR_SUFFIX).to_string_lossy().into_owned()],
                 error: Some(error),
             }),
-            Plan::Todo { resume } => Decision::Run { resume },
+            Plan::Todo { resume } => Decision::Run {
+                resume,
+                reexport: false,
+            },
         }
     }
 
@@ -148,7 +162,7 @@ impl Batch<'_> {
             let (f, n) = (&self.files[i], &self.names[i]);
             match d {
                 Decision::Keep(row) => rows.push(row),
-                Decision::Run { resume } => {
+                Decision::Run { resume, reexport } => {
                     rows.push(FileRow {
                         input: f.path.to_string_lossy().into_owned(),
                         output: n.display(),
@@ -158,14 +172,14 @@ impl Batch<'_> {
                         outputs: vec![],
                         error: None,
                     });
-                    todo.push((i, resume));
+                    todo.push((i, resume, reexport));
                 }
             }
         }
         let work = stream::iter(todo)
-            .map(|(i, resume)| {
+            .map(|(i, resume, reexport)| {
                 let progress = progress.clone();
-                async move { (i, self.one(i, resume, engine, progress).await) }
+                async move { (i, self.one(i, resume, reexport, engine, progress).await) }
             })
             .buffer_unordered(jobs.max(1));
         tokio::pin!(work);
@@ -188,6 +202,7 @@ impl Batch<'_> {
         &self,
         i: usize,
         resume: Vec<crate::journal::UploadedPart>,
+        reexport: bool,
         engine: &E,
         progress: Arc<Progress>,
     ) -> FileRow {
@@ -221,6 +236,7 @@ impl Batch<'_> {
                     out: self.out,
                     formats: &self.formats,
                     resume,
+                    reexport,
                     events: events.clone(),
                 };
                 engine.process(job).await
@@ -440,6 +456,17 @@ mod tests {
         force: bool,
         cancel: impl Future<Output = ()>,
     ) -> (Vec<FileRow>, bool, Vec<Decision>) {
+        let formats = vec![OutFormat::Json, OutFormat::Txt];
+        run_batch_with(s, fake, force, formats, cancel).await
+    }
+
+    async fn run_batch_with(
+        s: &Setup,
+        fake: &Fake,
+        force: bool,
+        formats: Vec<OutFormat>,
+        cancel: impl Future<Output = ()>,
+    ) -> (Vec<FileRow>, bool, Vec<Decision>) {
         let walked = walk(std::slice::from_ref(&s.input)).unwrap();
         let names = plan(&walked.files);
         let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
@@ -451,7 +478,7 @@ mod tests {
             journal,
             settings: "test".into(),
             mode: Mode::Transcribe,
-            formats: vec![OutFormat::Json, OutFormat::Txt],
+            formats,
             force,
         };
         let decisions = batch.decide();
@@ -519,6 +546,21 @@ mod tests {
                 ..
             })
         ));
+        // Another format asked for: finished files are re-exported, not redone from scratch.
+        let fake_fmt = Fake::default();
+        let (_, _, decisions) = run_batch_with(
+            &s,
+            &fake_fmt,
+            false,
+            vec![OutFormat::Json, OutFormat::Txt, OutFormat::Srt],
+            std::future::pending(),
+        )
+        .await;
+        assert!(decisions
+            .iter()
+            .take(3)
+            .all(|d| matches!(d, Decision::Run { reexport: true, .. })));
+        assert!(o.join("a.wav.srt").exists());
         // A lost output is redone; a changed input too.
         fs::remove_file(o.join("a.wav.txt")).unwrap();
         wav(&s.input.join("a.mp3"), 250);
