@@ -507,15 +507,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let input = d.path().join("in");
         fs::create_dir_all(input.join("sub")).unwrap();
-        let e = OutDir::open(&input.join("sub/out"), &[input.clone()], &[]).unwrap_err();
+        let e =
+            OutDir::open(&input.join("sub/out"), std::slice::from_ref(&input), &[]).unwrap_err();
         assert!(e.to_string().contains("inside the input folder"), "{e}");
         assert!(!input.join("sub/out").exists(), "nothing created");
-        let e = OutDir::open(&input.join("sub/../x/../out"), &[input.clone()], &[]).unwrap_err();
+        let e = OutDir::open(
+            &input.join("sub/../x/../out"),
+            std::slice::from_ref(&input),
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside the input folder"), "{e}");
         assert!(!input.join("x").exists(), "nothing created");
-        let e = OutDir::open(d.path(), &[input.clone()], &[]).unwrap_err();
+        let e = OutDir::open(d.path(), std::slice::from_ref(&input), &[]).unwrap_err();
         assert!(e.to_string().contains("inside the output folder"), "{e}");
-        let o = OutDir::open(&input.join("../y/../out"), &[input.clone()], &[]).unwrap();
+        let o = OutDir::open(
+            &input.join("../y/../out"),
+            std::slice::from_ref(&input),
+            &[],
+        )
+        .unwrap();
         assert_eq!(o.root(), fs::canonicalize(d.path().join("out")).unwrap());
         assert!(!d.path().join("y").exists());
     }
@@ -554,7 +565,12 @@ mod tests {
         let victim = d.path().join("x.json");
         fs::write(&victim, b"audio").unwrap();
         let victim = fs::canonicalize(victim).unwrap();
-        let out = OutDir::open(d.path(), &[victim.clone()], &[victim.clone()]).unwrap();
+        let out = OutDir::open(
+            d.path(),
+            std::slice::from_ref(&victim),
+            std::slice::from_ref(&victim),
+        )
+        .unwrap();
         assert!(out.write(Path::new("x.json"), b"{}").is_err());
         assert_eq!(fs::read(&victim).unwrap(), b"audio");
     }

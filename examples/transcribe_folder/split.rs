@@ -15,7 +15,6 @@ use asr_pipeline::stream::{AudioStream, StreamOptions};
 use asr_pipeline::time::to_secs;
 
 use crate::engine::{Engine, Events, FileError, Finished, Job};
-use crate::outputs::OutDir;
 use crate::run::SEGMENTS_SUFFIX;
 
 /// The journal settings of split-only runs (segmenter defaults).
@@ -161,6 +160,7 @@ mod source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outputs::OutDir;
     use asr_pipeline::segment::SegmentPlan;
 
     fn unit(name: &str) -> Vec<i16> {
