@@ -1214,3 +1214,78 @@ async fn large_upload_is_streamed_past_the_api_body_limit() {
     assert_eq!(std::fs::metadata(stored).unwrap().len(), len);
     emu.shutdown().await;
 }
+
+/// The public signer against an independent S3 implementation: `s3s` + `s3s-fs` with their
+/// own credentials, on loopback.
+#[tokio::test]
+async fn signer_is_accepted_by_s3s() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bucket-a")).unwrap();
+    let (ak, sk) = ("AKIAS3SLOCALTEST", "s3s/local+secret/key");
+    let service = {
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
+        b.build()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let b = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = b
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/bucket-a");
+    let creds = sigv4::Credentials::new(ak, sk);
+    let sign = |key: &str, max: u64| {
+        let p = sigv4::presign_post(
+            &creds,
+            "us-east-1",
+            "bucket-a",
+            key,
+            std::time::SystemTime::now() + Duration::from_secs(600),
+            Some(1..=max),
+            &[],
+        );
+        p.fields
+    };
+    let c = http();
+    let audio = wav(16_000, 0.5, &[(0.1, 0.3, 440.0)]);
+
+    let fields = sign("in/ok.wav", 1_000_000);
+    let (s, b) = s3_post(&c, &url, &fields, audio.clone()).await;
+    assert!((200..300).contains(&s), "{s} {b}");
+    assert_eq!(
+        std::fs::read(root.path().join("bucket-a/in/ok.wav")).unwrap(),
+        audio,
+        "lands byte-identical"
+    );
+
+    let mut bad = sign("in/bad.wav", 1_000_000);
+    for (k, v) in &mut bad {
+        if k == "x-amz-signature" {
+            *v = v.chars().rev().collect();
+        }
+    }
+    let (s, b) = s3_post(&c, &url, &bad, audio.clone()).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(s3_code(&b), "SignatureDoesNotMatch", "{b}");
+    assert!(!root.path().join("bucket-a/in/bad.wav").exists());
+
+    let small = sign("in/big.wav", 100);
+    let (s, b) = s3_post(&c, &url, &small, audio.clone()).await;
+    assert!((400..500).contains(&s), "{s} {b}");
+    assert!(!root.path().join("bucket-a/in/big.wav").exists());
+    server.abort();
+}
