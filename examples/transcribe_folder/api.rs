@@ -5,6 +5,7 @@ use std::fmt;
 
 use anyhow::{bail, Context};
 use asr_pipeline::botlhale::{Client, Credentials, Secret};
+use asr_pipeline::emulator::{EmulatorConfig, RunningEmulator};
 use asr_pipeline::export::Format as ExportFormat;
 use asr_pipeline::pipeline::{Job as PJob, Pipeline, Progress, Route};
 use asr_pipeline::transcript::Transcript;
@@ -103,8 +104,8 @@ pub struct ApiEngine {
     emulator: Option<Emulator>,
 }
 
-/// The running emulator (its type is kept opaque here).
-type Emulator = Box<dyn std::any::Any + Send + Sync>;
+/// The running emulator: stopped when dropped.
+type Emulator = RunningEmulator;
 
 impl ApiEngine {
     /// Connects (starting the emulator, loudly, when there are no credentials).
@@ -175,7 +176,15 @@ impl ApiEngine {
 /// Starts the bundled emulator on 127.0.0.1; returns its base URL, refresh token, org id and a
 /// handle that keeps it running.
 async fn start_emulator() -> anyhow::Result<(String, String, String, Emulator)> {
-    bail!("the emulator is not merged into this branch yet")
+    let emu = asr_pipeline::emulator::Emulator::start(EmulatorConfig::default())
+        .await
+        .context("starting the bundled emulator")?;
+    Ok((
+        emu.base_url().to_string(),
+        emu.refresh_token().to_string(),
+        emu.org_id().to_string(),
+        emu,
+    ))
 }
 
 /// The loud notice that the answers are placeholders.
