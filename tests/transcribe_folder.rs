@@ -473,6 +473,10 @@ async fn a_killed_run_resumes_without_uploading_again_and_matches_an_uninterrupt
     assert_eq!(o.status.code(), Some(0), "the rerun completes");
     let new_forms = upload_forms(&emu) - forms_at_kill;
     let new_s3 = s3_uploads(&emu) - s3_at_kill;
+    eprintln!(
+        "at the kill: {} upload(s) journaled, {done_at_kill} file(s) done; the rerun uploaded {new_forms}",
+        journaled.len()
+    );
     assert_eq!(
         new_forms,
         bases.len() - journaled.len() - done_at_kill,

@@ -74,6 +74,12 @@ impl FileError {
         }
     }
 
+    /// True when every further file would fail the same way (credentials refused, quota used
+    /// up): the batch stops and leaves them for a later run.
+    pub fn stops_batch(&self) -> bool {
+        matches!(self.kind.as_str(), "Auth" | "QuotaExhausted")
+    }
+
     /// From the library's error.
     pub fn from_lib(e: &asr_pipeline::Error) -> FileError {
         use asr_pipeline::ErrorKind as K;

@@ -32,7 +32,7 @@ use crate::args::Args;
 use crate::journal::{now, Journal};
 use crate::outputs::{OutDir, LOCK, SUMMARY};
 use crate::progress::{LogWriter, Progress};
-use crate::run::{Batch, Decision, Mode};
+use crate::run::{Batch, Decision, Mode, Outcome};
 use crate::summary::{count, failure_table, SkipRow, Summary};
 use crate::walk::InputKind;
 
@@ -160,7 +160,7 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
 
     let mut endpoint = None;
     let mut emulator = false;
-    let (rows, interrupted) = if to_run.is_empty() {
+    let outcome = if to_run.is_empty() {
         let rows = decisions
             .into_iter()
             .filter_map(|d| match d {
@@ -168,7 +168,11 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
                 Decision::Run { .. } => None,
             })
             .collect();
-        (rows, false)
+        Outcome {
+            rows,
+            interrupted: false,
+            stopped: None,
+        }
     } else {
         let audio_total: Option<f64> = to_run
             .iter()
@@ -218,6 +222,11 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
         result
     };
 
+    let Outcome {
+        rows,
+        interrupted,
+        stopped,
+    } = outcome;
     let counts = count(&rows, &skipped);
     let summary = Summary {
         version: 1,
@@ -236,6 +245,7 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
         started_at,
         finished_at: now(),
         interrupted,
+        stopped_by: stopped.clone(),
         audio_seconds: rows
             .iter()
             .filter(|r| r.status == summary::Status::Done)
@@ -275,6 +285,11 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
     }
     if let Some(table) = failure_table(&summary.files) {
         eprint!("{table}");
+    }
+    if let Some(e) = &stopped {
+        eprintln!(
+            "Stopped early: every further file would fail the same way ({e}). Fix it and run the same command again: finished files are kept."
+        );
     }
     if interrupted {
         eprintln!(

@@ -155,7 +155,7 @@ impl Batch<'_> {
         progress: Arc<Progress>,
         jobs: usize,
         cancel: impl Future<Output = ()>,
-    ) -> (Vec<FileRow>, bool) {
+    ) -> Outcome {
         let mut rows: Vec<FileRow> = Vec::with_capacity(self.files.len());
         let mut todo = Vec::new();
         for (i, d) in decisions.into_iter().enumerate() {
@@ -185,17 +185,28 @@ impl Batch<'_> {
         tokio::pin!(work);
         tokio::pin!(cancel);
         let mut interrupted = false;
+        let mut stopped = None;
         loop {
             tokio::select! {
                 biased;
                 () = &mut cancel => { interrupted = true; break; }
                 next = work.next() => match next {
-                    Some((i, row)) => rows[i] = row,
+                    Some((i, (row, stop))) => {
+                        rows[i] = row;
+                        if stop {
+                            stopped = rows[i].error.clone();
+                            break;
+                        }
+                    }
                     None => break,
                 },
             }
         }
-        (rows, interrupted)
+        Outcome {
+            rows,
+            interrupted,
+            stopped,
+        }
     }
 
     async fn one<E: Engine>(
@@ -205,7 +216,7 @@ impl Batch<'_> {
         reexport: bool,
         engine: &E,
         progress: Arc<Progress>,
-    ) -> FileRow {
+    ) -> (FileRow, bool) {
         let (f, n) = (&self.files[i], &self.names[i]);
         let display = f.path.to_string_lossy().into_owned();
         let events = Events::new(
@@ -246,7 +257,7 @@ impl Batch<'_> {
         match result {
             Ok(fin) => {
                 progress.file_finished(&display, true, fin.audio_secs, events.audio_reported());
-                FileRow {
+                let row = FileRow {
                     input: display,
                     output: n.display(),
                     status: Status::Done,
@@ -254,12 +265,14 @@ impl Batch<'_> {
                     audio_seconds: Some(fin.audio_secs),
                     outputs: rel_strings(&fin.outputs),
                     error: None,
-                }
+                };
+                (row, false)
             }
             Err(e) => {
                 let outputs = self.fail(f, n, &events, &e);
                 progress.file_finished(&display, false, 0.0, events.audio_reported());
-                FileRow {
+                let stop = e.stops_batch();
+                let row = FileRow {
                     input: display,
                     output: n.display(),
                     status: Status::Failed,
@@ -267,7 +280,8 @@ impl Batch<'_> {
                     audio_seconds: None,
                     outputs,
                     error: Some(e.message),
-                }
+                };
+                (row, stop)
             }
         }
     }
@@ -328,6 +342,18 @@ impl Batch<'_> {
     }
 }
 
+/// How a batch run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// A row per input, in walk order (pending for files not finished).
+    pub rows: Vec<FileRow>,
+    /// Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// An error that every further file would hit too (credentials refused, quota used up)
+    /// stopped it: the error.
+    pub stopped: Option<String>,
+}
+
 /// The content of `<base>.error.json`.
 #[derive(Debug, Serialize)]
 struct ErrorReport {
@@ -370,6 +396,8 @@ mod tests {
         calls: Mutex<Vec<String>>,
         resumed: Mutex<HashMap<String, Vec<UploadedPart>>>,
         hang_on: Option<&'static str>,
+        /// Every file fails with refused credentials.
+        auth_refused: bool,
     }
 
     impl Engine for Fake {
@@ -384,6 +412,14 @@ mod tests {
                 job.events
                     .uploaded(part(job.input.size))
                     .map_err(FileError::output)?;
+            }
+            if self.auth_refused {
+                return Err(FileError {
+                    message: "POST /asr: credentials refused (HTTP 401)".into(),
+                    kind: "Auth".into(),
+                    retry: true,
+                    parts_valid: true,
+                });
             }
             if self.hang_on.is_some_and(|h| name.contains(h)) {
                 std::future::pending::<()>().await;
@@ -483,10 +519,10 @@ mod tests {
         };
         let decisions = batch.decide();
         let progress = Arc::new(Progress::new(false, walked.files.len() as u64, None));
-        let (rows, interrupted) = batch
+        let o = batch
             .run(decisions.clone(), fake, progress, 2, cancel)
             .await;
-        (rows, interrupted, decisions)
+        (o.rows, o.interrupted, decisions)
     }
 
     fn statuses(rows: &[FileRow]) -> Vec<(String, Status)> {
@@ -573,6 +609,37 @@ mod tests {
         let fake4 = Fake::default();
         run_batch(&s, &fake4, true, std::future::pending()).await;
         assert_eq!(fake4.calls.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_stop_the_batch() {
+        let s = setup();
+        let fake = Fake {
+            auth_refused: true,
+            ..Fake::default()
+        };
+        let walked = walk(std::slice::from_ref(&s.input)).unwrap();
+        let names = plan(&walked.files);
+        let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
+        let batch = Batch {
+            files: &walked.files,
+            names: &names,
+            out: &out,
+            journal: Arc::new(Journal::open(&out).unwrap()),
+            settings: "test".into(),
+            mode: Mode::Transcribe,
+            formats: vec![OutFormat::Json],
+            force: false,
+        };
+        let progress = Arc::new(Progress::new(false, 5, None));
+        let o = batch
+            .run(batch.decide(), &fake, progress, 1, std::future::pending())
+            .await;
+        assert!(o.stopped.is_some_and(|e| e.contains("credentials refused")));
+        assert!(!o.interrupted);
+        assert_eq!(fake.calls.lock().unwrap().len(), 1, "one try, then stop");
+        assert_eq!(o.rows[0].status, Status::Failed);
+        assert!(o.rows[1..].iter().all(|r| r.status == Status::Pending));
     }
 
     #[tokio::test]

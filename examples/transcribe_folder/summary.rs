@@ -23,6 +23,9 @@ pub struct Summary {
     pub finished_at: u64,
     /// True when the run was interrupted (Ctrl-C): some files are still to do.
     pub interrupted: bool,
+    /// The error that stopped the run early (credentials refused, quota used up), if any:
+    /// the files not reached are pending.
+    pub stopped_by: Option<String>,
     /// Counts.
     pub counts: Counts,
     /// Audio seconds of every finished file (this run and earlier ones).
