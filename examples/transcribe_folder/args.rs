@@ -27,8 +27,9 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "json")]
     pub formats: Vec<OutFormat>,
 
-    /// How each file is sent: `sync` (≤ 60 s segments, many in flight), `async` (the whole file,
-    /// uploaded and polled; needed for diarization) or `auto` (the pipeline's rule).
+    /// How each file is sent: `sync` (speech segments of at most 60 s, many in flight), `async`
+    /// (the whole file uploaded and polled; needed for diarization) or `auto` (async with
+    /// `--diarization`, sync otherwise).
     #[arg(long, value_enum, default_value_t = RouteArg::Auto)]
     pub route: RouteArg,
 
@@ -49,8 +50,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "4")]
     pub concurrency: NonZeroUsize,
 
-    /// Base URL of the API (default: the production service, or the emulator without
-    /// credentials).
+    /// Base URL of the API (default https://api.botlhale.xyz). Needs credentials in the
+    /// environment.
     #[arg(long, value_name = "URL", value_parser = parse_url)]
     pub endpoint: Option<String>,
 
@@ -109,7 +110,7 @@ impl OutFormat {
 /// The `--route` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RouteArg {
-    /// The pipeline decides per file.
+    /// Async with `--diarization`, sync otherwise.
     Auto,
     /// Segments of at most 60 s to `POST /asr`.
     Sync,
