@@ -208,3 +208,42 @@ impl Events {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asr_pipeline::{Error, ErrorKind};
+
+    #[test]
+    fn bad_inputs_are_not_retried_and_environment_errors_stop_the_batch() {
+        let truncated = Error::new(ErrorKind::Truncated {
+            path: None,
+            decoded_frames: 10,
+            sample_rate: 8000,
+            what: "cut".into(),
+        });
+        let e = FileError::from_lib(&truncated);
+        assert!(!e.retry && !e.parts_valid && !e.stops_batch());
+        let deadline = Error::new(ErrorKind::PollDeadline {
+            file_name: "asr_x".into(),
+            waited_secs: 5,
+        });
+        let e = FileError::from_lib(&deadline);
+        assert!(e.retry && e.parts_valid, "polling resumes on the next run");
+        let failed = Error::new(ErrorKind::JobFailed {
+            file_name: "asr_x".into(),
+            status: "failed".into(),
+        });
+        let e = FileError::from_lib(&failed);
+        assert!(e.retry && !e.parts_valid, "a failed job is uploaded again");
+        let auth = Error::new(ErrorKind::Auth {
+            endpoint: "POST /asr".into(),
+            status: 401,
+            body: String::new(),
+        });
+        assert!(FileError::from_lib(&auth).stops_batch());
+        assert!(FileError::from_lib(&auth)
+            .message
+            .contains("credentials refused"));
+    }
+}
