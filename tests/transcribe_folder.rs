@@ -343,6 +343,25 @@ async fn transcribes_a_mixed_folder_lists_failures_and_a_rerun_does_nothing() {
     let s3 = json(&out.join("summary.json"));
     assert_eq!(s3["counts"]["done_this_run"], 1, "{s3:#}");
     assert!(sync_requests(&emu) > sync_before);
+
+    // --force redoes every file (and the bad ones fail again).
+    let mut c = command(&emu);
+    c.arg("--out")
+        .arg(&out)
+        .args(["--formats", "srt,vtt,rttm,txt", "--force"])
+        .arg(&input);
+    let o4 = tokio::task::spawn_blocking(move || run(c))
+        .await
+        .expect("join");
+    assert_eq!(o4.status.code(), Some(1));
+    let s4 = json(&out.join("summary.json"));
+    assert_eq!(s4["counts"]["done_this_run"], 4, "{s4:#}");
+    assert_eq!(s4["counts"]["failed"], 2);
+    assert!(s4["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .all(|f| f["this_run"] == true));
     emu.shutdown().await;
 }
 
