@@ -64,7 +64,7 @@ impl Read for SynthWav {
         // faint deterministic noise floor (±2 LSB) from the byte position
         for (i, b) in buf.iter_mut().enumerate() {
             let at = lo + i as u64;
-            *b = if at % 2 == 0 {
+            *b = if at.is_multiple_of(2) {
                 (at.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as u8
             } else {
                 0

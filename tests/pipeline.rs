@@ -323,7 +323,7 @@ async fn sync_route_results_sit_exactly_where_their_audio_was() {
             Progress::Decoded { seconds, .. } => Some(*seconds),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap();
     assert!((last_decoded - len as f64 / SR as f64).abs() < 1e-6);
 }
