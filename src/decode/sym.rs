@@ -42,7 +42,7 @@ pub(crate) struct Opened {
 fn map_open_err(e: SymError) -> crate::Error {
     match e {
         SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            malformed("the file ends inside its header")
+            malformed("the file ends inside its header or before the first audio packet")
         }
         SymError::IoError(e) => crate::Error::from(e),
         SymError::Unsupported(what) => unsupported(what),
