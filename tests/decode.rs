@@ -795,3 +795,20 @@ fn recoverable_packet_errors_keep_time() {
         assert!(frames.abs_diff(66_150) <= 1152 * 3, "{frames}");
     }
 }
+
+#[test]
+fn damaged_flac_frame_is_skipped_and_time_kept() {
+    let mut b = std::fs::read(fixture("tone_44k1_stereo.flac")).unwrap();
+    let mid = b.len() / 2;
+    let mut rng = fastrand::Rng::with_seed(5);
+    for x in &mut b[mid..mid + 200] {
+        *x = rng.u8(..);
+    }
+    let (pcm, d) = decode_bytes(b).unwrap();
+    assert_eq!(pcm.len(), 66_150, "duration kept");
+    assert!(d.packets_skipped() >= 1);
+    // Audio after the damage is still in its place.
+    let r = reference(44_100, 1000.0);
+    let tail = 66_150 - 15_000..66_150 - 11_025;
+    assert!(correlation(&pcm[tail.clone()], &r[tail]) > 0.9999);
+}
