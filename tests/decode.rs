@@ -461,6 +461,14 @@ fn amr_nb_no_data_sid_and_lost_frames_each_keep_20ms() {
 }
 
 #[test]
+fn amr_wb_fixture() {
+    let (pcm, d) = decode_path(&fixture("tone_16k_wb.amr"));
+    assert_eq!(d.info().format, Format::AmrWb);
+    assert_eq!(d.info().sample_rate.get(), 16_000);
+    check_tone(&pcm, 16_000, 1000.0, 320, 3.0);
+}
+
+#[test]
 fn amr_wb_tone_round_trip() {
     let rate = 16_000u32;
     let r = rate as usize;
