@@ -412,7 +412,7 @@ fn amr_nb_with_dtx_keeps_its_duration() {
     let mut noise = fastrand::Rng::with_seed(7);
     for i in 0..30 * rate {
         let t = i as f64 / rate as f64;
-        let v = if (i / rate) % 3 == 0 {
+        let v = if (i / rate).is_multiple_of(3) {
             0.3 * (2.0 * PI * 440.0 * t).sin()
         } else {
             (noise.f64() - 0.5) * 0.001
@@ -819,4 +819,10 @@ fn damaged_flac_frame_is_skipped_and_time_kept() {
     let r = reference(44_100, 1000.0);
     let tail = 66_150 - 15_000..66_150 - 11_025;
     assert!(correlation(&pcm[tail.clone()], &r[tail]) > 0.9999);
+}
+
+#[test]
+fn decoder_is_send() {
+    fn send<T: Send>() {}
+    send::<Decoder>();
 }

@@ -32,6 +32,23 @@
 //! # Sample rates and channel counts
 //! Rates from [`MIN_RATE`] to [`MAX_RATE`] Hz and 1 to [`MAX_CHANNELS`] channels are
 //! accepted; anything else is [`ErrorKind::Malformed`].
+//!
+//! # Bad input
+//! Every error names the file ([`Error::with_path`]) and has a kind: `Empty` (no bytes),
+//! `UnrecognizedFormat` (no known magic: text, random bytes, whatever the extension says),
+//! `Unsupported` (a known container with a codec or layout we do not decode: GSM or MP3 in
+//! WAV, multichannel AMR, RF64, Ogg FLAC, multistream Opus), `Malformed` (a header that is cut
+//! short or claims impossible parameters), `Truncated` (the stream broke after some audio:
+//! see [`Decoder::read_mono`]). Buffers are sized by constants, never by header fields (a
+//! WAV claiming 4 GB gets its sizes clamped to the bytes present; an MP4 `moov` is read only
+//! up to 64 MiB). Every call into a decoder runs under `catch_unwind`: a panic inside a
+//! third-party decoder becomes `Malformed` (while opening) or `Truncated` (while decoding)
+//! instead of taking the process down; it costs nothing unless a panic happens.
+//!
+//! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
+//! replaced by silence of its duration and counted in [`Decoder::packets_skipped`]. The same
+//! holds when Symphonia's FLAC/WAV reader skips a damaged frame (detected by a jump in packet
+//! timestamps). So the timeline stays exact.
 
 use std::fs::File;
 use std::num::{NonZeroU16, NonZeroU32};
