@@ -167,6 +167,29 @@ fn mp3_fixture_gapless() {
 }
 
 #[test]
+fn mp3_without_lame_header_trims_the_decoder_delay() {
+    // The fixture with its Xing/LAME "Info" frame removed (the first MP3 frame): the decoder
+    // can no longer know the encoder delay, but the 529-frame decoder delay is still trimmed,
+    // so the tone starts one LAME encoder delay (576 frames) late, not 1105.
+    let b = std::fs::read(fixture("tone_44k1_stereo.mp3")).unwrap();
+    let mut start = 0;
+    if b.starts_with(b"ID3") {
+        let size = b[6..10]
+            .iter()
+            .fold(0usize, |a, &x| (a << 7) | usize::from(x & 0x7f));
+        start = 10 + size;
+    }
+    // The Info frame: 96 kbit/s, 44.1 kHz, no padding bit -> 144 * 96000 / 44100 = 313 bytes.
+    let info = &b[start..start + 313];
+    assert!(info.windows(4).any(|w| w == b"Info" || w == b"Xing"));
+    let mut stripped = b[..start].to_vec();
+    stripped.extend_from_slice(&b[start + 313..]);
+    let (pcm, _) = decode_bytes(stripped).unwrap();
+    let late = onset(&pcm, 44_100) as i64 - onset(&reference(44_100, 1000.0), 44_100) as i64;
+    assert!((late - 576).abs() <= 44, "onset {late} frames late");
+}
+
+#[test]
 fn m4a_fixture_priming_trimmed() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.m4a"));
     assert_eq!(d.info().format, Format::Mp4Aac);

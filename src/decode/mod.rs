@@ -24,7 +24,8 @@
 //!
 //! # Time 0 is the first real sample
 //! MP3 encoder delay and padding (LAME/Xing header) and Vorbis are trimmed by Symphonia's
-//! gapless mode; AAC priming and padding in MP4 are trimmed here from the track's edit list
+//! gapless mode (an MP3 without that header has only the decoder's 529-frame delay removed: it
+//! then starts up to one encoder delay, 576 frames for LAME, late, and keeps its padding); AAC priming and padding in MP4 are trimmed here from the track's edit list
 //! (or `iTunSMPB`); Opus pre-skip is dropped and the final granule position trims the end.
 //! AMR DTX gaps (SID, NO_DATA, lost frames) each produce their 20 ms of comfort noise, so
 //! durations are exact.
@@ -71,6 +72,9 @@ use source::Src;
 pub const MIN_RATE: u32 = 1_000;
 /// The highest sample rate accepted, in Hz.
 pub const MAX_RATE: u32 = 384_000;
+/// Frames of delay the MPEG audio layer III synthesis filterbank adds (528 + 1).
+const MP3_DECODER_DELAY: u64 = 529;
+
 /// The largest channel count accepted.
 pub const MAX_CHANNELS: usize = 64;
 
@@ -316,6 +320,15 @@ impl Decoder {
                 let o = sym::SymBackend::open(src, format)?;
                 let mut backend = o.backend;
                 let mut hint = o.num_frames;
+                if format == Format::Mp3 && o.delay.is_none() {
+                    // No LAME/Xing tag: trim at least the MPEG decoder's own delay of 529
+                    // frames (the encoder's delay, 576 for LAME, is not recorded anywhere).
+                    backend.set_trim(mp4::Trim {
+                        skip: MP3_DECODER_DELAY,
+                        keep: None,
+                    });
+                    hint = hint.map(|n| n.saturating_sub(MP3_DECODER_DELAY));
+                }
                 if let Some(h) = hint_override {
                     hint = h;
                 }

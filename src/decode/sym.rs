@@ -41,6 +41,8 @@ pub(crate) struct Opened {
     pub(crate) channels: Option<usize>,
     pub(crate) codec: String,
     pub(crate) num_frames: Option<u64>,
+    /// Encoder delay the container declared (MP3: LAME/Xing tag), if any.
+    pub(crate) delay: Option<u32>,
 }
 
 fn map_open_err(e: SymError) -> crate::Error {
@@ -78,6 +80,7 @@ impl SymBackend {
             .clone();
         let track_id = track.id;
         let num_frames = track.num_frames;
+        let delay = track.delay;
         let mut dopts = AudioDecoderOptions::default();
         dopts.gapless = true;
         let decoder = symphonia::default::get_codecs()
@@ -108,6 +111,7 @@ impl SymBackend {
             channels,
             codec,
             num_frames,
+            delay,
         })
     }
 
