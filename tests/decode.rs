@@ -155,6 +155,7 @@ fn opus_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_48k_mono.opus"));
     assert_eq!(d.info().format, Format::OggOpus);
     assert_eq!(d.info().sample_rate.get(), 48_000);
+    assert_eq!(d.info().frames_hint, Some(72_000));
     check_tone(&pcm, 48_000, 1000.0, 48, 0.5);
     assert_eq!(d.packets_skipped(), 0);
 }
@@ -163,6 +164,7 @@ fn opus_fixture() {
 fn mp3_fixture_gapless() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.mp3"));
     assert_eq!(d.info().format, Format::Mp3);
+    assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
 
@@ -193,6 +195,7 @@ fn mp3_without_lame_header_trims_the_decoder_delay() {
 fn m4a_fixture_priming_trimmed() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.m4a"));
     assert_eq!(d.info().format, Format::Mp4Aac);
+    assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
 

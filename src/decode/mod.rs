@@ -290,7 +290,12 @@ impl Decoder {
         match format {
             Format::OggOpus => {
                 let (b, head) = opus::OpusBackend::open(src)?;
-                let i = info("opus", Some(48_000), Some(usize::from(head.channels)), None)?;
+                let i = info(
+                    "opus",
+                    Some(48_000),
+                    Some(usize::from(head.channels)),
+                    head.frames_hint,
+                )?;
                 Ok((Box::new(b), i, None))
             }
             Format::AmrNb | Format::AmrWb => {
