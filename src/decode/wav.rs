@@ -1,7 +1,10 @@
 //! WAV checks done before Symphonia sees the file: the `fmt ` parameters are validated (zero or
-//! absurd rate / channel count, codecs we cannot decode named by their format tag), and a `data`
-//! chunk that claims more bytes than the file holds is clamped (through a header patch on the
-//! [`Src`]) so that everything present decodes and the shortfall is reported as truncation.
+//! absurd rate / channel count, codecs we cannot decode named by their format tag), and the
+//! header is rebuilt in canonical form in front of the untouched data (see [`Src`]): a `data`
+//! chunk that claims more bytes than the file holds is clamped, so that everything present
+//! decodes and the shortfall is reported as truncation; a 16-byte µ-law/A-law `fmt ` (common
+//! from telephony systems, refused by Symphonia) gets its `cbSize`; chunks other than `fmt `,
+//! `fact` and `data` are dropped.
 
 use std::io::{Seek, SeekFrom};
 
@@ -59,13 +62,15 @@ fn le32(b: &[u8], at: usize) -> u32 {
         .unwrap_or(0)
 }
 
-/// Walks the RIFF chunks up to `data`, validates `fmt `, and patches over-long sizes on `src`.
+/// Walks the RIFF chunks up to `data`, validates `fmt `, and rebuilds the header on `src`.
 /// Leaves `src` at byte 0.
 pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
     let file_len = src.len();
     src.seek(SeekFrom::Start(12))?;
     let mut pos = 12u64;
     let mut fmt: Option<(u16, u16, u32, u16)> = None; // tag, channels, rate, block_align
+    let mut fmt_body = Vec::new();
+    let mut fact_body = Vec::new();
     for _ in 0..10_000 {
         let mut hdr = [0u8; 8];
         let n = super::probe::read_up_to(src, &mut hdr)?;
@@ -83,12 +88,15 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 if size < 16 {
                     return Err(malformed(format!("WAV fmt chunk is {size} bytes (< 16)")));
                 }
-                let mut b = [0u8; 40];
-                let want = size.min(40) as usize;
-                let got = super::probe::read_up_to(src, &mut b[..want])?;
-                if got < want {
+                if size > 1024 {
+                    return Err(malformed(format!("WAV fmt chunk is {size} bytes")));
+                }
+                let mut b = vec![0u8; size as usize];
+                let got = super::probe::read_up_to(src, &mut b)?;
+                if got < b.len() {
                     return Err(malformed("WAV header cut short inside the fmt chunk"));
                 }
+                let want = b.len();
                 let mut tag = le16(&b, 0);
                 let channels = le16(&b, 2);
                 let rate = le32(&b, 4);
@@ -109,16 +117,30 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                         "WAV claims a sample rate of {rate} Hz (supported: {MIN_RATE} to {MAX_RATE})"
                     )));
                 }
-                if align == 0 {
-                    return Err(malformed("WAV block align is 0"));
-                }
                 if !matches!(tag, PCM | MS_ADPCM | FLOAT | ALAW | MULAW | IMA_ADPCM) {
                     return Err(unsupported(format!(
                         "WAV codec {} (format tag 0x{tag:04x})",
                         tag_name(tag)
                     )));
                 }
+                if align == 0 {
+                    return Err(malformed("WAV block align is 0"));
+                }
                 fmt = Some((tag, channels, rate, align));
+                if matches!(tag, ALAW | MULAW) {
+                    // Symphonia takes G.711 only as a plain 18-byte fmt (not 16 bytes, not
+                    // WAVE_FORMAT_EXTENSIBLE).
+                    b.truncate(16);
+                    b[0..2].copy_from_slice(&tag.to_le_bytes());
+                    b.extend_from_slice(&[0, 0]);
+                }
+                fmt_body = b;
+            }
+            b"fact" if size <= 64 => {
+                fact_body = vec![0u8; size as usize];
+                if super::probe::read_up_to(src, &mut fact_body)? < fact_body.len() {
+                    return Err(malformed("WAV header cut short inside the fact chunk"));
+                }
             }
             b"data" => {
                 let Some((tag, _, _, align)) = fmt else {
@@ -129,14 +151,27 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 let present = present - present % align;
                 let unknown = size == u64::from(u32::MAX);
                 let pcm_like = matches!(tag, PCM | FLOAT | ALAW | MULAW);
-                if unknown || size > present {
-                    // Make the reader see the bytes that are really there.
-                    let clamp = present.min(u64::from(u32::MAX - 1)) as u32;
-                    src.patch(pos + 4, clamp.to_le_bytes());
-                    let riff = (body + u64::from(clamp) - 8).min(u64::from(u32::MAX - 1)) as u32;
-                    src.patch(4, riff.to_le_bytes());
+                // The reader sees the bytes that are really there.
+                let data_len = size.min(present).min(u64::from(u32::MAX - 1) - 256);
+                let data_len = data_len - data_len % align;
+                let mut h = Vec::with_capacity(64 + fmt_body.len() + fact_body.len());
+                h.extend_from_slice(b"RIFF\0\0\0\0WAVE");
+                for (id, b) in [(b"fmt ", &fmt_body), (b"fact", &fact_body)] {
+                    if id == b"fact" && b.is_empty() {
+                        continue;
+                    }
+                    h.extend_from_slice(id);
+                    h.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    h.extend_from_slice(b);
+                    if b.len() % 2 == 1 {
+                        h.push(0);
+                    }
                 }
-                src.seek(SeekFrom::Start(0))?;
+                h.extend_from_slice(b"data");
+                h.extend_from_slice(&(data_len as u32).to_le_bytes());
+                let riff = (h.len() as u64 - 8 + data_len) as u32;
+                h[4..8].copy_from_slice(&riff.to_le_bytes());
+                src.replace_head(h, body)?;
                 return Ok(WavCheck {
                     declared_frames: (pcm_like && !unknown).then_some(size / align),
                     present_frames: pcm_like.then_some(size.min(present) / align),
