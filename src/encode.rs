@@ -1,1 +1,246 @@
-//! Stage `encode`: see ARCHITECTURE.md (being written).
+//! Stage `encode`: mono 16-bit writers for what goes over the wire (normally 16 kHz), block by
+//! block to any [`Write`], in constant memory.
+//!
+//! Samples are `f32` in `[-1, 1]`; they are quantised as `round(x × 32768)` clamped to
+//! `[-32768, 32767]` (NaN becomes 0), which is the exact inverse of the decoder's `s / 32768`:
+//! a 16-bit file written here decodes to the same samples.
+
+use std::io::Write;
+use std::num::NonZeroU32;
+
+use flacenc::bitsink::ByteSink;
+use flacenc::component::{BitRepr, Stream};
+use flacenc::error::Verify;
+use flacenc::source::{Fill, FrameBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+
+fn enc_err(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Encode { what: what.into() })
+}
+
+/// Quantises one sample to 16 bits (see the module docs).
+#[inline]
+pub fn quantize(x: f32) -> i16 {
+    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
+/// A 16-bit PCM mono WAV writer to any `Write`, streaming.
+///
+/// With `total_frames: Some(n)` the header carries the true sizes and is written first;
+/// [`finish`](WavWriter::finish) fails if a different number of frames was written.
+/// With `None` (length unknown, `W` not seekable) the RIFF and `data` sizes are written as
+/// `0xFFFFFFFF`, the convention streaming writers (ffmpeg, sox) use for "until end of file":
+/// this crate's decoder, Symphonia, ffmpeg and sox read such files to their end, but strict
+/// readers may not. Prefer `Some` when the length is known (e.g. a segment).
+#[derive(Debug)]
+pub struct WavWriter<W: Write> {
+    w: W,
+    declared: Option<u64>,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+/// Largest number of 16-bit mono frames a RIFF size field can describe.
+const WAV_MAX_FRAMES: u64 = (u32::MAX as u64 - 36) / 2;
+
+fn wav_header(rate: u32, frames: Option<u64>) -> [u8; 44] {
+    let (riff, data) = match frames {
+        Some(n) => ((36 + 2 * n) as u32, (2 * n) as u32),
+        None => (u32::MAX, u32::MAX),
+    };
+    let mut h = [0u8; 44];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&riff.to_le_bytes());
+    h[8..12].copy_from_slice(b"WAVE");
+    h[12..16].copy_from_slice(b"fmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes()); // PCM
+    h[22..24].copy_from_slice(&1u16.to_le_bytes()); // mono
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(rate * 2).to_le_bytes());
+    h[32..34].copy_from_slice(&2u16.to_le_bytes());
+    h[34..36].copy_from_slice(&16u16.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data.to_le_bytes());
+    h
+}
+
+impl<W: Write> WavWriter<W> {
+    /// Writes the header for a mono 16-bit file at `rate`; see the type docs for
+    /// `total_frames`.
+    pub fn new(mut w: W, rate: NonZeroU32, total_frames: Option<u64>) -> Result<Self> {
+        if total_frames.is_some_and(|n| n > WAV_MAX_FRAMES) {
+            return Err(enc_err(format!(
+                "{} frames do not fit a WAV file (max {WAV_MAX_FRAMES})",
+                total_frames.unwrap_or(0)
+            )));
+        }
+        if rate.get() > u32::MAX / 2 {
+            return Err(Error::config(format!(
+                "sample rate {rate} is too high for WAV"
+            )));
+        }
+        w.write_all(&wav_header(rate.get(), total_frames))?;
+        Ok(WavWriter {
+            w,
+            declared: total_frames,
+            written: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Appends samples (quantised to 16 bits).
+    pub fn write(&mut self, samples: &[f32]) -> Result<()> {
+        let n = samples.len() as u64;
+        if let Some(d) = self.declared {
+            if self.written + n > d {
+                return Err(enc_err(format!(
+                    "WAV header declared {d} frames; writing {} would exceed it",
+                    self.written + n
+                )));
+            }
+        } else if self.written + n > WAV_MAX_FRAMES {
+            return Err(enc_err("WAV output exceeds 4 GiB"));
+        }
+        self.buf.clear();
+        self.buf.reserve(samples.len() * 2);
+        for &x in samples {
+            self.buf.extend_from_slice(&quantize(x).to_le_bytes());
+        }
+        self.w.write_all(&self.buf)?;
+        self.written += n;
+        Ok(())
+    }
+
+    /// Flushes and returns the writer. Fails if a declared length was not met.
+    pub fn finish(mut self) -> Result<W> {
+        if let Some(d) = self.declared {
+            if self.written != d {
+                return Err(enc_err(format!(
+                    "WAV header declared {d} frames but {} were written",
+                    self.written
+                )));
+            }
+        }
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
+/// A complete 16-bit mono WAV file in memory (for one segment, ≤ 60 s).
+pub fn wav_bytes(samples: &[f32], rate: NonZeroU32) -> Vec<u8> {
+    let frames = (samples.len() as u64).min(WAV_MAX_FRAMES);
+    let samples = &samples[..frames as usize];
+    let mut out = Vec::with_capacity(44 + 2 * samples.len());
+    out.extend_from_slice(&wav_header(rate.get(), Some(frames)));
+    for &x in samples {
+        out.extend_from_slice(&quantize(x).to_le_bytes());
+    }
+    out
+}
+
+/// FLAC block size (frames per FLAC frame).
+const FLAC_BLOCK: usize = 4096;
+
+/// A 16-bit mono FLAC writer to any `Write`, streaming frame by frame with `flacenc`'s
+/// per-frame encoder (memory is one block, whatever the length).
+///
+/// Because `W` need not be seekable, STREAMINFO is written first and never rewritten: its
+/// total-samples, MD5 and min/max frame-size fields are 0, which FLAC defines as "unknown".
+/// Every decoder reads such streams (it is what `flac -` to a pipe produces).
+pub struct FlacWriter<W: Write> {
+    w: W,
+    config: flacenc::error::Verified<flacenc::config::Encoder>,
+    info: flacenc::component::StreamInfo,
+    fb: FrameBuf,
+    pending: Vec<i32>,
+    frame_no: usize,
+    sink: ByteSink,
+}
+
+impl<W: Write> std::fmt::Debug for FlacWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlacWriter")
+            .field("frames_written", &self.frame_no)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> FlacWriter<W> {
+    /// Writes the stream header for mono 16-bit FLAC at `rate`.
+    pub fn new(mut w: W, rate: NonZeroU32) -> Result<Self> {
+        let config = flacenc::config::Encoder::default()
+            .into_verified()
+            .map_err(|(_, e)| enc_err(format!("FLAC config: {e}")))?;
+        let mut stream = Stream::new(rate.get() as usize, 1, 16)
+            .map_err(|e| Error::config(format!("FLAC at {rate} Hz: {e}")))?;
+        stream
+            .stream_info_mut()
+            .set_block_sizes(FLAC_BLOCK, FLAC_BLOCK)
+            .map_err(|e| enc_err(format!("FLAC block size: {e}")))?;
+        let info = stream.stream_info().clone();
+        let mut sink = ByteSink::new();
+        stream
+            .write(&mut sink)
+            .map_err(|e| enc_err(format!("FLAC header: {e}")))?;
+        w.write_all(sink.as_slice())?;
+        let fb = FrameBuf::with_size(1, FLAC_BLOCK)
+            .map_err(|e| enc_err(format!("FLAC frame buffer: {e}")))?;
+        Ok(FlacWriter {
+            w,
+            config,
+            info,
+            fb,
+            pending: Vec::with_capacity(FLAC_BLOCK),
+            frame_no: 0,
+            sink,
+        })
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.pending.len() != FLAC_BLOCK {
+            self.fb.resize(self.pending.len());
+        }
+        self.fb
+            .fill_interleaved(&self.pending)
+            .map_err(|e| enc_err(format!("FLAC: {e}")))?;
+        let frame =
+            flacenc::encode_fixed_size_frame(&self.config, &self.fb, self.frame_no, &self.info)
+                .map_err(|e| enc_err(format!("FLAC frame {}: {e}", self.frame_no)))?;
+        self.sink.clear();
+        frame
+            .write(&mut self.sink)
+            .map_err(|e| enc_err(format!("FLAC frame {}: {e}", self.frame_no)))?;
+        self.w.write_all(self.sink.as_slice())?;
+        self.frame_no += 1;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Appends samples (quantised to 16 bits); full blocks are encoded and written at once.
+    pub fn write(&mut self, samples: &[f32]) -> Result<()> {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (FLAC_BLOCK - self.pending.len()).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            self.pending
+                .extend(now.iter().map(|&x| i32::from(quantize(x))));
+            rest = later;
+            if self.pending.len() == FLAC_BLOCK {
+                self.emit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the last (short) block, flushes and returns the writer.
+    pub fn finish(mut self) -> Result<W> {
+        self.emit()?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}

@@ -1,1 +1,0 @@
-//! Stage `decode`: see ARCHITECTURE.md (being written).

@@ -1,0 +1,411 @@
+//! Stage `decode`: any supported audio file → mono `f32` at its native sample rate.
+//!
+//! # Formats
+//! The container and codec are found from the content (magic bytes), never from the file
+//! name:
+//!
+//! | [`Format`] | Recognised by | Decoder |
+//! |---|---|---|
+//! | WAV: 8/16/24/32-bit PCM, 32/64-bit float, µ-law, A-law, IMA/MS ADPCM, `WAVE_FORMAT_EXTENSIBLE` | `RIFF....WAVE` | Symphonia |
+//! | FLAC | `fLaC` (also after an ID3 tag) | Symphonia |
+//! | Ogg Vorbis | `OggS`, first packet `\x01vorbis` | Symphonia |
+//! | Ogg Opus | `OggS`, first packet `OpusHead` | `opus-rs` + `ogg` |
+//! | MP3 (MPEG-1/2/2.5 layer III, also I/II) | `ID3`, or two consecutive frame headers | Symphonia |
+//! | AAC in MP4/M4A | `ftyp` at byte 4 | Symphonia |
+//! | AMR-NB / AMR-WB storage format | `#!AMR\n` / `#!AMR-WB\n` | `rvoip-codec-core` |
+//!
+//! Multichannel AMR (`#!AMR_MC1.0\n`, `#!AMR-WB_MC1.0\n`), RF64, Ogg FLAC/Speex and raw ADTS
+//! AAC are recognised and refused with [`ErrorKind::Unsupported`].
+//!
+//! # Downmix
+//! Every channel counts the same: mono sample = mean of all channels (`(L + R) / 2` for
+//! stereo). No channel weighting, no normalisation: a mono file comes out unchanged, a stereo
+//! file with the same signal in both channels too.
+//!
+//! # Time 0 is the first real sample
+//! MP3 encoder delay and padding (LAME/Xing header) and Vorbis are trimmed by Symphonia's
+//! gapless mode; AAC priming and padding in MP4 are trimmed here from the track's edit list
+//! (or `iTunSMPB`); Opus pre-skip is dropped and the final granule position trims the end.
+//! AMR DTX gaps (SID, NO_DATA, lost frames) each produce their 20 ms of comfort noise, so
+//! durations are exact.
+//!
+//! # Sample rates and channel counts
+//! Rates from [`MIN_RATE`] to [`MAX_RATE`] Hz and 1 to [`MAX_CHANNELS`] channels are
+//! accepted; anything else is [`ErrorKind::Malformed`].
+
+use std::fs::File;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+
+mod amr;
+mod mp4;
+mod opus;
+mod probe;
+mod source;
+mod sym;
+mod wav;
+
+use source::Src;
+
+/// The lowest sample rate accepted, in Hz.
+pub const MIN_RATE: u32 = 1_000;
+/// The highest sample rate accepted, in Hz.
+pub const MAX_RATE: u32 = 384_000;
+/// The largest channel count accepted.
+pub const MAX_CHANNELS: usize = 64;
+
+/// A container + codec combination this module decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// RIFF/WAVE: PCM, float, µ-law, A-law, ADPCM.
+    Wav,
+    /// Native FLAC.
+    Flac,
+    /// Vorbis in Ogg.
+    OggVorbis,
+    /// Opus in Ogg.
+    OggOpus,
+    /// MPEG audio (layer III, also I and II).
+    Mp3,
+    /// AAC in an MP4/M4A container.
+    Mp4Aac,
+    /// AMR narrowband (8 kHz), RFC 4867 storage format.
+    AmrNb,
+    /// AMR wideband (16 kHz), RFC 4867 storage format.
+    AmrWb,
+}
+
+impl Format {
+    /// A short human-readable name, e.g. `"Ogg Opus"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Wav => "WAV",
+            Format::Flac => "FLAC",
+            Format::OggVorbis => "Ogg Vorbis",
+            Format::OggOpus => "Ogg Opus",
+            Format::Mp3 => "MP3",
+            Format::Mp4Aac => "MP4/AAC",
+            Format::AmrNb => "AMR-NB",
+            Format::AmrWb => "AMR-WB",
+        }
+    }
+}
+
+/// What a [`Decoder`] found out about its input when it opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceInfo {
+    /// The container / codec, found by content.
+    pub format: Format,
+    /// The codec's short name, e.g. `"pcm_s16le"`, `"opus"`, `"amr-nb"`.
+    pub codec: String,
+    /// The rate of the decoded samples (Opus always decodes at 48 kHz).
+    pub sample_rate: NonZeroU32,
+    /// Channels in the source (the output is always mono).
+    pub channels: NonZeroU16,
+    /// The number of frames the header announces, when it does. A hint only: it comes from
+    /// an untrusted header (WAV hints are clamped to the bytes present), so never allocate
+    /// by it.
+    pub frames_hint: Option<u64>,
+}
+
+/// One decoding backend: appends ≥ 1 mono frames, or returns `Ok(0)` at the end.
+/// Errors of kind [`ErrorKind::Truncated`] leave `decoded_frames` at 0 for the [`Decoder`]
+/// to fill in.
+trait Backend: Send {
+    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize>;
+    fn skipped_packets(&self) -> u64;
+}
+
+pub(crate) fn malformed(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Malformed {
+        path: None,
+        what: what.into(),
+    })
+}
+
+pub(crate) fn unsupported(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unsupported {
+        path: None,
+        what: what.into(),
+    })
+}
+
+pub(crate) fn truncated(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Truncated {
+        path: None,
+        decoded_frames: 0,
+        sample_rate: 0,
+        what: what.into(),
+    })
+}
+
+/// Text of a panic payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Ended (cleanly or after an error was reported): every further call returns `Ok(0)`.
+    Finished,
+}
+
+/// A streaming decoder from any supported file to mono `f32` at the file's own rate.
+///
+/// ```no_run
+/// # fn main() -> asr_pipeline::Result<()> {
+/// use asr_pipeline::decode::Decoder;
+/// let mut d = Decoder::open(std::path::Path::new("call.amr"))?;
+/// let mut pcm = Vec::new();
+/// while d.read_mono(&mut pcm)? > 0 {}
+/// println!("{} frames at {} Hz", pcm.len(), d.info().sample_rate);
+/// # Ok(()) }
+/// ```
+pub struct Decoder {
+    backend: Box<dyn Backend>,
+    info: SourceInfo,
+    path: Option<PathBuf>,
+    frames: u64,
+    /// Frames the header promised, where that promise is exact (WAV data size, FLAC
+    /// STREAMINFO): ending short of it is reported as truncation.
+    declared: Option<u64>,
+    state: State,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("info", &self.info)
+            .field("path", &self.path)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decoder {
+    /// Opens the file at `path` and reads its header. Errors name the file.
+    pub fn open(path: &Path) -> Result<Decoder> {
+        let file = File::open(path).map_err(|e| Error::io(Some(path), e))?;
+        Decoder::from_boxed(Box::new(file), Some(path))
+    }
+
+    /// Opens any seekable byte source, from byte 0. `name` is used in error messages only.
+    pub fn from_reader<R: std::io::Read + std::io::Seek + Send + Sync + 'static>(
+        r: R,
+        name: Option<&Path>,
+    ) -> Result<Decoder> {
+        Decoder::from_boxed(Box::new(r), name)
+    }
+
+    fn from_boxed(r: Box<dyn source::ReadSeek>, name: Option<&Path>) -> Result<Decoder> {
+        let opened =
+            catch_unwind(AssertUnwindSafe(|| Decoder::open_inner(r))).unwrap_or_else(|p| {
+                Err(malformed(format!(
+                    "a decoder panicked while reading the header: {}",
+                    panic_text(p.as_ref())
+                )))
+            });
+        let (backend, info, declared) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                return Err(match name {
+                    Some(n) => e.with_path(n),
+                    None => e,
+                })
+            }
+        };
+        Ok(Decoder {
+            backend,
+            info,
+            path: name.map(Path::to_path_buf),
+            frames: 0,
+            declared,
+            state: State::Running,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_inner(
+        r: Box<dyn source::ReadSeek>,
+    ) -> Result<(Box<dyn Backend>, SourceInfo, Option<u64>)> {
+        let mut src = Src::new(r)?;
+        let format = probe::probe(&mut src)?;
+        let info = |codec: &str, rate: Option<u32>, ch: Option<usize>, hint| {
+            let rate = rate.ok_or_else(|| malformed("no sample rate in the header"))?;
+            let ch = ch.ok_or_else(|| malformed("no channel count in the header"))?;
+            if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+                return Err(malformed(format!(
+                    "sample rate {rate} Hz (supported: {MIN_RATE} to {MAX_RATE})"
+                )));
+            }
+            if ch == 0 || ch > MAX_CHANNELS {
+                return Err(malformed(format!(
+                    "{ch} channels (supported: 1 to {MAX_CHANNELS})"
+                )));
+            }
+            Ok(SourceInfo {
+                format,
+                codec: codec.to_string(),
+                sample_rate: NonZeroU32::new(rate).ok_or_else(|| malformed("rate 0"))?,
+                channels: u16::try_from(ch)
+                    .ok()
+                    .and_then(NonZeroU16::new)
+                    .ok_or_else(|| malformed("channel count"))?,
+                frames_hint: hint,
+            })
+        };
+        match format {
+            Format::OggOpus => {
+                let (b, head) = opus::OpusBackend::open(src)?;
+                let i = info("opus", Some(48_000), Some(usize::from(head.channels)), None)?;
+                Ok((Box::new(b), i, None))
+            }
+            Format::AmrNb | Format::AmrWb => {
+                let wide = format == Format::AmrWb;
+                let b = amr::AmrBackend::open(src, wide)?;
+                let (codec, rate) = if wide {
+                    ("amr-wb", 16_000)
+                } else {
+                    ("amr-nb", 8_000)
+                };
+                let i = info(codec, Some(rate), Some(1), None)?;
+                Ok((Box::new(b), i, None))
+            }
+            _ => {
+                let mut declared = None;
+                let mut hint_override = None;
+                if format == Format::Wav {
+                    let c = wav::check(&mut src)?;
+                    declared = c.declared_frames;
+                    hint_override = Some(c.present_frames);
+                }
+                let raw_trim = if format == Format::Mp4Aac {
+                    mp4::trim(&mut src)?
+                } else {
+                    None
+                };
+                let o = sym::SymBackend::open(src, format)?;
+                let mut backend = o.backend;
+                let mut hint = o.num_frames;
+                if let Some(h) = hint_override {
+                    hint = h;
+                }
+                if format == Format::Flac {
+                    declared = hint.filter(|&n| n > 0);
+                }
+                if let Some(t) = raw_trim.zip(o.rate).and_then(|(t, r)| t.at_rate(r)) {
+                    backend.set_trim(t);
+                    hint = hint.map(|n| n.saturating_sub(t.skip));
+                    if let Some(k) = t.keep {
+                        hint = Some(hint.map_or(k, |n| n.min(k)));
+                    }
+                }
+                let i = info(&o.codec, o.rate, o.channels, hint)?;
+                Ok((Box::new(backend), i, declared))
+            }
+        }
+    }
+
+    /// What the decoder found in the header.
+    pub fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    /// Frames (per channel, at [`SourceInfo::sample_rate`]) appended by [`read_mono`] so far.
+    ///
+    /// [`read_mono`]: Decoder::read_mono
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames
+    }
+
+    /// Packets that failed to decode and were replaced by silence of the same duration.
+    /// A recoverable codec error on one packet (Symphonia's `DecodeError`, an Opus packet
+    /// `opus-rs` refuses, an AMR frame the decoder refuses, which is concealed as lost) does
+    /// not stop decoding: time is kept and the packet is counted here.
+    pub fn packets_skipped(&self) -> u64 {
+        self.backend.skipped_packets()
+    }
+
+    /// Decodes the next packet(s), downmixes to mono (mean of channels) and APPENDS the
+    /// frames to `out`. Returns how many frames were appended; `Ok(0)` only at end of stream.
+    /// Encoder delay / priming / pre-skip are already trimmed: frame 0 is original time 0.
+    ///
+    /// # Truncation contract
+    /// A stream that breaks part way (file cut short, corrupt container, a decoder that
+    /// panics) first returns, through earlier `Ok` calls, every frame that decoded cleanly;
+    /// then one call returns [`ErrorKind::Truncated`] with `decoded_frames` equal to
+    /// [`frames_decoded`] (at `sample_rate`) and appends nothing. The caller may keep or drop
+    /// the frames it has. After any error, further calls return `Ok(0)`.
+    ///
+    /// An end of data before the length a header declares exactly (WAV `data` size, FLAC
+    /// STREAMINFO) is also reported as `Truncated`.
+    ///
+    /// Every error names the file when the decoder was given one.
+    ///
+    /// [`frames_decoded`]: Decoder::frames_decoded
+    pub fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        if self.state == State::Finished {
+            return Ok(0);
+        }
+        let before = out.len();
+        let backend = &mut self.backend;
+        let r = catch_unwind(AssertUnwindSafe(|| backend.next(out))).unwrap_or_else(|p| {
+            Err(truncated(format!(
+                "the decoder panicked: {}",
+                panic_text(p.as_ref())
+            )))
+        });
+        match r {
+            Ok(0) => {
+                out.truncate(before);
+                self.state = State::Finished;
+                match self.declared {
+                    Some(d) if self.frames < d => Err(self.fix(truncated(format!(
+                        "the header declares {d} frames, the data ends after {}",
+                        self.frames
+                    )))),
+                    _ => Ok(0),
+                }
+            }
+            Ok(n) => {
+                debug_assert_eq!(out.len() - before, n);
+                self.frames += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                out.truncate(before);
+                self.state = State::Finished;
+                Err(self.fix(e))
+            }
+        }
+    }
+
+    /// Fills in the decoded length and the file name of a backend error.
+    fn fix(&self, e: Error) -> Error {
+        let e = match e.into_kind() {
+            ErrorKind::Truncated { path, what, .. } => Error::new(ErrorKind::Truncated {
+                path,
+                decoded_frames: self.frames,
+                sample_rate: self.info.sample_rate.get(),
+                what,
+            }),
+            other => Error::new(other),
+        };
+        match &self.path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+}

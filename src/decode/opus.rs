@@ -1,0 +1,174 @@
+//! Ogg Opus with `ogg` + `opus-rs` (pure Rust). Always decoded at 48 kHz. The OpusHead
+//! pre-skip is dropped at the start, the granule position of the last (end-of-stream) page
+//! trims the end, and the header's output gain is applied, as RFC 7845 asks.
+
+use ogg::reading::PacketReader;
+use opus_rs::OpusDecoder;
+
+use super::source::Src;
+use super::{malformed, truncated, unsupported, Backend};
+use crate::error::Result;
+
+/// The largest Opus packet: 120 ms at 48 kHz.
+const MAX_FRAME: usize = 5760;
+
+pub(crate) struct OpusBackend {
+    reader: PacketReader<Src>,
+    dec: OpusDecoder,
+    serial: u32,
+    channels: usize,
+    pre_skip_left: u64,
+    /// Samples per channel decoded so far, pre-skip included (the granule position scale).
+    pos: u64,
+    gain: f32,
+    buf: Vec<f32>,
+    last_frame: usize,
+    skipped: u64,
+    done: bool,
+}
+
+/// The OpusHead fields we use.
+pub(crate) struct Head {
+    pub(crate) channels: u8,
+    pub(crate) pre_skip: u16,
+    pub(crate) gain_q8: i16,
+}
+
+fn ogg_err(e: ogg::OggReadError) -> crate::Error {
+    truncated(format!("Ogg: {e}"))
+}
+
+/// The duration in samples at 48 kHz of an Opus packet, from its TOC byte (RFC 6716 §3.1).
+fn packet_samples(p: &[u8]) -> Option<usize> {
+    let toc = *p.first()?;
+    let config = usize::from(toc >> 3);
+    let per_frame = match config {
+        0..=11 => [480, 960, 1920, 2880][config % 4],
+        12..=15 => [480, 960][config % 2],
+        _ => [120, 240, 480, 960][config % 4],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => usize::from(*p.get(1)? & 0x3F),
+    };
+    Some(per_frame * frames).filter(|&n| n <= MAX_FRAME)
+}
+
+impl OpusBackend {
+    pub(crate) fn open(src: Src) -> Result<(OpusBackend, Head)> {
+        let mut reader = PacketReader::new(src);
+        let first = reader
+            .read_packet()
+            .map_err(|e| malformed(format!("Ogg: {e}")))?
+            .ok_or_else(|| malformed("Ogg stream has no packets"))?;
+        let h = &first.data;
+        if h.len() < 19 || !h.starts_with(b"OpusHead") {
+            return Err(malformed("OpusHead packet is too short"));
+        }
+        if h[8] >> 4 != 0 {
+            return Err(unsupported(format!("Ogg Opus header version {}", h[8])));
+        }
+        let head = Head {
+            channels: h[9],
+            pre_skip: u16::from_le_bytes([h[10], h[11]]),
+            gain_q8: i16::from_le_bytes([h[16], h[17]]),
+        };
+        let family = h[18];
+        if head.channels == 0 {
+            return Err(malformed("OpusHead claims 0 channels"));
+        }
+        if family != 0 || head.channels > 2 {
+            return Err(unsupported(format!(
+                "Opus channel mapping family {family} with {} channels (multistream)",
+                head.channels
+            )));
+        }
+        let serial = first.stream_serial();
+        // The comment header (OpusTags) follows; it may span pages.
+        loop {
+            let p = reader
+                .read_packet()
+                .map_err(|e| malformed(format!("Ogg: {e}")))?
+                .ok_or_else(|| malformed("Ogg Opus stream ends before its comment header"))?;
+            if p.stream_serial() == serial {
+                break;
+            }
+        }
+        let channels = usize::from(head.channels);
+        let dec = OpusDecoder::new(48_000, channels)
+            .map_err(|e| malformed(format!("Opus decoder: {e}")))?;
+        let gain = 10f32.powf(f32::from(head.gain_q8) / (20.0 * 256.0));
+        Ok((
+            OpusBackend {
+                reader,
+                dec,
+                serial,
+                channels,
+                pre_skip_left: u64::from(head.pre_skip),
+                pos: 0,
+                gain,
+                buf: vec![0.0; MAX_FRAME * channels],
+                last_frame: 960,
+                skipped: 0,
+                done: false,
+            },
+            head,
+        ))
+    }
+}
+
+impl Backend for OpusBackend {
+    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        while !self.done {
+            let Some(pkt) = self.reader.read_packet().map_err(ogg_err)? else {
+                return Ok(0);
+            };
+            if pkt.stream_serial() != self.serial {
+                continue;
+            }
+            let eos = pkt.last_in_stream();
+            self.done = eos;
+            if pkt.data.is_empty() {
+                continue;
+            }
+            let n = match self.dec.decode(&pkt.data, MAX_FRAME, &mut self.buf) {
+                Ok(n) if n <= MAX_FRAME => n,
+                _ => {
+                    // Undecodable packet: keep time with silence of its nominal duration.
+                    self.skipped += 1;
+                    let n = packet_samples(&pkt.data).unwrap_or(self.last_frame);
+                    self.buf[..n * self.channels].fill(0.0);
+                    n
+                }
+            };
+            self.last_frame = n.max(1);
+            let mut n = n as u64;
+            if eos {
+                // End trimming: the final granule position is the true end.
+                n = n.min(pkt.absgp_page().saturating_sub(self.pos));
+            }
+            self.pos += n;
+            let s = self.pre_skip_left.min(n);
+            self.pre_skip_left -= s;
+            let (s, n) = (s as usize, n as usize);
+            let g = self.gain;
+            match self.channels {
+                1 => out.extend(self.buf[s..n].iter().map(|&x| x * g)),
+                _ => out.extend(
+                    self.buf[2 * s..2 * n]
+                        .chunks_exact(2)
+                        .map(|c| (c[0] + c[1]) * 0.5 * g),
+                ),
+            }
+            if n > s {
+                return Ok(n - s);
+            }
+        }
+        Ok(0)
+    }
+
+    fn skipped_packets(&self) -> u64 {
+        self.skipped
+    }
+}
