@@ -8,7 +8,7 @@
 //! bench_frontend --gen OUT MIN      writes MIN minutes of speech-like 16 kHz audio as WAV or FLAC
 //!                                   (by OUT's extension) with our own encoders (no ffmpeg needed)
 //! ```
-//! Output: `key<TAB>value` lines (`input`, `codec`, `rate`, `channels`, `secs`, `wall`, `xrt`,
+//! Output: `key<TAB>value` lines (`input`, `codec`, `rate`, `channels`, `secs`, `wall`, `cpu`, `xrt`, `xrt_cpu`,
 //! `samples16k`, `lufs`, `peak`) and at the end `peak_rss_mb` (VmHWM from /proc/self/status).
 
 use std::num::NonZeroU32;
@@ -75,6 +75,19 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU time of this process so far, in seconds (/proc/self/schedstat: ns on a CPU). On a
+/// loaded machine this is the fairer measure of one-core speed than wall time.
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
 /// Reads the stream to the end; touches every sample so nothing is optimised away.
 fn drain<S: MonoSource>(s: &mut AudioStream<S>) -> Result<u64> {
     let mut acc = 0.0f32;
@@ -85,11 +98,13 @@ fn drain<S: MonoSource>(s: &mut AudioStream<S>) -> Result<u64> {
     Ok(s.position())
 }
 
-fn report(secs: f64, wall: f64, samples: u64, l: Option<Loudness>) {
+fn report(secs: f64, wall: f64, cpu: f64, samples: u64, l: Option<Loudness>) {
     let (lufs, peak) = l.map_or((f64::NAN, f32::NAN), |l| (l.integrated_lufs, l.peak));
     println!("secs\t{secs:.3}");
     println!("wall\t{wall:.3}");
+    println!("cpu\t{cpu:.3}");
     println!("xrt\t{:.0}", secs / wall);
+    println!("xrt_cpu\t{:.0}", secs / cpu);
     println!("samples16k\t{samples}");
     println!("lufs\t{lufs:.2}");
     println!("peak\t{peak:.4}");
@@ -109,13 +124,14 @@ fn main() -> AnyResult<()> {
             let rate = NonZeroU32::new(arg(1)?.parse()?).ok_or("rate 0")?;
             let minutes: u64 = arg(2)?.parse()?;
             println!("input\tsynth {} Hz {minutes} min", rate.get());
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_secs());
             let src = Synth::new(rate, minutes * 60 * u64::from(rate.get()));
             let mut s = AudioStream::from_source(src, None, StreamOptions::default())?;
             let n = drain(&mut s)?;
             report(
                 (minutes * 60) as f64,
                 t0.elapsed().as_secs_f64(),
+                cpu_secs() - c0,
                 n,
                 s.loudness(),
             );
@@ -123,7 +139,7 @@ fn main() -> AnyResult<()> {
         "--gen" => gen(std::path::Path::new(arg(1)?), arg(2)?.parse()?)?,
         "--two-pass" => {
             let path = std::path::Path::new(arg(1)?);
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_secs());
             let loud = measure_path(path)?;
             let gain = loud.gain(&Default::default());
             let mut s = AudioStream::open(
@@ -133,12 +149,18 @@ fn main() -> AnyResult<()> {
             describe(path, &s);
             let n = drain(&mut s)?;
             let secs = n as f64 / 16_000.0;
-            report(secs, t0.elapsed().as_secs_f64(), n, s.loudness());
+            report(
+                secs,
+                t0.elapsed().as_secs_f64(),
+                cpu_secs() - c0,
+                n,
+                s.loudness(),
+            );
             println!("gain\t{gain:.4}");
         }
         _ => {
             let path = std::path::Path::new(arg(0)?);
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_secs());
             // One pass with everything the front end does per sample: decode, downmix,
             // resample, DC removal, loudness metering and a (fixed) gain.
             let mut s = AudioStream::open(
@@ -148,7 +170,13 @@ fn main() -> AnyResult<()> {
             describe(path, &s);
             let n = drain(&mut s)?;
             let secs = s.source().frames_decoded() as f64 / f64::from(s.info().sample_rate.get());
-            report(secs, t0.elapsed().as_secs_f64(), n, s.loudness());
+            report(
+                secs,
+                t0.elapsed().as_secs_f64(),
+                cpu_secs() - c0,
+                n,
+                s.loudness(),
+            );
         }
     }
     println!("peak_rss_mb\t{:.1}", peak_rss_mb());
