@@ -72,7 +72,7 @@ else
   INPUTS+=(wav_16k_s16 flac_16k)
 fi
 
-file_of() { ls "$DIR/$1_${MINUTES}m".* 2>/dev/null | grep -v '\.tmp\.' | head -1; }
+file_of() { ls "$DIR/$1_${MINUTES}m".* 2>/dev/null | grep -v '\.tmp' | head -1; }
 
 # ---------------------------------------------------------------------------------------------
 # Runs. Ours: one process per input (so peak RSS is per input). ffmpeg: same input, same run.
