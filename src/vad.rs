@@ -60,6 +60,8 @@ pub const STEADY_LAG: usize = 2;
 pub const MUSIC_STEADY_FRACTION: f32 = 0.75;
 
 const MIN_DB: f32 = -120.0;
+/// Frame energies are clamped to this (input far outside [−1, 1]).
+const MAX_DB: f32 = 40.0;
 const LAGS: [usize; 4] = [1, 2, 4, 8];
 const N_FEAT: usize = LAGS.len() + 1;
 /// Per-feature tolerance of "unchanged" in the steadiness test (zcr, r1, r2, r4, r8).
@@ -227,14 +229,20 @@ impl VoiceDetector {
             zc += u32::from((x >= 0.0) != (prev >= 0.0) && k > 0);
             prev = x;
         }
-        let any = r[0] > 0.0;
+        let any = r[0] > 0.0 && self.opts.reject_music;
         for (j, &lag) in LAGS.iter().enumerate().filter(|_| any) {
             if let (Some(a), Some(b)) = (frame.get(lag..), frame.get(..n.saturating_sub(lag))) {
                 r[j + 1] = a.iter().zip(b).map(|(x, y)| x * y).sum();
             }
         }
         let ms = r[0] / FRAME as f32;
-        let db = (10.0 * (ms + 1e-12).log10()).max(MIN_DB);
+        let db = 10.0 * (ms + 1e-12).log10();
+        // NaN / infinite samples must not poison the trackers for the rest of the input.
+        let db = if db.is_finite() {
+            db.clamp(MIN_DB, MAX_DB)
+        } else {
+            MIN_DB
+        };
 
         // Level and floor trackers, in dB so they commute with a gain.
         self.level_db = db.max(self.level_db - LEVEL_DECAY_DB);
@@ -321,6 +329,29 @@ mod tests {
         let out = run(&tone);
         let voiced = out.iter().filter(|f| f.voiced).count();
         assert_eq!(voiced, 0, "{out:?}");
+    }
+
+    #[test]
+    fn nan_and_infinite_samples_do_not_break_later_frames() {
+        let mut x = vec![f32::NAN; FRAME * 3];
+        x.extend(vec![f32::INFINITY; FRAME * 3]);
+        x.extend(vec![f32::NEG_INFINITY; FRAME]);
+        x.extend(vec![0.0; FRAME * 30]);
+        // A noise-like, non-steady signal after the garbage is still measured normally.
+        let mut seed = 1u32;
+        let tail: Vec<f32> = (0..FRAME * 20)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        x.extend(&tail);
+        let out = run(&x);
+        assert_eq!(out.len(), x.len().div_ceil(FRAME));
+        let last = out.last().unwrap();
+        assert!(last.db > -20.0 && last.db < 0.0, "{last:?}");
+        assert!(!last.quiet, "the trackers were poisoned: {last:?}");
+        assert!(out.iter().all(|f| f.db.is_finite()));
     }
 
     #[test]
