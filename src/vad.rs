@@ -124,6 +124,7 @@ pub struct VoiceDetector {
     /// Index in `window` of the next frame to decide.
     next: usize,
     i16buf: Vec<i16>,
+    fbuf: Box<[f32; FRAME]>,
 }
 
 impl fmt::Debug for VoiceDetector {
@@ -159,6 +160,7 @@ impl VoiceDetector {
             window: VecDeque::with_capacity(2 * DELAY_FRAMES + 2),
             next: 0,
             i16buf: vec![0; FRAME],
+            fbuf: Box::new([0.0; FRAME]),
         })
     }
 
@@ -218,22 +220,43 @@ impl VoiceDetector {
     }
 
     fn analyse(&mut self, frame: &[f32]) -> Pending {
-        let frame = frame.get(..FRAME).unwrap_or(frame);
-        let n = frame.len();
-        // Energy and features in one pass over the frame.
+        // A fixed-size, zero-padded copy: no bounds checks below, and a short final frame is
+        // measured like a full one.
+        let x = &mut self.fbuf;
+        let n = frame.len().min(FRAME);
+        x[..n].copy_from_slice(&frame[..n]);
+        x[n..].fill(0.0);
+        let x = &self.fbuf;
+
         let mut r = [0f32; LAGS.len() + 1];
-        let mut zc = 0u32;
-        let mut prev = 0f32;
-        for (k, &x) in frame.iter().enumerate() {
-            r[0] += x * x;
-            zc += u32::from((x >= 0.0) != (prev >= 0.0) && k > 0);
-            prev = x;
-        }
+        r[0] = x.iter().map(|v| v * v).sum();
         let any = r[0] > 0.0 && self.opts.reject_music;
-        for (j, &lag) in LAGS.iter().enumerate().filter(|_| any) {
-            if let (Some(a), Some(b)) = (frame.get(lag..), frame.get(..n.saturating_sub(lag))) {
-                r[j + 1] = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let mut zc = 0u32;
+        if any {
+            // One pass for the zero crossings and the four autocorrelation lags.
+            const L: usize = LAGS[LAGS.len() - 1];
+            let (mut r1, mut r2, mut r4, mut r8) = (0f32, 0f32, 0f32, 0f32);
+            for k in L..FRAME {
+                let v = x[k];
+                r1 += v * x[k - 1];
+                r2 += v * x[k - 2];
+                r4 += v * x[k - 4];
+                r8 += v * x[k - 8];
             }
+            for k in 1..L {
+                r1 += x[k] * x[k - 1];
+            }
+            for k in 2..L {
+                r2 += x[k] * x[k - 2];
+            }
+            for k in 4..L {
+                r4 += x[k] * x[k - 4];
+            }
+            r[1..].copy_from_slice(&[r1, r2, r4, r8]);
+            zc = x
+                .windows(2)
+                .map(|w| u32::from((w[0] >= 0.0) != (w[1] >= 0.0)))
+                .sum();
         }
         let ms = r[0] / FRAME as f32;
         let db = 10.0 * (ms + 1e-12).log10();
