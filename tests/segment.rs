@@ -374,6 +374,7 @@ fn music_tones_and_silence_give_no_segments() {
         let plan = SegmentPlan::from_samples(Some(name.into()), &audio, opts()).unwrap();
         assert!(plan.is_empty(), "{name}: {:?}", plan.segments);
         assert_eq!(plan.no_speech, Some(why), "{name}: {:?}", plan.stats);
+        assert!(why.to_string().starts_with("no speech"));
         let json = plan.to_json().unwrap();
         assert!(json.contains("\"no_speech\""), "{json}");
     }
@@ -577,7 +578,8 @@ fn plan_round_trips_as_json_and_writes_wavs() {
         &segs,
         sc.audio.len() as u64,
         c.segmenter().stats(),
-    );
+    )
+    .with_source_info("pcm_s16le", 44_100, 2);
     assert!(!plan.is_empty());
     assert_eq!(plan.no_speech, None);
     let dir = tempfile::tempdir().unwrap();
@@ -598,4 +600,6 @@ fn plan_round_trips_as_json_and_writes_wavs() {
     assert_eq!(first["start_sample"], segs[0].start);
     assert_eq!(first["start_ms"], (segs[0].start * 1000 + SR / 2) / SR);
     assert_eq!(first["file"], "seg-00000.wav");
+    assert_eq!(v["source_sample_rate"], 44_100);
+    assert_eq!(v["total_samples"], sc.audio.len() as u64);
 }
