@@ -2,10 +2,12 @@
 //! separated by pauses, clean and in 20 dB pink noise, plus hold-music-like tones and silence;
 //! with and without the music / tone check, to measure what the check costs.
 //!
-//! Throughput is in samples per second: divide by 16 000 for the realtime factor.
+//! Throughput is in samples per second: divide by 16 000 for the realtime factor. Times are the
+//! benchmarking thread's CPU time on Linux (`/proc/thread-self/schedstat`), wall time elsewhere,
+//! so a loaded machine does not distort them.
 //! `cargo bench --bench segment`
 use std::f32::consts::TAU;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use asr_pipeline::segment::{Segment, Segmenter, SegmenterOptions};
 use asr_pipeline::vad::VadOptions;
@@ -83,6 +85,26 @@ fn run(audio: &[f32], opts: &SegmenterOptions) -> usize {
     out.len()
 }
 
+/// CPU time of the calling thread in ns (Linux `/proc/thread-self/schedstat`), so that the
+/// numbers mean something on a shared, overloaded machine; `None` elsewhere.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Times `iters` runs by thread CPU time when available, else by wall time.
+fn timed(iters: u64, audio: &[f32], opts: &SegmenterOptions) -> Duration {
+    let wall = Instant::now();
+    let cpu = thread_cpu_ns();
+    for _ in 0..iters {
+        black_box(run(black_box(audio), opts));
+    }
+    match (cpu, thread_cpu_ns()) {
+        (Some(a), Some(b)) => Duration::from_nanos(b.saturating_sub(a)),
+        _ => wall.elapsed(),
+    }
+}
+
 fn stage(c: &mut Criterion) {
     let inputs = [
         ("speech_clean", conversation(None)),
@@ -107,7 +129,7 @@ fn stage(c: &mut Criterion) {
                 "vad_only"
             };
             g.bench_with_input(BenchmarkId::new(id, name), audio, |b, a| {
-                b.iter(|| black_box(run(black_box(a), &opts)))
+                b.iter_custom(|iters| timed(iters, a, &opts))
             });
         }
     }
