@@ -60,6 +60,10 @@ struct Mock {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     quota_exhausted: Mutex<bool>,
+    /// Seeded fault injection on every endpoint but token minting: (rate, rng).
+    faults: Mutex<Option<(f64, fastrand::Rng)>>,
+    /// The `Text` field of every `/translate` request, in order (to count attempts per call).
+    translate_texts: Mutex<Vec<String>>,
 }
 
 impl Mock {
@@ -211,6 +215,37 @@ async fn respond(
         }
         Some(Canned::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
+    }
+    if path == "/translate" {
+        let text = form_fields(body).remove("Text").unwrap_or_default();
+        m.translate_texts.lock().unwrap().push(text);
+    }
+    if path != "/generateAuthToken" {
+        let fault = m
+            .faults
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|(rate, rng)| (rng.f64() < *rate).then(|| rng.u8(0..4)));
+        match fault {
+            Some(0) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "0")],
+                    "slow down",
+                )
+                    .into_response()
+            }
+            Some(1) => return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+            Some(2) => return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+            Some(_) => {
+                let s = futures_util::stream::once(async {
+                    Err::<Bytes, std::io::Error>(std::io::Error::other("dropped"))
+                });
+                return Response::new(Body::from_stream(s));
+            }
+            None => {}
+        }
     }
     let base = m.base.lock().unwrap().clone();
     if path == "/generateAuthToken" {
@@ -1066,4 +1101,58 @@ async fn vela_chats_bot_translate_tts() {
         no_org.status("x").await.unwrap_err().kind(),
         ErrorKind::InvalidConfig { .. }
     ));
+}
+
+#[tokio::test]
+async fn thirty_percent_faults_every_call_completes_within_the_policy() {
+    let (m, base) = start().await;
+    let attempts = 8;
+    let c = Client::builder()
+        .base_url(&base)
+        .credentials(Credentials::RefreshToken(REFRESH.into()))
+        .org_id(ORG)
+        .retry(fast_retry(attempts))
+        .build()
+        .unwrap();
+    *m.faults.lock().unwrap() = Some((0.3, fastrand::Rng::with_seed(7)));
+    let calls = 60;
+    for i in 0..calls {
+        let t = c
+            .translate(&TranslateRequest::new(format!("call-{i}"), None))
+            .await
+            .unwrap_or_else(|e| panic!("call {i} did not complete: {e}"));
+        assert_eq!(t.translation, format!("EN(call-{i})"));
+    }
+    // A whole async job under faults too.
+    let (_d, path, data) = temp_audio(50_000);
+    let job = c
+        .upload_async(AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    let r = c
+        .poll(&job.file_name, fast_poll(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(r.timestamps.len(), 2);
+    assert_eq!(m.uploads.lock().unwrap()[&job.file_name].1, data);
+
+    let texts = m.translate_texts.lock().unwrap().clone();
+    let mut faulted_calls = 0;
+    for i in 0..calls {
+        let n = texts.iter().filter(|t| **t == format!("call-{i}")).count();
+        assert!(
+            (1..=attempts as usize).contains(&n),
+            "call {i} was sent {n} times"
+        );
+        if n > 1 {
+            faulted_calls += 1;
+        }
+    }
+    // The faults really happened (about 30 % of first attempts).
+    assert!(
+        faulted_calls >= calls / 6,
+        "only {faulted_calls} calls saw a fault"
+    );
+    // Never more sends than attempts allow, in total.
+    assert!(texts.len() <= calls * attempts as usize);
 }
