@@ -34,11 +34,16 @@ enum Canned {
     Delay(Duration),
 }
 
+/// (method, path, `Authorization` header).
+type LogEntry = (String, String, Option<String>);
+/// (part names in order, file bytes) of a stored upload.
+type Upload = (Vec<String>, Vec<u8>);
+
 #[derive(Default)]
 struct Mock {
     base: Mutex<String>,
     /// (method, path, authorization header) of every request, in order.
-    log: Mutex<Vec<(String, String, Option<String>)>>,
+    log: Mutex<Vec<LogEntry>>,
     canned: Mutex<HashMap<String, VecDeque<Canned>>>,
     minted: AtomicUsize,
     valid_tokens: Mutex<HashSet<String>>,
@@ -49,7 +54,8 @@ struct Mock {
     form_valid_queue: Mutex<VecDeque<i64>>,
     /// Keys the storage refuses as expired (once each).
     s3_expire_keys: Mutex<HashSet<String>>,
-    uploads: Mutex<HashMap<String, (Vec<String>, Vec<u8>)>>,
+    /// key → (part names in order, file bytes).
+    uploads: Mutex<HashMap<String, Upload>>,
     forms_issued: AtomicUsize,
     /// Status polls before a job completes; `usize::MAX` never.
     polls_to_complete: Mutex<usize>,
