@@ -820,6 +820,21 @@ async fn final_4xx_keeps_status_and_body_and_is_sent_once() {
     }
     assert_eq!(m.count("POST", "/asr"), 1);
     assert!(!e.is_transient());
+    // A body that echoes the current IdToken is redacted.
+    m.push(
+        "/asr",
+        Canned::Status(403, vec![], "token idtoken-1 lacks permission".into()),
+    );
+    let e = c
+        .transcribe_sync(SyncRequest::new(vec![0u8; 10], "a.wav", rate()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Auth { status: 403, .. }),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains("idtoken-1"), "{e:?}");
+    assert!(format!("{e}").contains("token *** lacks"), "{e}");
     // 404 is final too.
     m.push("/asr", Canned::Status(404, vec![], String::new()));
     let e = c
@@ -827,7 +842,7 @@ async fn final_4xx_keeps_status_and_body_and_is_sent_once() {
         .await
         .unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Api { status: 404, .. }));
-    assert_eq!(m.count("POST", "/asr"), 2);
+    assert_eq!(m.count("POST", "/asr"), 3);
 }
 
 #[tokio::test]

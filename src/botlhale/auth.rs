@@ -80,6 +80,8 @@ pub(crate) struct Auth {
     /// tenth of the token's lifetime for short-lived tokens).
     pub margin: Duration,
     pub cache: Mutex<Option<Cached>>,
+    /// The last minted IdToken, readable without waiting (for redaction of error bodies).
+    pub last_minted: std::sync::Mutex<Option<Secret>>,
 }
 
 impl Auth {
@@ -95,6 +97,7 @@ impl Auth {
             credentials,
             margin,
             cache: Mutex::new(cache),
+            last_minted: std::sync::Mutex::new(None),
         }
     }
 
