@@ -1119,3 +1119,173 @@ async fn dropped_connection_gets_no_response() {
     assert_eq!(st, vec![0, 200]);
     emu.shutdown().await;
 }
+
+fn flac(rate: u32, secs: f64, bursts: &[(f64, f64, f64)]) -> Vec<u8> {
+    use flacenc::component::BitRepr;
+    use flacenc::error::Verify;
+    let mut r = hound::WavReader::new(Cursor::new(wav(rate, secs, bursts))).unwrap();
+    let samples: Vec<i32> = r.samples::<i16>().map(|s| i32::from(s.unwrap())).collect();
+    let config = flacenc::config::Encoder::default().into_verified().unwrap();
+    let source = flacenc::source::MemSource::from_samples(&samples, 1, 16, rate as usize);
+    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size).unwrap();
+    let mut sink = flacenc::bitsink::ByteSink::new();
+    stream.write(&mut sink).unwrap();
+    sink.as_slice().to_vec()
+}
+
+#[tokio::test]
+async fn flac_is_decoded_on_both_paths() {
+    let emu = start(cfg()).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let bursts = [(0.25, 0.75, 200.0), (1.5, 2.0, 900.0)];
+    let audio = flac(16_000, 2.5, &bursts);
+    assert!(audio.starts_with(b"fLaC"));
+    // The same samples as WAV and as FLAC get the same checksum.
+    let (s, b) = post_asr(&emu, &c, &tok, audio.clone(), "16000").await;
+    assert_eq!(s, 200, "{b}");
+    let (_, bw) = post_asr(&emu, &c, &tok, wav(16_000, 2.5, &bursts), "16000").await;
+    let t = |b: &str| serde_json::from_str::<Value>(b).unwrap()["Transcription"].clone();
+    assert_eq!(t(&b), t(&bw));
+    assert!(t(&b).as_str().unwrap().starts_with("[emulator] 2.500 s"));
+    assert!(serde_json::from_str::<Value>(&b).unwrap()["SpeechFile"]
+        .as_str()
+        .unwrap()
+        .ends_with(".flac"));
+    let (url, fields) = upload_form(&emu, &c, &tok, true).await;
+    let key = key_of(&fields);
+    assert_eq!(s3_post(&c, &url, &fields, audio).await.0, 204);
+    wait_done(&emu, &c, &tok, &key).await;
+    let (_, v) = get_json(
+        &c,
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={key}",
+            emu.base_url(),
+            emu.org_id()
+        ),
+        &tok,
+    )
+    .await;
+    let ts = v["timestamps"].as_array().unwrap();
+    assert_eq!(ts.len(), 2, "{v}");
+    for (t, (a, b, _)) in ts.iter().zip(bursts) {
+        assert!(
+            (t["start"].as_f64().unwrap() - a * 1000.0).abs() <= 10.0,
+            "{t}"
+        );
+        assert!(
+            (t["end"].as_f64().unwrap() - b * 1000.0).abs() <= 10.0,
+            "{t}"
+        );
+    }
+    assert_eq!(ts[0]["speaker"], "speaker_0");
+    assert_eq!(ts[1]["speaker"], "speaker_1");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn large_upload_is_streamed_past_the_api_body_limit() {
+    // 140 MB, above the 128 MB limit of the JSON/form routes, sent streamed from a file with
+    // a Content-Length, as the client sends it.
+    let emu = start(cfg()).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let len: u64 = 140 << 20;
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len).unwrap();
+    }
+    let file = tokio::fs::File::open(&path).await.unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+    let mut form = Form::new();
+    for (k, v) in &fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    form = form.part(
+        "file",
+        Part::stream_with_length(body, len).file_name("big.bin"),
+    );
+    let r = c.post(&url).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let stored = emu.uploaded_file(&key_of(&fields)).unwrap();
+    assert_eq!(std::fs::metadata(stored).unwrap().len(), len);
+    emu.shutdown().await;
+}
+
+/// The public signer against an independent S3 implementation: `s3s` + `s3s-fs` with their
+/// own credentials, on loopback.
+#[tokio::test]
+async fn signer_is_accepted_by_s3s() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bucket-a")).unwrap();
+    let (ak, sk) = ("AKIAS3SLOCALTEST", "s3s/local+secret/key");
+    let service = {
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(ak, sk));
+        b.build()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let b = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = b
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/bucket-a");
+    let creds = sigv4::Credentials::new(ak, sk);
+    let sign = |key: &str, max: u64| {
+        let p = sigv4::presign_post(
+            &creds,
+            "us-east-1",
+            "bucket-a",
+            key,
+            std::time::SystemTime::now() + Duration::from_secs(600),
+            Some(1..=max),
+            &[],
+        );
+        p.fields
+    };
+    let c = http();
+    let audio = wav(16_000, 0.5, &[(0.1, 0.3, 440.0)]);
+
+    let fields = sign("in/ok.wav", 1_000_000);
+    let (s, b) = s3_post(&c, &url, &fields, audio.clone()).await;
+    assert!((200..300).contains(&s), "{s} {b}");
+    assert_eq!(
+        std::fs::read(root.path().join("bucket-a/in/ok.wav")).unwrap(),
+        audio,
+        "lands byte-identical"
+    );
+
+    let mut bad = sign("in/bad.wav", 1_000_000);
+    for (k, v) in &mut bad {
+        if k == "x-amz-signature" {
+            *v = v.chars().rev().collect();
+        }
+    }
+    let (s, b) = s3_post(&c, &url, &bad, audio.clone()).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(s3_code(&b), "SignatureDoesNotMatch", "{b}");
+    assert!(!root.path().join("bucket-a/in/bad.wav").exists());
+
+    let small = sign("in/big.wav", 100);
+    let (s, b) = s3_post(&c, &url, &small, audio.clone()).await;
+    assert!((400..500).contains(&s), "{s} {b}");
+    assert!(!root.path().join("bucket-a/in/big.wav").exists());
+    server.abort();
+}

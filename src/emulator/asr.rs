@@ -331,7 +331,11 @@ pub(crate) fn analyze_bytes(bytes: &[u8], threshold: f32) -> Result<AudioSummary
         AudioKind::Wav => wav(Cursor::new(bytes), threshold),
         AudioKind::Amr => amr(bytes),
         AudioKind::Flac | AudioKind::Ogg => {
-            symph(Box::new(Cursor::new(bytes.to_vec())), kind, threshold)
+            let mut v = bytes.to_vec();
+            if let Some((at, fix)) = flac_block_size_fix(&mut Cursor::new(&v)) {
+                v[at as usize..at as usize + 2].copy_from_slice(&fix);
+            }
+            symph(Box::new(Cursor::new(v)), kind, threshold)
         }
     }
 }
@@ -362,7 +366,98 @@ pub(crate) fn analyze_path(path: &Path, threshold: f32) -> Result<AudioSummary, 
             f.read_to_end(&mut v).map_err(io)?;
             amr(&v)
         }
-        AudioKind::Flac | AudioKind::Ogg => symph(Box::new(f), kind, threshold),
+        AudioKind::Flac | AudioKind::Ogg => {
+            let patch = flac_block_size_fix(&mut f);
+            f.rewind().map_err(io)?;
+            let len = f.metadata().map_err(io)?.len();
+            symph(
+                Box::new(Patched {
+                    inner: f,
+                    pos: 0,
+                    len,
+                    patch,
+                }),
+                kind,
+                threshold,
+            )
+        }
+    }
+}
+
+/// FLAC streams whose STREAMINFO says `min_block_size < max_block_size` (the short last block
+/// counted, as `flacenc` writes them) while their frames use the fixed blocking strategy are
+/// valid for ffmpeg and libFLAC, but Symphonia then rejects every frame header. Returns the
+/// offset of `min_block_size` and the value to read there (equal to `max_block_size`) for
+/// such streams.
+fn flac_block_size_fix<R: Read + Seek>(r: &mut R) -> Option<(u64, [u8; 2])> {
+    let mut head = [0u8; 42];
+    r.rewind().ok()?;
+    r.read_exact(&mut head).ok()?;
+    if &head[0..4] != b"fLaC" || head[4] & 0x7F != 0 {
+        return None;
+    }
+    let (min, max) = ([head[8], head[9]], [head[10], head[11]]);
+    if u16::from_be_bytes(min) >= u16::from_be_bytes(max) {
+        return None;
+    }
+    // Walk the metadata blocks to the first frame.
+    let mut pos = 4u64;
+    loop {
+        r.seek(std::io::SeekFrom::Start(pos)).ok()?;
+        let mut h = [0u8; 4];
+        r.read_exact(&mut h).ok()?;
+        let len = u64::from(u32::from_be_bytes([0, h[1], h[2], h[3]]));
+        pos += 4 + len;
+        if h[0] & 0x80 != 0 {
+            break;
+        }
+    }
+    r.seek(std::io::SeekFrom::Start(pos)).ok()?;
+    let mut sync = [0u8; 2];
+    r.read_exact(&mut sync).ok()?;
+    // 0xFFF8: fixed blocking strategy.
+    (sync == [0xFF, 0xF8]).then_some((8, max))
+}
+
+/// A file with two bytes replaced (see [`flac_block_size_fix`]).
+struct Patched {
+    inner: File,
+    pos: u64,
+    len: u64,
+    patch: Option<(u64, [u8; 2])>,
+}
+
+impl Read for Patched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some((at, bytes)) = self.patch {
+            for (i, b) in bytes.iter().enumerate() {
+                let abs = at + i as u64;
+                if abs >= self.pos && abs < self.pos + n as u64 {
+                    if let Some(slot) = buf.get_mut((abs - self.pos) as usize) {
+                        *slot = *b;
+                    }
+                }
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Patched {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.inner.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+impl MediaSource for Patched {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len)
     }
 }
 

@@ -549,13 +549,22 @@ fn router(sh: Arc<Shared>) -> Router {
     if matches!(sh.cfg.data_routes, DataRoutes::GetData | DataRoutes::Both) {
         protected = protected.route("/asr/async/getdata", get(async_data));
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(sh.clone(), auth));
+    let protected = protected
+        .route_layer(middleware::from_fn_with_state(sh.clone(), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY));
     Router::new()
-        .route("/generateAuthToken", post(generate_token))
-        .route("/s3/{bucket}", post(s3::post_object))
+        .route(
+            "/generateAuthToken",
+            post(generate_token).layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY)),
+        )
+        // Uploads are streamed to disk, unbounded here: the policy's content-length-range
+        // is the limit, as on S3.
+        .route(
+            "/s3/{bucket}",
+            post(s3::post_object).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/tts/audio/{id}", get(tts_audio))
         .merge(protected)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))
         .layer(middleware::from_fn_with_state(sh.clone(), front))
         .with_state(sh)
 }
