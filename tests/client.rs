@@ -658,7 +658,7 @@ async fn failed_job_is_job_failed() {
 #[tokio::test]
 async fn token_is_renewed_before_expiry() {
     let (m, base) = start().await;
-    *m.expires_in.lock().unwrap() = 1; // renewed at 0.9 s
+    *m.expires_in.lock().unwrap() = 2; // renewed at 1.8 s
     let c = client(&base);
     c.translate(&TranslateRequest::new("a", None))
         .await

@@ -2,7 +2,7 @@
 //!
 //! A client holds either a ready IdToken (used as is, never renewed) or a refresh token, which
 //! it trades for an IdToken at `POST /generateAuthToken` (form field `REFRESH_TOKEN`). The
-//! IdToken is renewed [`Auth::margin`] before its `ExpiresIn` runs out, and once when a request
+//! IdToken is renewed a margin (`ClientBuilder::token_renewal_margin`) before its `ExpiresIn` runs out, and once when a request
 //! is answered 401 (a second 401 is [`crate::ErrorKind::Auth`]). Concurrent requests that hit
 //! a 401 with the same stale token share one renewal.
 //!
