@@ -667,7 +667,7 @@ async fn token_is_renewed_before_expiry() {
         .await
         .unwrap();
     assert_eq!(m.minted.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(950)).await;
+    tokio::time::sleep(Duration::from_millis(1850)).await;
     c.translate(&TranslateRequest::new("c", None))
         .await
         .unwrap();
