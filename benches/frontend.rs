@@ -1,10 +1,11 @@
-//! Criterion benches for the front end, one group per stage: decode, resample, normalize and
-//! the full stream. Inputs are generated here (10 s of a speech-like tone with pauses), so the
-//! benches need no fixture. Throughput is reported in input samples per second; x-realtime is
+//! Criterion benches for the front end, one group per stage: decode (the committed format
+//! fixtures, from memory), resample, normalize, and the full stream (generated 10 s speech-like
+//! input from memory, and each fixture file through decode → 16 kHz → DC + meter). Throughput is reported in input samples per second; x-realtime is
 //! throughput / input rate.
 
 use std::num::NonZeroU32;
 
+use asr_pipeline::decode::Decoder;
 use asr_pipeline::normalize::{normalize_in_place, DcBlocker, LoudnessMeter, NormalizeOptions};
 use asr_pipeline::resample::Resampler;
 use asr_pipeline::stream::{AudioStream, MonoSource, StreamOptions};
@@ -128,5 +129,74 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, resample, normalize, stream);
+/// The committed stereo fixtures (a few seconds each), decoded from memory.
+fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/formats");
+    [
+        "tone_44k1_stereo.flac",
+        "tone_44k1_stereo.mp3",
+        "tone_44k1_stereo.ogg",
+        "tone_44k1_stereo.m4a",
+        "tone_48k_mono.opus",
+        "tone_8k_ulaw.wav",
+        "tone_8k.amr",
+    ]
+    .into_iter()
+    .filter_map(|f| std::fs::read(dir.join(f)).ok().map(|b| (f, b)))
+    .collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for (name, bytes) in fixtures() {
+        let mut d = Decoder::from_reader(std::io::Cursor::new(bytes.clone()), None).unwrap();
+        let mut buf = Vec::new();
+        while d.read_mono(&mut buf).unwrap() > 0 {}
+        g.throughput(Throughput::Elements(buf.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut d =
+                    Decoder::from_reader(std::io::Cursor::new(bytes.clone()), None).unwrap();
+                let mut out = Vec::with_capacity(8192);
+                let mut n = 0;
+                loop {
+                    out.clear();
+                    match d.read_mono(&mut out).unwrap() {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn stream_file(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_file");
+    for (name, bytes) in fixtures() {
+        let mut d = Decoder::from_reader(std::io::Cursor::new(bytes.clone()), None).unwrap();
+        let mut buf = Vec::new();
+        while d.read_mono(&mut buf).unwrap() > 0 {}
+        g.throughput(Throughput::Elements(buf.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut s = AudioStream::from_reader(
+                    std::io::Cursor::new(bytes.clone()),
+                    None,
+                    StreamOptions::default(),
+                )
+                .unwrap();
+                while let Some(b) = s.next_block().unwrap() {
+                    black_box(b.samples.len());
+                }
+                black_box(s.loudness())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, resample, normalize, stream, stream_file);
 criterion_main!(benches);

@@ -35,6 +35,7 @@
 //! keep only the last `lookback` samples of audio ([`Cutter`] does exactly that).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::fs;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -212,6 +213,17 @@ pub enum NoSpeech {
     Music,
     /// Sound that is neither speech nor music (noise, clicks, blips too short to be speech).
     NoSpeechFound,
+}
+
+impl fmt::Display for NoSpeech {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoSpeech::Empty => "no speech: the input has no audio",
+            NoSpeech::Silence => "no speech: the input is silence or steady noise",
+            NoSpeech::Music => "no speech: the input is music, tones or hold music",
+            NoSpeech::NoSpeechFound => "no speech found in the input",
+        })
+    }
 }
 
 impl FrameStats {
@@ -647,6 +659,8 @@ impl Segmenter {
 
     /// A piece is final: pass it to the packer.
     fn emit(&mut self, start: Samples, end: Samples, voiced: u64, out: &mut Vec<Segment>) {
+        // The zero-padded final frame must not stretch a segment past the input.
+        let end = end.min(self.pushed);
         let start = start.max(self.floor);
         if end <= start {
             return;
@@ -781,6 +795,15 @@ pub struct PlannedSegment {
 pub struct SegmentPlan {
     /// The input's name (file path or URL) as the caller gave it.
     pub source: Option<String>,
+    /// The input's container / codec as decoded (e.g. `"mp3"`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_codec: Option<String>,
+    /// The input's native sample rate in Hz, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sample_rate: Option<u32>,
+    /// The input's channel count (downmixed to mono before segmentation), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_channels: Option<u16>,
     /// Sample rate of the sample positions: always 16000.
     pub sample_rate: u32,
     /// Input length in samples at 16 kHz.
@@ -823,6 +846,9 @@ impl SegmentPlan {
         };
         SegmentPlan {
             source,
+            source_codec: None,
+            source_sample_rate: None,
+            source_channels: None,
             sample_rate: RATE,
             total_samples,
             total_ms: time::to_ms(total_samples),
@@ -843,6 +869,19 @@ impl SegmentPlan {
         seg.push(samples, &mut out);
         seg.finish(&mut out);
         Ok(SegmentPlan::new(source, &out, seg.position(), seg.stats()))
+    }
+
+    /// Records what the input was before decoding (codec, native rate, channels).
+    pub fn with_source_info(
+        mut self,
+        codec: impl Into<String>,
+        sample_rate: u32,
+        channels: u16,
+    ) -> SegmentPlan {
+        self.source_codec = Some(codec.into());
+        self.source_sample_rate = Some(sample_rate);
+        self.source_channels = Some(channels);
+        self
     }
 
     /// True when there is no segment: nothing to send to the API; see [`SegmentPlan::no_speech`].

@@ -27,8 +27,11 @@
 //! error, `next_block` returns `Ok(None)`. A caller that wants to keep a broken file's audio
 //! just keeps what it received before the error.
 
+use std::io::{Read, Seek};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+
+use crate::decode::{Decoder, SourceInfo};
 
 #[allow(unused_imports)] // named in the docs
 use crate::error::ErrorKind;
@@ -122,7 +125,7 @@ enum State {
 }
 
 /// The pull-based 16 kHz front end over a [`MonoSource`] (by default the [`Decoder`]).
-pub struct AudioStream<S: MonoSource> {
+pub struct AudioStream<S: MonoSource = Decoder> {
     source: S,
     path: Option<PathBuf>,
     opts: StreamOptions,
@@ -324,4 +327,57 @@ pub fn measure<S: MonoSource>(s: &mut AudioStream<S>) -> Result<Loudness> {
     while s.next_block()?.is_some() {}
     s.loudness()
         .ok_or_else(|| Error::config("measure: the stream was built with `measure: false`"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files: the Decoder as the source.
+// ---------------------------------------------------------------------------------------------
+
+impl MonoSource for Decoder {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.info().sample_rate
+    }
+    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        Decoder::read_mono(self, out)
+    }
+}
+
+impl AudioStream<Decoder> {
+    /// Opens the file at `path` (format probed by content) as a 16 kHz stream. Errors name
+    /// the file.
+    pub fn open(path: &Path, opts: StreamOptions) -> Result<Self> {
+        let d = Decoder::open(path)?;
+        Self::from_source(d, Some(path), opts)
+    }
+
+    /// A stream over any seekable byte source (e.g. an upload in memory:
+    /// `std::io::Cursor<Vec<u8>>`). `name` is used in errors only.
+    pub fn from_reader<R: Read + Seek + Send + Sync + 'static>(
+        r: R,
+        name: Option<&Path>,
+        opts: StreamOptions,
+    ) -> Result<Self> {
+        let d = Decoder::from_reader(r, name)?;
+        Self::from_source(d, name, opts)
+    }
+
+    /// A stream over an already opened decoder.
+    pub fn from_decoder(d: Decoder, opts: StreamOptions) -> Result<Self> {
+        Self::from_source(d, None, opts)
+    }
+
+    /// What the decoder found in the file's header.
+    pub fn info(&self) -> &SourceInfo {
+        self.source.info()
+    }
+}
+
+/// The measuring pass of whole-file normalisation: decodes `path` to 16 kHz, removes DC and
+/// measures loudness and peak, holding nothing but the stream's fixed buffers. Apply the
+/// result with a second stream using [`Normalization::Fixed`]`(loudness.gain(&opts))`.
+///
+/// A file that breaks mid-stream returns the decoder's error (e.g. [`ErrorKind::Truncated`]).
+pub fn measure_path(path: &Path) -> Result<Loudness> {
+    let mut s = AudioStream::open(path, StreamOptions::default())?;
+    measure(&mut s)
 }

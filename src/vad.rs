@@ -60,6 +60,8 @@ pub const STEADY_LAG: usize = 2;
 pub const MUSIC_STEADY_FRACTION: f32 = 0.75;
 
 const MIN_DB: f32 = -120.0;
+/// Frame energies are clamped to this (input far outside [−1, 1]).
+const MAX_DB: f32 = 40.0;
 const LAGS: [usize; 4] = [1, 2, 4, 8];
 const N_FEAT: usize = LAGS.len() + 1;
 /// Per-feature tolerance of "unchanged" in the steadiness test (zcr, r1, r2, r4, r8).
@@ -122,6 +124,7 @@ pub struct VoiceDetector {
     /// Index in `window` of the next frame to decide.
     next: usize,
     i16buf: Vec<i16>,
+    fbuf: Box<[f32; FRAME]>,
 }
 
 impl fmt::Debug for VoiceDetector {
@@ -157,6 +160,7 @@ impl VoiceDetector {
             window: VecDeque::with_capacity(2 * DELAY_FRAMES + 2),
             next: 0,
             i16buf: vec![0; FRAME],
+            fbuf: Box::new([0.0; FRAME]),
         })
     }
 
@@ -216,25 +220,52 @@ impl VoiceDetector {
     }
 
     fn analyse(&mut self, frame: &[f32]) -> Pending {
-        let frame = frame.get(..FRAME).unwrap_or(frame);
-        let n = frame.len();
-        // Energy and features in one pass over the frame.
+        // A fixed-size, zero-padded copy: no bounds checks below, and a short final frame is
+        // measured like a full one.
+        let x = &mut self.fbuf;
+        let n = frame.len().min(FRAME);
+        x[..n].copy_from_slice(&frame[..n]);
+        x[n..].fill(0.0);
+        let x = &self.fbuf;
+
         let mut r = [0f32; LAGS.len() + 1];
+        r[0] = x.iter().map(|v| v * v).sum();
+        let any = r[0] > 0.0 && self.opts.reject_music;
         let mut zc = 0u32;
-        let mut prev = 0f32;
-        for (k, &x) in frame.iter().enumerate() {
-            r[0] += x * x;
-            zc += u32::from((x >= 0.0) != (prev >= 0.0) && k > 0);
-            prev = x;
-        }
-        let any = r[0] > 0.0;
-        for (j, &lag) in LAGS.iter().enumerate().filter(|_| any) {
-            if let (Some(a), Some(b)) = (frame.get(lag..), frame.get(..n.saturating_sub(lag))) {
-                r[j + 1] = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        if any {
+            // One pass for the zero crossings and the four autocorrelation lags.
+            const L: usize = LAGS[LAGS.len() - 1];
+            let (mut r1, mut r2, mut r4, mut r8) = (0f32, 0f32, 0f32, 0f32);
+            for k in L..FRAME {
+                let v = x[k];
+                r1 += v * x[k - 1];
+                r2 += v * x[k - 2];
+                r4 += v * x[k - 4];
+                r8 += v * x[k - 8];
             }
+            for k in 1..L {
+                r1 += x[k] * x[k - 1];
+            }
+            for k in 2..L {
+                r2 += x[k] * x[k - 2];
+            }
+            for k in 4..L {
+                r4 += x[k] * x[k - 4];
+            }
+            r[1..].copy_from_slice(&[r1, r2, r4, r8]);
+            zc = x
+                .windows(2)
+                .map(|w| u32::from((w[0] >= 0.0) != (w[1] >= 0.0)))
+                .sum();
         }
         let ms = r[0] / FRAME as f32;
-        let db = (10.0 * (ms + 1e-12).log10()).max(MIN_DB);
+        let db = 10.0 * (ms + 1e-12).log10();
+        // NaN / infinite samples must not poison the trackers for the rest of the input.
+        let db = if db.is_finite() {
+            db.clamp(MIN_DB, MAX_DB)
+        } else {
+            MIN_DB
+        };
 
         // Level and floor trackers, in dB so they commute with a gain.
         self.level_db = db.max(self.level_db - LEVEL_DECAY_DB);
@@ -321,6 +352,29 @@ mod tests {
         let out = run(&tone);
         let voiced = out.iter().filter(|f| f.voiced).count();
         assert_eq!(voiced, 0, "{out:?}");
+    }
+
+    #[test]
+    fn nan_and_infinite_samples_do_not_break_later_frames() {
+        let mut x = vec![f32::NAN; FRAME * 3];
+        x.extend(vec![f32::INFINITY; FRAME * 3]);
+        x.extend(vec![f32::NEG_INFINITY; FRAME]);
+        x.extend(vec![0.0; FRAME * 30]);
+        // A noise-like, non-steady signal after the garbage is still measured normally.
+        let mut seed = 1u32;
+        let tail: Vec<f32> = (0..FRAME * 20)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        x.extend(&tail);
+        let out = run(&x);
+        assert_eq!(out.len(), x.len().div_ceil(FRAME));
+        let last = out.last().unwrap();
+        assert!(last.db > -20.0 && last.db < 0.0, "{last:?}");
+        assert!(!last.quiet, "the trackers were poisoned: {last:?}");
+        assert!(out.iter().all(|f| f.db.is_finite()));
     }
 
     #[test]

@@ -1289,3 +1289,54 @@ async fn signer_is_accepted_by_s3s() {
     assert!(!root.path().join("bucket-a/in/big.wav").exists());
     server.abort();
 }
+
+#[tokio::test]
+async fn ogg_vorbis_and_amr_fixtures() {
+    let emu = start(cfg()).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/emulator");
+    let ogg = std::fs::read(dir.join("tone.ogg")).unwrap();
+    let amr = std::fs::read(dir.join("tone.amr")).unwrap();
+    let text = |b: &str| {
+        serde_json::from_str::<Value>(b).unwrap()["Transcription"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (s, b) = post_asr(&emu, &c, &tok, ogg.clone(), "16000").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(text(&b).starts_with("[emulator] 2.500 s"), "{b}");
+    let (s, b) = post_asr(&emu, &c, &tok, ogg.clone(), "8000").await;
+    assert_eq!((s, error_code(&b).as_str()), (400, "SampleRateMismatch"));
+    let (s, b) = post_asr(&emu, &c, &tok, amr, "8000").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(text(&b).starts_with("[emulator] 2.500 s"), "{b}");
+
+    let (url, fields) = upload_form(&emu, &c, &tok, true).await;
+    let key = key_of(&fields);
+    assert_eq!(s3_post(&c, &url, &fields, ogg).await.0, 204);
+    wait_done(&emu, &c, &tok, &key).await;
+    let (_, v) = get_json(
+        &c,
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={key}",
+            emu.base_url(),
+            emu.org_id()
+        ),
+        &tok,
+    )
+    .await;
+    let ts = v["timestamps"].as_array().unwrap();
+    assert_eq!(ts.len(), 1, "{v}");
+    assert!(
+        (ts[0]["start"].as_f64().unwrap() - 500.0).abs() <= 20.0,
+        "{v}"
+    );
+    assert!(
+        (ts[0]["end"].as_f64().unwrap() - 2000.0).abs() <= 20.0,
+        "{v}"
+    );
+    assert_eq!(ts[0]["speaker"], "speaker_0");
+    emu.shutdown().await;
+}

@@ -241,6 +241,29 @@ fn units_in_silence_are_covered_never_cut_and_padded() {
 }
 
 #[test]
+fn speech_at_the_very_start_and_end_is_covered() {
+    let us = units();
+    for noise in [false, true] {
+        let mut sc = Scene::new();
+        sc.unit(&us[3]);
+        sc.silence(secs(0.7));
+        sc.unit(&us[1]);
+        sc.silence(secs(2.0));
+        sc.unit(&us[0]);
+        let sc = if noise {
+            let mut rng = fastrand::Rng::with_seed(11);
+            add_noise(&sc, &white(&mut rng, sc.audio.len()), 20.0)
+        } else {
+            sc
+        };
+        let segs = segment(&sc.audio, opts());
+        check_all(&sc, &segs, opts().max_len);
+        assert_eq!(segs.first().map(|s| s.start), Some(0), "{segs:?}");
+        assert_eq!(segs.last().map(|s| s.end), Some(sc.audio.len() as u64));
+    }
+}
+
+#[test]
 fn packed_segments_respect_target_and_max() {
     let sc = scattered(2, 40, 0.3, 1.2);
     let target = secs(12.0);
@@ -263,11 +286,17 @@ fn four_minutes_with_short_gaps_split_only_in_gaps() {
         sc.unit(&us[rng.usize(0..us.len())]);
         sc.silence(secs(0.080 + rng.f64() * 0.070));
     }
-    for max in [secs(30.0), secs(60.0), secs(10.0)] {
+    let noisy = add_noise(&sc, &pink(&mut rng, sc.audio.len()), 20.0);
+    for (max, sc) in [
+        (secs(30.0), &sc),
+        (secs(60.0), &sc),
+        (secs(10.0), &sc),
+        (secs(20.0), &noisy),
+    ] {
         let mut o = opts();
         o.max_len = max;
         let segs = segment(&sc.audio, o);
-        check_all(&sc, &segs, max);
+        check_all(sc, &segs, max);
         assert!(
             segs.len() as u64 >= 240 * SR / max,
             "{} segments",
@@ -374,6 +403,7 @@ fn music_tones_and_silence_give_no_segments() {
         let plan = SegmentPlan::from_samples(Some(name.into()), &audio, opts()).unwrap();
         assert!(plan.is_empty(), "{name}: {:?}", plan.segments);
         assert_eq!(plan.no_speech, Some(why), "{name}: {:?}", plan.stats);
+        assert!(why.to_string().starts_with("no speech"));
         let json = plan.to_json().unwrap();
         assert!(json.contains("\"no_speech\""), "{json}");
     }
@@ -577,7 +607,8 @@ fn plan_round_trips_as_json_and_writes_wavs() {
         &segs,
         sc.audio.len() as u64,
         c.segmenter().stats(),
-    );
+    )
+    .with_source_info("pcm_s16le", 44_100, 2);
     assert!(!plan.is_empty());
     assert_eq!(plan.no_speech, None);
     let dir = tempfile::tempdir().unwrap();
@@ -598,4 +629,6 @@ fn plan_round_trips_as_json_and_writes_wavs() {
     assert_eq!(first["start_sample"], segs[0].start);
     assert_eq!(first["start_ms"], (segs[0].start * 1000 + SR / 2) / SR);
     assert_eq!(first["file"], "seg-00000.wav");
+    assert_eq!(v["source_sample_rate"], 44_100);
+    assert_eq!(v["total_samples"], sc.audio.len() as u64);
 }

@@ -280,3 +280,150 @@ fn off_leaves_samples_alone_and_dc_only_removes_offset() {
     )
     .is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the real decoder: files written by our own encoders, read back from memory.
+// ---------------------------------------------------------------------------------------------
+
+use asr_pipeline::encode::{FlacWriter, WavWriter};
+use asr_pipeline::stream::measure_path;
+use std::io::Cursor;
+
+fn wav(rate: u32, x: &[f32]) -> Vec<u8> {
+    let mut w = WavWriter::new(
+        Vec::new(),
+        NonZeroU32::new(rate).unwrap(),
+        Some(x.len() as u64),
+    )
+    .unwrap();
+    w.write(x).unwrap();
+    w.finish().unwrap()
+}
+
+fn flac(rate: u32, x: &[f32]) -> Vec<u8> {
+    let mut w = FlacWriter::new(Vec::new(), NonZeroU32::new(rate).unwrap()).unwrap();
+    for c in x.chunks(10_000) {
+        w.write(c).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn drain_any(s: &mut AudioStream) -> (Vec<f32>, Option<Error>) {
+    let mut all = Vec::new();
+    loop {
+        match s.next_block() {
+            Ok(Some(b)) => {
+                assert_eq!(b.start, all.len() as u64);
+                all.extend_from_slice(b.samples);
+            }
+            Ok(None) => return (all, None),
+            Err(e) => return (all, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn decoded_files_keep_exact_length_and_click_time() {
+    for (rate, kind) in [
+        (8_000u32, "wav"),
+        (22_050, "flac"),
+        (44_100, "wav"),
+        (48_000, "flac"),
+        (96_000, "wav"),
+    ] {
+        let n = rate as usize * 3 + 123;
+        let i = (1.234_5 * f64::from(rate)) as usize;
+        let mut x = vec![0.0f32; n];
+        x[i] = 0.9;
+        let bytes = if kind == "wav" {
+            wav(rate, &x)
+        } else {
+            flac(rate, &x)
+        };
+        let mut s =
+            AudioStream::from_reader(Cursor::new(bytes), None, StreamOptions::default()).unwrap();
+        assert_eq!(s.info().sample_rate.get(), rate);
+        let (all, err) = drain_any(&mut s);
+        assert!(err.is_none(), "{rate} {kind}: {err:?}");
+        assert_eq!(
+            all.len() as u64,
+            rescale(n as u64, NonZeroU32::new(rate).unwrap()),
+            "{rate} {kind}"
+        );
+        let expected = (i as f64 * 16_000.0 / f64::from(rate)).round() as i64;
+        assert!(
+            (argmax_abs(&all) as i64 - expected).abs() <= 1,
+            "{rate} {kind}"
+        );
+    }
+}
+
+#[test]
+fn truncated_file_delivers_what_decoded_then_the_error() {
+    let rate = 44_100u32;
+    let x: Vec<f32> = (0..rate as usize * 2)
+        .map(|i| ((i as f32) * 0.05).sin() * 0.5)
+        .collect();
+    let mut bytes = wav(rate, &x);
+    bytes.truncate(44 + rate as usize * 2); // header + 1 s of 16-bit mono
+    let mut s = AudioStream::from_reader(
+        Cursor::new(bytes),
+        Some(std::path::Path::new("cut.wav")),
+        StreamOptions::default(),
+    )
+    .unwrap();
+    let (all, err) = drain_any(&mut s);
+    let err = err.expect("truncation is reported");
+    let ErrorKind::Truncated {
+        decoded_frames,
+        sample_rate,
+        ..
+    } = err.kind()
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(*sample_rate, rate);
+    assert!(*decoded_frames > 0);
+    assert_eq!(
+        all.len() as u64,
+        rescale(*decoded_frames, NonZeroU32::new(rate).unwrap())
+    );
+    assert_eq!(err.path(), Some(std::path::Path::new("cut.wav")));
+    assert!(s.next_block().unwrap().is_none());
+}
+
+#[test]
+fn measure_path_then_fixed_gain_normalises_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.wav");
+    let x = speechlike(48_000, 8.0, 10f32.powf(-40.0 / 20.0), 0.0);
+    std::fs::write(&path, wav(48_000, &x)).unwrap();
+    let opts = NormalizeOptions::default();
+    let loud = measure_path(&path).unwrap();
+    assert!(loud.integrated_lufs < -45.0, "{loud:?}");
+    let g = loud.gain(&opts);
+    let mut s = AudioStream::open(
+        &path,
+        StreamOptions::with_normalization(Normalization::Fixed(g)),
+    )
+    .unwrap();
+    let (y, err) = drain_any(&mut s);
+    assert!(err.is_none());
+    let mut m = asr_pipeline::normalize::LoudnessMeter::new();
+    m.feed(&y);
+    assert!(
+        (m.loudness_lufs() - opts.target_lufs).abs() < 0.5,
+        "{}",
+        m.loudness_lufs()
+    );
+}
+
+#[test]
+fn missing_file_is_an_error_naming_it() {
+    let e = AudioStream::open(
+        std::path::Path::new("/nonexistent/x.flac"),
+        StreamOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.path(), Some(std::path::Path::new("/nonexistent/x.flac")));
+}

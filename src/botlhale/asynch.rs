@@ -110,6 +110,20 @@ impl Client {
             .await
     }
 
+    /// Like [`Client::upload_async`] with a form obtained earlier (e.g. by
+    /// [`Client::upload_form`]): a form whose policy has expired (or expires within the margin)
+    /// is replaced before uploading, and one refused as expired is replaced after.
+    pub async fn upload_async_with_form(
+        &self,
+        req: &AsyncUpload,
+        form: PresignedPost,
+    ) -> Result<AsyncJob> {
+        self.upload_with_renewal(ReceivedForm::new(form), &req.path, &req.mime, || {
+            self.upload_form(req)
+        })
+        .await
+    }
+
     /// Streams `path` to `form`, renewing the form through `renew` when it is stale or refused
     /// as expired.
     pub(crate) async fn upload_with_renewal<'a, F, Fut>(

@@ -2,7 +2,7 @@
 //!
 //! A client holds either a ready IdToken (used as is, never renewed) or a refresh token, which
 //! it trades for an IdToken at `POST /generateAuthToken` (form field `REFRESH_TOKEN`). The
-//! IdToken is renewed [`Auth::margin`] before its `ExpiresIn` runs out, and once when a request
+//! IdToken is renewed a margin (`ClientBuilder::token_renewal_margin`) before its `ExpiresIn` runs out, and once when a request
 //! is answered 401 (a second 401 is [`crate::ErrorKind::Auth`]). Concurrent requests that hit
 //! a 401 with the same stale token share one renewal.
 //!
@@ -80,6 +80,8 @@ pub(crate) struct Auth {
     /// tenth of the token's lifetime for short-lived tokens).
     pub margin: Duration,
     pub cache: Mutex<Option<Cached>>,
+    /// The last minted IdToken, readable without waiting (for redaction of error bodies).
+    pub last_minted: std::sync::Mutex<Option<Secret>>,
 }
 
 impl Auth {
@@ -95,6 +97,7 @@ impl Auth {
             credentials,
             margin,
             cache: Mutex::new(cache),
+            last_minted: std::sync::Mutex::new(None),
         }
     }
 

@@ -482,8 +482,12 @@ impl Client {
             expires_in = parsed.result.expires_in,
             "botlhale: minted an IdToken"
         );
+        let token = Secret::new(parsed.result.id_token);
+        if let Ok(mut last) = self.inner.auth.last_minted.lock() {
+            *last = Some(token.clone());
+        }
         Ok(auth::Cached {
-            token: Secret::new(parsed.result.id_token),
+            token,
             renew_at: Some(renew_at),
         })
     }
@@ -496,9 +500,9 @@ impl Client {
                 secrets.push(t.expose().to_string())
             }
         }
-        if let Ok(c) = self.inner.auth.cache.try_lock() {
-            if let Some(c) = &*c {
-                secrets.push(c.token.expose().to_string());
+        if let Ok(last) = self.inner.auth.last_minted.lock() {
+            if let Some(t) = &*last {
+                secrets.push(t.expose().to_string());
             }
         }
         for sec in secrets {

@@ -122,7 +122,9 @@ impl Client {
                                 status: s.clone(),
                             }))
                         }
+                        // Not ready after all (the data lags the status): keep waiting.
                         JobStatus::Running => continue,
+                        JobStatus::Unknown if r.timestamps.is_empty() => continue,
                         _ => return Ok(r),
                     },
                     Err(e) if e.is_transient() => continue,

@@ -181,7 +181,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+        if secs.is_finite() && (0.0..1e9).contains(&secs) {
             return Some(Duration::from_secs_f64(secs));
         }
         return None;

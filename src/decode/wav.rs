@@ -117,14 +117,14 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                         "WAV claims a sample rate of {rate} Hz (supported: {MIN_RATE} to {MAX_RATE})"
                     )));
                 }
-                if align == 0 {
-                    return Err(malformed("WAV block align is 0"));
-                }
                 if !matches!(tag, PCM | MS_ADPCM | FLOAT | ALAW | MULAW | IMA_ADPCM) {
                     return Err(unsupported(format!(
                         "WAV codec {} (format tag 0x{tag:04x})",
                         tag_name(tag)
                     )));
+                }
+                if align == 0 {
+                    return Err(malformed("WAV block align is 0"));
                 }
                 fmt = Some((tag, channels, rate, align));
                 if matches!(tag, ALAW | MULAW) {

@@ -294,13 +294,14 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
 }
 
 fn base_metadata(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Metadata {
-    let mut m = Metadata::default();
-    m.source = ctx.name.clone();
-    m.duration = file_len;
-    m.route = Route::Async;
-    m.language = inner.language.clone();
-    m.diarization = inner.diarization;
-    m
+    Metadata {
+        source: ctx.name.clone(),
+        duration: file_len,
+        route: Route::Async,
+        language: inner.language.clone(),
+        diarization: inner.diarization,
+        ..Metadata::default()
+    }
 }
 
 fn no_speech(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Transcript {

@@ -271,11 +271,12 @@ pub struct PipelineBuilder {
 /// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
 /// to 30 s.
 pub(crate) fn default_segmenter() -> SegmenterOptions {
-    let mut s = SegmenterOptions::default();
-    s.packing = Packing::Packed {
-        target: 30 * RATE as Samples,
-    };
-    s
+    SegmenterOptions {
+        packing: Packing::Packed {
+            target: 30 * RATE as Samples,
+        },
+        ..SegmenterOptions::default()
+    }
 }
 
 impl Default for PipelineBuilder {

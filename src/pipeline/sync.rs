@@ -107,14 +107,9 @@ fn produce(
             }
             Ok(true)
         };
-        loop {
-            let pos = match stream.next_block()? {
-                Some(block) => {
-                    cutter.push(block.samples, &mut out);
-                    block.end()
-                }
-                None => break,
-            };
+        while let Some(block) = stream.next_block()? {
+            cutter.push(block.samples, &mut out);
+            let pos = block.end();
             if !send(&mut out, &mut index)? {
                 return Ok(());
             }
@@ -141,7 +136,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         let input = ctx.input.clone();
         let path = ctx.path.clone();
         let seg_opts = inner.segmenter.clone();
-        let norm = inner.normalize.clone();
+        let norm = inner.normalize;
         let progress = ctx.progress.clone();
         tokio::task::spawn_blocking(move || produce(input, &path, seg_opts, norm, progress, &tx))
     };
@@ -195,16 +190,18 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     if planned == 0 {
         ctx.emit(Progress::NoSpeech);
     }
-    let mut metadata = Metadata::default();
-    metadata.source = ctx.name.clone();
-    metadata.duration = duration;
-    metadata.route = Route::Sync;
-    metadata.language = inner.language.clone();
-    metadata.diarization = false;
-    metadata.no_speech = planned == 0;
-    metadata.requests = requests;
-    metadata.audio_seconds_sent = to_secs(sent);
-    metadata.segments_planned = planned as u64;
+    let metadata = Metadata {
+        source: ctx.name.clone(),
+        duration,
+        route: Route::Sync,
+        language: inner.language.clone(),
+        diarization: false,
+        no_speech: planned == 0,
+        requests,
+        audio_seconds_sent: to_secs(sent),
+        segments_planned: planned as u64,
+        ..Metadata::default()
+    };
     Ok(Transcript {
         segments: crate::merge::sync_segments(pieces),
         metadata,

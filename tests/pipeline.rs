@@ -1,0 +1,697 @@
+//! End-to-end: the pipeline against the local emulator, on generated audio with speech (the
+//! committed espeak-ng units of `testdata/speech/`) at known positions.
+//!
+//! - Sync: the emulator answers each `/asr` request with the duration and a CRC-32 of the audio
+//!   it received; the test recomputes the CRC of the ORIGINAL audio at each result's
+//!   `[start, end)` (through the same DC filter and per-segment normalisation), so a match
+//!   proves the result sits exactly where its audio came from.
+//! - Async: the emulator's timestamps are the true times of sound in the uploaded file; after
+//!   the merge every unit's results must start and end within 10 ms of where the unit was put
+//!   on the ORIGINAL timeline (also with long silences cut out before upload, and for a file
+//!   over 400 minutes sent in two parts).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use asr_pipeline::botlhale::{Client, Credentials, PollOptions, Secret};
+use asr_pipeline::emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use asr_pipeline::normalize::{normalize_in_place, DcBlocker, NormalizeOptions};
+use asr_pipeline::pipeline::{
+    split_only, Job, Pipeline, PipelineBuilder, Progress, Route, SplitOptions, UploadedPart,
+};
+use asr_pipeline::segment::SegmentPlan;
+use asr_pipeline::transcript::{Source, Transcript, TranscriptSegment};
+use asr_pipeline::ErrorKind;
+
+const SR: u64 = 16_000;
+/// 10 ms in samples: the acceptance tolerance.
+const TOL: u64 = 160;
+
+fn units() -> Vec<Arc<Vec<i16>>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/speech");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "speech units in {}", dir.display());
+    names
+        .iter()
+        .map(|p| {
+            let mut r = hound::WavReader::open(p).unwrap();
+            assert_eq!(r.spec().sample_rate, 16_000);
+            let x: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+            // Sharp edges (first and last sample at ≥ 0.05 of full scale), so that where a
+            // unit is heard does not depend on how a detector's frames fall on it.
+            let loud = |s: &i16| s.unsigned_abs() >= 1638;
+            let a = x.iter().position(loud).unwrap();
+            let b = x.iter().rposition(loud).unwrap() + 1;
+            Arc::new(x[a..b].to_vec())
+        })
+        .collect()
+}
+
+/// Where a unit was put: `[start, end)` in samples.
+#[derive(Clone, Copy, Debug)]
+struct Placed {
+    start: u64,
+    end: u64,
+}
+
+/// Places `units[k]` at each `(position, k)`; returns the placements.
+fn place(units: &[Arc<Vec<i16>>], at: &[(u64, usize)]) -> Vec<(Placed, Arc<Vec<i16>>)> {
+    at.iter()
+        .map(|&(pos, k)| {
+            let u = units[k % units.len()].clone();
+            (
+                Placed {
+                    start: pos,
+                    end: pos + u.len() as u64,
+                },
+                u,
+            )
+        })
+        .collect()
+}
+
+/// The whole signal: units in digital silence with a faint deterministic noise floor
+/// (−80 dBFS).
+fn render(len: u64, placed: &[(Placed, Arc<Vec<i16>>)]) -> Vec<i16> {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut x: Vec<i16> = (0..len).map(|_| rng.i16(-3..=3)).collect();
+    for (p, u) in placed {
+        for (i, &s) in u.iter().enumerate() {
+            x[p.start as usize + i] = s;
+        }
+    }
+    x
+}
+
+fn write_wav(path: &Path, x: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in x {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+async fn emulator() -> RunningEmulator {
+    let mut cfg = EmulatorConfig::default();
+    cfg.async_base_delay = Duration::from_millis(20);
+    cfg.async_speed = 1.0e7;
+    Emulator::start(cfg).await.unwrap()
+}
+
+fn client(emu: &RunningEmulator) -> Client {
+    Client::builder()
+        .base_url(emu.base_url())
+        .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
+        .org_id(emu.org_id())
+        .build()
+        .unwrap()
+}
+
+fn fast_poll() -> PollOptions {
+    PollOptions::default().with_delays(
+        Duration::from_millis(30),
+        Duration::from_millis(200),
+        Duration::from_secs(600),
+    )
+}
+
+fn builder(emu: &RunningEmulator) -> PipelineBuilder {
+    Pipeline::builder()
+        .client(client(emu))
+        .poll_options(Some(fast_poll()))
+}
+
+fn crc32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut c = !0u32;
+    for b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// The CRC the emulator reports for audio the pipeline sent as 16-bit WAV: quantised by the
+/// sender, read back as `q / 32768`, re-quantised by the emulator (`round(x * 32767)`).
+fn emulator_crc(audio: &[f32]) -> u32 {
+    crc32(audio.iter().flat_map(|&x| {
+        let q1 = (x.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+        let y = f32::from(q1) * (1.0 / 32768.0);
+        let q2 = (y.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+        q2.to_le_bytes()
+    }))
+}
+
+/// Parses `[emulator] 12.345 s, crc32 0a1b2c3d`.
+fn parse_sync_text(t: &str) -> (f64, u32) {
+    let rest = t
+        .strip_prefix("[emulator] ")
+        .unwrap_or_else(|| panic!("{t:?}"));
+    let (secs, crc) = rest
+        .split_once(" s, crc32 ")
+        .unwrap_or_else(|| panic!("{t:?}"));
+    (secs.parse().unwrap(), u32::from_str_radix(crc, 16).unwrap())
+}
+
+/// Every unit's results start and end within 10 ms of where the unit was put on the original
+/// timeline; no result outside a unit; a unit never split between parts. (The units have
+/// sharp edges, so the emulator's energy detector hears them exactly at their first and last
+/// sample, whatever the phase of its 10 ms frames.)
+fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i16>>)]) {
+    assert!(!t.segments.is_empty());
+    for s in &t.segments {
+        let hits = placed
+            .iter()
+            .filter(|(p, _)| s.start < p.end + TOL && p.start < s.end + TOL)
+            .count();
+        assert_eq!(hits, 1, "result {s:?} lies on exactly one unit");
+    }
+    let mut worst = 0;
+    for (p, _) in placed {
+        let (ta, tb) = (p.start as i64, p.end as i64);
+        let mine: Vec<&TranscriptSegment> = t
+            .segments
+            .iter()
+            .filter(|s| s.start < p.end + TOL && p.start < s.end + TOL)
+            .collect();
+        assert!(!mine.is_empty(), "unit at {p:?} has a result");
+        let a = mine.iter().map(|s| s.start).min().unwrap() as i64;
+        let b = mine.iter().map(|s| s.end).max().unwrap() as i64;
+        assert!(
+            (a - ta).abs() <= TOL as i64 && (b - tb).abs() <= TOL as i64,
+            "unit put at {}..{} ms came back at {}..{} ms",
+            ta / 16,
+            tb / 16,
+            a / 16,
+            b / 16
+        );
+        worst = worst.max((a - ta).abs()).max((b - tb).abs());
+        let parts: Vec<Source> = mine.iter().map(|s| s.source).collect();
+        assert!(
+            parts.windows(2).all(|w| w[0] == w[1]),
+            "a unit is never split between parts: {parts:?}"
+        );
+    }
+    eprintln!(
+        "largest timing error: {worst} samples ({:.3} ms)",
+        worst as f64 / 16.0
+    );
+}
+
+fn collector() -> (
+    Arc<Mutex<Vec<Progress>>>,
+    impl Fn(&Progress) + Send + Sync + 'static,
+) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e2 = events.clone();
+    (events, move |p: &Progress| {
+        e2.lock().unwrap().push(p.clone())
+    })
+}
+
+/// Positions over `secs` seconds: a unit every `every` seconds (jittered), gaps ≥ 0.5 s.
+fn positions(secs: u64, every: f64, seed: u64) -> Vec<(u64, usize)> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut v = Vec::new();
+    let mut t = SR / 2;
+    let mut k = 0;
+    while t + 3 * SR < secs * SR {
+        v.push((t, k));
+        k += 1;
+        t += 2 * SR + (rng.f64() * every * SR as f64) as u64;
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_route_results_sit_exactly_where_their_audio_was() {
+    let units = units();
+    let len = 150 * SR + 1234;
+    let placed = place(&units, &positions(150, 6.0, 1));
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many units.wav");
+    write_wav(&path, &signal);
+
+    let emu = emulator().await;
+    let (events, sink) = collector();
+    let p = builder(&emu)
+        .route(Route::Sync)
+        .concurrency(3)
+        .build()
+        .unwrap();
+    let t = p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    assert_eq!(t.metadata.route, Route::Sync);
+    assert_eq!(t.metadata.source, "many units.wav");
+    assert_eq!(t.metadata.duration, len);
+    assert!(!t.metadata.no_speech);
+    assert_eq!(t.metadata.requests, t.segments.len() as u64);
+    assert_eq!(t.metadata.segments_planned, t.segments.len() as u64);
+    assert!(t.segments.len() >= 3, "{}", t.segments.len());
+
+    // The reference: the original audio through the same DC filter, then each result's span
+    // normalised on its own, as the pipeline does per segment.
+    let mut reference: Vec<f32> = signal.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    DcBlocker::new().process(&mut reference);
+    let mut sent = 0;
+    for (i, s) in t.segments.iter().enumerate() {
+        assert_eq!(s.source, Source::Sync { segment: i });
+        assert!(s.end - s.start <= 60 * SR);
+        let (secs, crc) = parse_sync_text(&s.text);
+        assert!(
+            (secs - (s.end - s.start) as f64 / SR as f64).abs() < 0.0011,
+            "{secs} s vs {s:?}"
+        );
+        let mut audio = reference[s.start as usize..s.end as usize].to_vec();
+        normalize_in_place(&mut audio, &NormalizeOptions::default());
+        assert_eq!(
+            crc,
+            emulator_crc(&audio),
+            "result {i} at {}..{} carries exactly the audio of that span",
+            s.start,
+            s.end
+        );
+        sent += s.end - s.start;
+    }
+    assert!((t.metadata.audio_seconds_sent - sent as f64 / SR as f64).abs() < 1e-6);
+    for (u, _) in &placed {
+        assert!(
+            t.segments
+                .iter()
+                .any(|s| s.start <= u.start && u.end <= s.end),
+            "unit {u:?} inside one segment"
+        );
+    }
+    let asr = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/asr" && r.status == 200)
+        .count();
+    assert_eq!(asr, t.segments.len());
+
+    let events = events.lock().unwrap();
+    let count = |f: &dyn Fn(&Progress) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(
+        count(&|e| matches!(e, Progress::SegmentSent { .. })),
+        t.segments.len()
+    );
+    assert_eq!(
+        count(&|e| matches!(e, Progress::SegmentDone { .. })),
+        t.segments.len()
+    );
+    let last_decoded = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Decoded { seconds, .. } => Some(*seconds),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    assert!((last_decoded - len as f64 / SR as f64).abs() < 1e-6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_route_results_land_at_true_times() {
+    let units = units();
+    let len = 90 * SR;
+    let at = positions(90, 4.0, 2);
+    let placed = place(&units, &at);
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("async.wav");
+    write_wav(&path, &signal);
+
+    let emu = emulator().await;
+    // The emulator finds sound with a fixed −40 dBFS detector, so the level is left as
+    // recorded here: the test is about time, not loudness.
+    let p = builder(&emu)
+        .route(Route::Auto)
+        .diarization(true)
+        .normalize(None)
+        .temp_dir(dir.path())
+        .build()
+        .unwrap();
+    assert_eq!(p.route(), Route::Async, "auto + diarization → async");
+    let t = p.transcribe_path(&path).await.unwrap();
+    assert_eq!(t.metadata.route, Route::Async);
+    assert_eq!(t.metadata.duration, len);
+    assert_eq!(t.metadata.parts.len(), 1);
+    assert_eq!(t.metadata.parts[0].offset, 0);
+    assert!((t.metadata.audio_seconds_sent - 90.0).abs() < 1e-6);
+    assert_on_true_times(&t, &placed);
+    for s in &t.segments {
+        assert!(matches!(
+            s.speaker.as_deref(),
+            Some("speaker_0" | "speaker_1")
+        ));
+        assert_eq!(s.source, Source::Async { part: 0 });
+    }
+    // The temporary FLAC is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("async.wav")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_with_silences_removed_maps_back_to_original_times() {
+    let units = units();
+    let len = 240 * SR;
+    // Speech in clusters separated by long silences.
+    let at: Vec<(u64, usize)> = [3.0, 5.5, 61.0, 64.0, 66.5, 150.0, 232.0]
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| ((s * SR as f64) as u64, k))
+        .collect();
+    let placed = place(&units, &at);
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.wav");
+    write_wav(&path, &signal);
+
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .remove_silence(Some(Duration::from_secs(3)))
+        .build()
+        .unwrap();
+    let t = p.transcribe_path(&path).await.unwrap();
+    assert!(
+        t.metadata.audio_seconds_sent < 40.0,
+        "only speech and a little silence uploaded: {} s",
+        t.metadata.audio_seconds_sent
+    );
+    assert_eq!(t.metadata.duration, len);
+    assert_on_true_times(&t, &placed);
+}
+
+/// A WAV file that is never stored: a 44-byte header, then 16-bit samples computed on the fly
+/// (silence, with units at their positions).
+struct SynthWav {
+    len: u64,
+    pos: u64,
+    placed: Vec<(Placed, Arc<Vec<i16>>)>,
+}
+
+impl SynthWav {
+    fn header(&self) -> [u8; 44] {
+        let data = (self.len * 2) as u32;
+        let mut h = [0u8; 44];
+        h[0..4].copy_from_slice(b"RIFF");
+        h[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+        h[8..16].copy_from_slice(b"WAVEfmt ");
+        h[16..20].copy_from_slice(&16u32.to_le_bytes());
+        h[20..22].copy_from_slice(&1u16.to_le_bytes());
+        h[22..24].copy_from_slice(&1u16.to_le_bytes());
+        h[24..28].copy_from_slice(&16_000u32.to_le_bytes());
+        h[28..32].copy_from_slice(&32_000u32.to_le_bytes());
+        h[32..34].copy_from_slice(&2u16.to_le_bytes());
+        h[34..36].copy_from_slice(&16u16.to_le_bytes());
+        h[36..40].copy_from_slice(b"data");
+        h[40..44].copy_from_slice(&data.to_le_bytes());
+        h
+    }
+    fn total(&self) -> u64 {
+        44 + 2 * self.len
+    }
+}
+
+impl Read for SynthWav {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64)
+            .min(self.total().saturating_sub(self.pos))
+            .min(1 << 16) as usize;
+        let buf = &mut buf[..n];
+        buf.fill(0);
+        let h = self.header();
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = self.pos + i as u64;
+            if at < 44 {
+                *b = h[at as usize];
+            } else {
+                break;
+            }
+        }
+        let (lo, hi) = (self.pos, self.pos + n as u64);
+        for (p, u) in &self.placed {
+            let (ua, ub) = (44 + 2 * p.start, 44 + 2 * p.end);
+            for at in ua.max(lo)..ub.min(hi) {
+                let k = ((at - ua) / 2) as usize;
+                let bytes = u[k].to_le_bytes();
+                buf[(at - lo) as usize] = bytes[((at - ua) % 2) as usize];
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SynthWav {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.total() as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if p < 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "negative seek",
+            ));
+        }
+        self.pos = p as u64;
+        Ok(self.pos)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_400_minutes_is_sent_in_parts_merged_at_their_offsets() {
+    let units = units();
+    let min = 60 * SR;
+    let len = 410 * min + 777;
+    let at = [
+        (30 * SR, 0),
+        (200 * min, 1),
+        // straddles the 400-minute mark: must not be cut
+        (400 * min - SR / 2, 2),
+        (405 * min, 3),
+        (len - 3 * SR, 4),
+    ];
+    let placed = place(&units, &at);
+    let wav = SynthWav {
+        len,
+        pos: 0,
+        placed: placed.clone(),
+    };
+    let emu = emulator().await;
+    let (events, sink) = collector();
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    let t = p
+        .transcribe(Job::reader(wav, "long call.wav").progress(sink))
+        .await
+        .unwrap();
+    assert_eq!(t.metadata.duration, len);
+    let parts = &t.metadata.parts;
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[0].offset, 0);
+    assert_eq!(parts[1].offset, parts[0].duration, "parts are contiguous");
+    assert_eq!(parts[1].offset + parts[1].duration, len);
+    for part in parts {
+        assert!(part.duration <= 400 * min);
+    }
+    // cut in the silence between the units at 200 and ~400 minutes
+    assert!(parts[1].offset > placed[1].0.end && parts[1].offset < placed[2].0.start);
+    assert_on_true_times(&t, &placed);
+    assert!(t
+        .segments
+        .iter()
+        .any(|s| s.source == Source::Async { part: 1 }));
+    let uploaded: Vec<UploadedPart> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Uploaded(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uploaded.len(), 2);
+    assert_eq!(uploaded[1].offset, parts[1].offset);
+    assert_eq!(uploaded[1].file_name, parts[1].file_name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_async_jobs_are_polled_not_uploaded_again() {
+    let units = units();
+    let len = 40 * SR;
+    let placed = place(&units, &positions(40, 3.0, 3));
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resume.wav");
+    write_wav(&path, &signal);
+
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    let (events, sink) = collector();
+    let first = p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    let journal: Vec<UploadedPart> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Uploaded(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(journal.len(), 1);
+    // The journal survives a round trip through JSON (the CLI stores it).
+    let journal: Vec<UploadedPart> =
+        serde_json::from_str(&serde_json::to_string(&journal).unwrap()).unwrap();
+    emu.clear_requests();
+    let again = p
+        .transcribe(Job::path(&path).resume(journal.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.segments, first.segments);
+    let uploads = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("upload") || r.path.starts_with("/s3"))
+        .count();
+    assert_eq!(uploads, 0, "{:?}", emu.requests());
+    // A complete journal does not even need the audio.
+    std::fs::remove_file(&path).unwrap();
+    let third = p
+        .transcribe(Job::path(&path).resume(journal))
+        .await
+        .unwrap();
+    assert_eq!(third.segments, first.segments);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_speech_is_an_empty_transcript_without_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.wav");
+    write_wav(&path, &render(20 * SR, &[]));
+    let emu = emulator().await;
+    for route in [Route::Sync, Route::Async] {
+        let p = builder(&emu).route(route).build().unwrap();
+        let t = p.transcribe_path(&path).await.unwrap();
+        assert!(t.metadata.no_speech, "{route:?}");
+        assert!(t.segments.is_empty());
+        assert_eq!(t.metadata.requests, 0);
+        assert_eq!(t.metadata.duration, 20 * SR);
+    }
+    let calls = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/asr"))
+        .count();
+    assert_eq!(calls, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_give_errors_that_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty file.wav");
+    std::fs::write(&empty, b"").unwrap();
+    let junk = dir.path().join("junk.mp3");
+    std::fs::write(
+        &junk,
+        b"this is not audio at all, just some text ...".repeat(50),
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.wav");
+    let emu = emulator().await;
+    for route in [Route::Sync, Route::Async] {
+        let p = builder(&emu).route(route).build().unwrap();
+        for (path, name) in [
+            (&empty, "empty file.wav"),
+            (&junk, "junk.mp3"),
+            (&missing, "missing.wav"),
+        ] {
+            let e = p.transcribe_path(path).await.unwrap_err();
+            assert!(e.to_string().contains(name), "{route:?}: {e}");
+            assert_eq!(e.path(), Some(path.as_path()), "{e}");
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Empty { .. }
+                        | ErrorKind::UnrecognizedFormat { .. }
+                        | ErrorKind::Io { .. }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+    assert_eq!(
+        emu.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/asr"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn split_only_writes_segments_and_a_manifest() {
+    let units = units();
+    let placed = place(&units, &positions(60, 5.0, 4));
+    let signal = render(60 * SR, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.wav");
+    write_wav(&path, &signal);
+    let out = dir.path().join("out");
+    let plan = split_only(&path, &out, &SplitOptions::default()).unwrap();
+    assert!(!plan.segments.is_empty());
+    let manifest =
+        SegmentPlan::from_json(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest, plan);
+    assert_eq!(plan.total_samples, 60 * SR);
+    for s in &plan.segments {
+        let f = out.join(s.file.as_deref().unwrap());
+        let r = hound::WavReader::open(&f).unwrap();
+        assert_eq!(u64::from(r.len()), s.end_sample - s.start_sample);
+        assert_eq!(s.start_ms, (s.start_sample + 8) / 16);
+    }
+    for (u, _) in &placed {
+        assert!(plan
+            .segments
+            .iter()
+            .any(|s| s.start_sample <= u.start && u.end <= s.end_sample));
+    }
+    // segment files + manifest, nothing else
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        plan.segments.len() + 1
+    );
+}
