@@ -676,6 +676,28 @@ async fn upload_form_refusals() {
 }
 
 #[tokio::test]
+async fn too_long_async_upload_fails_its_job() {
+    let mut c0 = cfg();
+    c0.async_max_seconds = 2.0;
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(8_000, 2.1, &[])).await.0,
+        204
+    );
+    assert_eq!(wait_done(&emu, &c, &tok, &key_of(&fields)).await, "failed");
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(8_000, 2.0, &[])).await.0,
+        204
+    );
+    assert_ne!(wait_done(&emu, &c, &tok, &key_of(&fields)).await, "failed");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn undecodable_upload_fails_its_job() {
     let emu = start(cfg()).await;
     let c = http();

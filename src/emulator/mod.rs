@@ -41,6 +41,8 @@
 //!   for an unknown file `{"status": "unknown", "timestamps": []}`; for an upload that could not
 //!   be decoded, status `failed` in both status and data.
 //! - Chats upload: `{"message": "chats received", "org_id", "count"}`.
+//! - An async upload longer than 400 minutes ([`EmulatorConfig::async_max_seconds`]) is
+//!   accepted by the storage and then reported `failed`.
 //!
 //! # Faults
 //! [`FaultConfig`]: a seeded fraction of attempts answers 429 (with `Retry-After`), 500, 503,
@@ -96,7 +98,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use faults::{FaultConfig, FaultKind};
-use state::{dmy_hms, short_hash, FormInfo, Shared};
+use sha2::{Digest, Sha256};
+use state::{dmy_hms, FormInfo, Shared};
 
 /// Which of the two documented data paths exist (the vendor's page names both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +172,9 @@ pub struct EmulatorConfig {
     pub async_base_delay: Duration,
     /// Async processing speed in audio seconds per emulated second. Default 60.0.
     pub async_speed: f64,
+    /// Longest audio an async job takes, seconds; a longer upload ends as a `failed` job.
+    /// Default 24 000 (400 minutes, the vendor's limit).
+    pub async_max_seconds: f64,
     /// Which data paths exist. Default [`DataRoutes::Both`].
     pub data_routes: DataRoutes,
     /// Units of async timestamps. Default milliseconds.
@@ -209,6 +215,7 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             async_base_delay: Duration::from_secs(2),
             async_speed: 60.0,
+            async_max_seconds: 24_000.0,
             data_routes: DataRoutes::Both,
             timestamp_units: TimestampUnits::Milliseconds,
             numbers_as_strings: false,
@@ -665,21 +672,24 @@ fn boundary_of(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn strip_all(hay: &[u8], needle: &[u8]) -> Vec<u8> {
+/// Feeds `hay` to the hasher with every occurrence of `needle` left out (no copy).
+fn hash_without(h: &mut Sha256, hay: &[u8], needle: &[u8]) {
     if needle.is_empty() {
-        return hay.to_vec();
+        h.update(hay);
+        return;
     }
-    let mut out = Vec::with_capacity(hay.len());
+    let mut from = 0;
     let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
+    while i + needle.len() <= hay.len() {
+        if hay[i] == needle[0] && hay[i..].starts_with(needle) {
+            h.update(&hay[from..i]);
             i += needle.len();
+            from = i;
         } else {
-            out.push(hay[i]);
             i += 1;
         }
     }
-    out
+    h.update(&hay[from..]);
 }
 
 fn request_key(parts: &axum::http::request::Parts, body: &[u8]) -> String {
@@ -694,16 +704,18 @@ fn request_key(parts: &axum::http::request::Parts, body: &[u8]) -> String {
         .unwrap_or_default();
     q.sort();
     let q = serde_json::to_string(&q).unwrap_or_default();
-    let body = match boundary_of(&parts.headers) {
-        Some(b) => strip_all(body, b.as_bytes()),
-        None => body.to_vec(),
-    };
-    short_hash(&[
+    let mut h = Sha256::new();
+    for part in [
         parts.method.as_str().as_bytes(),
         parts.uri.path().as_bytes(),
         q.as_bytes(),
-        &body,
-    ])
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let boundary = boundary_of(&parts.headers).unwrap_or_default();
+    hash_without(&mut h, body, boundary.as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 pub(crate) fn fault_response(kind: FaultKind, retry_after: u32) -> Response {
@@ -784,10 +796,10 @@ impl Form {
             _ => None,
         })
     }
-    fn bytes(&self, name: &str) -> Option<&[u8]> {
+    fn bytes(&self, name: &str) -> Option<Bytes> {
         self.0.iter().find_map(|(n, v)| match v {
-            FormValue::File(b) if n == name => Some(b.as_ref()),
-            FormValue::Text(t) if n == name => Some(t.as_bytes()),
+            FormValue::File(b) if n == name => Some(b.clone()),
+            FormValue::Text(t) if n == name => Some(Bytes::copy_from_slice(t.as_bytes())),
             _ => None,
         })
     }
@@ -962,7 +974,7 @@ async fn generate_token(State(sh): State<Arc<Shared>>, req: Request) -> Response
     .into_response()
 }
 
-async fn analyze_in_background(bytes: Vec<u8>, thr: f32) -> Result<asr::AudioSummary, Response> {
+async fn analyze_in_background(bytes: Bytes, thr: f32) -> Result<asr::AudioSummary, Response> {
     match tokio::task::spawn_blocking(move || asr::analyze_bytes(&bytes, thr)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(asr::AudioError::Unsupported(m))) => Err(bad("UnsupportedFileType", &m)),
@@ -1002,7 +1014,7 @@ async fn asr_sync(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let summary = match analyze_in_background(audio.to_vec(), threshold(&sh)).await {
+    let summary = match analyze_in_background(audio, threshold(&sh)).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1495,7 +1507,7 @@ async fn message(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                     "the required parameter 'SpeechFile' is missing",
                 );
             };
-            match analyze_in_background(audio.to_vec(), threshold(&sh)).await {
+            match analyze_in_background(audio, threshold(&sh)).await {
                 Ok(s) => {
                     let t = honest_text(&s);
                     out["Transcription"] = json!(t);
