@@ -22,8 +22,8 @@
 //!
 //! # How honest it is
 //! It performs **no speech recognition**. `/asr` answers
-//! `"[emulator] 12.345 s, crc32 0a1b2c3d"`: the decoded duration and a CRC-32 of the decoded
-//! audio (see [`asr`](self) docs in the source: mono mixdown as 16-bit PCM). The async data
+//! `"[emulator] 12.345 s, crc32 0a1b2c3d"`: the decoded duration and a CRC-32 (IEEE) of the
+//! decoded audio (its mono mixdown as 16-bit little-endian PCM). The async data
 //! has one entry per non-silent region found by an energy detector (10 ms frames, −40 dBFS,
 //! gaps under 300 ms merged, edges refined to the sample), so its `start`/`end` are the true
 //! times of sound in the uploaded file; the speaker is `speaker_0` when the region's
