@@ -1362,3 +1362,77 @@ async fn ogg_vorbis_and_amr_fixtures() {
     assert_eq!(ts[0]["speaker"], "speaker_0");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn data_while_running_and_for_unknown_files() {
+    let mut c0 = cfg();
+    c0.async_base_delay = Duration::from_secs(3600);
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    let key = key_of(&fields);
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(16_000, 1.0, &[])).await.0,
+        204
+    );
+    let q = |f: &str| {
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={f}",
+            emu.base_url(),
+            emu.org_id()
+        )
+    };
+    let (s, v) = get_json(&c, q(&key), &tok).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")));
+    assert!(v.get("timestamps").is_none());
+    let (s, v) = get_json(&c, q("asr_never_uploaded.wav"), &tok).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("unknown")));
+    assert_eq!(v["timestamps"].as_array().map(Vec::len), Some(0));
+    // Another organisation sees nothing of this job.
+    let (_, v) = get_json(
+        &c,
+        format!(
+            "{}/asr/async/status?OrgID=other-org&FileName={key}",
+            emu.base_url()
+        ),
+        &tok,
+    )
+    .await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3_upload_dropped_after_the_body_is_stored_nowhere() {
+    let mut c0 = cfg();
+    c0.faults = FaultConfig::with_rate(1.0);
+    c0.faults.kinds = vec![FaultKind::DropConnection];
+    c0.faults.max_consecutive = Some(1);
+    c0.faults.routes = Some(vec!["/s3/".into()]);
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    let mut form = Form::new();
+    for (k, v) in &fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    form = form.part(
+        "file",
+        Part::bytes(wav(16_000, 1.0, &[])).file_name("x.wav"),
+    );
+    let r = c.post(&url).multipart(form).send().await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(emu.uploaded_file(&key_of(&fields)).is_none());
+    let (s, _) = s3_post(&c, &url, &fields, wav(16_000, 1.0, &[])).await;
+    assert_eq!(s, 204);
+    let st: Vec<u16> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/s3/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(st, vec![0, 204]);
+    emu.shutdown().await;
+}
