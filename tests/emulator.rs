@@ -44,10 +44,7 @@ fn wav(rate: u32, secs: f64, bursts: &[(f64, f64, f64)]) -> Vec<u8> {
 }
 
 fn cfg() -> EmulatorConfig {
-    let mut c = EmulatorConfig::default();
-    c.async_base_delay = Duration::from_millis(100);
-    c.async_speed = 1e6;
-    c
+    EmulatorConfig::fast()
 }
 
 async fn start(c: EmulatorConfig) -> RunningEmulator {

@@ -52,6 +52,12 @@
 //! Every request is recorded ([`RunningEmulator::requests`]) with a key identifying the
 //! logical request, so tests can count retries.
 //!
+//! # Memory
+//! Uploads to the S3 route are streamed to a file in the upload directory, never held in
+//! memory, whatever their size. Bodies of the other routes (at most 128 MB) are buffered, as
+//! `/asr` needs the whole clip; decoding and analysis stream in blocks of a few thousand
+//! samples.
+//!
 //! # Running it as a process
 //! ```text
 //! cargo run --example botlhale_emulator -- --port 8080 --seed 7 --fault-rate 0.3
@@ -231,6 +237,18 @@ impl Default for EmulatorConfig {
     }
 }
 
+impl EmulatorConfig {
+    /// The defaults, except that async jobs finish almost at once (100 ms base delay, 10^6
+    /// audio seconds per second): for tests that poll.
+    pub fn fast() -> Self {
+        EmulatorConfig {
+            async_base_delay: Duration::from_millis(100),
+            async_speed: 1e6,
+            ..EmulatorConfig::default()
+        }
+    }
+}
+
 /// One request the emulator received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -243,7 +261,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// Identifies the logical request: equal for two attempts with the same method, path,
     /// query and body (multipart boundary ignored; the token is not part of it). For S3
-    /// uploads: the object key and the file's SHA-256.
+    /// uploads: the object key and the file's SHA-256. Repeated polls of one job share a key
+    /// too, so count retries per path.
     pub attempt_key: Option<String>,
     /// The fault injected into this attempt, if any.
     pub fault: Option<FaultKind>,
