@@ -1433,3 +1433,27 @@ async fn s3_upload_dropped_after_the_body_is_stored_nowhere() {
     assert_eq!(st, vec![0, 204]);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn success_action_status_variants() {
+    for (style, status) in [(SignatureStyle::V4, 201u16), (SignatureStyle::V2, 200)] {
+        let mut c0 = cfg();
+        c0.success_action_status = Some(status);
+        c0.signature_style = style;
+        let emu = start(c0).await;
+        let c = http();
+        let tok = id_token(&emu, &c).await;
+        let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+        assert!(fields.iter().any(|(k, _)| k == "success_action_status"));
+        // Posting to the bucket URL with a trailing slash works too, as on S3.
+        let (s, b) = s3_post(&c, &format!("{url}/"), &fields, wav(16_000, 1.0, &[])).await;
+        assert_eq!(s, status, "{b}");
+        if status == 201 {
+            assert!(
+                b.contains("<PostResponse>") && b.contains(&key_of(&fields)),
+                "{b}"
+            );
+        }
+        emu.shutdown().await;
+    }
+}

@@ -190,6 +190,10 @@ pub struct EmulatorConfig {
     /// Field layout of the `/asr/async/upload` form. Default [`SignatureStyle::V4`]. Vela forms
     /// are always V4.
     pub signature_style: SignatureStyle,
+    /// Adds a `success_action_status` field (and its policy condition) to upload forms, so
+    /// that S3 answers 200 or 201 (with a `PostResponse` XML body) instead of 204.
+    /// Default `None` (204).
+    pub success_action_status: Option<u16>,
     /// Upper bound of the policy's `content-length-range`. Default 5 GiB.
     pub max_upload_bytes: u64,
     /// Vela minute allocation per organisation, in minutes of uploaded audio. Default 60.0.
@@ -226,6 +230,7 @@ impl Default for EmulatorConfig {
             timestamp_units: TimestampUnits::Milliseconds,
             numbers_as_strings: false,
             signature_style: SignatureStyle::V4,
+            success_action_status: None,
             max_upload_bytes: 5 << 30,
             vela_minute_allocation: 60.0,
             chats_path: "/vela/chats".into(),
@@ -590,6 +595,10 @@ fn router(sh: Arc<Shared>) -> Router {
         // is the limit, as on S3.
         .route(
             "/s3/{bucket}",
+            post(s3::post_object).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/s3/{bucket}/",
             post(s3::post_object).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/tts/audio/{id}", get(tts_audio))
@@ -1078,6 +1087,12 @@ async fn asr_sync(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 fn issue_form(sh: &Shared, key: &str, style: SignatureStyle) -> Value {
     let expires = SystemTime::now() + sh.scaled(sh.cfg.form_lifetime);
     let range = Some(1..=sh.cfg.max_upload_bytes);
+    let extra: Vec<sigv4::Condition> = sh
+        .cfg
+        .success_action_status
+        .map(|st| sigv4::Condition::Eq("success_action_status".into(), st.to_string()))
+        .into_iter()
+        .collect();
     let post = match style {
         SignatureStyle::V4 => sigv4::presign_post_at(
             &sh.s3_creds,
@@ -1088,10 +1103,10 @@ fn issue_form(sh: &Shared, key: &str, style: SignatureStyle) -> Value {
             SystemTime::now(),
             expires,
             range,
-            &[],
+            &extra,
         ),
         SignatureStyle::V2 => {
-            sigv4::presign_post_v2(&sh.s3_creds, state::BUCKET, key, expires, range)
+            sigv4::presign_post_v2(&sh.s3_creds, state::BUCKET, key, expires, range, &extra)
         }
     };
     let fields: serde_json::Map<String, Value> = post

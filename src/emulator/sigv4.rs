@@ -227,13 +227,15 @@ pub fn presign_post_at(
 /// Signs a policy in the SigV2-style field layout: `key`, `AWSAccessKeyId`, `policy`,
 /// `signature` (see [`sign_policy_v2`]) and `x-amz-security-token` when the credentials have
 /// one. The policy holds the bucket, `["eq", "$key", key]`, the optional
-/// `content-length-range` and the security token.
+/// `content-length-range`, the extra conditions and the security token; fields named by `Eq`
+/// extra conditions are added after `key`.
 pub fn presign_post_v2(
     creds: &Credentials,
     bucket: &str,
     key: &str,
     expires_at: SystemTime,
     content_length_range: Option<RangeInclusive<u64>>,
+    extra_conditions: &[Condition],
 ) -> PresignedPost {
     let mut conditions = vec![
         serde_json::json!({ "bucket": bucket }),
@@ -241,6 +243,9 @@ pub fn presign_post_v2(
     ];
     if let Some(r) = &content_length_range {
         conditions.push(Condition::ContentLengthRange(*r.start(), *r.end()).to_json());
+    }
+    for c in extra_conditions {
+        conditions.push(c.to_json());
     }
     if let Some(t) = &creds.session_token {
         conditions.push(serde_json::json!({ "x-amz-security-token": t }));
@@ -254,12 +259,19 @@ pub fn presign_post_v2(
     let mut fields = vec![
         ("AWSAccessKeyId".to_string(), creds.access_key_id.clone()),
         ("key".to_string(), key.to_string()),
+    ];
+    for c in extra_conditions {
+        if let Condition::Eq(f, v) = c {
+            fields.push((f.clone(), v.clone()));
+        }
+    }
+    fields.extend([
         ("policy".to_string(), policy_b64.clone()),
         (
             "signature".to_string(),
             sign_policy_v2(&creds.secret_access_key, &policy_b64),
         ),
-    ];
+    ]);
     if let Some(t) = &creds.session_token {
         fields.push(("x-amz-security-token".into(), t.clone()));
     }
