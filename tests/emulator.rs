@@ -1457,3 +1457,15 @@ async fn success_action_status_variants() {
         emu.shutdown().await;
     }
 }
+
+#[test]
+fn config_debug_redacts_the_refresh_token() {
+    let mut c = EmulatorConfig::default();
+    c.refresh_token = Some("very-secret-refresh".into());
+    let d = format!("{c:?}");
+    assert!(!d.contains("very-secret-refresh"), "{d}");
+    assert!(d.contains("<redacted>"));
+    let creds = sigv4::Credentials::new("AKID", "s3cr3t-key").with_session_token("tok-123");
+    let d = format!("{creds:?}");
+    assert!(!d.contains("s3cr3t-key") && !d.contains("tok-123"), "{d}");
+}

@@ -152,7 +152,7 @@ pub enum DoneWord {
 }
 
 /// The emulator's settings. Every default is documented on its field.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct EmulatorConfig {
     /// TCP port on 127.0.0.1. Default 0 (an ephemeral port).
@@ -209,6 +209,41 @@ pub struct EmulatorConfig {
     /// Where uploads are stored. Default `None`: a fresh directory under the system temp
     /// directory, removed at shutdown.
     pub upload_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    /// The refresh token is redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("seed", &self.seed)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("org_id", &self.org_id)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("form_lifetime", &self.form_lifetime)
+            .field("time_scale", &self.time_scale)
+            .field("faults", &self.faults)
+            .field("latency", &self.latency)
+            .field("async_base_delay", &self.async_base_delay)
+            .field("async_speed", &self.async_speed)
+            .field("async_max_seconds", &self.async_max_seconds)
+            .field("data_routes", &self.data_routes)
+            .field("timestamp_units", &self.timestamp_units)
+            .field("numbers_as_strings", &self.numbers_as_strings)
+            .field("signature_style", &self.signature_style)
+            .field("success_action_status", &self.success_action_status)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("vela_minute_allocation", &self.vela_minute_allocation)
+            .field("chats_path", &self.chats_path)
+            .field("done_word", &self.done_word)
+            .field("default_language", &self.default_language)
+            .field("silence_threshold_dbfs", &self.silence_threshold_dbfs)
+            .field("upload_dir", &self.upload_dir)
+            .finish()
+    }
 }
 
 impl Default for EmulatorConfig {
