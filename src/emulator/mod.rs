@@ -393,6 +393,12 @@ impl RunningEmulator {
         &self.shared.cfg.org_id
     }
 
+    /// Where accepted uploads are stored (removed at shutdown or drop when the emulator
+    /// created it).
+    pub fn upload_dir(&self) -> &std::path::Path {
+        &self.shared.upload_dir
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &EmulatorConfig {
         &self.shared.cfg
