@@ -130,6 +130,14 @@ impl RouteArg {
 }
 
 impl Args {
+    /// Checks the combinations clap cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.diarization && self.route == RouteArg::Sync {
+            anyhow::bail!("--diarization needs the async route: use --route async or auto");
+        }
+        Ok(())
+    }
+
     /// The formats to write: JSON always, then the requested ones, deduplicated, in a fixed
     /// order.
     pub fn formats(&self) -> Vec<OutFormat> {
@@ -246,6 +254,16 @@ mod tests {
         assert!(parse(&["--out", "o", "--language", "", "in"]).is_err());
         assert!(parse(&["--out", "o", "--endpoint", "ftp://x", "in"]).is_err());
         assert!(parse(&["--out", "o", "--endpoint", "not a url", "in"]).is_err());
+    }
+
+    #[test]
+    fn diarization_needs_the_async_route() {
+        let a = parse(&["--out", "o", "--route", "sync", "--diarization", "in"]).unwrap();
+        assert!(a.validate().is_err());
+        for route in ["auto", "async"] {
+            let a = parse(&["--out", "o", "--route", route, "--diarization", "in"]).unwrap();
+            assert!(a.validate().is_ok());
+        }
     }
 
     #[test]

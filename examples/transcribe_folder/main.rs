@@ -80,6 +80,13 @@ fn main() -> ExitCode {
 async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8> {
     let started_at = now();
     let clock = Instant::now();
+    args.validate()?;
+    // Credentials are checked before anything touches the disk.
+    let api = if args.split_only {
+        None
+    } else {
+        Some(api::Access::from_env(args.endpoint.as_deref())?)
+    };
     let walked = walk::walk(&args.inputs).context("reading the inputs")?;
     let canonical: Vec<_> = walked.files.iter().map(|f| f.canonical.clone()).collect();
     let out = OutDir::open(&args.out, &args.inputs, &canonical)?;
@@ -116,11 +123,6 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
         Mode::SplitOnly
     } else {
         Mode::Transcribe
-    };
-    let api = if args.split_only {
-        None
-    } else {
-        Some(api::Access::from_env(args.endpoint.as_deref())?)
     };
     let settings = match &api {
         None => split::SETTINGS.to_string(),
