@@ -155,6 +155,7 @@ fn opus_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_48k_mono.opus"));
     assert_eq!(d.info().format, Format::OggOpus);
     assert_eq!(d.info().sample_rate.get(), 48_000);
+    assert_eq!(d.info().frames_hint, Some(72_000));
     check_tone(&pcm, 48_000, 1000.0, 48, 0.5);
     assert_eq!(d.packets_skipped(), 0);
 }
@@ -163,13 +164,38 @@ fn opus_fixture() {
 fn mp3_fixture_gapless() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.mp3"));
     assert_eq!(d.info().format, Format::Mp3);
+    assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
+}
+
+#[test]
+fn mp3_without_lame_header_trims_the_decoder_delay() {
+    // The fixture with its Xing/LAME "Info" frame removed (the first MP3 frame): the decoder
+    // can no longer know the encoder delay, but the 529-frame decoder delay is still trimmed,
+    // so the tone starts one LAME encoder delay (576 frames) late, not 1105.
+    let b = std::fs::read(fixture("tone_44k1_stereo.mp3")).unwrap();
+    let mut start = 0;
+    if b.starts_with(b"ID3") {
+        let size = b[6..10]
+            .iter()
+            .fold(0usize, |a, &x| (a << 7) | usize::from(x & 0x7f));
+        start = 10 + size;
+    }
+    // The Info frame: 96 kbit/s, 44.1 kHz, no padding bit -> 144 * 96000 / 44100 = 313 bytes.
+    let info = &b[start..start + 313];
+    assert!(info.windows(4).any(|w| w == b"Info" || w == b"Xing"));
+    let mut stripped = b[..start].to_vec();
+    stripped.extend_from_slice(&b[start + 313..]);
+    let (pcm, _) = decode_bytes(stripped).unwrap();
+    let late = onset(&pcm, 44_100) as i64 - onset(&reference(44_100, 1000.0), 44_100) as i64;
+    assert!((late - 576).abs() <= 44, "onset {late} frames late");
 }
 
 #[test]
 fn m4a_fixture_priming_trimmed() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.m4a"));
     assert_eq!(d.info().format, Format::Mp4Aac);
+    assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
 
@@ -412,7 +438,7 @@ fn amr_nb_with_dtx_keeps_its_duration() {
     let mut noise = fastrand::Rng::with_seed(7);
     for i in 0..30 * rate {
         let t = i as f64 / rate as f64;
-        let v = if (i / rate) % 3 == 0 {
+        let v = if (i / rate).is_multiple_of(3) {
             0.3 * (2.0 * PI * 440.0 * t).sin()
         } else {
             (noise.f64() - 0.5) * 0.001
@@ -461,6 +487,14 @@ fn amr_nb_no_data_sid_and_lost_frames_each_keep_20ms() {
 }
 
 #[test]
+fn amr_wb_fixture() {
+    let (pcm, d) = decode_path(&fixture("tone_16k_wb.amr"));
+    assert_eq!(d.info().format, Format::AmrWb);
+    assert_eq!(d.info().sample_rate.get(), 16_000);
+    check_tone(&pcm, 16_000, 1000.0, 320, 3.0);
+}
+
+#[test]
 fn amr_wb_tone_round_trip() {
     let rate = 16_000u32;
     let r = rate as usize;
@@ -476,4 +510,345 @@ fn amr_wb_tone_round_trip() {
     assert_eq!(d.info().sample_rate.get(), rate);
     assert_eq!(out.len(), r * 3 / 2);
     check_tone(&out, rate, 1000.0, 320, 3.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: typed errors naming the file, no panic, no hang.
+
+fn pcm16_wav(rate: u32, secs: f64) -> Vec<u8> {
+    let n = (f64::from(rate) * secs) as usize;
+    wav_file(
+        1,
+        1,
+        rate,
+        16,
+        false,
+        &encode_samples(&sine(n, rate, 440.0, 0.5), 1, 16),
+        None,
+    )
+}
+
+/// Decodes `bytes` to the end or to the first error, returning (frames, error).
+fn decode_until_error(bytes: Vec<u8>) -> (usize, Option<asr_pipeline::Error>) {
+    let mut d = match Decoder::from_reader(Cursor::new(bytes), Some(Path::new("bad.bin"))) {
+        Ok(d) => d,
+        Err(e) => return (0, Some(e)),
+    };
+    let mut out = Vec::new();
+    loop {
+        match d.read_mono(&mut out) {
+            Ok(0) => return (out.len(), None),
+            Ok(_) => assert!(
+                out.len() < 100_000_000,
+                "runaway decode: {:?} {:?}",
+                d.info(),
+                d.packets_skipped()
+            ),
+            Err(e) => {
+                assert_eq!(out.len() as u64, d.frames_decoded());
+                // After an error the stream is over.
+                assert_eq!(d.read_mono(&mut out).unwrap(), 0);
+                return (out.len(), Some(e));
+            }
+        }
+    }
+}
+
+fn err_of(bytes: Vec<u8>) -> asr_pipeline::Error {
+    let (_, e) = decode_until_error(bytes);
+    let e = e.expect("an error");
+    assert_eq!(e.path(), Some(Path::new("bad.bin")), "{e}");
+    assert!(e.to_string().starts_with("bad.bin: "), "{e}");
+    e
+}
+
+#[test]
+fn empty_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.wav");
+    std::fs::write(&p, b"").unwrap();
+    let e = Decoder::open(&p).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Empty { .. }), "{e}");
+    assert_eq!(e.path(), Some(p.as_path()));
+}
+
+#[test]
+fn text_named_mp3_is_unrecognized() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("song.mp3");
+    std::fs::write(&p, "This is not audio.\nJust some notes about a meeting.\n").unwrap();
+    let e = Decoder::open(&p).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::UnrecognizedFormat { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("song.mp3"), "{e}");
+    assert!(e.to_string().contains("text"), "{e}");
+}
+
+#[test]
+fn missing_file_is_io_error_with_path() {
+    let e = Decoder::open(Path::new("/nonexistent/x.flac")).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Io { .. }), "{e}");
+    assert_eq!(e.path(), Some(Path::new("/nonexistent/x.flac")));
+}
+
+#[test]
+fn random_bytes_are_unrecognized() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    for _ in 0..200 {
+        let len = rng.usize(1..4096);
+        let mut b: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        // Keep clear of the magic numbers this test is not about.
+        if b.len() >= 4 && matches!(&b[..4], b"RIFF" | b"fLaC" | b"OggS" | b"ID3\x03" | b"#!AM") {
+            b[0] = b'x';
+        }
+        if b.len() >= 2 && b[0] == 0xFF {
+            b[0] = 0;
+        }
+        let e = err_of(b);
+        assert!(
+            matches!(e.kind(), ErrorKind::UnrecognizedFormat { .. }),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn garbage_after_every_magic_gives_typed_errors() {
+    let magics: [&[u8]; 9] = [
+        b"RIFF\x24\x00\x00\x00WAVEfmt ",
+        b"fLaC",
+        b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x13OpusHead",
+        b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1e\x01vorbis",
+        b"ID3\x03\x00\x00\x00\x00\x00\x00",
+        b"\x00\x00\x00\x18ftypM4A ",
+        b"#!AMR\n",
+        b"#!AMR-WB\n",
+        b"\xff\xfb\x90\x00",
+    ];
+    let mut rng = fastrand::Rng::with_seed(1);
+    for m in magics {
+        for _ in 0..40 {
+            let mut b = m.to_vec();
+            let len = rng.usize(0..3000);
+            b.extend((0..len).map(|_| rng.u8(..)));
+            // Anything but a panic or a hang: an error, or (AMR: any byte is a ToC) audio.
+            let (frames, e) = decode_until_error(b);
+            if let Some(e) = e {
+                assert_eq!(e.path(), Some(Path::new("bad.bin")), "{e}");
+            } else {
+                assert!(frames < 10_000_000);
+            }
+        }
+    }
+}
+
+#[test]
+fn header_only_is_truncated_at_zero() {
+    let wav = pcm16_wav(16_000, 1.0);
+    let e = err_of(wav[..44].to_vec());
+    match e.kind() {
+        ErrorKind::Truncated { decoded_frames, .. } => assert_eq!(*decoded_frames, 0),
+        other => panic!("{other:?}"),
+    }
+    // FLAC: every metadata block, no frame.
+    let flac = std::fs::read(fixture("tone_44k1_stereo.flac")).unwrap();
+    let mut pos = 4;
+    loop {
+        let last = flac[pos] & 0x80 != 0;
+        let len = u32::from_be_bytes([0, flac[pos + 1], flac[pos + 2], flac[pos + 3]]) as usize;
+        pos += 4 + len;
+        if last {
+            break;
+        }
+    }
+    // (Symphonia's FLAC reader wants the first frame while opening: Malformed then.)
+    let e = err_of(flac[..pos].to_vec());
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::Truncated {
+                decoded_frames: 0,
+                ..
+            } | ErrorKind::Malformed { .. }
+        ),
+        "{e}"
+    );
+    // Cut inside the header itself.
+    let e = err_of(wav[..30].to_vec());
+    assert!(matches!(e.kind(), ErrorKind::Malformed { .. }), "{e}");
+}
+
+/// Cutting a file part way: frames first, then `Truncated` with the clean length.
+fn check_cut(name: &str, fraction: f64) {
+    let full = std::fs::read(fixture(name)).unwrap();
+    let (all, e) = decode_until_error(full.clone());
+    assert!(e.is_none());
+    let cut = (full.len() as f64 * fraction) as usize;
+    let (frames, e) = decode_until_error(full[..cut].to_vec());
+    let e = e.unwrap_or_else(|| panic!("{name}: cut file decoded without error ({frames} frames)"));
+    match e.kind() {
+        ErrorKind::Truncated {
+            decoded_frames,
+            sample_rate,
+            ..
+        } => {
+            assert_eq!(*decoded_frames, frames as u64, "{name}");
+            assert!(*sample_rate > 0);
+            assert!(frames > 0 && frames < all, "{name}: {frames} of {all}");
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_mid_stream_returns_frames_then_truncated() {
+    check_cut("tone_44k1_stereo.flac", 0.6);
+    check_cut("tone_8k_ulaw.wav", 0.6);
+    // WAV cut mid-sample (odd length).
+    let mut wav = pcm16_wav(16_000, 1.0);
+    wav.truncate(44 + 2 * 8000 + 1);
+    let (frames, e) = decode_until_error(wav);
+    assert_eq!(frames, 8000);
+    assert!(matches!(
+        e.unwrap().kind(),
+        ErrorKind::Truncated {
+            decoded_frames: 8000,
+            ..
+        }
+    ));
+    // AMR cut inside a frame.
+    let amr = std::fs::read(fixture("tone_8k.amr")).unwrap();
+    let (frames, e) = decode_until_error(amr[..amr.len() - 5].to_vec());
+    assert_eq!(frames, 12_000 - 160);
+    assert!(matches!(e.unwrap().kind(), ErrorKind::Truncated { .. }));
+}
+
+#[test]
+fn lossy_files_cut_part_way_keep_what_decoded() {
+    // Ogg and MP3 have no exact length in their headers: a cut at a packet boundary may end
+    // cleanly, so these accept either a clean shorter stream or Truncated, never a panic.
+    for name in [
+        "tone_48k_mono.opus",
+        "tone_44k1_stereo.ogg",
+        "tone_44k1_stereo.mp3",
+    ] {
+        let full = std::fs::read(fixture(name)).unwrap();
+        // Vorbis setup headers are several KB of a 11 KB file: cut late enough to be in audio.
+        let cut = full.len() * 9 / 10;
+        let (frames, e) = decode_until_error(full[..cut].to_vec());
+        assert!(frames > 0, "{name}: {e:?}");
+        if let Some(e) = e {
+            assert!(
+                matches!(e.kind(), ErrorKind::Truncated { decoded_frames, .. } if *decoded_frames == frames as u64),
+                "{name}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wav_claiming_4gb_with_one_second_present() {
+    let rate = 8000;
+    let data = encode_samples(&sine(rate as usize, rate, 440.0, 0.5), 1, 16);
+    let bytes = wav_file(1, 1, rate, 16, false, &data, Some(0xFFFF_FF00));
+    let mut d = Decoder::from_reader(Cursor::new(bytes), Some(Path::new("big.wav"))).unwrap();
+    // The hint is what is present, not what the header claims.
+    assert_eq!(d.info().frames_hint, Some(8000));
+    let mut out = Vec::new();
+    let e = loop {
+        match d.read_mono(&mut out) {
+            Ok(0) => panic!("no truncation reported"),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(out.len(), 8000);
+    assert!(out.capacity() < 1 << 20, "allocation sized by the header");
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::Truncated {
+                decoded_frames: 8000,
+                sample_rate: 8000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("big.wav"));
+    // 0xFFFFFFFF is the streaming writers' "unknown length": read to the end, no error.
+    let bytes = wav_file(1, 1, rate, 16, false, &data, Some(u32::MAX));
+    let (pcm, _) = decode_bytes(bytes).unwrap();
+    assert_eq!(pcm.len(), 8000);
+}
+
+#[test]
+fn unsupported_codecs_are_named() {
+    // GSM 6.10 in WAV.
+    let bytes = wav_file(0x31, 1, 8000, 0, false, &[0u8; 650], None);
+    let e = err_of(bytes);
+    assert!(matches!(e.kind(), ErrorKind::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("GSM"), "{e}");
+    // Multichannel AMR.
+    for magic in [&b"#!AMR_MC1.0\n"[..], &b"#!AMR-WB_MC1.0\n"[..]] {
+        let mut b = magic.to_vec();
+        b.extend_from_slice(&[0, 0, 0, 2, 0x3c, 0x3c]);
+        let e = err_of(b);
+        assert!(matches!(e.kind(), ErrorKind::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("multichannel AMR"), "{e}");
+    }
+}
+
+#[test]
+fn absurd_rates_and_channel_counts_are_malformed() {
+    for (rate, channels) in [(0, 1), (10_000_000, 1), (8000, 0), (8000, 300)] {
+        let bytes = wav_file(1, channels, rate, 16, false, &[0u8; 1200], None);
+        let e = err_of(bytes);
+        assert!(
+            matches!(e.kind(), ErrorKind::Malformed { .. }),
+            "rate {rate} channels {channels}: {e}"
+        );
+    }
+}
+
+#[test]
+fn recoverable_packet_errors_keep_time() {
+    // Corrupt the payload of some MP3 frames (not their headers): the decoder may reject
+    // them; time must be kept either way.
+    let mut b = std::fs::read(fixture("tone_44k1_stereo.mp3")).unwrap();
+    let mid = b.len() / 2;
+    let mut rng = fastrand::Rng::with_seed(3);
+    for x in &mut b[mid..mid + 600] {
+        *x = rng.u8(..);
+    }
+    let (frames, e) = decode_until_error(b);
+    if e.is_none() {
+        // Frame sync may be lost in the garbage: within one MP3 frame per damaged frame.
+        assert!(frames.abs_diff(66_150) <= 1152 * 3, "{frames}");
+    }
+}
+
+#[test]
+fn damaged_flac_frame_is_skipped_and_time_kept() {
+    let mut b = std::fs::read(fixture("tone_44k1_stereo.flac")).unwrap();
+    let mid = b.len() / 2;
+    let mut rng = fastrand::Rng::with_seed(5);
+    for x in &mut b[mid..mid + 200] {
+        *x = rng.u8(..);
+    }
+    let (pcm, d) = decode_bytes(b).unwrap();
+    assert_eq!(pcm.len(), 66_150, "duration kept");
+    assert!(d.packets_skipped() >= 1);
+    // Audio after the damage is still in its place.
+    let r = reference(44_100, 1000.0);
+    let tail = 66_150 - 15_000..66_150 - 11_025;
+    assert!(correlation(&pcm[tail.clone()], &r[tail]) > 0.9999);
+}
+
+#[test]
+fn decoder_is_send() {
+    fn send<T: Send>() {}
+    send::<Decoder>();
 }

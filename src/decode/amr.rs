@@ -79,10 +79,11 @@ impl Backend for AmrBackend {
             let size = if self.wide { WB_SIZE[ft] } else { NB_SIZE[ft] };
             self.frame.clear();
             self.frame.resize(size, 0);
-            if read_up_to(&mut self.rd, &mut self.frame)? < size {
+            let got = read_up_to(&mut self.rd, &mut self.frame)?;
+            if got < size {
                 if total > 0 {
                     // Hand over what decoded; the next call reports the break.
-                    self.rd.seek_relative(-1 - self.frame.len() as i64).ok();
+                    self.rd.seek_relative(-1 - got as i64)?;
                     self.frame.clear();
                     return Ok(total);
                 }

@@ -24,7 +24,8 @@
 //!
 //! # Time 0 is the first real sample
 //! MP3 encoder delay and padding (LAME/Xing header) and Vorbis are trimmed by Symphonia's
-//! gapless mode; AAC priming and padding in MP4 are trimmed here from the track's edit list
+//! gapless mode (an MP3 without that header has only the decoder's 529-frame delay removed: it
+//! then starts up to one encoder delay, 576 frames for LAME, late, and keeps its padding); AAC priming and padding in MP4 are trimmed here from the track's edit list
 //! (or `iTunSMPB`); Opus pre-skip is dropped and the final granule position trims the end.
 //! AMR DTX gaps (SID, NO_DATA, lost frames) each produce their 20 ms of comfort noise, so
 //! durations are exact.
@@ -32,6 +33,23 @@
 //! # Sample rates and channel counts
 //! Rates from [`MIN_RATE`] to [`MAX_RATE`] Hz and 1 to [`MAX_CHANNELS`] channels are
 //! accepted; anything else is [`ErrorKind::Malformed`].
+//!
+//! # Bad input
+//! Every error names the file ([`Error::with_path`]) and has a kind: `Empty` (no bytes),
+//! `UnrecognizedFormat` (no known magic: text, random bytes, whatever the extension says),
+//! `Unsupported` (a known container with a codec or layout we do not decode: GSM or MP3 in
+//! WAV, multichannel AMR, RF64, Ogg FLAC, multistream Opus), `Malformed` (a header that is cut
+//! short or claims impossible parameters), `Truncated` (the stream broke after some audio:
+//! see [`Decoder::read_mono`]). Buffers are sized by constants, never by header fields (a
+//! WAV claiming 4 GB gets its sizes clamped to the bytes present; an MP4 `moov` is read only
+//! up to 64 MiB). Every call into a decoder runs under `catch_unwind`: a panic inside a
+//! third-party decoder becomes `Malformed` (while opening) or `Truncated` (while decoding)
+//! instead of taking the process down; it costs nothing unless a panic happens.
+//!
+//! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
+//! replaced by silence of its duration and counted in [`Decoder::packets_skipped`]. The same
+//! holds when Symphonia's FLAC/WAV reader skips a damaged frame (detected by a jump in packet
+//! timestamps). So the timeline stays exact.
 
 use std::fs::File;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -54,6 +72,9 @@ use source::Src;
 pub const MIN_RATE: u32 = 1_000;
 /// The highest sample rate accepted, in Hz.
 pub const MAX_RATE: u32 = 384_000;
+/// Frames of delay the MPEG audio layer III synthesis filterbank adds (528 + 1).
+const MP3_DECODER_DELAY: u64 = 529;
+
 /// The largest channel count accepted.
 pub const MAX_CHANNELS: usize = 64;
 
@@ -269,7 +290,12 @@ impl Decoder {
         match format {
             Format::OggOpus => {
                 let (b, head) = opus::OpusBackend::open(src)?;
-                let i = info("opus", Some(48_000), Some(usize::from(head.channels)), None)?;
+                let i = info(
+                    "opus",
+                    Some(48_000),
+                    Some(usize::from(head.channels)),
+                    head.frames_hint,
+                )?;
                 Ok((Box::new(b), i, None))
             }
             Format::AmrNb | Format::AmrWb => {
@@ -299,6 +325,15 @@ impl Decoder {
                 let o = sym::SymBackend::open(src, format)?;
                 let mut backend = o.backend;
                 let mut hint = o.num_frames;
+                if format == Format::Mp3 && o.delay.is_none() {
+                    // No LAME/Xing tag: trim at least the MPEG decoder's own delay of 529
+                    // frames (the encoder's delay, 576 for LAME, is not recorded anywhere).
+                    backend.set_trim(mp4::Trim {
+                        skip: MP3_DECODER_DELAY,
+                        keep: None,
+                    });
+                    hint = hint.map(|n| n.saturating_sub(MP3_DECODER_DELAY));
+                }
                 if let Some(h) = hint_override {
                     hint = h;
                 }

@@ -225,3 +225,45 @@ fn from_itunsmpb(moov: &[u8]) -> Option<RawTrim> {
         movie_ts: 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_list_v0_gives_priming_and_length() {
+        // version 0, one entry: segment 1500 ms (movie scale 1000), media time 1024.
+        let mut elst = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        elst.extend_from_slice(&1500u32.to_be_bytes());
+        elst.extend_from_slice(&1024i32.to_be_bytes());
+        elst.extend_from_slice(&[0, 1, 0, 0]);
+        let raw = from_elst(&elst, 1000, 44_100).unwrap();
+        assert_eq!(
+            raw.at_rate(44_100),
+            Some(Trim {
+                skip: 1024,
+                keep: Some(66_150)
+            })
+        );
+        // An empty edit (-1) before it is ignored; two real edits are not applied.
+        let mut two = vec![0, 0, 0, 0, 0, 0, 0, 2];
+        two.extend_from_slice(&elst[8..]);
+        two.extend_from_slice(&elst[8..]);
+        assert_eq!(from_elst(&two, 1000, 44_100), None);
+    }
+
+    #[test]
+    fn itunsmpb() {
+        let mut moov = b"....----....mean....com.apple.iTunes....name....iTunSMPB".to_vec();
+        moov.extend_from_slice(b"\0\0\0\x6cdata\0\0\0\x01\0\0\0\0");
+        moov.extend_from_slice(b" 00000000 00000840 000001CC 0000000000010266 00000000");
+        let t = from_itunsmpb(&moov).unwrap().at_rate(44_100).unwrap();
+        assert_eq!(
+            t,
+            Trim {
+                skip: 0x840,
+                keep: Some(0x10266)
+            }
+        );
+    }
+}

@@ -29,6 +29,8 @@ pub(crate) struct OpusBackend {
 
 /// The OpusHead fields we use.
 pub(crate) struct Head {
+    /// Output frames, from the granule position of the last page (a hint).
+    pub(crate) frames_hint: Option<u64>,
     pub(crate) channels: u8,
     pub(crate) pre_skip: u16,
     pub(crate) gain_q8: i16,
@@ -55,8 +57,40 @@ fn packet_samples(p: &[u8]) -> Option<usize> {
     Some(per_frame * frames).filter(|&n| n <= MAX_FRAME)
 }
 
+/// The granule position of the last page of stream `serial`, from the last 64 KiB.
+fn last_granule(src: &mut Src, serial: u32) -> std::io::Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = src.len();
+    let from = len.saturating_sub(64 * 1024);
+    src.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::with_capacity((len - from) as usize);
+    Read::take(&mut *src, len - from).read_to_end(&mut tail)?;
+    src.seek(SeekFrom::Start(0))?;
+    let mut best = None;
+    for i in 0..tail.len().saturating_sub(27) {
+        if &tail[i..i + 4] == b"OggS" && tail[i + 4] == 0 {
+            let gp = u64::from_le_bytes(tail[i + 6..i + 14].try_into().unwrap_or([0xFF; 8]));
+            let sn = u32::from_le_bytes(tail[i + 14..i + 18].try_into().unwrap_or([0; 4]));
+            if sn == serial && gp != u64::MAX {
+                best = Some(gp);
+            }
+        }
+    }
+    Ok(best)
+}
+
 impl OpusBackend {
-    pub(crate) fn open(src: Src) -> Result<(OpusBackend, Head)> {
+    pub(crate) fn open(mut src: Src) -> Result<(OpusBackend, Head)> {
+        // The first page's serial number sits at bytes 14..18.
+        let mut first_page = [0u8; 18];
+        super::probe::read_up_to(&mut src, &mut first_page)?;
+        let serial0 = u32::from_le_bytes([
+            first_page[14],
+            first_page[15],
+            first_page[16],
+            first_page[17],
+        ]);
+        let last_gp = last_granule(&mut src, serial0)?;
         let mut reader = PacketReader::new(src);
         let first = reader
             .read_packet()
@@ -69,7 +103,9 @@ impl OpusBackend {
         if h[8] >> 4 != 0 {
             return Err(unsupported(format!("Ogg Opus header version {}", h[8])));
         }
+        let pre_skip = u64::from(u16::from_le_bytes([h[10], h[11]]));
         let head = Head {
+            frames_hint: last_gp.map(|g| g.saturating_sub(pre_skip)),
             channels: h[9],
             pre_skip: u16::from_le_bytes([h[10], h[11]]),
             gain_q8: i16::from_le_bytes([h[16], h[17]]),

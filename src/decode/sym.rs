@@ -28,6 +28,10 @@ pub(crate) struct SymBackend {
     trim: Trim,
     skipped: u64,
     channels: usize,
+    /// For containers whose packet timestamps count frames from 0 (FLAC, WAV): where the
+    /// next packet should start. A later start means the reader dropped a damaged packet
+    /// (FLAC resyncs past a frame whose CRC fails); the gap is filled with silence.
+    expect_ts: Option<i64>,
 }
 
 /// What Symphonia told us at open time.
@@ -37,12 +41,14 @@ pub(crate) struct Opened {
     pub(crate) channels: Option<usize>,
     pub(crate) codec: String,
     pub(crate) num_frames: Option<u64>,
+    /// Encoder delay the container declared (MP3: LAME/Xing tag), if any.
+    pub(crate) delay: Option<u32>,
 }
 
 fn map_open_err(e: SymError) -> crate::Error {
     match e {
         SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            malformed("the file ends inside its header")
+            malformed("the file ends inside its header or before the first audio packet")
         }
         SymError::IoError(e) => crate::Error::from(e),
         SymError::Unsupported(what) => unsupported(what),
@@ -74,6 +80,7 @@ impl SymBackend {
             .clone();
         let track_id = track.id;
         let num_frames = track.num_frames;
+        let delay = track.delay;
         let mut dopts = AudioDecoderOptions::default();
         dopts.gapless = true;
         let decoder = symphonia::default::get_codecs()
@@ -98,11 +105,13 @@ impl SymBackend {
                 },
                 skipped: 0,
                 channels: channels.unwrap_or(0),
+                expect_ts: matches!(format, Format::Flac | Format::Wav).then_some(0),
             },
             rate: params.sample_rate,
             channels,
             codec,
             num_frames,
+            delay,
         })
     }
 
@@ -202,41 +211,52 @@ impl Backend for SymBackend {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let n = match self.decoder.decode(&packet) {
-                Ok(buf) => {
-                    if buf.num_planes() != self.channels && self.channels != 0 {
-                        return Err(unsupported("a channel count that changes mid-stream"));
-                    }
-                    let frames = buf.frames();
-                    let r = {
-                        // Borrow juggling: compute the trimmed range without holding `buf`.
-                        let s = (self.trim.skip.min(frames as u64)) as usize;
-                        let mut e = frames;
-                        if let Some(k) = self.trim.keep {
-                            e = s + ((e - s) as u64).min(k) as usize;
-                        }
-                        s..e
-                    };
-                    let n = mix_generic(&buf, r.clone(), out);
-                    self.trim.skip -= r.start as u64;
-                    if let Some(k) = self.trim.keep.as_mut() {
-                        *k -= r.len() as u64;
-                    }
-                    n
-                }
-                Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => {
-                    // Skip the packet but keep time: silence for its duration.
+            let mut gap = 0usize;
+            if let Some(expect) = self.expect_ts.as_mut() {
+                let pts = packet.pts.get();
+                if pts > *expect {
                     self.skipped += 1;
-                    let dur = packet.dur.get().min(MAX_GAP) as usize;
-                    let r = self.trimmed(dur);
-                    out.resize(out.len() + r.len(), 0.0);
-                    r.len()
+                    gap = ((pts - *expect) as u64).min(MAX_GAP) as usize;
+                    out.resize(out.len() + gap, 0.0);
                 }
-                Err(SymError::ResetRequired) => {
-                    return Err(unsupported("stream parameters that change mid-stream"))
-                }
-                Err(e) => return Err(truncated(format!("decoding failed: {e}"))),
-            };
+                *expect = pts.max(*expect) + packet.dur.get() as i64;
+            }
+            let n = gap
+                + match self.decoder.decode(&packet) {
+                    Ok(buf) => {
+                        if buf.num_planes() != self.channels && self.channels != 0 {
+                            return Err(unsupported("a channel count that changes mid-stream"));
+                        }
+                        let frames = buf.frames();
+                        let r = {
+                            // Borrow juggling: compute the trimmed range without holding `buf`.
+                            let s = (self.trim.skip.min(frames as u64)) as usize;
+                            let mut e = frames;
+                            if let Some(k) = self.trim.keep {
+                                e = s + ((e - s) as u64).min(k) as usize;
+                            }
+                            s..e
+                        };
+                        let n = mix_generic(&buf, r.clone(), out);
+                        self.trim.skip -= r.start as u64;
+                        if let Some(k) = self.trim.keep.as_mut() {
+                            *k -= r.len() as u64;
+                        }
+                        n
+                    }
+                    Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => {
+                        // Skip the packet but keep time: silence for its duration.
+                        self.skipped += 1;
+                        let dur = packet.dur.get().min(MAX_GAP) as usize;
+                        let r = self.trimmed(dur);
+                        out.resize(out.len() + r.len(), 0.0);
+                        r.len()
+                    }
+                    Err(SymError::ResetRequired) => {
+                        return Err(unsupported("stream parameters that change mid-stream"))
+                    }
+                    Err(e) => return Err(truncated(format!("decoding failed: {e}"))),
+                };
             if n > 0 {
                 return Ok(n);
             }
