@@ -1,0 +1,634 @@
+//! Acceptance tests of the segmentation stage, with ground truth: real speech units
+//! (testdata/speech, espeak-ng, CC0) placed at known sample positions in silence, noise and
+//! music-like tones.
+
+use asr_pipeline::segment::{
+    Cutter, NoSpeech, Packing, Segment, SegmentPlan, Segmenter, SegmenterOptions, MAX_SEGMENT,
+};
+use asr_pipeline::vad::FRAME_U64;
+use std::f32::consts::TAU;
+
+const SR: u64 = 16_000;
+const UNIT_NAMES: [&str; 6] = [
+    "u1_yes_please",
+    "u2_hello",
+    "u3_hold",
+    "u4_tn",
+    "u5_af",
+    "u6_number",
+];
+
+fn units() -> Vec<Vec<f32>> {
+    UNIT_NAMES
+        .iter()
+        .map(|n| {
+            let path = format!("{}/testdata/speech/{n}.wav", env!("CARGO_MANIFEST_DIR"));
+            let r = hound::WavReader::open(&path).expect(&path);
+            assert_eq!(r.spec().sample_rate, 16_000);
+            r.into_samples::<i16>()
+                .map(|s| f32::from(s.unwrap()) / 32768.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// Audio with the ground-truth positions of the speech units in it.
+#[derive(Clone)]
+struct Scene {
+    audio: Vec<f32>,
+    units: Vec<(u64, u64)>,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        Scene {
+            audio: Vec::new(),
+            units: Vec::new(),
+        }
+    }
+    fn silence(&mut self, n: u64) {
+        self.audio.extend(std::iter::repeat_n(0.0, n as usize));
+    }
+    fn unit(&mut self, u: &[f32]) {
+        let s = self.audio.len() as u64;
+        self.audio.extend_from_slice(u);
+        self.units.push((s, self.audio.len() as u64));
+    }
+    fn other(&mut self, x: &[f32]) {
+        self.audio.extend_from_slice(x);
+    }
+    fn scaled_to_peak_dbfs(&self, dbfs: f32) -> Scene {
+        let peak = self.audio.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let g = 10f32.powf(dbfs / 20.0) / peak;
+        Scene {
+            audio: self.audio.iter().map(|x| x * g).collect(),
+            units: self.units.clone(),
+        }
+    }
+    fn speech_len(&self) -> u64 {
+        self.units.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+fn secs(s: f64) -> u64 {
+    (s * SR as f64).round() as u64
+}
+
+fn opts() -> SegmenterOptions {
+    SegmenterOptions::default()
+}
+
+fn segment(audio: &[f32], o: SegmenterOptions) -> Vec<Segment> {
+    let mut s = Segmenter::new(o).unwrap();
+    let mut out = Vec::new();
+    s.push(audio, &mut out);
+    s.finish(&mut out);
+    out
+}
+
+/// The invariants every segmentation must keep: ordered, non-overlapping, within the input,
+/// every segment ≤ max ≤ 60 s.
+fn check_shape(segs: &[Segment], total: u64, max: u64) {
+    assert!(max <= MAX_SEGMENT);
+    let mut prev_end = 0;
+    for s in segs {
+        assert!(s.start < s.end, "{s:?}");
+        assert!(s.start >= prev_end, "overlap or disorder at {s:?}");
+        assert!(s.end <= total, "{s:?} beyond the input ({total})");
+        assert!(s.len() <= max, "{s:?} longer than max {max}");
+        assert!((0.0..=1.0).contains(&s.speech_ratio), "{s:?}");
+        prev_end = s.end;
+    }
+}
+
+/// Fraction of ground-truth speech samples inside some segment.
+fn coverage(segs: &[Segment], units: &[(u64, u64)]) -> f64 {
+    let total: u64 = units.iter().map(|(s, e)| e - s).sum();
+    let mut covered = 0u64;
+    for &(us, ue) in units {
+        for s in segs {
+            let a = us.max(s.start);
+            let b = ue.min(s.end);
+            covered += b.saturating_sub(a);
+        }
+    }
+    covered as f64 / total as f64
+}
+
+/// Segment boundaries that fall strictly inside a unit.
+fn cuts_inside_units(segs: &[Segment], units: &[(u64, u64)]) -> Vec<(u64, (u64, u64))> {
+    let mut bad = Vec::new();
+    for s in segs {
+        for b in [s.start, s.end] {
+            if let Some(u) = units.iter().find(|(us, ue)| *us < b && b < *ue) {
+                bad.push((b, *u));
+            }
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    bad
+}
+
+fn check_all(scene: &Scene, segs: &[Segment], max: u64) {
+    check_shape(segs, scene.audio.len() as u64, max);
+    let cov = coverage(segs, &scene.units);
+    assert!(cov >= 0.995, "coverage {cov:.4} < 99.5 %: {segs:?}");
+    let bad = cuts_inside_units(segs, &scene.units);
+    assert!(bad.is_empty(), "boundaries inside units: {bad:?}");
+}
+
+fn white(rng: &mut fastrand::Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect()
+}
+
+/// Pink noise (Paul Kellet's economy filter on white noise).
+fn pink(rng: &mut fastrand::Rng, n: usize) -> Vec<f32> {
+    let (mut b0, mut b1, mut b2) = (0f32, 0f32, 0f32);
+    (0..n)
+        .map(|_| {
+            let w = rng.f32() * 2.0 - 1.0;
+            b0 = 0.99765 * b0 + w * 0.0990460;
+            b1 = 0.96300 * b1 + w * 0.2965164;
+            b2 = 0.57000 * b2 + w * 1.0526913;
+            b0 + b1 + b2 + w * 0.1848
+        })
+        .collect()
+}
+
+fn power(x: &[f32]) -> f64 {
+    x.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Adds `noise` so that speech power (over the unit samples) / noise power = `snr_db`.
+fn add_noise(scene: &Scene, noise: &[f32], snr_db: f64) -> Scene {
+    let speech: Vec<f32> = scene
+        .units
+        .iter()
+        .flat_map(|&(s, e)| scene.audio[s as usize..e as usize].iter().copied())
+        .collect();
+    let g = (power(&speech) / power(noise) / 10f64.powf(snr_db / 10.0)).sqrt() as f32;
+    Scene {
+        audio: scene
+            .audio
+            .iter()
+            .zip(noise.iter().cycle())
+            .map(|(a, n)| a + g * n)
+            .collect(),
+        units: scene.units.clone(),
+    }
+}
+
+/// A tone with `harmonics` partials per note (amplitude 1/h), notes of `note` samples with an
+/// exponential decay of time constant `decay` samples (0 = sustained).
+fn music(notes: &[f32], harmonics: usize, note: usize, decay: f32, amp: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(notes.len() * note);
+    for &f0 in notes {
+        for i in 0..note {
+            let t = i as f32 / SR as f32;
+            let env = if decay > 0.0 {
+                (-(i as f32) / decay).exp()
+            } else {
+                1.0
+            };
+            let v: f32 = (1..=harmonics)
+                .map(|h| (TAU * f0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            out.push(amp * env * v / 2.0);
+        }
+    }
+    out
+}
+
+fn chord(freqs: &[f32], n: usize, amp: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / SR as f32;
+            amp * freqs.iter().map(|f| (TAU * f * t).sin()).sum::<f32>() / freqs.len() as f32
+        })
+        .collect()
+}
+
+const MELODY: [f32; 12] = [
+    262.0, 294.0, 330.0, 349.0, 392.0, 349.0, 330.0, 294.0, 262.0, 247.0, 220.0, 247.0,
+];
+
+/// Units separated by random silences of `gap_min..gap_max` seconds.
+fn scattered(seed: u64, n: usize, gap_min: f64, gap_max: f64) -> Scene {
+    let us = units();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut sc = Scene::new();
+    sc.silence(secs(0.5) + rng.u64(0..1000));
+    for _ in 0..n {
+        sc.unit(&us[rng.usize(0..us.len())]);
+        sc.silence(secs(gap_min + rng.f64() * (gap_max - gap_min)));
+    }
+    sc
+}
+
+#[test]
+fn units_in_silence_are_covered_never_cut_and_padded() {
+    let sc = scattered(1, 25, 0.2, 3.0);
+    let o = opts();
+    let segs = segment(&sc.audio, o.clone());
+    check_all(&sc, &segs, o.max_len);
+    // Precision: no segment is mostly silence; total length stays near speech + padding.
+    let total: u64 = segs.iter().map(Segment::len).sum();
+    let bound = sc.speech_len() + sc.units.len() as u64 * (2 * o.padding + 2 * FRAME_U64);
+    assert!(total <= bound, "segments {total} > {bound}");
+    // Units more than 1 s apart are in different segments (utterance packing).
+    assert!(segs.len() >= 10, "{}", segs.len());
+}
+
+#[test]
+fn speech_at_the_very_start_and_end_is_covered() {
+    let us = units();
+    for noise in [false, true] {
+        let mut sc = Scene::new();
+        sc.unit(&us[3]);
+        sc.silence(secs(0.7));
+        sc.unit(&us[1]);
+        sc.silence(secs(2.0));
+        sc.unit(&us[0]);
+        let sc = if noise {
+            let mut rng = fastrand::Rng::with_seed(11);
+            add_noise(&sc, &white(&mut rng, sc.audio.len()), 20.0)
+        } else {
+            sc
+        };
+        let segs = segment(&sc.audio, opts());
+        check_all(&sc, &segs, opts().max_len);
+        assert_eq!(segs.first().map(|s| s.start), Some(0), "{segs:?}");
+        assert_eq!(segs.last().map(|s| s.end), Some(sc.audio.len() as u64));
+    }
+}
+
+#[test]
+fn packed_segments_respect_target_and_max() {
+    let sc = scattered(2, 40, 0.3, 1.2);
+    let target = secs(12.0);
+    let mut o = opts();
+    o.max_len = secs(15.0);
+    o.packing = Packing::Packed { target };
+    let segs = segment(&sc.audio, o.clone());
+    check_all(&sc, &segs, target);
+    let utt = segment(&sc.audio, opts());
+    assert!(segs.len() < utt.len(), "{} vs {}", segs.len(), utt.len());
+}
+
+#[test]
+fn four_minutes_with_short_gaps_split_only_in_gaps() {
+    let us = units();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut sc = Scene::new();
+    sc.silence(secs(0.3));
+    while sc.audio.len() < secs(240.0) as usize {
+        sc.unit(&us[rng.usize(0..us.len())]);
+        sc.silence(secs(0.080 + rng.f64() * 0.070));
+    }
+    let noisy = add_noise(&sc, &pink(&mut rng, sc.audio.len()), 20.0);
+    for (max, sc) in [
+        (secs(30.0), &sc),
+        (secs(60.0), &sc),
+        (secs(10.0), &sc),
+        (secs(20.0), &noisy),
+    ] {
+        let mut o = opts();
+        o.max_len = max;
+        let segs = segment(&sc.audio, o);
+        check_all(sc, &segs, max);
+        assert!(
+            segs.len() as u64 >= 240 * SR / max,
+            "{} segments",
+            segs.len()
+        );
+        // Forced splits touch (shared boundary); every one of them is in a gap (checked above).
+        let forced = segs.windows(2).filter(|w| w[0].end == w[1].start).count();
+        assert!(forced >= 3, "{forced} forced splits");
+    }
+}
+
+#[test]
+fn continuous_speech_longer_than_max_is_split_below_max() {
+    let us = units();
+    let mut sc = Scene::new();
+    sc.silence(secs(1.0));
+    let start = sc.audio.len() as u64;
+    for i in 0..25 {
+        sc.other(&us[i % us.len()]);
+    }
+    sc.units.push((start, sc.audio.len() as u64));
+    sc.silence(secs(1.0));
+    let mut o = opts();
+    o.max_len = secs(8.0);
+    let segs = segment(&sc.audio, o);
+    check_shape(&segs, sc.audio.len() as u64, secs(8.0));
+    assert!(coverage(&segs, &sc.units) >= 0.995);
+    assert!(segs.len() >= 5, "{segs:?}");
+}
+
+#[test]
+fn level_does_not_change_segments() {
+    let base = scattered(4, 20, 0.15, 2.5);
+    let quiet = base.scaled_to_peak_dbfs(-45.0);
+    let loud = base.scaled_to_peak_dbfs(-3.0);
+    let a = segment(&quiet.audio, opts());
+    let b = segment(&loud.audio, opts());
+    check_all(&quiet, &a, opts().max_len);
+    check_all(&loud, &b, opts().max_len);
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.start.abs_diff(y.start) <= FRAME_U64, "{x:?} vs {y:?}");
+        assert!(x.end.abs_diff(y.end) <= FRAME_U64, "{x:?} vs {y:?}");
+    }
+}
+
+#[test]
+fn speech_in_20db_white_and_pink_noise_is_covered() {
+    let base = scattered(5, 20, 0.5, 3.0);
+    let mut rng = fastrand::Rng::with_seed(55);
+    for (name, noise) in [
+        ("white", white(&mut rng, base.audio.len())),
+        ("pink", pink(&mut rng, base.audio.len())),
+    ] {
+        let sc = add_noise(&base, &noise, 20.0);
+        let segs = segment(&sc.audio, opts());
+        check_all(&sc, &segs, opts().max_len);
+        // The noise alone is not speech: segments stay near the units.
+        let total: u64 = segs.iter().map(Segment::len).sum();
+        let bound = sc.speech_len() + sc.units.len() as u64 * secs(1.0);
+        assert!(total <= bound, "{name}: segments {total} > {bound}");
+    }
+}
+
+#[test]
+fn music_tones_and_silence_give_no_segments() {
+    let mut rng = fastrand::Rng::with_seed(6);
+    let n = secs(20.0) as usize;
+    let cases: Vec<(&str, Vec<f32>, NoSpeech)> = vec![
+        ("silence", vec![0.0; n], NoSpeech::Silence),
+        ("tone", chord(&[440.0], n, 0.3), NoSpeech::Music),
+        (
+            "chord",
+            chord(&[261.6, 329.6, 392.0, 523.3], n, 0.5),
+            NoSpeech::Music,
+        ),
+        (
+            "harmonics",
+            music(&[110.0, 146.8, 110.0, 164.8], 12, n / 4, 0.0, 0.4),
+            NoSpeech::Music,
+        ),
+        (
+            "melody",
+            music(&MELODY.repeat(8), 6, secs(0.2) as usize, 0.0, 0.4),
+            NoSpeech::Music,
+        ),
+        (
+            "plucked melody",
+            music(&MELODY.repeat(6), 8, secs(0.3) as usize, 2500.0, 0.5),
+            NoSpeech::Music,
+        ),
+        (
+            "quiet melody",
+            music(&MELODY.repeat(8), 4, secs(0.25) as usize, 0.0, 0.005),
+            NoSpeech::Music,
+        ),
+        (
+            "steady white noise",
+            white(&mut rng, n).iter().map(|x| x * 0.1).collect(),
+            NoSpeech::Silence,
+        ),
+    ];
+    for (name, audio, why) in cases {
+        let plan = SegmentPlan::from_samples(Some(name.into()), &audio, opts()).unwrap();
+        assert!(plan.is_empty(), "{name}: {:?}", plan.segments);
+        assert_eq!(plan.no_speech, Some(why), "{name}: {:?}", plan.stats);
+        assert!(why.to_string().starts_with("no speech"));
+        let json = plan.to_json().unwrap();
+        assert!(json.contains("\"no_speech\""), "{json}");
+    }
+}
+
+#[test]
+fn speech_between_hold_music_is_found_and_music_is_not() {
+    let us = units();
+    let mut sc = Scene::new();
+    let tune = music(&MELODY.repeat(3), 6, secs(0.25) as usize, 0.0, 0.2);
+    for u in &us {
+        sc.other(&tune);
+        sc.silence(secs(0.6));
+        sc.unit(u);
+        sc.silence(secs(0.6));
+    }
+    sc.other(&tune);
+    let segs = segment(&sc.audio, opts());
+    check_all(&sc, &segs, opts().max_len);
+    let total: u64 = segs.iter().map(Segment::len).sum();
+    let bound = sc.speech_len() + sc.units.len() as u64 * secs(1.0);
+    assert!(total <= bound, "segments {total} > {bound}: {segs:?}");
+}
+
+/// Pushes `n` zeros in 1 s slices, never allocating more than 1 s.
+fn push_zeros(s: &mut Segmenter, n: u64, out: &mut Vec<Segment>) {
+    let zeros = vec![0f32; SR as usize];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(SR);
+        s.push(&zeros[..k as usize], out);
+        left -= k;
+    }
+}
+
+#[test]
+fn eight_hours_place_the_last_segment_to_the_sample() {
+    let us = units();
+    // Three units; long silences between them: 240 s in the reference, hours in the real run.
+    // Both silences are frame multiples, so frames line up and every segment must shift by
+    // exactly the extra silence.
+    let lead = 37u64; // off the frame grid on purpose
+    let place = |gaps: [u64; 3]| {
+        let mut s = Segmenter::new(opts()).unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        let mut truth = Vec::new();
+        for (i, g) in gaps.iter().enumerate() {
+            push_zeros(&mut s, *g, &mut out);
+            pos += g;
+            let u = &us[i * 2 % us.len()];
+            s.push(u, &mut out);
+            truth.push((pos, pos + u.len() as u64));
+            pos += u.len() as u64;
+        }
+        push_zeros(&mut s, secs(10.0), &mut out);
+        pos += secs(10.0);
+        s.finish(&mut out);
+        assert_eq!(s.position(), pos);
+        (out, truth, pos)
+    };
+    let g = secs(240.0);
+    let (reference, ref_truth, _) = place([lead + g, g, g]);
+    let h = 3600 * SR;
+    let (long, truth, total) = place([lead + 3 * h, 2 * h, 3 * h - secs(30.0)]);
+    assert!(total >= 8 * h - secs(30.0));
+    assert_eq!(reference.len(), 3, "{reference:?}");
+    assert_eq!(long.len(), 3, "{long:?}");
+    for ((r, l), (rt, lt)) in reference
+        .iter()
+        .zip(&long)
+        .zip(ref_truth.iter().zip(&truth))
+    {
+        let shift = lt.0 - rt.0;
+        assert_eq!(shift % FRAME_U64, 0);
+        assert_eq!((l.start, l.end), (r.start + shift, r.end + shift));
+        assert!(
+            l.start <= lt.0 && lt.1 <= l.end,
+            "{l:?} does not hold {lt:?}"
+        );
+        assert!(lt.0 - l.start <= opts().padding + FRAME_U64, "{l:?} {lt:?}");
+        assert!(l.end - lt.1 <= opts().padding + FRAME_U64, "{l:?} {lt:?}");
+    }
+    let last = long.last().unwrap();
+    let plan = SegmentPlan::new(None, &long, total, Default::default());
+    let p = plan.segments.last().unwrap();
+    assert_eq!((p.start_sample, p.end_sample), (last.start, last.end));
+    assert_eq!(p.start_ms, (last.start * 1000 + SR / 2) / SR);
+}
+
+/// A varied scene for the slicing property: units, noise bursts, music, silence.
+fn varied(seed: u64) -> Scene {
+    let us = units();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut sc = Scene::new();
+    for _ in 0..14 {
+        match rng.u8(0..5) {
+            0 => sc.silence(rng.u64(0..secs(2.0))),
+            1 => {
+                let len = rng.usize(100..8000);
+                let n = white(&mut rng, len);
+                sc.other(&n.iter().map(|x| x * 0.05).collect::<Vec<_>>());
+            }
+            2 => sc.other(&music(&MELODY, 4, secs(0.15) as usize, 0.0, 0.2)),
+            _ => {
+                sc.unit(&us[rng.usize(0..us.len())]);
+                sc.silence(rng.u64(secs(0.05)..secs(0.6)));
+            }
+        }
+    }
+    sc
+}
+
+#[test]
+fn slice_sizes_do_not_change_segments_and_lookback_holds() {
+    for seed in 0..6u64 {
+        let sc = varied(seed);
+        let mut o = opts();
+        o.max_len = secs(5.0);
+        if seed % 2 == 1 {
+            o.packing = Packing::Packed { target: secs(4.0) };
+        }
+        let whole = segment(&sc.audio, o.clone());
+        let mut rng = fastrand::Rng::with_seed(seed + 100);
+        for round in 0..4 {
+            let mut s = Segmenter::new(o.clone()).unwrap();
+            let bound = s.lookback();
+            let mut out = Vec::new();
+            let mut rest: &[f32] = &sc.audio;
+            while !rest.is_empty() {
+                let n = match round {
+                    0 => 1,
+                    1 => [479, 480, 481][rng.usize(0..3)],
+                    _ => rng.usize(1..7000),
+                }
+                .min(rest.len());
+                let before = s.position();
+                let had = out.len();
+                s.push(&rest[..n], &mut out);
+                for seg in &out[had..] {
+                    assert!(
+                        seg.start + bound >= before,
+                        "seed {seed}: {seg:?} starts before {before} - {bound}"
+                    );
+                }
+                rest = &rest[n..];
+            }
+            let before = s.position();
+            let had = out.len();
+            s.finish(&mut out);
+            for seg in &out[had..] {
+                assert!(seg.start + bound >= before, "seed {seed}: {seg:?}");
+            }
+            assert_eq!(out, whole, "seed {seed} round {round}");
+        }
+    }
+}
+
+#[test]
+fn cutter_hands_out_each_segments_audio_with_bounded_memory() {
+    let sc = {
+        let us = units();
+        let mut rng = fastrand::Rng::with_seed(8);
+        let mut sc = Scene::new();
+        while sc.audio.len() < secs(300.0) as usize {
+            sc.silence(secs(rng.f64() * 4.0));
+            sc.unit(&us[rng.usize(0..us.len())]);
+        }
+        sc
+    };
+    let o = opts();
+    let expected = segment(&sc.audio, o.clone());
+    let mut c = Cutter::new(o).unwrap();
+    let bound = c.segmenter().lookback() as usize + SR as usize;
+    let mut out = Vec::new();
+    for chunk in sc.audio.chunks(12_345) {
+        c.push(chunk, &mut out);
+        assert!(c.buffered() <= bound, "{} > {bound}", c.buffered());
+    }
+    c.finish(&mut out);
+    let segs: Vec<Segment> = out.iter().map(|(s, _)| *s).collect();
+    assert_eq!(segs, expected);
+    for (s, audio) in &out {
+        assert_eq!(
+            audio.as_slice(),
+            &sc.audio[s.start as usize..s.end as usize]
+        );
+    }
+}
+
+#[test]
+fn plan_round_trips_as_json_and_writes_wavs() {
+    let sc = scattered(9, 4, 1.0, 2.0);
+    let mut c = Cutter::new(opts()).unwrap();
+    let mut out = Vec::new();
+    c.push(&sc.audio, &mut out);
+    c.finish(&mut out);
+    let segs: Vec<Segment> = out.iter().map(|(s, _)| *s).collect();
+    let mut plan = SegmentPlan::new(
+        Some("calls/a b.wav".into()),
+        &segs,
+        sc.audio.len() as u64,
+        c.segmenter().stats(),
+    )
+    .with_source_info("pcm_s16le", 44_100, 2);
+    assert!(!plan.is_empty());
+    assert_eq!(plan.no_speech, None);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (s, audio)) in out.iter().enumerate() {
+        let path = plan.write_segment_wav(dir.path(), i, audio).unwrap();
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().sample_rate, 16_000);
+        assert_eq!(r.spec().channels, 1);
+        assert_eq!(u64::from(r.duration()), s.len());
+    }
+    let manifest = dir.path().join("plan.json");
+    plan.write_json(&manifest).unwrap();
+    let back = SegmentPlan::from_json(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(back, plan);
+    let v: serde_json::Value = serde_json::from_str(&plan.to_json().unwrap()).unwrap();
+    let first = &v["segments"][0];
+    assert_eq!(first["index"], 0);
+    assert_eq!(first["start_sample"], segs[0].start);
+    assert_eq!(first["start_ms"], (segs[0].start * 1000 + SR / 2) / SR);
+    assert_eq!(first["file"], "seg-00000.wav");
+    assert_eq!(v["source_sample_rate"], 44_100);
+    assert_eq!(v["total_samples"], sc.audio.len() as u64);
+}
