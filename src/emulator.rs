@@ -1,1 +1,0 @@
-//! Stage `emulator`: see ARCHITECTURE.md (being written).
