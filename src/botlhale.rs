@@ -1,1 +1,0 @@
-//! Stage `botlhale`: see ARCHITECTURE.md (being written).

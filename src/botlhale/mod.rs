@@ -1,0 +1,791 @@
+//! Stage `botlhale`: a typed async client for the Botlhale AI speech API.
+//!
+//! What it does, in one place (the remote contract is `shared/api-contract.md`):
+//!
+//! - **Auth** ([`Credentials`]): a ready IdToken, or a refresh token traded at
+//!   `POST /generateAuthToken` and renewed before it expires and once on a 401. Tokens live in
+//!   [`Secret`] and never appear in logs, errors or `Debug`.
+//! - **Sync** [`Client::transcribe_sync`]: `POST /asr` with a clip of at most 60 s.
+//! - **Async** [`Client::upload_async`] asks `POST /asr/async/upload` for a presigned S3 POST
+//!   and streams the file to it (every field verbatim and in order, then the file as the last
+//!   part `file`, with an exact `Content-Length`, never held in memory); an expired form is
+//!   renewed. [`Client::status`], [`Client::data`] (`/asr/async/data`, falling back to
+//!   `/asr/async/getdata` on 404) and the poller [`Client::poll`], which can be resumed from the
+//!   server's file name alone, in another process.
+//! - **Vela** calls and chats, the **chatbot**, **translation** and **TTS**.
+//! - **Retries** decided by one pure function, [`retry::decide`]: 408, 429, 5xx, timeouts,
+//!   connect errors and dropped connections retry with capped, jittered exponential backoff,
+//!   `Retry-After` first; other 4xx are final ([`crate::ErrorKind::Api`] keeps status and
+//!   body); an exhausted quota is [`crate::ErrorKind::QuotaExhausted`] and never retried.
+//!   Request bodies are rebuilt for every attempt.
+//! - A concurrency limit shared by all clones of a client; configurable base URL, timeouts and
+//!   user agent.
+//!
+//! ```no_run
+//! use std::num::NonZeroU32;
+//! use std::time::Duration;
+//! use asr_pipeline::botlhale::{AsyncUpload, Client, Credentials, Language, PollOptions, Secret, SyncRequest};
+//!
+//! # async fn run() -> asr_pipeline::Result<()> {
+//! let client = Client::builder()
+//!     .credentials(Credentials::RefreshToken(Secret::new("…")))
+//!     .org_id("my-org")
+//!     .concurrency(4)
+//!     .build()?;
+//!
+//! // A short clip, synchronously.
+//! let wav = std::fs::read("clip.wav")?;
+//! let rate = NonZeroU32::new(16_000).unwrap();
+//! let sync = client
+//!     .transcribe_sync(SyncRequest::new(wav, "clip.wav", rate).language(Language::IsiZulu))
+//!     .await?;
+//! println!("{}", sync.transcription);
+//!
+//! // A long recording: upload, then poll (resumable later with `job.file_name`).
+//! let job = client.upload_async(AsyncUpload::new("call.flac", rate).diarization(true)).await?;
+//! let result = client.poll(&job.file_name, PollOptions::for_audio(Duration::from_secs(1800))).await?;
+//! for t in &result.timestamps {
+//!     println!("{:>8.0} {:>8.0} {:?} {}", t.start_ms, t.end_ms, t.speaker, t.transcription);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod asynch;
+pub mod auth;
+pub mod bot;
+pub mod chat;
+pub mod poll;
+pub mod retry;
+pub mod sync;
+pub mod translate;
+pub mod tts;
+pub mod types;
+pub mod upload;
+pub mod vela;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use asynch::{AsyncJob, AsyncUpload};
+pub use auth::{Credentials, Secret};
+pub use bot::{MessageContent, MessageRequest, ResponseType, StartConversation};
+pub use chat::{ChatMessage, ChatMetadata, ChatSender, ChatUpload};
+pub use poll::PollOptions;
+pub use retry::{decide, Decision, Outcome, RetryPolicy};
+pub use sync::SyncRequest;
+pub use translate::TranslateRequest;
+pub use tts::TtsRequest;
+pub use types::{
+    AsyncResult, BotReply, Button, Conversation, Entity, JobStatus, JobStatusReport, Language,
+    PresignedPost, ProcessingTime, SpeechSynthesis, StatusEntry, SyncTranscription, TimeReading,
+    TimedText, Translation,
+};
+pub use vela::{VelaCallUpload, VelaMetadata};
+
+/// The production base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.botlhale.xyz";
+/// The documented data path.
+pub const DEFAULT_DATA_PATH: &str = "/asr/async/data";
+/// The path the vendor's example uses instead; tried on 404.
+pub const FALLBACK_DATA_PATH: &str = "/asr/async/getdata";
+
+/// Bodies larger than this are refused rather than buffered (JSON answers are small).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Error bodies are cut to this many bytes in errors.
+const MAX_ERROR_BODY: usize = 2048;
+
+/// Configures a [`Client`]; every setting has a documented default.
+#[derive(Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    base_url: String,
+    credentials: Option<Credentials>,
+    org_id: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    upload_min_rate: u64,
+    user_agent: String,
+    concurrency: usize,
+    retry: RetryPolicy,
+    data_path: String,
+    data_fallback_path: Option<String>,
+    chats_path: Option<String>,
+    token_margin: Duration,
+    form_max_age: Duration,
+    form_expiry_margin: Duration,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.credentials)
+            .field("org_id", &self.org_id)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            credentials: None,
+            org_id: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            upload_min_rate: 256 * 1024,
+            user_agent: format!("asr-pipeline/{}", env!("CARGO_PKG_VERSION")),
+            concurrency: 8,
+            retry: RetryPolicy::default(),
+            data_path: DEFAULT_DATA_PATH.to_string(),
+            data_fallback_path: Some(FALLBACK_DATA_PATH.to_string()),
+            chats_path: None,
+            token_margin: Duration::from_secs(300),
+            form_max_age: Duration::from_secs(55 * 60),
+            form_expiry_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The API's base URL. Default [`DEFAULT_BASE_URL`]; a path prefix is kept.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+    /// How to authenticate. Required.
+    pub fn credentials(mut self, c: Credentials) -> Self {
+        self.credentials = Some(c);
+        self
+    }
+    /// The organisation id, required by the async and Vela endpoints. Default none.
+    pub fn org_id(mut self, id: impl Into<String>) -> Self {
+        self.org_id = Some(id.into());
+        self
+    }
+    /// TCP/TLS connect timeout. Default 10 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Timeout of one API request, response included. Default 120 s. Uploads get this plus
+    /// the time to send the file at [`ClientBuilder::upload_min_rate`].
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// The slowest upload rate tolerated, in bytes per second, which sets the upload timeout.
+    /// Default 256 KiB/s.
+    pub fn upload_min_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.upload_min_rate = bytes_per_sec.max(1);
+        self
+    }
+    /// The `User-Agent` header. Default `asr-pipeline/<version>`.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+    /// The most requests in flight at once, across all clones of the client. Default 8.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    /// The retry policy. Default [`RetryPolicy::default`].
+    pub fn retry(mut self, p: RetryPolicy) -> Self {
+        self.retry = p;
+        self
+    }
+    /// The data path. Default [`DEFAULT_DATA_PATH`].
+    pub fn data_path(mut self, p: impl Into<String>) -> Self {
+        self.data_path = p.into();
+        self
+    }
+    /// The path tried when the data path answers 404; `None` disables the fallback. Default
+    /// [`FALLBACK_DATA_PATH`].
+    pub fn data_fallback_path(mut self, p: Option<String>) -> Self {
+        self.data_fallback_path = p;
+        self
+    }
+    /// The Vela chats upload path (the vendor does not publish it). Default none: chats uploads
+    /// fail with [`crate::ErrorKind::InvalidConfig`] until set.
+    pub fn chats_path(mut self, p: impl Into<String>) -> Self {
+        self.chats_path = Some(p.into());
+        self
+    }
+    /// How long before expiry an IdToken is renewed. Default 5 min (at most a tenth of the
+    /// token's lifetime).
+    pub fn token_renewal_margin(mut self, d: Duration) -> Self {
+        self.token_margin = d;
+        self
+    }
+    /// A presigned form older than this is replaced before uploading. Default 55 min (the
+    /// vendor's forms live an hour).
+    pub fn form_max_age(mut self, d: Duration) -> Self {
+        self.form_max_age = d;
+        self
+    }
+    /// A form whose policy expires within this margin is replaced before uploading. Default 60 s.
+    pub fn form_expiry_margin(mut self, d: Duration) -> Self {
+        self.form_expiry_margin = d;
+        self
+    }
+
+    /// Reads `BOTLHALE_REFRESH_TOKEN` (preferred, renewable) or `BOTLHALE_TOKEN`,
+    /// `BOTLHALE_ORG_ID` and the optional `BOTLHALE_BASE_URL` into this builder.
+    pub fn from_env(mut self) -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        self.credentials = match (var("BOTLHALE_REFRESH_TOKEN"), var("BOTLHALE_TOKEN")) {
+            (Some(r), _) => Some(Credentials::RefreshToken(Secret::new(r.trim()))),
+            (None, Some(t)) => Some(Credentials::IdToken(Secret::new(t.trim()))),
+            (None, None) => {
+                return Err(Error::config(
+                    "neither BOTLHALE_REFRESH_TOKEN nor BOTLHALE_TOKEN is set",
+                ))
+            }
+        };
+        if let Some(o) = var("BOTLHALE_ORG_ID") {
+            self.org_id = Some(o);
+        }
+        if let Some(u) = var("BOTLHALE_BASE_URL") {
+            self.base_url = u;
+        }
+        Ok(self)
+    }
+
+    /// Builds the client. Fails on missing credentials, a bad base URL or a zero limit.
+    pub fn build(self) -> Result<Client> {
+        let credentials = self
+            .credentials
+            .ok_or_else(|| Error::config("botlhale client: credentials are required"))?;
+        let base = url::Url::parse(&self.base_url)
+            .map_err(|e| Error::config(format!("base URL {:?}: {e}", self.base_url)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(Error::config(format!(
+                "base URL {:?}: not http(s)",
+                self.base_url
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::config(
+                "botlhale client: concurrency must be at least 1",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(Error::config(
+                "retry policy: max_attempts must be at least 1",
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .user_agent(self.user_agent)
+            .build()
+            .map_err(|e| Error::config(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base: self.base_url.trim_end_matches('/').to_string(),
+                auth: auth::Auth::new(credentials, self.token_margin),
+                org_id: self.org_id,
+                sem: Arc::new(Semaphore::new(self.concurrency)),
+                retry: self.retry,
+                request_timeout: self.request_timeout,
+                upload_min_rate: self.upload_min_rate,
+                data_path: self.data_path,
+                data_fallback_path: self.data_fallback_path,
+                data_use_fallback: AtomicBool::new(false),
+                chats_path: self.chats_path,
+                form_max_age: self.form_max_age,
+                form_expiry_margin: self.form_expiry_margin,
+            }),
+        })
+    }
+}
+
+/// The API client. Cheap to clone; clones share the token, the connection pool and the
+/// concurrency limit.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    auth: auth::Auth,
+    org_id: Option<String>,
+    sem: Arc<Semaphore>,
+    retry: RetryPolicy,
+    request_timeout: Duration,
+    upload_min_rate: u64,
+    data_path: String,
+    data_fallback_path: Option<String>,
+    data_use_fallback: AtomicBool,
+    chats_path: Option<String>,
+    form_max_age: Duration,
+    form_expiry_margin: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base)
+            .field("credentials", &self.inner.auth.credentials)
+            .field("org_id", &self.inner.org_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful answer: the whole (bounded) body.
+pub(crate) struct Reply {
+    pub body: Bytes,
+}
+
+/// How one logical call is sent.
+pub(crate) struct Call<'a> {
+    /// For errors and logs, e.g. `POST /asr`.
+    pub endpoint: &'a str,
+    /// Sends `Authorization: Bearer <IdToken>` (never to presigned upload URLs).
+    pub auth: bool,
+    /// Applies [`retry::is_quota_exhausted`] to error answers.
+    pub detect_quota: bool,
+    /// Overrides the client's request timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl Client {
+    /// A builder with every default (see [`ClientBuilder`]).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client configured from the environment (see [`ClientBuilder::from_env`]).
+    pub fn from_env() -> Result<Client> {
+        ClientBuilder::default().from_env()?.build()
+    }
+
+    /// The base URL in use, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The organisation id, if configured.
+    pub fn org_id(&self) -> Option<&str> {
+        self.inner.org_id.as_deref()
+    }
+
+    pub(crate) fn require_org_id(&self, endpoint: &str) -> Result<&str> {
+        self.org_id()
+            .ok_or_else(|| Error::config(format!("{endpoint}: an organisation id is required")))
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            format!("{}{path}", self.inner.base)
+        } else {
+            format!("{}/{path}", self.inner.base)
+        }
+    }
+
+    /// The current IdToken, minting or renewing it when needed.
+    async fn token(&self) -> Result<Secret> {
+        let mut cache = self.inner.auth.cache.lock().await;
+        if let Some(c) = &*cache {
+            if c.renew_at.is_none_or(|t| Instant::now() < t) {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.mint().await?;
+        let token = fresh.token.clone();
+        *cache = Some(fresh);
+        Ok(token)
+    }
+
+    /// Renews after a 401 answered to `stale`, unless another request already did.
+    async fn renew_after_401(&self, stale: &Secret) -> Result<()> {
+        let mut cache = self.inner.auth.cache.lock().await;
+        if let Some(c) = &*cache {
+            if c.token != *stale {
+                return Ok(());
+            }
+        }
+        *cache = Some(self.mint().await?);
+        Ok(())
+    }
+
+    /// Trades the refresh token for an IdToken.
+    async fn mint(&self) -> Result<auth::Cached> {
+        const EP: &str = "POST /generateAuthToken";
+        let auth::Credentials::RefreshToken(refresh) = &self.inner.auth.credentials else {
+            return Err(Error::new(ErrorKind::Auth {
+                endpoint: EP.into(),
+                status: 401,
+                body: "the IdToken was refused and no refresh token is configured".into(),
+            }));
+        };
+        let url = self.url("/generateAuthToken");
+        let refresh = refresh.clone();
+        // Boxed: `send` calls `token`, which calls `mint` (never recursively at run time:
+        // this call does not authenticate).
+        let reply = Box::pin(self.send(
+            Call {
+                endpoint: EP,
+                auth: false,
+                detect_quota: false,
+                timeout: None,
+            },
+            |http| Ok(http.post(&url).form(&[("REFRESH_TOKEN", refresh.expose())])),
+        ))
+        .await
+        .map_err(|e| match e.into_kind() {
+            ErrorKind::Api {
+                endpoint,
+                status,
+                body,
+                ..
+            } if (400..500).contains(&status) && status != 429 => Error::new(ErrorKind::Auth {
+                endpoint,
+                status,
+                body,
+            }),
+            other => Error::new(other),
+        })?;
+        // Never echo this body: it holds tokens.
+        let parsed: types::AuthResponse = serde_json::from_slice(&reply.body).map_err(|e| {
+            Error::new(ErrorKind::Parse {
+                endpoint: EP.into(),
+                what: format!("token answer not understood ({e}); body withheld"),
+            })
+        })?;
+        if parsed.result.id_token.is_empty() {
+            return Err(Error::new(ErrorKind::Parse {
+                endpoint: EP.into(),
+                what: "empty IdToken".into(),
+            }));
+        }
+        let renew_at = self
+            .inner
+            .auth
+            .renew_at(Instant::now(), parsed.result.expires_in);
+        tracing::debug!(
+            expires_in = parsed.result.expires_in,
+            "botlhale: minted an IdToken"
+        );
+        let token = Secret::new(parsed.result.id_token);
+        if let Ok(mut last) = self.inner.auth.last_minted.lock() {
+            *last = Some(token.clone());
+        }
+        Ok(auth::Cached {
+            token,
+            renew_at: Some(renew_at),
+        })
+    }
+
+    /// Replaces every known secret in `s` with `***`.
+    fn redact(&self, mut s: String) -> String {
+        let mut secrets: Vec<String> = Vec::new();
+        match &self.inner.auth.credentials {
+            Credentials::IdToken(t) | Credentials::RefreshToken(t) => {
+                secrets.push(t.expose().to_string())
+            }
+        }
+        if let Ok(last) = self.inner.auth.last_minted.lock() {
+            if let Some(t) = &*last {
+                secrets.push(t.expose().to_string());
+            }
+        }
+        for sec in secrets {
+            if sec.len() >= 4 {
+                s = s.replace(&sec, "***");
+            }
+        }
+        s
+    }
+
+    fn error_body(&self, body: &[u8]) -> String {
+        let cut = &body[..body.len().min(MAX_ERROR_BODY)];
+        let mut s = String::from_utf8_lossy(cut).into_owned();
+        if body.len() > MAX_ERROR_BODY {
+            s.push('…');
+        }
+        self.redact(s)
+    }
+
+    /// Sends one logical call: a fresh request from `build` per attempt, the bearer token,
+    /// the concurrency permit, one token renewal on 401, and retries as [`decide`] says.
+    pub(crate) async fn send<F>(&self, call: Call<'_>, build: F) -> Result<Reply>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let mut policy = self.inner.retry.clone();
+        policy.jitter_seed = fastrand::u64(..);
+        let mut attempt: u32 = 0;
+        let mut renewed = false;
+        loop {
+            attempt += 1;
+            let token = if call.auth {
+                Some(self.token().await?)
+            } else {
+                None
+            };
+            let mut rb = build(&self.inner.http)?;
+            if let Some(t) = &token {
+                rb = rb.bearer_auth(t.expose());
+            }
+            if let Some(t) = call.timeout {
+                rb = rb.timeout(t);
+            }
+            let result = {
+                let _permit = self
+                    .inner
+                    .sem
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::config("client closed"))?;
+                exchange(rb).await
+            };
+            match result {
+                Ok((status, _, body)) if (200..300).contains(&status) => {
+                    tracing::debug!(endpoint = call.endpoint, status, attempt, "botlhale: ok");
+                    return Ok(Reply { body });
+                }
+                Ok((401, _, body)) if call.auth => {
+                    if !renewed && self.inner.auth.can_renew() {
+                        renewed = true;
+                        attempt -= 1; // the renewal retry is allowed on top of the policy
+                        tracing::debug!(endpoint = call.endpoint, "botlhale: 401, renewing token");
+                        if let Some(t) = &token {
+                            self.renew_after_401(t).await?;
+                        }
+                        continue;
+                    }
+                    return Err(Error::new(ErrorKind::Auth {
+                        endpoint: call.endpoint.into(),
+                        status: 401,
+                        body: self.error_body(&body),
+                    }));
+                }
+                Ok((status, retry_after, body)) => {
+                    let body_text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
+                    let quota = call.detect_quota && retry::is_quota_exhausted(status, &body_text);
+                    if quota {
+                        return Err(Error::new(ErrorKind::QuotaExhausted {
+                            endpoint: call.endpoint.into(),
+                            status,
+                            body: self.error_body(&body),
+                        }));
+                    }
+                    if status == 403 && call.auth {
+                        return Err(Error::new(ErrorKind::Auth {
+                            endpoint: call.endpoint.into(),
+                            status,
+                            body: self.error_body(&body),
+                        }));
+                    }
+                    let o = Outcome::Status {
+                        status,
+                        retry_after,
+                        quota_exhausted: false,
+                    };
+                    match decide(attempt, &o, &policy) {
+                        Decision::Retry(d) => {
+                            tracing::debug!(
+                                endpoint = call.endpoint,
+                                status,
+                                attempt,
+                                ?d,
+                                "botlhale: retrying"
+                            );
+                            tokio::time::sleep(d).await;
+                            continue;
+                        }
+                        Decision::GiveUp => {
+                            return Err(Error::new(ErrorKind::Api {
+                                endpoint: call.endpoint.into(),
+                                status,
+                                body: self.error_body(&body),
+                                attempts: attempt,
+                            }))
+                        }
+                    }
+                }
+                Err((o, message)) => match decide(attempt, &o, &policy) {
+                    Decision::Retry(d) => {
+                        tracing::debug!(
+                            endpoint = call.endpoint,
+                            attempt,
+                            ?o,
+                            ?d,
+                            "botlhale: retrying"
+                        );
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    Decision::GiveUp => {
+                        return Err(Error::new(ErrorKind::Transport {
+                            endpoint: call.endpoint.into(),
+                            attempts: attempt,
+                            message: self.redact(message),
+                        }))
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends an authenticated API call and parses its JSON answer as `T`.
+    pub(crate) async fn call_json<T, F>(
+        &self,
+        endpoint: &str,
+        detect_quota: bool,
+        build: F,
+    ) -> Result<T>
+    where
+        T: DeserializeOwned,
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let reply = self
+            .send(
+                Call {
+                    endpoint,
+                    auth: true,
+                    detect_quota,
+                    timeout: None,
+                },
+                build,
+            )
+            .await?;
+        self.parse(endpoint, &reply.body)
+    }
+
+    pub(crate) fn parse<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T> {
+        serde_json::from_slice(body).map_err(|e| {
+            let excerpt = self.error_body(&body[..body.len().min(200)]);
+            Error::new(ErrorKind::Parse {
+                endpoint: endpoint.into(),
+                what: format!("{e}; body starts {excerpt:?}"),
+            })
+        })
+    }
+
+    pub(crate) fn upload_timeout(&self, bytes: u64) -> Duration {
+        self.inner.request_timeout + Duration::from_secs(bytes / self.inner.upload_min_rate)
+    }
+
+    pub(crate) fn data_paths(&self) -> (String, Option<String>) {
+        let primary = self.inner.data_path.clone();
+        let fallback = self.inner.data_fallback_path.clone();
+        if self.inner.data_use_fallback.load(Ordering::Relaxed) {
+            if let Some(f) = fallback {
+                return (f, None);
+            }
+        }
+        (primary, fallback)
+    }
+
+    pub(crate) fn remember_data_fallback(&self) {
+        self.inner.data_use_fallback.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One HTTP exchange: status, parsed `Retry-After` and the bounded body, or a classified
+/// transport failure with its message (URL stripped).
+async fn exchange(
+    rb: reqwest::RequestBuilder,
+) -> std::result::Result<(u16, Option<Duration>, Bytes), (Outcome, String)> {
+    let mut resp = rb.send().await.map_err(classify)?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err((
+                Outcome::Other,
+                format!("response body larger than {MAX_BODY} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, retry_after, Bytes::from(body)))
+}
+
+fn classify(e: reqwest::Error) -> (Outcome, String) {
+    let outcome = if e.is_timeout() {
+        Outcome::Timeout
+    } else if e.is_connect() {
+        Outcome::Connect
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        Outcome::Dropped
+    } else {
+        Outcome::Other
+    };
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    (outcome, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_validates_and_debug_hides_tokens() {
+        assert!(Client::builder().build().is_err());
+        let c = Client::builder()
+            .credentials(Credentials::IdToken(Secret::new("TOPSECRET")))
+            .base_url("http://127.0.0.1:1/prefix/")
+            .build()
+            .unwrap();
+        assert_eq!(c.url("/asr"), "http://127.0.0.1:1/prefix/asr");
+        let dbg = format!(
+            "{c:?} {:?}",
+            Client::builder().credentials(Credentials::IdToken("TOPSECRET".into()))
+        );
+        assert!(!dbg.contains("TOPSECRET"), "{dbg}");
+        assert!(Client::builder()
+            .credentials(Credentials::IdToken("t".into()))
+            .base_url("ftp://x")
+            .build()
+            .is_err());
+        assert!(Client::builder()
+            .credentials(Credentials::IdToken("t".into()))
+            .concurrency(0)
+            .build()
+            .is_err());
+    }
+
+    #[test]
+    fn redaction_removes_known_tokens() {
+        let c = Client::builder()
+            .credentials(Credentials::RefreshToken(Secret::new("REFRESH-abc")))
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.error_body(b"bad token REFRESH-abc given"),
+            "bad token *** given"
+        );
+        let long = vec![b'x'; MAX_ERROR_BODY + 10];
+        assert_eq!(c.error_body(&long).chars().count(), MAX_ERROR_BODY + 1);
+    }
+}

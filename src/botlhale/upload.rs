@@ -1,0 +1,441 @@
+//! Streaming a file to a presigned S3 POST form.
+//!
+//! S3's browser-POST protocol wants a `multipart/form-data` body with every form field first,
+//! in order, and the file as the last part, named `file`; it refuses chunked bodies. So the
+//! body is built by hand as a stream: the prefix (all fields and the file part's header, a
+//! few KB), the file read from disk in 64 KiB chunks, and the suffix (the closing boundary),
+//! with an exact `Content-Length` computed up front. Memory stays at a few chunks whatever the
+//! file size. The body is rebuilt, and the file reopened, for every attempt.
+//!
+//! A refused upload answers an S3 XML error (`<Error><Code>…</Code><Message>…</Message>`),
+//! reported as [`ErrorKind::UploadRejected`].
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use super::types::PresignedPost;
+use super::{Call, Client};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Chunk size of the file stream.
+const CHUNK: usize = 64 * 1024;
+
+/// The fixed parts of a streamed multipart body around the file.
+#[derive(Debug, Clone)]
+pub struct MultipartPlan {
+    /// The boundary (without the leading dashes).
+    pub boundary: String,
+    /// Every field, then the file part's header.
+    pub prefix: Bytes,
+    /// The closing boundary.
+    pub suffix: Bytes,
+    /// The file's length.
+    pub file_len: u64,
+}
+
+/// Escapes a value for a `Content-Disposition` quoted string the way browsers do.
+fn quote(s: &str) -> String {
+    s.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+impl MultipartPlan {
+    /// Lays out `fields` (in order), then the file part `file` named `file_name` of type
+    /// `mime` and `file_len` bytes.
+    pub fn new(fields: &[(String, String)], file_name: &str, mime: &str, file_len: u64) -> Self {
+        let boundary = loop {
+            let b = format!(
+                "asr-pipeline-{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            );
+            if !fields.iter().any(|(k, v)| k.contains(&b) || v.contains(&b)) {
+                break b;
+            }
+        };
+        let mut prefix = String::new();
+        for (k, v) in fields {
+            prefix.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{v}\r\n",
+                quote(k)
+            ));
+        }
+        prefix.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+            quote(file_name),
+            quote(mime)
+        ));
+        let suffix = format!("\r\n--{boundary}--\r\n");
+        MultipartPlan {
+            boundary,
+            prefix: Bytes::from(prefix),
+            suffix: Bytes::from(suffix),
+            file_len,
+        }
+    }
+
+    /// The exact body length.
+    pub fn content_length(&self) -> u64 {
+        self.prefix.len() as u64 + self.file_len + self.suffix.len() as u64
+    }
+
+    /// The `Content-Type` header value.
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+
+    /// The body as a stream over `file`; fails (rather than send a short body) when the file
+    /// holds fewer bytes than planned.
+    pub fn body(&self, file: tokio::fs::File) -> reqwest::Body {
+        reqwest::Body::wrap_stream(self.stream(file))
+    }
+
+    /// The body as a stream of chunks (what [`MultipartPlan::body`] sends).
+    pub fn stream(
+        &self,
+        file: tokio::fs::File,
+    ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let expected = self.file_len;
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let file_stream = ReaderStream::with_capacity(file.take(expected), CHUNK).map(move |r| {
+            if let Ok(b) = &r {
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            r
+        });
+        let suffix = self.suffix.clone();
+        let tail = stream::once(async move {
+            let got = seen.load(Ordering::Relaxed);
+            if got == expected {
+                Ok(suffix)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("file shrank while uploading: {got} of {expected} bytes"),
+                ))
+            }
+        });
+        stream::once(std::future::ready(Ok::<Bytes, io::Error>(
+            self.prefix.clone(),
+        )))
+        .chain(file_stream)
+        .chain(tail)
+    }
+}
+
+/// The `<Code>` and `<Message>` of an S3 XML error body, when it is one.
+pub fn parse_s3_error(body: &str) -> Option<(String, String)> {
+    fn tag<'a>(s: &'a str, name: &str) -> Option<&'a str> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = s.find(&open)? + open.len();
+        let end = s[start..].find(&close)? + start;
+        Some(&s[start..end])
+    }
+    if !body.contains("<Error>") {
+        return None;
+    }
+    let code = tag(body, "Code")?;
+    let message = tag(body, "Message").unwrap_or("");
+    Some((xml_unescape(code), xml_unescape(message)))
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// True when an upload refusal means the form (or its session token) expired.
+pub fn is_expiry_rejection(code: &str, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    matches!(
+        code,
+        "ExpiredToken" | "RequestExpired" | "TokenRefreshRequired" | "ExpiredPolicy"
+    ) || (code == "AccessDenied" && (m.contains("expired") || m.contains("expiration")))
+}
+
+/// The policy's `expiration`, decoded from the base64 `policy` field, if it has one.
+pub fn policy_expiration(form: &PresignedPost) -> Option<SystemTime> {
+    let policy = form.field("policy").or_else(|| form.field("Policy"))?;
+    let json = base64_decode(policy)?;
+    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    parse_iso8601(v.get("expiration")?.as_str()?)
+}
+
+/// Decodes standard base64 (padding optional); `None` on any other character.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            b'\r' | b'\n' | b' ' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (the form S3 policies use) as UTC.
+fn parse_iso8601(s: &str) -> Option<SystemTime> {
+    let s = s.trim().strip_suffix('Z').unwrap_or(s.trim());
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// A form with the time the client received it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReceivedForm {
+    pub form: PresignedPost,
+    pub received: tokio::time::Instant,
+}
+
+impl ReceivedForm {
+    pub fn new(form: PresignedPost) -> Self {
+        ReceivedForm {
+            form,
+            received: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Client {
+    /// True when `f` should be replaced before uploading: older than the configured maximum
+    /// age, or its policy expires within the margin.
+    pub(crate) fn form_is_stale(&self, f: &ReceivedForm) -> bool {
+        if f.received.elapsed() >= self.inner.form_max_age {
+            return true;
+        }
+        match policy_expiration(&f.form) {
+            Some(exp) => SystemTime::now() + self.inner.form_expiry_margin >= exp,
+            None => false,
+        }
+    }
+
+    /// Streams the file at `path` to a presigned POST form: every field verbatim and in
+    /// order, then the file as the last part `file`. Retries as the policy says (the file is
+    /// reopened per attempt). A refusal is [`ErrorKind::UploadRejected`].
+    pub async fn upload_to_form(
+        &self,
+        form: &PresignedPost,
+        path: &Path,
+        mime: &str,
+    ) -> Result<()> {
+        const EP: &str = "POST presigned upload";
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Error::io(Some(path), e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                Some(path),
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        let file_name = super::sync::safe_file_name(
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "audio".into()),
+        );
+        let plan = MultipartPlan::new(&form.fields, &file_name, mime, meta.len());
+        let len = plan.content_length();
+        let url = form.url.clone();
+        let result = self
+            .send(
+                Call {
+                    endpoint: EP,
+                    auth: false,
+                    detect_quota: false,
+                    timeout: Some(self.upload_timeout(len)),
+                },
+                |http| {
+                    let file = std::fs::File::open(path).map_err(|e| Error::io(Some(path), e))?;
+                    let file = tokio::fs::File::from_std(file);
+                    Ok(http
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, plan.content_type())
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .body(plan.body(file)))
+                },
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.into_kind() {
+                ErrorKind::Api { status, body, .. } => {
+                    let (code, message) = parse_s3_error(&body)
+                        .unwrap_or_else(|| (format!("HTTP{status}"), body.clone()));
+                    Error::new(ErrorKind::UploadRejected {
+                        status,
+                        code,
+                        message,
+                    })
+                }
+                other => Error::new(other),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_layout_is_exact_and_ordered() {
+        let fields = vec![
+            ("key".to_string(), "asr_1.wav".to_string()),
+            ("policy".to_string(), "cG9s".to_string()),
+            ("x-amz-signature".to_string(), "ab\"c".to_string()),
+        ];
+        let p = MultipartPlan::new(&fields, "a.wav", "audio/wav", 5);
+        let prefix = std::str::from_utf8(&p.prefix).unwrap();
+        let i_key = prefix.find("name=\"key\"").unwrap();
+        let i_pol = prefix.find("name=\"policy\"").unwrap();
+        let i_sig = prefix.find("name=\"x-amz-signature\"").unwrap();
+        let i_file = prefix.find("name=\"file\"; filename=\"a.wav\"").unwrap();
+        assert!(i_key < i_pol && i_pol < i_sig && i_sig < i_file);
+        // Values are verbatim.
+        assert!(prefix.contains("\r\n\r\nab\"c\r\n"));
+        assert!(prefix.ends_with("Content-Type: audio/wav\r\n\r\n"));
+        assert_eq!(
+            std::str::from_utf8(&p.suffix).unwrap(),
+            format!("\r\n--{}--\r\n", p.boundary)
+        );
+        assert_eq!(
+            p.content_length(),
+            p.prefix.len() as u64 + 5 + p.suffix.len() as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn body_stream_matches_content_length_and_catches_short_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.bin");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let fields = vec![("key".to_string(), "k".to_string())];
+        let plan = MultipartPlan::new(
+            &fields,
+            "x.bin",
+            "application/octet-stream",
+            data.len() as u64,
+        );
+        let body = collect(plan.stream(tokio::fs::File::open(&path).await.unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(body.len() as u64, plan.content_length());
+        assert_eq!(
+            &body[plan.prefix.len()..plan.prefix.len() + data.len()],
+            &data[..]
+        );
+        // The plan claims more than the file holds: the stream errors instead of ending short.
+        let lying = MultipartPlan::new(&fields, "x.bin", "a/b", data.len() as u64 + 10);
+        assert!(
+            collect(lying.stream(tokio::fs::File::open(&path).await.unwrap()))
+                .await
+                .is_err()
+        );
+    }
+
+    async fn collect(
+        s: impl futures_util::Stream<Item = io::Result<Bytes>>,
+    ) -> io::Result<Vec<u8>> {
+        let mut s = std::pin::pin!(s);
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn s3_errors_and_expiry() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy expired.</Message><RequestId>1</RequestId></Error>";
+        let (c, m) = parse_s3_error(body).unwrap();
+        assert_eq!(c, "AccessDenied");
+        assert!(is_expiry_rejection(&c, &m));
+        let (c, m) = parse_s3_error(
+            "<Error><Code>SignatureDoesNotMatch</Code><Message>a &amp; b</Message></Error>",
+        )
+        .unwrap();
+        assert_eq!(m, "a & b");
+        assert!(!is_expiry_rejection(&c, &m));
+        assert!(is_expiry_rejection("ExpiredToken", ""));
+        assert!(!is_expiry_rejection(
+            "AccessDenied",
+            "Invalid according to Policy: Policy Condition failed"
+        ));
+        assert_eq!(parse_s3_error("{\"json\":1}"), None);
+    }
+
+    /// 2026-11-23T12:00:00Z (computed independently with Python's calendar.timegm).
+    const EXP_2026_11_23_NOON: u64 = 1_795_435_200;
+
+    #[test]
+    fn policy_expiration_is_decoded() {
+        // {"expiration": "2026-11-23T12:00:00.000Z", "conditions": []}
+        let policy =
+            "eyJleHBpcmF0aW9uIjogIjIwMjYtMTEtMjNUMTI6MDA6MDAuMDAwWiIsICJjb25kaXRpb25zIjogW119";
+        let form = PresignedPost::new("u", vec![("policy".into(), policy.into())]);
+        let exp = policy_expiration(&form).unwrap();
+        assert_eq!(
+            exp.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            EXP_2026_11_23_NOON
+        );
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(
+            parse_iso8601("2000-03-01T00:00:01Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(951_868_801))
+        );
+        assert_eq!(parse_iso8601("garbage"), None);
+        assert_eq!(policy_expiration(&PresignedPost::new("u", vec![])), None);
+        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
+        assert_eq!(base64_decode("a*"), None);
+    }
+}
