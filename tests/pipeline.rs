@@ -695,3 +695,39 @@ fn split_only_writes_segments_and_a_manifest() {
         plan.segments.len() + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_48_khz_stereo_file_comes_back_on_its_own_timeline() {
+    // The same units at 48 kHz (each 16 kHz sample held for 3 frames), stereo: the decoder
+    // downmixes, the resampler brings it to 16 kHz with its delay compensated; times must
+    // still land within 10 ms.
+    let units = units();
+    let len = 60 * SR;
+    let placed = place(&units, &positions(60, 4.0, 6));
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("48k stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for &s in &signal {
+        for _ in 0..3 {
+            w.write_sample(s).unwrap();
+            w.write_sample(s).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    let t = p.transcribe_path(&path).await.unwrap();
+    assert_eq!(t.metadata.duration, len);
+    assert_on_true_times(&t, &placed);
+}
