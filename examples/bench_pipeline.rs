@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench_pipeline -- --minutes 400 [--every 4] [--concurrency 4]
+//!     [--base-url URL --refresh-token TOKEN --org-id ORG]   # an emulator in another process
 //! ```
+//!
+//! Without `--base-url` the emulator runs in this process, so the peak RSS includes it (and its
+//! log of every request). With `--base-url` (e.g. from `cargo run --release --example
+//! botlhale_emulator`) the RSS is the pipeline's alone.
 //!
 //! The input is a 16 kHz 16-bit mono WAV file that is never stored: a `Read + Seek` that
 //! synthesises it on the fly (speech units from `testdata/speech/` every `--every` seconds on
@@ -134,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     let mut minutes = 400.0f64;
     let mut every = 4.0f64;
     let mut concurrency = 4usize;
+    let mut external: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -144,6 +150,9 @@ async fn main() -> anyhow::Result<()> {
             "--minutes" => minutes = val()?.parse()?,
             "--every" => every = val()?.parse()?,
             "--concurrency" => concurrency = val()?.parse()?,
+            "--base-url" => external.0 = Some(val()?),
+            "--refresh-token" => external.1 = Some(val()?),
+            "--org-id" => external.2 = Some(val()?),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -167,13 +176,25 @@ async fn main() -> anyhow::Result<()> {
         placed,
     };
 
-    let mut cfg = EmulatorConfig::default();
-    cfg.async_base_delay = Duration::from_millis(10);
-    let emu = Emulator::start(cfg).await?;
+    let (emu, base_url, token, org) = match external {
+        (Some(url), Some(token), org) => (None, url, token, org.unwrap_or_default()),
+        (None, None, None) => {
+            let mut cfg = EmulatorConfig::default();
+            cfg.async_base_delay = Duration::from_millis(10);
+            let emu = Emulator::start(cfg).await?;
+            let (u, t, o) = (
+                emu.base_url().to_string(),
+                emu.refresh_token().to_string(),
+                emu.org_id().to_string(),
+            );
+            (Some(emu), u, t, o)
+        }
+        _ => anyhow::bail!("--base-url needs --refresh-token (and --org-id)"),
+    };
     let client = Client::builder()
-        .base_url(emu.base_url())
-        .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
-        .org_id(emu.org_id())
+        .base_url(base_url)
+        .credentials(Credentials::RefreshToken(Secret::new(token)))
+        .org_id(org)
         .build()?;
     let done = Arc::new(AtomicU64::new(0));
     let d2 = done.clone();
@@ -206,8 +227,11 @@ async fn main() -> anyhow::Result<()> {
             "x_realtime": audio / wall,
             "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
             "concurrency": concurrency,
+            "emulator": if emu.is_some() { "in-process" } else { "external" },
         })
     );
-    emu.shutdown().await;
+    if let Some(emu) = emu {
+        emu.shutdown().await;
+    }
     Ok(())
 }

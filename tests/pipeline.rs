@@ -12,6 +12,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -411,6 +412,8 @@ struct SynthWav {
     len: u64,
     pos: u64,
     placed: Vec<(Placed, Arc<Vec<i16>>)>,
+    /// Bytes read so far.
+    read: Arc<AtomicU64>,
 }
 
 impl SynthWav {
@@ -462,6 +465,7 @@ impl Read for SynthWav {
             }
         }
         self.pos += n as u64;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -502,6 +506,7 @@ async fn a_file_over_400_minutes_is_sent_in_parts_merged_at_their_offsets() {
         len,
         pos: 0,
         placed: placed.clone(),
+        read: Arc::default(),
     };
     let emu = emulator().await;
     let (events, sink) = collector();
@@ -694,4 +699,68 @@ fn split_only_writes_segments_and_a_manifest() {
         std::fs::read_dir(&out).unwrap().count(),
         plan.segments.len() + 1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_48_khz_stereo_file_comes_back_on_its_own_timeline() {
+    // The same units at 48 kHz (each 16 kHz sample held for 3 frames), stereo: the decoder
+    // downmixes, the resampler brings it to 16 kHz with its delay compensated; times must
+    // still land within 10 ms.
+    let units = units();
+    let len = 60 * SR;
+    let placed = place(&units, &positions(60, 4.0, 6));
+    let signal = render(len, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("48k stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for &s in &signal {
+        for _ in 0..3 {
+            w.write_sample(s).unwrap();
+            w.write_sample(s).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    let t = p.transcribe_path(&path).await.unwrap();
+    assert_eq!(t.metadata.duration, len);
+    assert_on_true_times(&t, &placed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_run_stops_decoding() {
+    // A 400-minute input on both routes: the run is dropped after a moment; its decoding
+    // thread must stop soon after instead of reading the whole file.
+    let units = units();
+    let emu = emulator().await;
+    for route in [Route::Sync, Route::Async] {
+        let read = Arc::new(AtomicU64::new(0));
+        let wav = SynthWav {
+            len: 400 * 60 * SR,
+            pos: 0,
+            placed: place(&units, &[(SR, 0), (100 * 60 * SR, 1)]),
+            read: read.clone(),
+        };
+        let p = builder(&emu).route(route).build().unwrap();
+        let run = p.transcribe(Job::reader(wav, "abandoned.wav"));
+        assert!(tokio::time::timeout(Duration::from_millis(300), run)
+            .await
+            .is_err());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let a = read.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let b = read.load(Ordering::Relaxed);
+        assert_eq!(a, b, "{route:?}: still decoding after the run was dropped");
+        assert!(b < 400 * 60 * SR, "{route:?}: read {b} bytes");
+    }
 }

@@ -12,7 +12,7 @@ use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 
 use super::plan::{plan_parts, PartPlan};
-use super::source::{self, Input};
+use super::source::{self, Cancel, CancelOnDrop, Input};
 use super::sync::DecodeReporter;
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
 use crate::encode::FlacWriter;
@@ -40,15 +40,24 @@ fn analyse(
     path: &Path,
     seg_opts: SegmenterOptions,
     progress: Option<ProgressFn>,
+    cancel: &Cancel,
 ) -> Result<Analysis> {
     let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
     opts.measure = true;
-    let mut stream = source::open(input, path, opts)?;
+    let (mut stream, hint) = source::open(input, path, opts)?;
+    if let (Some(f), Some(h)) = (&progress, hint) {
+        f(&Progress::DurationHint {
+            seconds: to_secs(h),
+        });
+    }
     let mut seg = Segmenter::new(seg_opts)?;
     let mut out: Vec<Segment> = Vec::new();
     let mut speech = Vec::new();
     let mut report = DecodeReporter::new(progress, 1);
     while let Some(block) = stream.next_block()? {
+        if cancel.is_set() {
+            return Err(source::cancelled());
+        }
         seg.push(block.samples, &mut out);
         let pos = block.end();
         speech.extend(out.drain(..).map(|s| (s.start, s.end)));
@@ -144,7 +153,7 @@ fn encode_parts(
         None => Normalization::DcOnly,
     });
     opts.measure = false;
-    let mut stream = source::open(input, path, opts)?;
+    let (mut stream, _) = source::open(input, path, opts)?;
     let spans: Vec<Vec<(Samples, Samples)>> = parts.iter().map(PartPlan::spans).collect();
     let mut report = DecodeReporter::new(progress, 2);
     let mut pi = 0usize;
@@ -167,6 +176,9 @@ fn encode_parts(
         writer = open(0)?;
     }
     while let Some(block) = stream.next_block()? {
+        if tx.is_closed() {
+            return Ok(());
+        }
         let (bs, be) = (block.start, block.end());
         while let Some(part_spans) = spans.get(pi) {
             let Some(&(a, b)) = part_spans.get(si) else {
@@ -328,10 +340,16 @@ async fn upload_file(
         let path = ctx.path.clone();
         let seg_opts = inner.segmenter.clone();
         let progress = ctx.progress.clone();
-        tokio::task::spawn_blocking(move || analyse(&input, &path, seg_opts, progress))
-            .await
-            .map_err(|e| Error::config(format!("analysis thread failed: {e}")))?
-            .map_err(|e| e.with_path(&ctx.path))?
+        let guard = CancelOnDrop(Cancel::default());
+        let cancel = guard.0.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            analyse(&input, &path, seg_opts, progress, &cancel)
+        })
+        .await
+        .map_err(|e| Error::config(format!("analysis thread failed: {e}")))?
+        .map_err(|e| e.with_path(&ctx.path));
+        drop(guard);
+        r?
     };
     let file_len = analysis.duration;
     ctx.emit(Progress::Duration {

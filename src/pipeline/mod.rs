@@ -78,6 +78,12 @@ pub enum Progress {
         /// Which pass: 1 (sync route, or the async analysis pass) or 2 (async encoding pass).
         pass: u8,
     },
+    /// The length the file's header announces (a hint for progress bars and ETAs; the real
+    /// length follows as [`Progress::Duration`]). Not sent when the header says nothing.
+    DurationHint {
+        /// Announced length in seconds.
+        seconds: f64,
+    },
     /// Decoding is complete: the file's length is known.
     Duration {
         /// The file's length in seconds.

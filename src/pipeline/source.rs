@@ -3,11 +3,13 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ReadSeek;
 use crate::decode::Decoder;
 use crate::stream::{AudioStream, MonoSource, StreamOptions};
+use crate::time::{rescale, Samples};
 use crate::{Error, Result};
 
 /// Makes a fresh sample source (called once per pass).
@@ -74,17 +76,61 @@ impl MonoSource for DecoderSource {
 /// The pipeline's stream type.
 pub(crate) type Stream = AudioStream<Dyn>;
 
-/// Opens `input` as a 16 kHz stream. `name` names the file in errors.
-pub(crate) fn open(input: &Input, name: &Path, opts: StreamOptions) -> Result<Stream> {
-    let src: Box<dyn MonoSource> = match input {
-        Input::Path(p) => Box::new(DecoderSource(Decoder::open(p)?)),
+/// The header's length hint of a decoder, in samples at 16 kHz.
+fn hint(d: &Decoder) -> Option<Samples> {
+    let info = d.info();
+    info.frames_hint.map(|f| rescale(f, info.sample_rate))
+}
+
+/// Opens `input` as a 16 kHz stream; also returns the length the file's header announces (a
+/// hint for progress bars, never trusted for anything else). `name` names the file in errors.
+pub(crate) fn open(
+    input: &Input,
+    name: &Path,
+    opts: StreamOptions,
+) -> Result<(Stream, Option<Samples>)> {
+    let (src, hint): (Box<dyn MonoSource>, _) = match input {
+        Input::Path(p) => {
+            let d = Decoder::open(p)?;
+            let h = hint(&d);
+            (Box::new(DecoderSource(d)), h)
+        }
         Input::Reader(r) => {
             let mut r = r.clone();
             r.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io(Some(name), e))?;
-            Box::new(DecoderSource(Decoder::from_reader(r, Some(name))?))
+            let d = Decoder::from_reader(r, Some(name))?;
+            let h = hint(&d);
+            (Box::new(DecoderSource(d)), h)
         }
-        Input::Source(make) => make()?,
+        Input::Source(make) => (make()?, None),
     };
-    AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))
+    let stream =
+        AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))?;
+    Ok((stream, hint))
+}
+
+/// Set when the run that started a decoding thread is abandoned (its future dropped or
+/// failed), so that the thread stops at its next block instead of decoding to the end.
+#[derive(Clone, Default)]
+pub(crate) struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets its [`Cancel`] when dropped.
+pub(crate) struct CancelOnDrop(pub(crate) Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        (self.0).0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The error a cancelled decoding thread ends with (nobody is left to read it).
+pub(crate) fn cancelled() -> Error {
+    Error::config("cancelled: the run was abandoned")
 }

@@ -75,7 +75,12 @@ fn produce(
     let run = || -> Result<()> {
         let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
         opts.measure = false;
-        let mut stream = source::open(&input, path, opts)?;
+        let (mut stream, hint) = source::open(&input, path, opts)?;
+        if let (Some(f), Some(h)) = (&progress, hint) {
+            f(&Progress::DurationHint {
+                seconds: to_secs(h),
+            });
+        }
         // Created here: the segmenter (WebRTC VAD) is not Send.
         let mut cutter = Cutter::new(seg_opts)?;
         let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
@@ -108,6 +113,9 @@ fn produce(
             Ok(true)
         };
         while let Some(block) = stream.next_block()? {
+            if tx.is_closed() {
+                return Ok(());
+            }
             cutter.push(block.samples, &mut out);
             let pos = block.end();
             if !send(&mut out, &mut index)? {
@@ -121,6 +129,11 @@ fn produce(
         }
         let duration = stream.position();
         report.emit(duration);
+        if let Some(f) = &progress {
+            f(&Progress::Duration {
+                seconds: to_secs(duration),
+            });
+        }
         let _ = tx.blocking_send(Ok(Item::End { duration }));
         Ok(())
     };
