@@ -252,12 +252,14 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
             .iter()
             .filter(|r| r.status == summary::Status::Done)
             .filter_map(|r| r.audio_seconds)
-            .sum(),
+            .sum::<f64>()
+            + 0.0, // an empty f64 sum is -0.0
         audio_seconds_this_run: rows
             .iter()
             .filter(|r| r.this_run)
             .filter_map(|r| r.audio_seconds)
-            .sum(),
+            .sum::<f64>()
+            + 0.0, // an empty f64 sum is -0.0
         wall_seconds: clock.elapsed().as_secs_f64(),
         counts: counts.clone(),
         files: rows,

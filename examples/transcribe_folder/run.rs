@@ -186,14 +186,20 @@ impl Batch<'_> {
         tokio::pin!(cancel);
         let mut interrupted = false;
         let mut stopped = None;
+        let mut unreachable = 0;
         loop {
             tokio::select! {
                 biased;
                 () = &mut cancel => { interrupted = true; break; }
                 next = work.next() => match next {
-                    Some((i, (row, stop))) => {
+                    Some((i, (row, end))) => {
                         rows[i] = row;
-                        if stop {
+                        unreachable = match end {
+                            End::Ok | End::Failed => 0,
+                            End::Unreachable => unreachable + 1,
+                            End::Stop => UNREACHABLE_STOP,
+                        };
+                        if unreachable >= UNREACHABLE_STOP {
                             stopped = rows[i].error.clone();
                             break;
                         }
@@ -216,7 +222,7 @@ impl Batch<'_> {
         reexport: bool,
         engine: &E,
         progress: Arc<Progress>,
-    ) -> (FileRow, bool) {
+    ) -> (FileRow, End) {
         let (f, n) = (&self.files[i], &self.names[i]);
         let display = f.path.to_string_lossy().into_owned();
         let events = Events::new(
@@ -266,12 +272,18 @@ impl Batch<'_> {
                     outputs: rel_strings(&fin.outputs),
                     error: None,
                 };
-                (row, false)
+                (row, End::Ok)
             }
             Err(e) => {
                 let outputs = self.fail(f, n, &events, &e);
                 progress.file_finished(&display, false, 0.0, events.audio_reported());
-                let stop = e.stops_batch();
+                let end = if e.stops_batch() {
+                    End::Stop
+                } else if e.kind == "Transport" {
+                    End::Unreachable
+                } else {
+                    End::Failed
+                };
                 let row = FileRow {
                     input: display,
                     output: n.display(),
@@ -281,7 +293,7 @@ impl Batch<'_> {
                     outputs,
                     error: Some(e.message),
                 };
-                (row, stop)
+                (row, end)
             }
         }
     }
@@ -342,6 +354,23 @@ impl Batch<'_> {
     }
 }
 
+/// Files failing in a row with network errors (after the client's retries) before the batch
+/// stops: the API is unreachable, and every further file would only wait for its retries.
+const UNREACHABLE_STOP: usize = 3;
+
+/// How one file ended, for the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Finished.
+    Ok,
+    /// Failed on its own account.
+    Failed,
+    /// Failed on the network.
+    Unreachable,
+    /// Failed in a way every further file would (credentials, quota).
+    Stop,
+}
+
 /// How a batch run ended.
 #[derive(Debug)]
 pub struct Outcome {
@@ -349,8 +378,8 @@ pub struct Outcome {
     pub rows: Vec<FileRow>,
     /// Ctrl-C stopped it.
     pub interrupted: bool,
-    /// An error that every further file would hit too (credentials refused, quota used up)
-    /// stopped it: the error.
+    /// An error that every further file would hit too (credentials refused, quota used up,
+    /// the API unreachable for several files in a row) stopped it: the error.
     pub stopped: Option<String>,
 }
 
@@ -398,6 +427,8 @@ mod tests {
         hang_on: Option<&'static str>,
         /// Every file fails with refused credentials.
         auth_refused: bool,
+        /// Every file fails with a network error.
+        unreachable: bool,
     }
 
     impl Engine for Fake {
@@ -417,6 +448,14 @@ mod tests {
                 return Err(FileError {
                     message: "POST /asr: credentials refused (HTTP 401)".into(),
                     kind: "Auth".into(),
+                    retry: true,
+                    parts_valid: true,
+                });
+            }
+            if self.unreachable {
+                return Err(FileError {
+                    message: "POST /asr: network failure after 5 attempt(s)".into(),
+                    kind: "Transport".into(),
                     retry: true,
                     parts_valid: true,
                 });
@@ -613,11 +652,32 @@ mod tests {
 
     #[tokio::test]
     async fn refused_credentials_stop_the_batch() {
+        stops_after(
+            Fake {
+                auth_refused: true,
+                ..Fake::default()
+            },
+            1,
+            "credentials refused",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_stops_the_batch_after_three_files() {
+        stops_after(
+            Fake {
+                unreachable: true,
+                ..Fake::default()
+            },
+            3,
+            "network failure",
+        )
+        .await;
+    }
+
+    async fn stops_after(fake: Fake, tried: usize, error: &str) {
         let s = setup();
-        let fake = Fake {
-            auth_refused: true,
-            ..Fake::default()
-        };
         let walked = walk(std::slice::from_ref(&s.input)).unwrap();
         let names = plan(&walked.files);
         let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
@@ -635,11 +695,11 @@ mod tests {
         let o = batch
             .run(batch.decide(), &fake, progress, 1, std::future::pending())
             .await;
-        assert!(o.stopped.is_some_and(|e| e.contains("credentials refused")));
+        assert!(o.stopped.is_some_and(|e| e.contains(error)));
         assert!(!o.interrupted);
-        assert_eq!(fake.calls.lock().unwrap().len(), 1, "one try, then stop");
-        assert_eq!(o.rows[0].status, Status::Failed);
-        assert!(o.rows[1..].iter().all(|r| r.status == Status::Pending));
+        assert_eq!(fake.calls.lock().unwrap().len(), tried, "then stop");
+        assert!(o.rows[..tried].iter().all(|r| r.status == Status::Failed));
+        assert!(o.rows[tried..].iter().all(|r| r.status == Status::Pending));
     }
 
     #[tokio::test]
