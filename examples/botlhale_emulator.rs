@@ -4,8 +4,10 @@
 //! cargo run --example botlhale_emulator -- --port 8080 --seed 7 --fault-rate 0.3
 //! ```
 //!
-//! Prints `BASE_URL=...`, `BOTLHALE_REFRESH_TOKEN=...` and `ORG_ID=...` (one per line, easy to
-//! `eval` or parse), then serves until killed.
+//! Prints `BASE_URL=...`, `BOTLHALE_REFRESH_TOKEN=...`, `ORG_ID=...` and `UPLOAD_DIR=...`
+//! (one per line, easy to `eval` or parse), then serves until killed. Uploads are kept in
+//! `UPLOAD_DIR` (a fresh directory under the system temp directory unless `--upload-dir` is
+//! given); a killed process leaves it behind, so remove it when done.
 
 use std::time::Duration;
 
@@ -56,6 +58,9 @@ struct Args {
     /// SigV2-style field names in /asr/async/upload forms.
     #[arg(long)]
     sigv2: bool,
+    /// Directory for accepted uploads (default: a fresh one under the temp directory).
+    #[arg(long)]
+    upload_dir: Option<std::path::PathBuf>,
     /// Vela minute allocation per organisation.
     #[arg(long, default_value_t = 60.0)]
     vela_minutes: f64,
@@ -89,10 +94,12 @@ async fn main() -> anyhow::Result<()> {
         cfg.signature_style = SignatureStyle::V2;
     }
     cfg.vela_minute_allocation = a.vela_minutes;
+    cfg.upload_dir = a.upload_dir;
     let emu = Emulator::start(cfg).await?;
     println!("BASE_URL={}", emu.base_url());
     println!("BOTLHALE_REFRESH_TOKEN={}", emu.refresh_token());
     println!("ORG_ID={}", emu.org_id());
+    println!("UPLOAD_DIR={}", emu.upload_dir().display());
     std::future::pending::<()>().await;
     Ok(())
 }

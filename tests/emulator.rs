@@ -44,10 +44,7 @@ fn wav(rate: u32, secs: f64, bursts: &[(f64, f64, f64)]) -> Vec<u8> {
 }
 
 fn cfg() -> EmulatorConfig {
-    let mut c = EmulatorConfig::default();
-    c.async_base_delay = Duration::from_millis(100);
-    c.async_speed = 1e6;
-    c
+    EmulatorConfig::fast()
 }
 
 async fn start(c: EmulatorConfig) -> RunningEmulator {
@@ -174,7 +171,7 @@ async fn get_json(c: &reqwest::Client, url: String, tok: &str) -> (u16, Value) {
 }
 
 async fn wait_done(emu: &RunningEmulator, c: &reqwest::Client, tok: &str, key: &str) -> String {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let (s, v) = get_json(
             c,
             format!(
@@ -248,7 +245,7 @@ async fn token_minting_and_expiry() {
 #[tokio::test]
 async fn time_scale_makes_an_hour_token_expire_quickly() {
     let mut c0 = cfg();
-    c0.time_scale = 3600.0 * 4.0; // a 3600 s token lives 250 ms
+    c0.time_scale = 3600.0; // a 3600 s token lives one second
     let emu = start(c0).await;
     let c = http();
     let tok = id_token(&emu, &c).await;
@@ -258,7 +255,7 @@ async fn time_scale_makes_an_hour_token_expire_quickly() {
         emu.org_id()
     );
     assert_eq!(get_json(&c, status.clone(), &tok).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(get_json(&c, status, &tok).await.0, 401);
     emu.shutdown().await;
 }
@@ -672,6 +669,28 @@ async fn upload_form_refusals() {
         (s, v["error"]["code"].as_str()),
         (400, Some("MissingParameter"))
     );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_long_async_upload_fails_its_job() {
+    let mut c0 = cfg();
+    c0.async_max_seconds = 2.0;
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(8_000, 2.1, &[])).await.0,
+        204
+    );
+    assert_eq!(wait_done(&emu, &c, &tok, &key_of(&fields)).await, "failed");
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(8_000, 2.0, &[])).await.0,
+        204
+    );
+    assert_ne!(wait_done(&emu, &c, &tok, &key_of(&fields)).await, "failed");
     emu.shutdown().await;
 }
 
@@ -1339,4 +1358,114 @@ async fn ogg_vorbis_and_amr_fixtures() {
     );
     assert_eq!(ts[0]["speaker"], "speaker_0");
     emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_while_running_and_for_unknown_files() {
+    let mut c0 = cfg();
+    c0.async_base_delay = Duration::from_secs(3600);
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    let key = key_of(&fields);
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(16_000, 1.0, &[])).await.0,
+        204
+    );
+    let q = |f: &str| {
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={f}",
+            emu.base_url(),
+            emu.org_id()
+        )
+    };
+    let (s, v) = get_json(&c, q(&key), &tok).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")));
+    assert!(v.get("timestamps").is_none());
+    let (s, v) = get_json(&c, q("asr_never_uploaded.wav"), &tok).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("unknown")));
+    assert_eq!(v["timestamps"].as_array().map(Vec::len), Some(0));
+    // Another organisation sees nothing of this job.
+    let (_, v) = get_json(
+        &c,
+        format!(
+            "{}/asr/async/status?OrgID=other-org&FileName={key}",
+            emu.base_url()
+        ),
+        &tok,
+    )
+    .await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3_upload_dropped_after_the_body_is_stored_nowhere() {
+    let mut c0 = cfg();
+    c0.faults = FaultConfig::with_rate(1.0);
+    c0.faults.kinds = vec![FaultKind::DropConnection];
+    c0.faults.max_consecutive = Some(1);
+    c0.faults.routes = Some(vec!["/s3/".into()]);
+    let emu = start(c0).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+    let mut form = Form::new();
+    for (k, v) in &fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    form = form.part(
+        "file",
+        Part::bytes(wav(16_000, 1.0, &[])).file_name("x.wav"),
+    );
+    let r = c.post(&url).multipart(form).send().await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(emu.uploaded_file(&key_of(&fields)).is_none());
+    let (s, _) = s3_post(&c, &url, &fields, wav(16_000, 1.0, &[])).await;
+    assert_eq!(s, 204);
+    let st: Vec<u16> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/s3/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(st, vec![0, 204]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn success_action_status_variants() {
+    for (style, status) in [(SignatureStyle::V4, 201u16), (SignatureStyle::V2, 200)] {
+        let mut c0 = cfg();
+        c0.success_action_status = Some(status);
+        c0.signature_style = style;
+        let emu = start(c0).await;
+        let c = http();
+        let tok = id_token(&emu, &c).await;
+        let (url, fields) = upload_form(&emu, &c, &tok, false).await;
+        assert!(fields.iter().any(|(k, _)| k == "success_action_status"));
+        // Posting to the bucket URL with a trailing slash works too, as on S3.
+        let (s, b) = s3_post(&c, &format!("{url}/"), &fields, wav(16_000, 1.0, &[])).await;
+        assert_eq!(s, status, "{b}");
+        if status == 201 {
+            assert!(
+                b.contains("<PostResponse>") && b.contains(&key_of(&fields)),
+                "{b}"
+            );
+        }
+        emu.shutdown().await;
+    }
+}
+
+#[test]
+fn config_debug_redacts_the_refresh_token() {
+    let mut c = EmulatorConfig::default();
+    c.refresh_token = Some("very-secret-refresh".into());
+    let d = format!("{c:?}");
+    assert!(!d.contains("very-secret-refresh"), "{d}");
+    assert!(d.contains("<redacted>"));
+    let creds = sigv4::Credentials::new("AKID", "s3cr3t-key").with_session_token("tok-123");
+    let d = format!("{creds:?}");
+    assert!(!d.contains("s3cr3t-key") && !d.contains("tok-123"), "{d}");
 }

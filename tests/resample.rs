@@ -151,3 +151,21 @@ fn reusable_after_finish() {
     r.finish(&mut b).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn rates_sharing_no_factor_with_16k_still_keep_time() {
+    // 44 101 Hz and 8 001 Hz: gcd with 16 000 is 1, so the FFT block is a whole second.
+    for rate in [8_001u32, 44_101] {
+        let n = rate as usize * 3 + 5;
+        let i = rate as usize + 777;
+        let mut x = vec![0.0f32; n];
+        x[i] = 1.0;
+        let out = run(rate, &x, &[4096, 13]);
+        assert_eq!(out.len() as u64, rescale(n as u64, nz(rate)), "rate {rate}");
+        let expected = (i as f64 * 16_000.0 / f64::from(rate)).round() as i64;
+        assert!(
+            (argmax_abs(&out) as i64 - expected).abs() <= 1,
+            "rate {rate}"
+        );
+    }
+}

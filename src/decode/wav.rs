@@ -152,7 +152,11 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 let unknown = size == u64::from(u32::MAX);
                 let pcm_like = matches!(tag, PCM | FLOAT | ALAW | MULAW);
                 // The reader sees the bytes that are really there.
-                let data_len = size.min(present).min(u64::from(u32::MAX - 1) - 256);
+                // An unknown size (0xFFFFFFFF) over more than 4 GiB of data stays unknown:
+                // the reader then reads to the end of the file.
+                let limit = u64::from(u32::MAX - 1) - 256;
+                let endless = unknown && present > limit;
+                let data_len = size.min(present).min(limit);
                 let data_len = data_len - data_len % align;
                 let mut h = Vec::with_capacity(64 + fmt_body.len() + fact_body.len());
                 h.extend_from_slice(b"RIFF\0\0\0\0WAVE");
@@ -171,10 +175,16 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 h.extend_from_slice(&(data_len as u32).to_le_bytes());
                 let riff = (h.len() as u64 - 8 + data_len) as u32;
                 h[4..8].copy_from_slice(&riff.to_le_bytes());
+                if endless {
+                    let n = h.len();
+                    h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+                    h[n - 4..n].copy_from_slice(&u32::MAX.to_le_bytes());
+                }
                 src.replace_head(h, body)?;
                 return Ok(WavCheck {
                     declared_frames: (pcm_like && !unknown).then_some(size / align),
-                    present_frames: pcm_like.then_some(size.min(present) / align),
+                    present_frames: pcm_like
+                        .then_some(if unknown { present } else { size.min(present) } / align),
                 });
             }
             _ => {}

@@ -22,8 +22,8 @@
 //!
 //! # How honest it is
 //! It performs **no speech recognition**. `/asr` answers
-//! `"[emulator] 12.345 s, crc32 0a1b2c3d"`: the decoded duration and a CRC-32 of the decoded
-//! audio (see [`asr`](self) docs in the source: mono mixdown as 16-bit PCM). The async data
+//! `"[emulator] 12.345 s, crc32 0a1b2c3d"`: the decoded duration and a CRC-32 (IEEE) of the
+//! decoded audio (its mono mixdown as 16-bit little-endian PCM). The async data
 //! has one entry per non-silent region found by an energy detector (10 ms frames, −40 dBFS,
 //! gaps under 300 ms merged, edges refined to the sample), so its `start`/`end` are the true
 //! times of sound in the uploaded file; the speaker is `speaker_0` when the region's
@@ -41,6 +41,8 @@
 //!   for an unknown file `{"status": "unknown", "timestamps": []}`; for an upload that could not
 //!   be decoded, status `failed` in both status and data.
 //! - Chats upload: `{"message": "chats received", "org_id", "count"}`.
+//! - An async upload longer than 400 minutes ([`EmulatorConfig::async_max_seconds`]) is
+//!   accepted by the storage and then reported `failed`.
 //!
 //! # Faults
 //! [`FaultConfig`]: a seeded fraction of attempts answers 429 (with `Retry-After`), 500, 503,
@@ -49,6 +51,12 @@
 //! replaces the whole response and has no side effect (no job, no token, no stored upload).
 //! Every request is recorded ([`RunningEmulator::requests`]) with a key identifying the
 //! logical request, so tests can count retries.
+//!
+//! # Memory
+//! Uploads to the S3 route are streamed to a file in the upload directory, never held in
+//! memory, whatever their size. Bodies of the other routes (at most 128 MB) are buffered, as
+//! `/asr` needs the whole clip; decoding and analysis stream in blocks of a few thousand
+//! samples.
 //!
 //! # Running it as a process
 //! ```text
@@ -96,7 +104,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use faults::{FaultConfig, FaultKind};
-use state::{dmy_hms, short_hash, FormInfo, Shared};
+use sha2::{Digest, Sha256};
+use state::{dmy_hms, FormInfo, Shared};
 
 /// Which of the two documented data paths exist (the vendor's page names both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +152,7 @@ pub enum DoneWord {
 }
 
 /// The emulator's settings. Every default is documented on its field.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct EmulatorConfig {
     /// TCP port on 127.0.0.1. Default 0 (an ephemeral port).
@@ -169,6 +178,9 @@ pub struct EmulatorConfig {
     pub async_base_delay: Duration,
     /// Async processing speed in audio seconds per emulated second. Default 60.0.
     pub async_speed: f64,
+    /// Longest audio an async job takes, seconds; a longer upload ends as a `failed` job.
+    /// Default 24 000 (400 minutes, the vendor's limit).
+    pub async_max_seconds: f64,
     /// Which data paths exist. Default [`DataRoutes::Both`].
     pub data_routes: DataRoutes,
     /// Units of async timestamps. Default milliseconds.
@@ -178,6 +190,10 @@ pub struct EmulatorConfig {
     /// Field layout of the `/asr/async/upload` form. Default [`SignatureStyle::V4`]. Vela forms
     /// are always V4.
     pub signature_style: SignatureStyle,
+    /// Adds a `success_action_status` field (and its policy condition) to upload forms, so
+    /// that S3 answers 200 or 201 (with a `PostResponse` XML body) instead of 204.
+    /// Default `None` (204).
+    pub success_action_status: Option<u16>,
     /// Upper bound of the policy's `content-length-range`. Default 5 GiB.
     pub max_upload_bytes: u64,
     /// Vela minute allocation per organisation, in minutes of uploaded audio. Default 60.0.
@@ -195,6 +211,41 @@ pub struct EmulatorConfig {
     pub upload_dir: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for EmulatorConfig {
+    /// The refresh token is redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("seed", &self.seed)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("org_id", &self.org_id)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("form_lifetime", &self.form_lifetime)
+            .field("time_scale", &self.time_scale)
+            .field("faults", &self.faults)
+            .field("latency", &self.latency)
+            .field("async_base_delay", &self.async_base_delay)
+            .field("async_speed", &self.async_speed)
+            .field("async_max_seconds", &self.async_max_seconds)
+            .field("data_routes", &self.data_routes)
+            .field("timestamp_units", &self.timestamp_units)
+            .field("numbers_as_strings", &self.numbers_as_strings)
+            .field("signature_style", &self.signature_style)
+            .field("success_action_status", &self.success_action_status)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("vela_minute_allocation", &self.vela_minute_allocation)
+            .field("chats_path", &self.chats_path)
+            .field("done_word", &self.done_word)
+            .field("default_language", &self.default_language)
+            .field("silence_threshold_dbfs", &self.silence_threshold_dbfs)
+            .field("upload_dir", &self.upload_dir)
+            .finish()
+    }
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
@@ -209,10 +260,12 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             async_base_delay: Duration::from_secs(2),
             async_speed: 60.0,
+            async_max_seconds: 24_000.0,
             data_routes: DataRoutes::Both,
             timestamp_units: TimestampUnits::Milliseconds,
             numbers_as_strings: false,
             signature_style: SignatureStyle::V4,
+            success_action_status: None,
             max_upload_bytes: 5 << 30,
             vela_minute_allocation: 60.0,
             chats_path: "/vela/chats".into(),
@@ -220,6 +273,18 @@ impl Default for EmulatorConfig {
             default_language: "en-ZA".into(),
             silence_threshold_dbfs: -40.0,
             upload_dir: None,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// The defaults, except that async jobs finish almost at once (100 ms base delay, 10^6
+    /// audio seconds per second): for tests that poll.
+    pub fn fast() -> Self {
+        EmulatorConfig {
+            async_base_delay: Duration::from_millis(100),
+            async_speed: 1e6,
+            ..EmulatorConfig::default()
         }
     }
 }
@@ -236,7 +301,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// Identifies the logical request: equal for two attempts with the same method, path,
     /// query and body (multipart boundary ignored; the token is not part of it). For S3
-    /// uploads: the object key and the file's SHA-256.
+    /// uploads: the object key and the file's SHA-256. Repeated polls of one job share a key
+    /// too, so count retries per path.
     pub attempt_key: Option<String>,
     /// The fault injected into this attempt, if any.
     pub fault: Option<FaultKind>,
@@ -325,6 +391,12 @@ impl RunningEmulator {
     /// The organisation id the async routes accept.
     pub fn org_id(&self) -> &str {
         &self.shared.cfg.org_id
+    }
+
+    /// Where accepted uploads are stored (removed at shutdown or drop when the emulator
+    /// created it).
+    pub fn upload_dir(&self) -> &std::path::Path {
+        &self.shared.upload_dir
     }
 
     /// The configuration it runs with.
@@ -566,6 +638,10 @@ fn router(sh: Arc<Shared>) -> Router {
             "/s3/{bucket}",
             post(s3::post_object).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route(
+            "/s3/{bucket}/",
+            post(s3::post_object).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/tts/audio/{id}", get(tts_audio))
         .merge(protected)
         .layer(middleware::from_fn_with_state(sh.clone(), front))
@@ -665,21 +741,24 @@ fn boundary_of(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn strip_all(hay: &[u8], needle: &[u8]) -> Vec<u8> {
+/// Feeds `hay` to the hasher with every occurrence of `needle` left out (no copy).
+fn hash_without(h: &mut Sha256, hay: &[u8], needle: &[u8]) {
     if needle.is_empty() {
-        return hay.to_vec();
+        h.update(hay);
+        return;
     }
-    let mut out = Vec::with_capacity(hay.len());
+    let mut from = 0;
     let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(needle) {
+    while i + needle.len() <= hay.len() {
+        if hay[i] == needle[0] && hay[i..].starts_with(needle) {
+            h.update(&hay[from..i]);
             i += needle.len();
+            from = i;
         } else {
-            out.push(hay[i]);
             i += 1;
         }
     }
-    out
+    h.update(&hay[from..]);
 }
 
 fn request_key(parts: &axum::http::request::Parts, body: &[u8]) -> String {
@@ -694,16 +773,18 @@ fn request_key(parts: &axum::http::request::Parts, body: &[u8]) -> String {
         .unwrap_or_default();
     q.sort();
     let q = serde_json::to_string(&q).unwrap_or_default();
-    let body = match boundary_of(&parts.headers) {
-        Some(b) => strip_all(body, b.as_bytes()),
-        None => body.to_vec(),
-    };
-    short_hash(&[
+    let mut h = Sha256::new();
+    for part in [
         parts.method.as_str().as_bytes(),
         parts.uri.path().as_bytes(),
         q.as_bytes(),
-        &body,
-    ])
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let boundary = boundary_of(&parts.headers).unwrap_or_default();
+    hash_without(&mut h, body, boundary.as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 pub(crate) fn fault_response(kind: FaultKind, retry_after: u32) -> Response {
@@ -784,10 +865,10 @@ impl Form {
             _ => None,
         })
     }
-    fn bytes(&self, name: &str) -> Option<&[u8]> {
+    fn bytes(&self, name: &str) -> Option<Bytes> {
         self.0.iter().find_map(|(n, v)| match v {
-            FormValue::File(b) if n == name => Some(b.as_ref()),
-            FormValue::Text(t) if n == name => Some(t.as_bytes()),
+            FormValue::File(b) if n == name => Some(b.clone()),
+            FormValue::Text(t) if n == name => Some(Bytes::copy_from_slice(t.as_bytes())),
             _ => None,
         })
     }
@@ -962,7 +1043,7 @@ async fn generate_token(State(sh): State<Arc<Shared>>, req: Request) -> Response
     .into_response()
 }
 
-async fn analyze_in_background(bytes: Vec<u8>, thr: f32) -> Result<asr::AudioSummary, Response> {
+async fn analyze_in_background(bytes: Bytes, thr: f32) -> Result<asr::AudioSummary, Response> {
     match tokio::task::spawn_blocking(move || asr::analyze_bytes(&bytes, thr)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(asr::AudioError::Unsupported(m))) => Err(bad("UnsupportedFileType", &m)),
@@ -1002,7 +1083,7 @@ async fn asr_sync(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let summary = match analyze_in_background(audio.to_vec(), threshold(&sh)).await {
+    let summary = match analyze_in_background(audio, threshold(&sh)).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1047,6 +1128,12 @@ async fn asr_sync(State(sh): State<Arc<Shared>>, req: Request) -> Response {
 fn issue_form(sh: &Shared, key: &str, style: SignatureStyle) -> Value {
     let expires = SystemTime::now() + sh.scaled(sh.cfg.form_lifetime);
     let range = Some(1..=sh.cfg.max_upload_bytes);
+    let extra: Vec<sigv4::Condition> = sh
+        .cfg
+        .success_action_status
+        .map(|st| sigv4::Condition::Eq("success_action_status".into(), st.to_string()))
+        .into_iter()
+        .collect();
     let post = match style {
         SignatureStyle::V4 => sigv4::presign_post_at(
             &sh.s3_creds,
@@ -1057,10 +1144,10 @@ fn issue_form(sh: &Shared, key: &str, style: SignatureStyle) -> Value {
             SystemTime::now(),
             expires,
             range,
-            &[],
+            &extra,
         ),
         SignatureStyle::V2 => {
-            sigv4::presign_post_v2(&sh.s3_creds, state::BUCKET, key, expires, range)
+            sigv4::presign_post_v2(&sh.s3_creds, state::BUCKET, key, expires, range, &extra)
         }
     };
     let fields: serde_json::Map<String, Value> = post
@@ -1495,7 +1582,7 @@ async fn message(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                     "the required parameter 'SpeechFile' is missing",
                 );
             };
-            match analyze_in_background(audio.to_vec(), threshold(&sh)).await {
+            match analyze_in_background(audio, threshold(&sh)).await {
                 Ok(s) => {
                     let t = honest_text(&s);
                     out["Transcription"] = json!(t);

@@ -326,7 +326,18 @@ fn start_job(sh: &Arc<Shared>, key: &str, path: std::path::PathBuf) {
         let res = tokio::task::spawn_blocking(move || asr::analyze_path(&path, thr))
             .await
             .map_err(|_| "analysis panicked".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .and_then(|s| {
+                if s.seconds() > sh.cfg.async_max_seconds {
+                    Err(format!(
+                        "audio is {:.3} s long; asynchronous requests take at most {} s",
+                        s.seconds(),
+                        sh.cfg.async_max_seconds
+                    ))
+                } else {
+                    Ok(s)
+                }
+            });
         let secs = res.as_ref().map(|s| s.seconds()).unwrap_or(0.0);
         let speed = if sh.cfg.async_speed.is_finite() && sh.cfg.async_speed > 0.0 {
             sh.cfg.async_speed

@@ -227,13 +227,15 @@ pub fn presign_post_at(
 /// Signs a policy in the SigV2-style field layout: `key`, `AWSAccessKeyId`, `policy`,
 /// `signature` (see [`sign_policy_v2`]) and `x-amz-security-token` when the credentials have
 /// one. The policy holds the bucket, `["eq", "$key", key]`, the optional
-/// `content-length-range` and the security token.
+/// `content-length-range`, the extra conditions and the security token; fields named by `Eq`
+/// extra conditions are added after `key`.
 pub fn presign_post_v2(
     creds: &Credentials,
     bucket: &str,
     key: &str,
     expires_at: SystemTime,
     content_length_range: Option<RangeInclusive<u64>>,
+    extra_conditions: &[Condition],
 ) -> PresignedPost {
     let mut conditions = vec![
         serde_json::json!({ "bucket": bucket }),
@@ -241,6 +243,9 @@ pub fn presign_post_v2(
     ];
     if let Some(r) = &content_length_range {
         conditions.push(Condition::ContentLengthRange(*r.start(), *r.end()).to_json());
+    }
+    for c in extra_conditions {
+        conditions.push(c.to_json());
     }
     if let Some(t) = &creds.session_token {
         conditions.push(serde_json::json!({ "x-amz-security-token": t }));
@@ -254,12 +259,19 @@ pub fn presign_post_v2(
     let mut fields = vec![
         ("AWSAccessKeyId".to_string(), creds.access_key_id.clone()),
         ("key".to_string(), key.to_string()),
+    ];
+    for c in extra_conditions {
+        if let Condition::Eq(f, v) = c {
+            fields.push((f.clone(), v.clone()));
+        }
+    }
+    fields.extend([
         ("policy".to_string(), policy_b64.clone()),
         (
             "signature".to_string(),
             sign_policy_v2(&creds.secret_access_key, &policy_b64),
         ),
-    ];
+    ]);
     if let Some(t) = &creds.session_token {
         fields.push(("x-amz-security-token".into(), t.clone()));
     }
@@ -886,5 +898,73 @@ mod tests {
         extra.insert(1, ("acl".into(), "public-read".into()));
         let e = verify_post(&extra, 10, "b", "af-south-1", "s3", now, lookup);
         assert_eq!(e.map_err(|e| e.code), Err("AccessDenied"));
+    }
+
+    /// AWS's published SigV4 POST example ("Example: Browser-Based Upload using HTTP POST
+    /// (Using AWS Signature Version 4)"): policy, credentials and signature as published.
+    const AWS_POLICY: &str = "eyAiZXhwaXJhdGlvbiI6ICIyMDE1LTEyLTMwVDEyOjAwOjAwLjAwMFoiLA0KICAiY29uZGl0aW9ucyI6IFsNCiAgICB7ImJ1Y2tldCI6ICJzaWd2NGV4YW1wbGVidWNrZXQifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRrZXkiLCAidXNlci91c2VyMS8iXSwNCiAgICB7ImFjbCI6ICJwdWJsaWMtcmVhZCJ9LA0KICAgIHsic3VjY2Vzc19hY3Rpb25fcmVkaXJlY3QiOiAiaHR0cDovL3NpZ3Y0ZXhhbXBsZWJ1Y2tldC5zMy5hbWF6b25hd3MuY29tL3N1Y2Nlc3NmdWxfdXBsb2FkLmh0bWwifSwNCiAgICBbInN0YXJ0cy13aXRoIiwgIiRDb250ZW50LVR5cGUiLCAiaW1hZ2UvIl0sDQogICAgeyJ4LWFtei1tZXRhLXV1aWQiOiAiMTQzNjUxMjM2NTEyNzQifSwNCiAgICB7IngtYW16LXNlcnZlci1zaWRlLWVuY3J5cHRpb24iOiAiQUVTMjU2In0sDQogICAgWyJzdGFydHMtd2l0aCIsICIkeC1hbXotbWV0YS10YWciLCAiIl0sDQoNCiAgICB7IngtYW16LWNyZWRlbnRpYWwiOiAiQUtJQUlPU0ZPRE5ON0VYQU1QTEUvMjAxNTEyMjkvdXMtZWFzdC0xL3MzL2F3czRfcmVxdWVzdCJ9LA0KICAgIHsieC1hbXotYWxnb3JpdGhtIjogIkFXUzQtSE1BQy1TSEEyNTYifSwNCiAgICB7IngtYW16LWRhdGUiOiAiMjAxNTEyMjlUMDAwMDAwWiIgfQ0KICBdDQp9";
+
+    #[test]
+    fn aws_published_post_example() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            sign_policy(secret, "20151229", "us-east-1", "s3", AWS_POLICY),
+            "8afdbf4008c03f22c2cd3cdb72e4afbb1f6a588f3255ac628749a66d7f09699e"
+        );
+        let f = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let fields = vec![
+            f("key", "user/user1/photo.jpg"),
+            f("acl", "public-read"),
+            f(
+                "success_action_redirect",
+                "http://sigv4examplebucket.s3.amazonaws.com/successful_upload.html",
+            ),
+            f("Content-Type", "image/jpeg"),
+            f("x-amz-meta-uuid", "14365123651274"),
+            f("x-amz-server-side-encryption", "AES256"),
+            f(
+                "X-Amz-Credential",
+                "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request",
+            ),
+            f("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+            f("X-Amz-Date", "20151229T000000Z"),
+            f("x-amz-meta-tag", ""),
+            f("Policy", AWS_POLICY),
+            f(
+                "X-Amz-Signature",
+                "8afdbf4008c03f22c2cd3cdb72e4afbb1f6a588f3255ac628749a66d7f09699e",
+            ),
+        ];
+        let lookup =
+            |ak: &str| (ak == "AKIAIOSFODNN7EXAMPLE").then(|| Credentials::new(ak, secret));
+        let now = parse_iso8601("2015-12-29T00:00:00.000Z").unwrap();
+        let v = verify_fields(
+            &fields,
+            "sigv4examplebucket",
+            "us-east-1",
+            "s3",
+            now,
+            lookup,
+        );
+        assert_eq!(v.map(|v| v.key), Ok("user/user1/photo.jpg".to_string()));
+        // Outside the key prefix the policy allows.
+        let mut other = fields.clone();
+        other[0].1 = "user/user2/photo.jpg".into();
+        let v = verify_fields(&other, "sigv4examplebucket", "us-east-1", "s3", now, lookup);
+        assert_eq!(v.map_err(|e| e.code), Err("AccessDenied"));
+        // After the policy's expiration (2015-12-30T12:00:00Z).
+        let late = parse_iso8601("2015-12-30T12:00:01.000Z").unwrap();
+        let v = verify_fields(
+            &fields,
+            "sigv4examplebucket",
+            "us-east-1",
+            "s3",
+            late,
+            lookup,
+        );
+        assert_eq!(
+            v.map_err(|e| e.message),
+            Err("Invalid according to Policy: Policy expired.".to_string())
+        );
     }
 }
