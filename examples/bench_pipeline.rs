@@ -1,9 +1,11 @@
-//! Benchmark: a long input through the SYNC route against the in-process emulator; prints
-//! x-realtime and the process's peak RSS (VmHWM, Linux), which includes the emulator.
+//! Benchmark: a long input through the SYNC route (or, with `--route async`, the async route)
+//! against the emulator; prints x-realtime and the process's peak RSS (VmHWM, Linux).
 //!
 //! ```text
 //! cargo run --release --example bench_pipeline -- --minutes 400 [--every 4] [--concurrency 4]
 //!     [--base-url URL --refresh-token TOKEN --org-id ORG]   # an emulator in another process
+//!     [--route async]      # analysis pass + FLAC encoding pass + upload + poll, in-process
+//!                          # emulator only (its processing speed is set to be instant)
 //! ```
 //!
 //! Without `--base-url` the emulator runs in this process, so the peak RSS includes it (and its
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asr_pipeline::botlhale::{Client, Credentials, Secret};
+use asr_pipeline::botlhale::{Client, Credentials, PollOptions, Secret};
 use asr_pipeline::emulator::{Emulator, EmulatorConfig};
 use asr_pipeline::pipeline::{Job, Pipeline, Progress, Route};
 
@@ -139,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let mut minutes = 400.0f64;
     let mut every = 4.0f64;
     let mut concurrency = 4usize;
+    let mut route = Route::Sync;
     let mut external: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -150,6 +153,13 @@ async fn main() -> anyhow::Result<()> {
             "--minutes" => minutes = val()?.parse()?,
             "--every" => every = val()?.parse()?,
             "--concurrency" => concurrency = val()?.parse()?,
+            "--route" => {
+                route = match val()?.as_str() {
+                    "sync" => Route::Sync,
+                    "async" => Route::Async,
+                    other => anyhow::bail!("--route sync|async, not {other}"),
+                }
+            }
             "--base-url" => external.0 = Some(val()?),
             "--refresh-token" => external.1 = Some(val()?),
             "--org-id" => external.2 = Some(val()?),
@@ -177,10 +187,13 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (emu, base_url, token, org) = match external {
-        (Some(url), Some(token), org) => (None, url, token, org.unwrap_or_default()),
+        (Some(url), Some(token), org) if route == Route::Sync => {
+            (None, url, token, org.unwrap_or_default())
+        }
         (None, None, None) => {
             let mut cfg = EmulatorConfig::default();
             cfg.async_base_delay = Duration::from_millis(10);
+            cfg.async_speed = 1.0e9;
             let emu = Emulator::start(cfg).await?;
             let (u, t, o) = (
                 emu.base_url().to_string(),
@@ -189,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
             );
             (Some(emu), u, t, o)
         }
-        _ => anyhow::bail!("--base-url needs --refresh-token (and --org-id)"),
+        _ => anyhow::bail!("--base-url needs --refresh-token (and --org-id), and the sync route"),
     };
     let client = Client::builder()
         .base_url(base_url)
@@ -200,8 +213,13 @@ async fn main() -> anyhow::Result<()> {
     let d2 = done.clone();
     let pipeline = Pipeline::builder()
         .client(client)
-        .route(Route::Sync)
+        .route(route)
         .concurrency(concurrency)
+        .poll_options(Some(PollOptions::default().with_delays(
+            Duration::from_millis(50),
+            Duration::from_millis(500),
+            Duration::from_secs(3600),
+        )))
         .progress(move |p| {
             if let Progress::SegmentDone { .. } = p {
                 d2.fetch_add(1, Ordering::Relaxed);
@@ -217,7 +235,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "route": "sync",
+            "route": if route == Route::Sync { "sync" } else { "async" },
+            "parts": transcript.metadata.parts.len(),
             "audio_minutes": minutes,
             "units": k,
             "segments": transcript.segments.len(),

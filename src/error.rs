@@ -200,10 +200,10 @@ impl Error {
             | ErrorKind::UnrecognizedFormat { path, .. }
             | ErrorKind::Unsupported { path, .. }
             | ErrorKind::Malformed { path, .. }
-            | ErrorKind::Truncated { path, .. } => {
-                if path.is_none() {
-                    *path = Some(new.to_path_buf());
-                }
+            | ErrorKind::Truncated { path, .. }
+                if path.is_none() =>
+            {
+                *path = Some(new.to_path_buf());
             }
             _ => {}
         }

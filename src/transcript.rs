@@ -124,8 +124,9 @@ pub struct Metadata {
     /// True when the voice activity detector found no speech at all: the transcript is empty
     /// on purpose, no request was made.
     pub no_speech: bool,
-    /// API requests made for this file (sync: one per segment, retries not counted; async:
-    /// upload + polls + fetch per part).
+    /// API requests made for this file, retries not counted. Sync: one per segment. Async, per
+    /// part: 2 for the upload (form + storage POST) and 1 for waiting and fetching (the
+    /// client's status polls are not counted).
     pub requests: u64,
     /// Seconds of audio sent to the API (what is billed).
     pub audio_seconds_sent: f64,

@@ -246,6 +246,10 @@ impl Job {
     /// Async parts of this file already uploaded (from a journal): their jobs are polled
     /// instead of uploading them again. Parts that do not match the file's plan (different
     /// options or a changed file) are ignored and uploaded anew.
+    ///
+    /// A job with a non-empty `resume` always takes the async route, whatever the pipeline's
+    /// route. When the journal holds every part of the file (`parts_total` of them, same file
+    /// length) the audio is not read at all.
     pub fn resume(mut self, parts: Vec<UploadedPart>) -> Job {
         self.resume = parts;
         self
