@@ -262,12 +262,9 @@ pub fn write_transcript(job: &Job<'_>, t: &Transcript) -> Result<Finished, FileE
             OutFormat::Rttm => ExportFormat::Rttm,
             OutFormat::Txt => ExportFormat::Text,
         };
-        let text = format
-            .render(t)
-            .map_err(|e| FileError::from_lib(&e.with_path(&job.input.path)))?;
-        let rel = job.name.rel(&format!(".{}", f.ext()));
+        let rel = job.name.rel(&format!(".{}", format.extension()));
         job.out
-            .write(&rel, text.as_bytes())
+            .write_with(&rel, |w| format.write(t, w))
             .map_err(FileError::output)?;
         outputs.push(rel);
     }

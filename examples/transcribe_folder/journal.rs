@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::outputs::{write_atomic, OutDir, JOURNAL};
+use crate::outputs::{OutDir, JOURNAL};
 use crate::walk::InputFile;
 
 /// Identifies an input's content: a changed size or time is a new input.
@@ -177,7 +177,7 @@ impl Journal {
                 compact.push(b'\n');
             }
         }
-        write_atomic(out.root(), JOURNAL.as_ref(), &compact)?;
+        out.write(JOURNAL.as_ref(), &compact)?;
         let file = fs::OpenOptions::new()
             .append(true)
             .open(&path)

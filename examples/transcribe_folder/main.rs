@@ -18,6 +18,8 @@ mod progress;
 mod run;
 mod split;
 mod summary;
+#[cfg(test)]
+mod testutil;
 mod walk;
 
 use std::io::IsTerminal;
@@ -75,6 +77,26 @@ fn main() -> ExitCode {
     // Work abandoned by Ctrl-C (a decode in a blocking thread) must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(500));
     ExitCode::from(code)
+}
+
+/// Runs the batch with `engine` until done or Ctrl-C, log lines above the bars meanwhile.
+async fn run_batch<E: engine::Engine>(
+    batch: &Batch<'_>,
+    decisions: Vec<Decision>,
+    engine: &E,
+    progress: &Arc<Progress>,
+    args: &Args,
+    log: &LogWriter,
+) -> Outcome {
+    let cancel = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    log.attach(progress.multi());
+    batch
+        .run(decisions, engine, progress.clone(), args.jobs.get(), cancel)
+        .await
 }
 
 async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8> {
@@ -184,39 +206,23 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
             })
             .sum();
         let progress = Arc::new(Progress::new(bars, to_run.len() as u64, audio_total));
-        let cancel = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
         let result = match &api {
             None => {
-                let engine = split::SplitEngine::new();
-                log.attach(progress.multi());
-                batch
-                    .run(
-                        decisions,
-                        &engine,
-                        progress.clone(),
-                        args.jobs.get(),
-                        cancel,
-                    )
-                    .await
+                run_batch(
+                    &batch,
+                    decisions,
+                    &split::SplitEngine,
+                    &progress,
+                    &args,
+                    &log,
+                )
+                .await
             }
             Some(access) => {
                 let engine = api::ApiEngine::start(access, &args).await?;
                 endpoint = Some(engine.base_url().to_string());
                 emulator = engine.is_emulator();
-                log.attach(progress.multi());
-                batch
-                    .run(
-                        decisions,
-                        &engine,
-                        progress.clone(),
-                        args.jobs.get(),
-                        cancel,
-                    )
-                    .await
+                run_batch(&batch, decisions, &engine, &progress, &args, &log).await
             }
         };
         progress.finish();

@@ -14,8 +14,8 @@
 //! Every output path is `--out` joined with plain names taken from the input tree (never a name
 //! sent by the server); components are checked to be plain names, folders are created one by one
 //! and an existing symbolic link or file in their place is refused, so nothing can escape
-//! `--out`. Files are written to a temporary name in the same folder, synced, then renamed over
-//! the target: a reader never sees half a file.
+//! `--out`. Files are written with the library's `export::write_atomic` (a temporary name in the
+//! same folder, synced, then renamed over the target): a reader never sees half a file.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -24,6 +24,7 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
+use asr_pipeline::export;
 
 use crate::walk::InputFile;
 
@@ -257,8 +258,18 @@ impl OutDir {
         Ok(self.root.join(rel))
     }
 
-    /// Writes `bytes` to `rel` atomically (temporary file, fsync, rename).
+    /// Writes `bytes` to `rel` atomically (see [`OutDir::write_with`]).
     pub fn write(&self, rel: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        self.write_with(rel, |w| Ok(w.write_all(bytes)?))
+    }
+
+    /// Writes `rel` atomically with the library's [`export::write_atomic`] (temporary file,
+    /// fsync, rename), after the checks that keep it inside `--out`.
+    pub fn write_with(
+        &self,
+        rel: &Path,
+        fill: impl FnOnce(&mut dyn Write) -> asr_pipeline::Result<()>,
+    ) -> anyhow::Result<()> {
         check_plain(rel)?;
         let name = rel
             .file_name()
@@ -268,7 +279,7 @@ impl OutDir {
         if self.inputs_inside.contains(&target) {
             bail!("refusing to overwrite the input file {}", target.display());
         }
-        write_atomic(&dir, name, bytes)
+        export::write_atomic(&target, fill).with_context(|| format!("writing {}", target.display()))
     }
 
     /// Removes `rel` if it exists (a file, or a folder written by this program).
@@ -316,11 +327,7 @@ impl OutDir {
         }
         self.remove(final_rel)?;
         fs::rename(staging, &target)
-            .with_context(|| format!("moving {} into place", target.display()))?;
-        if let Some(dir) = target.parent() {
-            sync_dir(dir);
-        }
-        Ok(())
+            .with_context(|| format!("moving {} into place", target.display()))
     }
 
     /// True when `rel` exists.
@@ -367,42 +374,6 @@ fn canonical_to_be(p: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(out)
-}
-
-/// Writes `bytes` to `dir/name` through `dir/.name.tmp`: written, synced, renamed, and the
-/// folder synced so the rename survives a crash.
-pub fn write_atomic(dir: &Path, name: &OsStr, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(&tmp_name);
-    let target = dir.join(name);
-    let _ = fs::remove_file(&tmp); // a leftover of an interrupted run
-    let result = (|| -> io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        sync_dir(dir);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", target.display()))
-}
-
-/// Syncs a folder's entries (renames) to disk; best effort, Unix only.
-pub fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[cfg(test)]

@@ -487,19 +487,7 @@ mod tests {
         }
     }
 
-    fn wav(path: &std::path::Path, n: usize) {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(path, spec).unwrap();
-        for i in 0..n {
-            w.write_sample((i % 100) as i16).unwrap();
-        }
-        w.finalize().unwrap();
-    }
+    use crate::testutil::wav;
 
     struct Setup {
         _dir: tempfile::TempDir,

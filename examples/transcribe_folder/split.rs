@@ -1,60 +1,31 @@
-//! `--split-only`: no API at all. Each input's speech segments (the ones the sync route would
-//! send: 16 kHz mono, at most 60 s, loudness-normalised per segment) are written as
-//! `<base>.segments/seg-00000.wav`, ... with `<base>.segments/manifest.json` (the
-//! [`SegmentPlan`]: every segment's `start_ms`/`end_ms` on the original timeline and its
-//! file). The folder is assembled under a temporary name and renamed into place when complete.
+//! `--split-only`: no API at all. Each input goes through the library's
+//! [`split_only`] (the sync route's segmentation and levels: 16 kHz mono WAV segments of at most
+//! 30 s, loudness-normalised each, plus `manifest.json`, the [`SegmentPlan`] with every
+//! segment's `start_ms`/`end_ms` on the original timeline and its file), written into a staging
+//! folder beside `<base>.segments/` and renamed into place once complete.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use asr_pipeline::normalize::normalize_in_place;
-use asr_pipeline::pipeline::SplitOptions;
-use asr_pipeline::segment::{wav_bytes, Cutter, Segment, SegmentPlan};
-use asr_pipeline::stream::{AudioStream, StreamOptions};
+use asr_pipeline::pipeline::{split_only, SplitOptions};
+use asr_pipeline::segment::SegmentPlan;
 use asr_pipeline::time::to_secs;
 
-use crate::engine::{Engine, Events, FileError, Finished, Job};
+use crate::engine::{Engine, FileError, Finished, Job};
 use crate::run::SEGMENTS_SUFFIX;
 
-/// The journal settings of split-only runs (segmenter defaults).
+/// The journal settings of split-only runs (the library's default split options).
 pub const SETTINGS: &str = "split-only v1";
-
-/// The manifest's name inside `<base>.segments/`.
-pub const MANIFEST: &str = "manifest.json";
 
 /// Writes segment files and a manifest per input.
 pub struct SplitEngine;
 
-impl SplitEngine {
-    /// The engine.
-    pub fn new() -> SplitEngine {
-        SplitEngine
-    }
-}
-
-/// Sets the flag when dropped: the blocking work sees that its caller is gone (Ctrl-C).
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 impl Engine for SplitEngine {
     async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(cancelled.clone());
         let final_rel = job.name.rel(SEGMENTS_SUFFIX);
         let staging = job.out.stage_dir(&final_rel).map_err(FileError::output)?;
         let path = job.input.path.clone();
-        let events = job.events.clone();
-        let source_name = job.input.path.to_string_lossy().into_owned();
-        let task = tokio::task::spawn_blocking(move || {
-            split_file(&path, &staging, source_name, &events, &cancelled).map(|p| (p, staging))
-        });
-        let (plan, staging) = match task.await {
+        let dir = staging.clone();
+        let plan = match tokio::task::spawn_blocking(move || split_into(&path, &dir)).await {
             Ok(r) => r?,
             Err(e) => {
                 return Err(FileError::output(anyhow::anyhow!(
@@ -72,96 +43,18 @@ impl Engine for SplitEngine {
     }
 }
 
-/// Decodes, segments and writes one input into `staging`; returns its plan.
-fn split_file(
-    path: &Path,
-    staging: &Path,
-    source_name: String,
-    events: &Events,
-    cancelled: &AtomicBool,
-) -> Result<SegmentPlan, FileError> {
-    let lib = |e: asr_pipeline::Error| FileError::from_lib(&e.with_path(path));
-    let source = source::open(path).map_err(lib)?;
-    let mut stream =
-        AudioStream::from_source(source, Some(path), StreamOptions::default()).map_err(lib)?;
-    // The same segmentation and levels as the pipeline's sync route.
-    let opts = SplitOptions::default();
-    let mut cutter = Cutter::new(opts.segmenter.clone()).map_err(lib)?;
-    let mut pieces: Vec<(Segment, Vec<f32>)> = Vec::new();
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut files: Vec<String> = Vec::new();
-    let norm = opts.normalize;
-    let mut write = |pieces: &mut Vec<(Segment, Vec<f32>)>| -> Result<(), FileError> {
-        for (seg, mut samples) in pieces.drain(..) {
-            if let Some(n) = &norm {
-                normalize_in_place(&mut samples, n);
-            }
-            let name = SegmentPlan::segment_file_name(segments.len());
-            let bytes = wav_bytes(&samples).map_err(lib)?;
-            crate::outputs::write_atomic(staging, name.as_ref(), &bytes)
-                .map_err(FileError::output)?;
-            segments.push(seg);
-            files.push(name);
-        }
-        Ok(())
-    };
-    loop {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(FileError::output(anyhow::anyhow!("cancelled")));
-        }
-        let block = stream.next_block().map_err(lib)?;
-        let Some(block) = block else { break };
-        events.audio(to_secs(block.samples.len() as u64));
-        cutter.push(block.samples, &mut pieces);
-        write(&mut pieces)?;
-    }
-    cutter.finish(&mut pieces);
-    write(&mut pieces)?;
-    let mut plan = SegmentPlan::new(
-        Some(source_name),
-        &segments,
-        stream.position(),
-        cutter.segmenter().stats(),
-    );
-    for (s, f) in plan.segments.iter_mut().zip(files) {
-        s.file = Some(f);
-    }
-    let json = plan.to_json().map_err(lib)?;
-    crate::outputs::write_atomic(staging, MANIFEST.as_ref(), json.as_bytes())
-        .map_err(FileError::output)?;
-    Ok(plan)
-}
-
-/// Opening an input as a mono source: the decode module.
-mod source {
-    use super::*;
-    use asr_pipeline::decode::Decoder;
-    use asr_pipeline::stream::MonoSource;
-    use asr_pipeline::Result;
-    use std::num::NonZeroU32;
-
-    /// The [`Decoder`] as the stream's source.
-    pub struct DecoderSource(Decoder);
-
-    pub fn open(path: &Path) -> Result<DecoderSource> {
-        Decoder::open(path).map(DecoderSource)
-    }
-
-    impl MonoSource for DecoderSource {
-        fn sample_rate(&self) -> NonZeroU32 {
-            self.0.info().sample_rate
-        }
-        fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
-            self.0.read_mono(out)
-        }
-    }
+/// Splits `input` into `dir` (blocking).
+fn split_into(input: &Path, dir: &Path) -> Result<SegmentPlan, FileError> {
+    split_only(input, dir, &SplitOptions::default())
+        .map_err(|e| FileError::from_lib(&e.with_path(input)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::outputs::OutDir;
-    use asr_pipeline::segment::SegmentPlan;
+    /// The manifest's documented name.
+    const MANIFEST: &str = "manifest.json";
 
     fn unit(name: &str) -> Vec<i16> {
         let path = format!("{}/testdata/speech/{name}.wav", env!("CARGO_MANIFEST_DIR"));
@@ -214,28 +107,7 @@ mod tests {
         let truth = scene(&input);
         let out = OutDir::open(&d.path().join("out"), &[], &[]).unwrap();
         let staging = out.stage_dir(Path::new("x.segments")).unwrap();
-        let journal = std::sync::Arc::new(crate::journal::Journal::open(&out).unwrap());
-        let progress = std::sync::Arc::new(crate::progress::Progress::new(false, 1, None));
-        let events = Events::new(
-            journal,
-            progress,
-            crate::journal::FileKey {
-                path: "in".into(),
-                size: 0,
-                mtime_ns: 0,
-            },
-            SETTINGS.into(),
-            "x".into(),
-            vec![],
-        );
-        let plan = split_file(
-            &input,
-            &staging,
-            "in.wav".into(),
-            &events,
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let plan = split_into(&input, &staging).unwrap();
         out.commit_dir(&staging, Path::new("x.segments")).unwrap();
         let dir = out.root().join("x.segments");
         let manifest =
@@ -243,7 +115,6 @@ mod tests {
         assert_eq!(manifest, plan);
         let total = hound::WavReader::open(&input).unwrap().duration();
         assert_eq!(manifest.total_samples, u64::from(total));
-        assert!((events.audio_reported() - f64::from(total) / 16_000.0).abs() < 0.001);
         // Each unit is covered by a segment that starts and ends near it (padding ≤ 0.5 s).
         assert_eq!(manifest.segments.len(), 2, "{manifest:?}");
         for (s, (a, b)) in manifest.segments.iter().zip(truth) {

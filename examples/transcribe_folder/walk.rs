@@ -346,18 +346,7 @@ mod tests {
     use super::*;
 
     fn wav(path: &Path, secs: f32) {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(path, spec).unwrap();
-        for i in 0..(secs * 16_000.0) as usize {
-            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16)
-                .unwrap();
-        }
-        w.finalize().unwrap();
+        crate::testutil::wav(path, (secs * 16_000.0) as usize);
     }
 
     fn rels(w: &Walked) -> Vec<String> {
