@@ -66,6 +66,7 @@ fn binary() -> &'static Path {
 fn command(emu: &RunningEmulator) -> Command {
     let mut c = Command::new(binary());
     c.env_remove("BOTLHALE_TOKEN")
+        .env_remove("BOTLHALE_BASE_URL")
         .env("BOTLHALE_REFRESH_TOKEN", emu.refresh_token())
         .env("BOTLHALE_ORG_ID", emu.org_id())
         .env_remove("RUST_LOG")
@@ -558,6 +559,7 @@ async fn split_only_needs_no_api_and_writes_segments_with_a_manifest() {
     let mut c = Command::new(binary());
     c.env_remove("BOTLHALE_TOKEN")
         .env_remove("BOTLHALE_REFRESH_TOKEN")
+        .env_remove("BOTLHALE_BASE_URL")
         .arg("--split-only")
         .arg("--quiet")
         .arg("--out")

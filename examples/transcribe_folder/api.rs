@@ -1,10 +1,8 @@
 //! The API side: credentials from the environment (or the bundled emulator without them),
 //! and the engine that sends each file through the pipeline.
 
-use std::fmt;
-
 use anyhow::{bail, Context};
-use asr_pipeline::botlhale::{Client, Credentials, Secret};
+use asr_pipeline::botlhale::{Client, Credentials, Secret, DEFAULT_BASE_URL};
 use asr_pipeline::emulator::{EmulatorConfig, RunningEmulator};
 use asr_pipeline::export::Format as ExportFormat;
 use asr_pipeline::pipeline::{Job as PJob, Pipeline, Progress, Route};
@@ -13,34 +11,14 @@ use asr_pipeline::transcript::Transcript;
 use crate::args::{Args, OutFormat, RouteArg};
 use crate::engine::{Engine, FileError, Finished, Job};
 
-/// The production base URL.
-pub const PRODUCTION: &str = "https://api.botlhale.xyz";
-
-/// A credential from the environment. Never printed.
-#[derive(Clone)]
-pub enum Credential {
-    /// `BOTLHALE_TOKEN`: a ready IdToken.
-    IdToken(String),
-    /// `BOTLHALE_REFRESH_TOKEN`: renewed into IdTokens by the client.
-    RefreshToken(String),
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credential::IdToken(_) => f.write_str("IdToken(<redacted>)"),
-            Credential::RefreshToken(_) => f.write_str("RefreshToken(<redacted>)"),
-        }
-    }
-}
-
-/// How to reach the API.
-#[derive(Debug, Clone)]
+/// How to reach the API. Holds no secret: the client reads the credentials itself
+/// ([`asr_pipeline::botlhale::ClientBuilder::from_env`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Access {
-    /// Credential and organisation id; `None`: start the bundled emulator.
-    pub credentials: Option<(Credential, String)>,
-    /// `--endpoint`.
-    pub endpoint: Option<String>,
+    /// Credentials are in the environment; false: start the bundled emulator.
+    pub credentials: bool,
+    /// The base URL: `--endpoint`, else `BOTLHALE_BASE_URL`, else production.
+    pub endpoint: String,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -48,50 +26,42 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Access {
-    /// Reads `BOTLHALE_TOKEN` / `BOTLHALE_REFRESH_TOKEN` and `BOTLHALE_ORG_ID`.
+    /// Checks `BOTLHALE_REFRESH_TOKEN` / `BOTLHALE_TOKEN`, `BOTLHALE_ORG_ID` and
+    /// `BOTLHALE_BASE_URL`.
     pub fn from_env(endpoint: Option<&str>) -> anyhow::Result<Access> {
+        let token = env("BOTLHALE_REFRESH_TOKEN").is_some() || env("BOTLHALE_TOKEN").is_some();
         Access::from_vars(
-            env("BOTLHALE_TOKEN"),
-            env("BOTLHALE_REFRESH_TOKEN"),
-            env("BOTLHALE_ORG_ID"),
-            endpoint,
+            token,
+            env("BOTLHALE_ORG_ID").is_some(),
+            endpoint
+                .map(str::to_string)
+                .or_else(|| env("BOTLHALE_BASE_URL")),
         )
     }
 
-    fn from_vars(
-        token: Option<String>,
-        refresh: Option<String>,
-        org: Option<String>,
-        endpoint: Option<&str>,
-    ) -> anyhow::Result<Access> {
-        let cred = match (token, refresh) {
-            (Some(t), _) => Some(Credential::IdToken(t)),
-            (None, Some(r)) => Some(Credential::RefreshToken(r)),
-            (None, None) => None,
-        };
-        let credentials = match (cred, org) {
-            (Some(c), Some(o)) => Some((c, o)),
-            (Some(_), None) => bail!(
+    fn from_vars(token: bool, org: bool, endpoint: Option<String>) -> anyhow::Result<Access> {
+        match (token, org) {
+            (true, false) => bail!(
                 "BOTLHALE_TOKEN or BOTLHALE_REFRESH_TOKEN is set but BOTLHALE_ORG_ID is not: set it too"
             ),
-            (None, _) if endpoint.is_some() => bail!(
-                "--endpoint needs credentials: set BOTLHALE_TOKEN (or BOTLHALE_REFRESH_TOKEN) and BOTLHALE_ORG_ID"
+            (false, _) if endpoint.is_some() => bail!(
+                "--endpoint (or BOTLHALE_BASE_URL) needs credentials: set BOTLHALE_REFRESH_TOKEN (or BOTLHALE_TOKEN) and BOTLHALE_ORG_ID"
             ),
-            (None, _) => None,
-        };
+            _ => {}
+        }
         Ok(Access {
-            credentials,
-            endpoint: endpoint.map(str::to_string),
+            credentials: token,
+            endpoint: endpoint.unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
         })
     }
 
     /// What answers, for the journal's settings: `emulator` or the base URL. Results from the
     /// emulator are placeholders: a later run with credentials redoes them.
     pub fn identity(&self) -> String {
-        match (&self.credentials, &self.endpoint) {
-            (None, _) => "emulator".into(),
-            (Some(_), Some(e)) => e.clone(),
-            (Some(_), None) => PRODUCTION.into(),
+        if self.credentials {
+            self.endpoint.clone()
+        } else {
+            "emulator".into()
         }
     }
 }
@@ -100,48 +70,35 @@ impl Access {
 pub struct ApiEngine {
     pipeline: Pipeline,
     base_url: String,
-    /// The bundled emulator, kept running while the engine lives.
-    emulator: Option<Emulator>,
+    /// The bundled emulator, kept running while the engine lives (stopped when dropped).
+    emulator: Option<RunningEmulator>,
 }
-
-/// The running emulator: stopped when dropped.
-type Emulator = RunningEmulator;
 
 impl ApiEngine {
     /// Connects (starting the emulator, loudly, when there are no credentials).
     pub async fn start(access: &Access, args: &Args) -> anyhow::Result<ApiEngine> {
-        let (credentials, org, base_url, emulator) = match &access.credentials {
-            Some((c, org)) => {
-                let c = match c {
-                    Credential::IdToken(t) => Credentials::IdToken(Secret::new(t.clone())),
-                    Credential::RefreshToken(t) => {
-                        Credentials::RefreshToken(Secret::new(t.clone()))
-                    }
-                };
-                let url = access
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| PRODUCTION.to_string());
-                (c, org.clone(), url, None)
-            }
-            None => {
-                let (url, token, org, handle) = start_emulator().await?;
-                banner(&url);
-                (
-                    Credentials::RefreshToken(Secret::new(token)),
-                    org,
-                    url,
-                    Some(handle),
-                )
-            }
+        let (builder, emulator) = if access.credentials {
+            let b = Client::builder()
+                .from_env()
+                .context("reading the credentials")?
+                .base_url(access.endpoint.clone());
+            (b, None)
+        } else {
+            let emu = asr_pipeline::emulator::Emulator::start(EmulatorConfig::fast())
+                .await
+                .context("starting the bundled emulator")?;
+            banner(emu.base_url());
+            let b = Client::builder()
+                .base_url(emu.base_url())
+                .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
+                .org_id(emu.org_id());
+            (b, Some(emu))
         };
-        let client = Client::builder()
-            .base_url(base_url.clone())
-            .credentials(credentials)
-            .org_id(org)
+        let client = builder
             .concurrency(args.concurrency.get())
             .build()
             .context("building the API client")?;
+        let base_url = client.base_url().to_string();
         let route = match args.route {
             RouteArg::Auto => Route::Auto,
             RouteArg::Sync => Route::Sync,
@@ -171,20 +128,6 @@ impl ApiEngine {
     pub fn is_emulator(&self) -> bool {
         self.emulator.is_some()
     }
-}
-
-/// Starts the bundled emulator on 127.0.0.1; returns its base URL, refresh token, org id and a
-/// handle that keeps it running.
-async fn start_emulator() -> anyhow::Result<(String, String, String, Emulator)> {
-    let emu = asr_pipeline::emulator::Emulator::start(EmulatorConfig::default())
-        .await
-        .context("starting the bundled emulator")?;
-    Ok((
-        emu.base_url().to_string(),
-        emu.refresh_token().to_string(),
-        emu.org_id().to_string(),
-        emu,
-    ))
 }
 
 /// The loud notice that the answers are placeholders.
@@ -278,32 +221,19 @@ pub fn write_transcript(job: &Job<'_>, t: &Transcript) -> Result<Finished, FileE
 mod tests {
     use super::*;
 
-    fn s(v: &str) -> Option<String> {
-        Some(v.into())
-    }
-
     #[test]
     fn credentials_from_the_environment() {
-        let a = Access::from_vars(None, None, None, None).unwrap();
-        assert!(a.credentials.is_none());
+        let a = Access::from_vars(false, false, None).unwrap();
+        assert!(!a.credentials);
         assert_eq!(a.identity(), "emulator");
-        let a = Access::from_vars(s("tok"), s("ref"), s("org"), None).unwrap();
-        assert!(matches!(a.credentials, Some((Credential::IdToken(_), _))));
-        assert_eq!(a.identity(), PRODUCTION);
-        let a = Access::from_vars(None, s("ref"), s("org"), Some("http://127.0.0.1:1")).unwrap();
-        assert!(matches!(
-            a.credentials,
-            Some((Credential::RefreshToken(_), _))
-        ));
+        let a = Access::from_vars(true, true, None).unwrap();
+        assert_eq!(a.identity(), DEFAULT_BASE_URL);
+        let a = Access::from_vars(true, true, Some("http://127.0.0.1:1".into())).unwrap();
         assert_eq!(a.identity(), "http://127.0.0.1:1");
-        assert!(Access::from_vars(s("tok"), None, None, None).is_err());
-        assert!(Access::from_vars(None, None, None, Some("http://x")).is_err());
-    }
-
-    #[test]
-    fn tokens_never_show_in_debug() {
-        let a = Access::from_vars(s("secret-tok"), None, s("org"), None).unwrap();
-        let d = format!("{a:?}");
-        assert!(!d.contains("secret-tok"), "{d}");
+        assert!(Access::from_vars(true, false, None).is_err(), "no org id");
+        assert!(
+            Access::from_vars(false, true, Some("http://x".into())).is_err(),
+            "an endpoint without credentials"
+        );
     }
 }

@@ -50,8 +50,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "4")]
     pub concurrency: NonZeroUsize,
 
-    /// Base URL of the API (default https://api.botlhale.xyz). Needs credentials in the
-    /// environment.
+    /// Base URL of the API (default: `BOTLHALE_BASE_URL`, else https://api.botlhale.xyz).
+    /// Needs credentials in the environment.
     #[arg(long, value_name = "URL", value_parser = parse_url)]
     pub endpoint: Option<String>,
 
