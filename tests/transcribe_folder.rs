@@ -620,7 +620,10 @@ async fn ctrl_c_stops_cleanly_with_a_consistent_journal() {
             !journaled_uploads(&out).is_empty()
         });
         let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-INT", &pid]).status();
+        // The shell's built-in `kill`: there on every Unix, unlike a `kill` binary.
+        let sent = Command::new("sh")
+            .args(["-c", &format!("kill -INT {pid}")])
+            .status();
         assert!(sent.is_ok_and(|s| s.success()), "kill -INT");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
