@@ -1231,3 +1231,41 @@ fn regression_wav_extensible_mask_bit31() {
         "40 channels"
     );
 }
+
+/// The offset of the first box `kind` in an MP4 file (searched as bytes: the fixtures hold
+/// each table once).
+fn find_box(b: &[u8], kind: &[u8; 4]) -> usize {
+    b.windows(4).position(|w| w == kind).expect("box") - 4
+}
+
+/// M4A whose `stts` first entry counts 0xFFFFFFFF samples: Symphonia's isomp4 summed the
+/// counts in a `u32` (`attempt to add with overflow` in stts.rs). Now refused as Malformed.
+#[test]
+fn regression_mp4_stts_sample_count_overflow() {
+    let b = fixture("formats/tone_44k1_stereo.m4a");
+    let stts = find_box(&b, b"stts");
+    // Entry count ≥ 2 (full frames, then the last one), then the first entry's sample
+    // count at body + 8: set to a value that makes the sum overflow.
+    assert!(u32::from_be_bytes(b[stts + 12..stts + 16].try_into().unwrap()) >= 2);
+    for v in [u32::MAX, u32::MAX - 1] {
+        let mut m = b.clone();
+        m[stts + 16..stts + 20].copy_from_slice(&v.to_be_bytes());
+        let r = decode_strict(m);
+        assert_no_panic(&r);
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Malformed { .. }),
+            "{v:#x}: {e}"
+        );
+        assert_eq!(e.path(), Some(Path::new(NAME)));
+    }
+    // stsc naming chunk 0xFFFFFFF0: first chunk + sample index overflows.
+    let stsc = find_box(&b, b"stsc");
+    let mut m = b.clone();
+    m[stsc + 16..stsc + 20].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+    let r = decode_strict(m);
+    assert_no_panic(&r);
+    assert!(r.is_err());
+    // The undamaged fixture still decodes.
+    assert!(decode_strict(b).is_ok());
+}
