@@ -16,7 +16,8 @@
 //!   `UnrecognizedFormat`, `Empty`) that names the file given.
 //!
 //! A subset also goes through `AudioStream`, which must hand out its blocks, then the error
-//! (once), then `None`. Counts per format are printed (`--nocapture`).
+//! (once), then `None`. Counts per format are printed (`--nocapture`); with `FUZZ_SHOW=1` in
+//! the environment every error message is printed too, to review what users would read.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -138,6 +139,9 @@ fn check_err(case: &str, e: &asr_pipeline::Error, stats: &mut Stats) {
         return;
     };
     *stats.by_kind.entry(k).or_default() += 1;
+    if std::env::var_os("FUZZ_SHOW").is_some() {
+        println!("MSG {case} => {e}");
+    }
     if e.path() != Some(Path::new(NAME)) {
         stats
             .failures
@@ -1268,4 +1272,22 @@ fn regression_mp4_stts_sample_count_overflow() {
     assert!(r.is_err());
     // The undamaged fixture still decodes.
     assert!(decode_strict(b).is_ok());
+}
+
+/// An M4A cut anywhere inside its trailing `moov` (the usual layout, not "faststart") was
+/// reported as `Unsupported` ("isomp4: missing moov atom"), as if the codec were the problem.
+/// It is `Malformed`, and says the file is cut short.
+#[test]
+fn regression_m4a_cut_before_its_moov_is_malformed() {
+    let b = fixture("formats/tone_44k1_stereo.m4a");
+    let moov = find_box(&b, b"moov");
+    assert!(moov > b.len() / 2, "the fixture keeps its moov at the end");
+    for cut in [moov, moov + 8, moov + 100, b.len() - 1] {
+        let e = decode_strict(b[..cut].to_vec()).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Malformed { .. }),
+            "cut at {cut}: {e}"
+        );
+        assert!(e.to_string().contains("cut short"), "{e}");
+    }
 }

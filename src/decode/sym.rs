@@ -66,7 +66,17 @@ impl SymBackend {
             Format::Flac => Box::new(f::FlacReader::try_new(mss, opts).map_err(map_open_err)?),
             Format::OggVorbis => Box::new(f::OggReader::try_new(mss, opts).map_err(map_open_err)?),
             Format::Mp3 => Box::new(f::MpaReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::Mp4Aac => Box::new(f::IsoMp4Reader::try_new(mss, opts).map_err(map_open_err)?),
+            Format::Mp4Aac => {
+                Box::new(f::IsoMp4Reader::try_new(mss, opts).map_err(|e| match e {
+                    // Symphonia calls a missing `moov`/`ftyp` "unsupported"; for a file that
+                    // starts with `ftyp` it means the file was cut short (the `moov` of a
+                    // non-faststart file comes last) or never finished by its writer.
+                    SymError::Unsupported(what) if what.contains("missing") => malformed(format!(
+                        "{what}: the MP4 is cut short or was never finished"
+                    )),
+                    other => map_open_err(other),
+                })?)
+            }
             other => return Err(unsupported(format!("{other:?} through Symphonia"))),
         };
         let track = reader
