@@ -1291,3 +1291,16 @@ fn regression_m4a_cut_before_its_moov_is_malformed() {
         assert!(e.to_string().contains("cut short"), "{e}");
     }
 }
+
+/// An Ogg Opus file cut mid-page said only "Ogg: I/O error" (the `ogg` crate's text for any
+/// read error). It now says the file ends inside an Ogg page.
+#[test]
+fn regression_opus_cut_mid_page_says_so() {
+    let b = fixture("formats/tone_48k_mono.opus");
+    let e = decode_strict(b[..b.len() - 10].to_vec()).unwrap_err();
+    match e.kind() {
+        ErrorKind::Truncated { decoded_frames, .. } => assert!(*decoded_frames > 0, "{e}"),
+        _ => panic!("{e}"),
+    }
+    assert!(e.to_string().contains("ends inside an Ogg page"), "{e}");
+}
