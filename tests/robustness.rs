@@ -18,6 +18,7 @@
 //! A subset also goes through `AudioStream`, which must hand out its blocks, then the error
 //! (once), then `None`. Counts per format are printed (`--nocapture`); with `FUZZ_SHOW=1` in
 //! the environment every error message is printed too, to review what users would read.
+//! `FUZZ_MUTATIONS=N` and `FUZZ_SEED=K` run more / other seeded mutations locally.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -716,6 +717,15 @@ fn fix_crc(m: &mut [u8], start: usize, len: usize) {
 
 fn ogg_fields(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
+    // Seeded mutations with every page checksum recomputed, so that the damage reaches the
+    // codec instead of stopping at the CRC check (mutations that break the page structure
+    // keep the CRCs of the pages after the break).
+    for (n, mut m) in mutations(b, 500, 160) {
+        for (start, _, len) in ogg_pages(&m) {
+            fix_crc(&mut m, start, len);
+        }
+        out.push((format!("{n}_crc_fixed"), m));
+    }
     let pages = ogg_pages(b);
     let n = pages.len();
     let chosen: Vec<usize> = (0..n)
@@ -1040,7 +1050,11 @@ fn fuzz_one(
     for t in truncations(bytes.len(), plan.spread) {
         go(format!("{label}: cut at {t}"), bytes[..t].to_vec(), stats);
     }
-    for (n, m) in mutations(bytes, seed, plan.mutations) {
+    // Deeper local runs: FUZZ_MUTATIONS=5000 FUZZ_SEED=7 cargo test --test robustness.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let count = env("FUZZ_MUTATIONS").map_or(plan.mutations, |n| n as usize);
+    let seed = seed + env("FUZZ_SEED").unwrap_or(0) * 1000;
+    for (n, m) in mutations(bytes, seed, count) {
         go(format!("{label}: {n} (seed {seed})"), m, stats);
     }
     for (n, m) in fields {
@@ -1085,7 +1099,7 @@ fn fuzz_files(files: &[(&str, u64)], plan: Plan, what: &str) {
 
 const PLAN: Plan = Plan {
     spread: 96,
-    mutations: 160,
+    mutations: 320,
     stream_every: 7,
 };
 
@@ -1142,7 +1156,7 @@ fn fuzz_generated_wav_variants() {
     let mut all = Stats::default();
     let plan = Plan {
         spread: 32,
-        mutations: 64,
+        mutations: 96,
         stream_every: 9,
     };
     for (i, (name, b)) in wav_variants().into_iter().enumerate() {
@@ -1303,4 +1317,19 @@ fn regression_opus_cut_mid_page_says_so() {
         _ => panic!("{e}"),
     }
     assert!(e.to_string().contains("ends inside an Ogg page"), "{e}");
+}
+
+/// Ogg Vorbis with a damaged setup header (seeded mutation 154 of seed 500, page checksums
+/// recomputed): Symphonia's bit reader said "unexpected end of bitstream" as an
+/// `io::Error`, which came out as `ErrorKind::Io`, as if the disk had failed. Now `Malformed`.
+#[test]
+fn regression_vorbis_corrupt_header_is_malformed_not_io() {
+    let b = fixture("formats/tone_44k1_stereo.ogg");
+    let (_, mut m) = mutations(&b, 500, 155).pop().expect("mutation");
+    for (start, _, len) in ogg_pages(&m) {
+        fix_crc(&mut m, start, len);
+    }
+    let e = decode_strict(m).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Malformed { .. }), "{e:?}");
+    assert_eq!(e.path(), Some(Path::new(NAME)));
 }

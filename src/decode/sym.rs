@@ -50,6 +50,11 @@ fn map_open_err(e: SymError) -> crate::Error {
         SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             malformed("the file ends inside its header or before the first audio packet")
         }
+        // Symphonia's bit readers report corrupt data ("unexpected end of bitstream") as
+        // `io::ErrorKind::Other`; the OS never produces that kind, so it is the data.
+        SymError::IoError(e) if e.kind() == std::io::ErrorKind::Other => {
+            malformed(format!("corrupt header data: {e}"))
+        }
         SymError::IoError(e) => crate::Error::from(e),
         SymError::Unsupported(what) => unsupported(what),
         other => malformed(other.to_string()),
