@@ -720,7 +720,9 @@ fn ogg_fields(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     // Seeded mutations with every page checksum recomputed, so that the damage reaches the
     // codec instead of stopping at the CRC check (mutations that break the page structure
     // keep the CRCs of the pages after the break).
-    for (n, mut m) in mutations(b, 500, 160) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let count = env("FUZZ_MUTATIONS").map_or(160, |n| n as usize);
+    for (n, mut m) in mutations(b, 500 + env("FUZZ_SEED").unwrap_or(0) * 1000, count) {
         for (start, _, len) in ogg_pages(&m) {
             fix_crc(&mut m, start, len);
         }
@@ -1332,4 +1334,51 @@ fn regression_vorbis_corrupt_header_is_malformed_not_io() {
     let e = decode_strict(m).unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Malformed { .. }), "{e:?}");
     assert_eq!(e.path(), Some(Path::new(NAME)));
+}
+
+/// M4A whose `stts` gives every sample a duration of 2^20 frames and whose `stsz` makes every
+/// packet one byte long: each packet fails to decode and was replaced by silence of its
+/// (untrusted) duration, capped per packet only (10 s at 192 kHz), so 19 KB decoded to over
+/// an hour of silence. The silence inserted in all is now capped at that plus the audio that
+/// really decoded.
+#[test]
+fn regression_mp4_silence_bomb_from_stts_durations() {
+    let b = fixture("formats/tone_44k1_stereo.m4a");
+    let mut m = b.clone();
+    let stts = find_box(&m, b"stts");
+    let count = u32::from_be_bytes(m[stts + 12..stts + 16].try_into().unwrap()) as usize;
+    for i in 0..count {
+        let at = stts + 16 + 8 * i + 4;
+        m[at..at + 4].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    }
+    // stsz: version/flags, sample size 0 (table follows), count, sizes.
+    let stsz = find_box(&m, b"stsz");
+    assert_eq!(&m[stsz + 12..stsz + 16], &[0, 0, 0, 0]);
+    let n = u32::from_be_bytes(m[stsz + 16..stsz + 20].try_into().unwrap()) as usize;
+    for i in 0..n {
+        let at = stsz + 20 + 4 * i;
+        m[at..at + 4].copy_from_slice(&1u32.to_be_bytes());
+    }
+    // No edit list (its length would end the stream after 1.5 s).
+    let edts = find_box(&m, b"edts");
+    m[edts + 4..edts + 8].copy_from_slice(b"free");
+    let mut d = Decoder::from_reader(Cursor::new(m), Some(Path::new(NAME))).expect("opens");
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    loop {
+        out.clear();
+        match d.read_mono(&mut out) {
+            Ok(0) => break,
+            Err(e) => {
+                println!("{e}");
+                break;
+            }
+            Ok(n) => total += n as u64,
+        }
+        // 10 s at 192 kHz of silence in all (no audio decoded).
+        assert!(total <= 1_920_000, "{total} frames of silence and counting");
+    }
+    println!("{total} frames, {} packets skipped", d.packets_skipped());
+    // Without the cap, these 3 packets alone gave 3 × 2^20 frames.
+    assert!(d.packets_skipped() >= 2, "the packets do fail to decode");
 }

@@ -58,7 +58,10 @@
 //! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
 //! replaced by silence of its duration and counted in [`Decoder::packets_skipped`]. The same
 //! holds when Symphonia's FLAC/WAV reader skips a damaged frame (detected by a jump in packet
-//! timestamps). So the timeline stays exact.
+//! timestamps). So the timeline stays exact, within one limit: durations and timestamps of
+//! damaged packets are untrusted, so the silence inserted is at most 10 s at 192 kHz per gap
+//! and, in all, at most that much more than the audio that really decoded (a file of nothing
+//! but undecodable packets claiming long durations does not decode to hours of silence).
 
 use std::fs::File;
 use std::num::{NonZeroU16, NonZeroU32};
