@@ -395,7 +395,7 @@ fn wav_variants() -> Vec<(String, Vec<u8>)> {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut adpcm: Vec<u8> = (0..256 * 8).map(|_| rng.u8(..)).collect();
     for b in adpcm.chunks_mut(256) {
-        b[2] = b[2] % 89; // step index
+        b[2] %= 89; // step index
         b[3] = 0;
     }
     let extra = [2u8, 0, 0xF9, 0x01]; // cbSize 2, 505 samples per block
@@ -715,6 +715,9 @@ fn fix_crc(m: &mut [u8], start: usize, len: usize) {
     page[22..26].copy_from_slice(&c.to_le_bytes());
 }
 
+/// One edit of a file in place.
+type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+
 fn ogg_fields(b: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     // Seeded mutations with every page checksum recomputed, so that the damage reaches the
@@ -735,7 +738,7 @@ fn ogg_fields(b: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect();
     for &pi in &chosen {
         let (start, hlen, len) = pages[pi];
-        let mut edits: Vec<(String, Box<dyn Fn(&mut Vec<u8>)>)> = Vec::new();
+        let mut edits: Vec<(String, Edit)> = Vec::new();
         for g in [0u64, 1, 311, 312, 313, u64::MAX, u64::MAX - 1, 1 << 62] {
             edits.push((
                 format!("granule={g:#x}"),
@@ -1044,7 +1047,7 @@ fn fuzz_one(
     let mut go = |case: String, m: Vec<u8>, stats: &mut Stats| {
         dog.case(&case);
         k += 1;
-        if k % plan.stream_every == 0 {
+        if k.is_multiple_of(plan.stream_every) {
             run_stream(&case, m.clone(), orig, stats);
         }
         run(&case, m, orig, stats);
