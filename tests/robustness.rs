@@ -1114,7 +1114,11 @@ fn fuzz_wav_fixtures() {
         &[
             ("formats/tone_8k_ulaw.wav", 1),
             ("speech/u1_yes_please.wav", 2),
+            ("speech/u2_hello.wav", 4),
+            ("speech/u3_hold.wav", 5),
             ("speech/u4_tn.wav", 3),
+            ("speech/u5_af.wav", 6),
+            ("speech/u6_number.wav", 7),
         ],
         PLAN,
         "WAV fixtures",
