@@ -6,6 +6,16 @@
 //! fixes. Every frame is 20 ms, whatever it carries: speech, SID (comfort noise), NO_DATA
 //! (DTX gap: comfort noise continues), a reserved type (treated as NO_DATA) or SPEECH_LOST
 //! (concealed). So a file's duration is exactly `frames × 20 ms`.
+//!
+//! # Allocation
+//! The coded frame buffer is reused, but each 20 ms frame still costs one small allocation
+//! (320 or 640 bytes) inside the codec: `VariableRateCodec::decode_frame` returns a `Vec<i16>`,
+//! `AmrCodec` does not implement `AudioCodecExt::decode_to_buffer`, and the lower-level
+//! `nb`/`wb` decoders that return fixed arrays would mean re-implementing `AmrCodec`'s
+//! DTX/SID frame-type dispatch (the part that keeps it bit-exact with the 3GPP reference);
+//! the narrowband bit parser allocates its parameter `Vec` per frame as well. At 50 frames
+//! per second of audio this is far below the decoding cost; revisit if the crate gains a
+//! buffer API.
 
 use std::io::{BufReader, Seek, SeekFrom};
 

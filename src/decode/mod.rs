@@ -10,12 +10,13 @@
 //! | FLAC | `fLaC` (also after an ID3 tag) | Symphonia |
 //! | Ogg Vorbis | `OggS`, first packet `\x01vorbis` | Symphonia |
 //! | Ogg Opus | `OggS`, first packet `OpusHead` | `opus-rs` + `ogg` |
-//! | MP3 (MPEG-1/2/2.5 layer III, also I/II) | `ID3`, or two consecutive frame headers | Symphonia |
+//! | MP3 (MPEG-1/2/2.5 layer III) | `ID3`, or two consecutive frame headers | Symphonia |
 //! | AAC in MP4/M4A | `ftyp` at byte 4 | Symphonia |
 //! | AMR-NB / AMR-WB storage format | `#!AMR\n` / `#!AMR-WB\n` | `rvoip-codec-core` |
 //!
-//! Multichannel AMR (`#!AMR_MC1.0\n`, `#!AMR-WB_MC1.0\n`), RF64, Ogg FLAC/Speex and raw ADTS
-//! AAC are recognised and refused with [`ErrorKind::Unsupported`].
+//! Multichannel AMR (`#!AMR_MC1.0\n`, `#!AMR-WB_MC1.0\n`), RF64, Ogg FLAC/Speex, raw ADTS
+//! AAC and MPEG audio layers I and II (`.mp2`: Symphonia's `mp1`/`mp2` features are not
+//! built) are recognised and refused with [`ErrorKind::Unsupported`].
 //!
 //! # Downmix
 //! Every channel counts the same: mono sample = mean of all channels (`(L + R) / 2` for
@@ -24,9 +25,17 @@
 //!
 //! # Time 0 is the first real sample
 //! MP3 encoder delay and padding (LAME/Xing header) and Vorbis are trimmed by Symphonia's
-//! gapless mode (an MP3 without that header has only the decoder's 529-frame delay removed: it
-//! then starts up to one encoder delay, 576 frames for LAME, late, and keeps its padding); AAC priming and padding in MP4 are trimmed here from the track's edit list
+//! gapless mode; AAC priming and padding in MP4 are trimmed here from the track's edit list
 //! (or `iTunSMPB`); Opus pre-skip is dropped and the final granule position trims the end.
+//!
+//! An MP3 without a LAME tag (no Xing/Info frame, or one without the LAME extension) does
+//! not say how much delay it has. Its output is then trimmed by the layer III decoder's own
+//! delay only: 529 frames (528 + 1, the synthesis filterbank; the same value LAME, mpg123,
+//! ffmpeg and Symphonia add to a tagged file's encoder delay), at the start, and nothing at
+//! the end. Time 0 is then the first sample the ENCODER saw, so the audio starts one encoder
+//! delay late (576 frames for LAME, 1105 if the decoder delay were not trimmed) and keeps the
+//! encoder's padding at the end (up to one frame, 1152 frames). Checked against ffmpeg 5.1 on a
+//! click: ffmpeg (which trims nothing without a tag) puts it 529 frames later than we do.
 //! AMR DTX gaps (SID, NO_DATA, lost frames) each produce their 20 ms of comfort noise, so
 //! durations are exact.
 //!
@@ -49,7 +58,10 @@
 //! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
 //! replaced by silence of its duration and counted in [`Decoder::packets_skipped`]. The same
 //! holds when Symphonia's FLAC/WAV reader skips a damaged frame (detected by a jump in packet
-//! timestamps). So the timeline stays exact.
+//! timestamps). So the timeline stays exact, within one limit: durations and timestamps of
+//! damaged packets are untrusted, so the silence inserted is at most 10 s at 192 kHz per gap
+//! and, in all, at most that much more than the audio that really decoded (a file of nothing
+//! but undecodable packets claiming long durations does not decode to hours of silence).
 
 use std::fs::File;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -72,7 +84,8 @@ use source::Src;
 pub const MIN_RATE: u32 = 1_000;
 /// The highest sample rate accepted, in Hz.
 pub const MAX_RATE: u32 = 384_000;
-/// Frames of delay the MPEG audio layer III synthesis filterbank adds (528 + 1).
+/// Frames of delay the MPEG audio layer III decoder adds (528 + 1): trimmed from MP3s that
+/// carry no LAME tag (a tagged file's delay already includes it, see the module docs).
 const MP3_DECODER_DELAY: u64 = 529;
 
 /// The largest channel count accepted.

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use super::malformed;
 use super::probe::read_up_to;
 use super::source::Src;
 use crate::error::Result;
@@ -82,6 +83,7 @@ pub(crate) fn trim(src: &mut Src) -> Result<Option<RawTrim>> {
             if body <= MAX_MOOV {
                 let mut moov = Vec::new();
                 Read::take(&mut *src, body).read_to_end(&mut moov)?;
+                check_sample_tables(&moov)?;
                 found = parse_moov(&moov);
             }
             break;
@@ -90,6 +92,47 @@ pub(crate) fn trim(src: &mut Src) -> Result<Option<RawTrim>> {
     }
     src.seek(SeekFrom::Start(0))?;
     Ok(found)
+}
+
+/// Refuses sample tables whose counts overflow the 32-bit sample numbers Symphonia's isomp4
+/// reader adds up unchecked (`stts` counts summed in a `u32`, `stsc` first chunk + sample
+/// index): a panic in debug builds, wrapped (wrong) timestamps in release.
+fn check_sample_tables(moov: &[u8]) -> Result<()> {
+    for (k, trak) in boxes(moov) {
+        if k != b"trak" {
+            continue;
+        }
+        let Some(stbl) = child(trak, b"mdia")
+            .and_then(|m| child(m, b"minf"))
+            .and_then(|m| child(m, b"stbl"))
+        else {
+            continue;
+        };
+        // stts: version/flags, entry count, then (sample count, sample delta) pairs.
+        let mut samples = 0u32;
+        if let Some(stts) = child(stbl, b"stts") {
+            let count = be32(stts, 4).unwrap_or(0) as usize;
+            for i in 0..count.min(stts.len().saturating_sub(8) / 8) {
+                let n = be32(stts, 8 + 8 * i).unwrap_or(0);
+                samples = samples.checked_add(n).ok_or_else(|| {
+                    malformed("MP4 time-to-sample table (stts) counts more than 2^32 samples")
+                })?;
+            }
+        }
+        // stsc: version/flags, entry count, then (first chunk, samples per chunk, desc) triples.
+        if let Some(stsc) = child(stbl, b"stsc") {
+            let count = be32(stsc, 4).unwrap_or(0) as usize;
+            for i in 0..count.min(stsc.len().saturating_sub(8) / 12) {
+                let first = be32(stsc, 8 + 12 * i).unwrap_or(0);
+                if first.checked_add(samples).is_none() {
+                    return Err(malformed(format!(
+                        "MP4 sample-to-chunk table (stsc) names chunk {first}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {

@@ -36,8 +36,20 @@ pub(crate) struct Head {
     pub(crate) gain_q8: i16,
 }
 
+/// What went wrong in the Ogg layer, in words (the `ogg` crate prints only "I/O error").
+fn ogg_text(e: &ogg::OggReadError) -> String {
+    match e {
+        ogg::OggReadError::ReadError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends inside an Ogg page".to_string()
+        }
+        ogg::OggReadError::ReadError(io) => format!("Ogg: reading failed: {io}"),
+        ogg::OggReadError::HashMismatch(..) => format!("Ogg: page checksum mismatch ({e})"),
+        other => format!("Ogg: {other}"),
+    }
+}
+
 fn ogg_err(e: ogg::OggReadError) -> crate::Error {
-    truncated(format!("Ogg: {e}"))
+    truncated(ogg_text(&e))
 }
 
 /// The duration in samples at 48 kHz of an Opus packet, from its TOC byte (RFC 6716 §3.1).
@@ -94,7 +106,7 @@ impl OpusBackend {
         let mut reader = PacketReader::new(src);
         let first = reader
             .read_packet()
-            .map_err(|e| malformed(format!("Ogg: {e}")))?
+            .map_err(|e| malformed(ogg_text(&e)))?
             .ok_or_else(|| malformed("Ogg stream has no packets"))?;
         let h = &first.data;
         if h.len() < 19 || !h.starts_with(b"OpusHead") {
@@ -125,7 +137,7 @@ impl OpusBackend {
         loop {
             let p = reader
                 .read_packet()
-                .map_err(|e| malformed(format!("Ogg: {e}")))?
+                .map_err(|e| malformed(ogg_text(&e)))?
                 .ok_or_else(|| malformed("Ogg Opus stream ends before its comment header"))?;
             if p.stream_serial() == serial {
                 break;

@@ -18,7 +18,8 @@ use super::source::Src;
 use super::{malformed, truncated, unsupported, Backend, Format};
 use crate::error::Result;
 
-/// Longest gap (in frames) inserted for one undecodable packet: 10 s at 192 kHz.
+/// Longest gap (in frames) inserted for one undecodable packet: 10 s at 192 kHz. Also the
+/// silence allowed in all beyond the audio that really decoded (see [`SymBackend::allow_fill`]).
 const MAX_GAP: u64 = 192_000 * 10;
 
 pub(crate) struct SymBackend {
@@ -32,6 +33,10 @@ pub(crate) struct SymBackend {
     /// next packet should start. A later start means the reader dropped a damaged packet
     /// (FLAC resyncs past a frame whose CRC fails); the gap is filled with silence.
     expect_ts: Option<i64>,
+    /// Frames of real decoded audio handed out.
+    real: u64,
+    /// Frames of silence inserted for skipped or undecodable packets.
+    filled: u64,
 }
 
 /// What Symphonia told us at open time.
@@ -50,6 +55,11 @@ fn map_open_err(e: SymError) -> crate::Error {
         SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             malformed("the file ends inside its header or before the first audio packet")
         }
+        // Symphonia's bit readers report corrupt data ("unexpected end of bitstream") as
+        // `io::ErrorKind::Other`; the OS never produces that kind, so it is the data.
+        SymError::IoError(e) if e.kind() == std::io::ErrorKind::Other => {
+            malformed(format!("corrupt header data: {e}"))
+        }
         SymError::IoError(e) => crate::Error::from(e),
         SymError::Unsupported(what) => unsupported(what),
         other => malformed(other.to_string()),
@@ -66,7 +76,17 @@ impl SymBackend {
             Format::Flac => Box::new(f::FlacReader::try_new(mss, opts).map_err(map_open_err)?),
             Format::OggVorbis => Box::new(f::OggReader::try_new(mss, opts).map_err(map_open_err)?),
             Format::Mp3 => Box::new(f::MpaReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::Mp4Aac => Box::new(f::IsoMp4Reader::try_new(mss, opts).map_err(map_open_err)?),
+            Format::Mp4Aac => {
+                Box::new(f::IsoMp4Reader::try_new(mss, opts).map_err(|e| match e {
+                    // Symphonia calls a missing `moov`/`ftyp` "unsupported"; for a file that
+                    // starts with `ftyp` it means the file was cut short (the `moov` of a
+                    // non-faststart file comes last) or never finished by its writer.
+                    SymError::Unsupported(what) if what.contains("missing") => malformed(format!(
+                        "{what}: the MP4 is cut short or was never finished"
+                    )),
+                    other => map_open_err(other),
+                })?)
+            }
             other => return Err(unsupported(format!("{other:?} through Symphonia"))),
         };
         let track = reader
@@ -106,6 +126,8 @@ impl SymBackend {
                 skipped: 0,
                 channels: channels.unwrap_or(0),
                 expect_ts: matches!(format, Format::Flac | Format::Wav).then_some(0),
+                real: 0,
+                filled: 0,
             },
             rate: params.sample_rate,
             channels,
@@ -118,6 +140,18 @@ impl SymBackend {
     /// Applies an encoder-priming trim (AAC in MP4).
     pub(crate) fn set_trim(&mut self, t: Trim) {
         self.trim = t;
+    }
+
+    /// How many of `want` frames of silence may be inserted for a skipped packet: at most
+    /// [`MAX_GAP`] at once, and never more in all than the real audio decoded + `MAX_GAP`.
+    /// Packet durations and timestamps are untrusted: without the total cap, a small file
+    /// of undecodable packets each claiming a long duration (MP4 `stts`) decoded to hours
+    /// of silence.
+    fn allow_fill(&mut self, want: u64) -> u64 {
+        let budget = (self.real + MAX_GAP).saturating_sub(self.filled);
+        let n = want.min(MAX_GAP).min(budget);
+        self.filled += n;
+        n
     }
 
     /// The part `0..n` of a decoded buffer that survives the trim.
@@ -216,10 +250,13 @@ impl Backend for SymBackend {
                 let pts = packet.pts.get();
                 if pts > *expect {
                     self.skipped += 1;
-                    gap = ((pts - *expect) as u64).min(MAX_GAP) as usize;
-                    out.resize(out.len() + gap, 0.0);
+                    gap = (pts - *expect) as u64 as usize;
                 }
                 *expect = pts.max(*expect) + packet.dur.get() as i64;
+            }
+            if gap > 0 {
+                gap = self.allow_fill(gap as u64) as usize;
+                out.resize(out.len() + gap, 0.0);
             }
             let n = gap
                 + match self.decoder.decode(&packet) {
@@ -238,6 +275,7 @@ impl Backend for SymBackend {
                             s..e
                         };
                         let n = mix_generic(&buf, r.clone(), out);
+                        self.real += n as u64;
                         self.trim.skip -= r.start as u64;
                         if let Some(k) = self.trim.keep.as_mut() {
                             *k -= r.len() as u64;
@@ -247,7 +285,7 @@ impl Backend for SymBackend {
                     Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => {
                         // Skip the packet but keep time: silence for its duration.
                         self.skipped += 1;
-                        let dur = packet.dur.get().min(MAX_GAP) as usize;
+                        let dur = self.allow_fill(packet.dur.get()) as usize;
                         let r = self.trimmed(dur);
                         out.resize(out.len() + r.len(), 0.0);
                         r.len()

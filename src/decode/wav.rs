@@ -29,6 +29,8 @@ const ALAW: u16 = 0x0006;
 const MULAW: u16 = 0x0007;
 const IMA_ADPCM: u16 = 0x0011;
 const EXTENSIBLE: u16 = 0xFFFE;
+/// Speaker positions a `WAVE_FORMAT_EXTENSIBLE` channel mask can name (Symphonia's limit).
+const MAX_MASK_CHANNELS: u16 = 18;
 
 fn tag_name(tag: u16) -> &'static str {
     match tag {
@@ -101,7 +103,8 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 let channels = le16(&b, 2);
                 let rate = le32(&b, 4);
                 let align = le16(&b, 12);
-                if tag == EXTENSIBLE {
+                let extensible = tag == EXTENSIBLE;
+                if extensible {
                     if want < 40 {
                         return Err(malformed("WAVE_FORMAT_EXTENSIBLE fmt chunk is too short"));
                     }
@@ -125,6 +128,20 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                 }
                 if align == 0 {
                     return Err(malformed("WAV block align is 0"));
+                }
+                if extensible && !matches!(tag, ALAW | MULAW) {
+                    // Symphonia "repairs" a channel mask whose bit count differs from the
+                    // channel count with shifts that overflow (a panic in debug builds, a
+                    // wrong mask in release), and maps at most 18 positioned channels. We
+                    // mix every channel alike, so positions do not matter: hand it the
+                    // canonical mask of the first `channels` positions.
+                    if channels > MAX_MASK_CHANNELS {
+                        return Err(unsupported(format!(
+                            "WAVE_FORMAT_EXTENSIBLE with {channels} channels (at most {MAX_MASK_CHANNELS})"
+                        )));
+                    }
+                    let mask = (1u32 << channels) - 1;
+                    b[20..24].copy_from_slice(&mask.to_le_bytes());
                 }
                 fmt = Some((tag, channels, rate, align));
                 if matches!(tag, ALAW | MULAW) {
