@@ -5,7 +5,7 @@
 //! `[-32768, 32767]` (NaN becomes 0), which is the exact inverse of the decoder's `s / 32768`:
 //! a 16-bit file written here decodes to the same samples.
 
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::num::NonZeroU32;
 
 use flacenc::bitsink::ByteSink;
@@ -146,11 +146,20 @@ const FLAC_BLOCK: usize = 4096;
 /// A 16-bit mono FLAC writer to any `Write`, streaming frame by frame with `flacenc`'s
 /// per-frame encoder (memory is one block, whatever the length).
 ///
-/// Because `W` need not be seekable, STREAMINFO is written first and never rewritten: its
-/// total-samples, MD5 and min/max frame-size fields are 0, which FLAC defines as "unknown".
-/// Every decoder reads such streams (it is what `flac -` to a pipe produces).
+/// Because `W` need not be seekable, STREAMINFO is written first: its total-samples, MD5 and
+/// min/max frame-size fields are 0, which FLAC defines as "unknown" (what `flac -` to a pipe
+/// produces). Some readers (libsndfile, and so servers built on it) cannot size such a stream:
+/// when `W` is seekable, finish with [`FlacWriter::finish_seekable`], which goes back and writes
+/// the true total-samples and frame-size fields.
 pub struct FlacWriter<W: Write> {
     w: W,
+    /// Bytes written so far (header included), to find STREAMINFO again.
+    bytes: u64,
+    /// Samples encoded so far.
+    samples: u64,
+    /// Smallest and largest encoded frame, in bytes.
+    frame_min: u32,
+    frame_max: u32,
     config: flacenc::error::Verified<flacenc::config::Encoder>,
     info: flacenc::component::StreamInfo,
     fb: FrameBuf,
@@ -185,10 +194,15 @@ impl<W: Write> FlacWriter<W> {
             .write(&mut sink)
             .map_err(|e| enc_err(format!("FLAC header: {e}")))?;
         w.write_all(sink.as_slice())?;
+        let bytes = sink.as_slice().len() as u64;
         let fb = FrameBuf::with_size(1, FLAC_BLOCK)
             .map_err(|e| enc_err(format!("FLAC frame buffer: {e}")))?;
         Ok(FlacWriter {
             w,
+            bytes,
+            samples: 0,
+            frame_min: u32::MAX,
+            frame_max: 0,
             config,
             info,
             fb,
@@ -216,6 +230,12 @@ impl<W: Write> FlacWriter<W> {
             .write(&mut self.sink)
             .map_err(|e| enc_err(format!("FLAC frame {}: {e}", self.frame_no)))?;
         self.w.write_all(self.sink.as_slice())?;
+        let len = self.sink.as_slice().len();
+        self.bytes += len as u64;
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.frame_min = self.frame_min.min(len);
+        self.frame_max = self.frame_max.max(len);
+        self.samples += self.pending.len() as u64;
         self.frame_no += 1;
         self.pending.clear();
         Ok(())
@@ -240,6 +260,38 @@ impl<W: Write> FlacWriter<W> {
     /// Encodes the last (short) block, flushes and returns the writer.
     pub fn finish(mut self) -> Result<W> {
         self.emit()?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
+impl<W: Write + Seek> FlacWriter<W> {
+    /// Like [`FlacWriter::finish`], then seeks back to STREAMINFO and writes the true total
+    /// sample count and min/max frame sizes, so readers that size the stream from its header
+    /// (libsndfile, ffprobe's duration) see the real length. The writer is left at the end.
+    pub fn finish_seekable(mut self) -> Result<W> {
+        self.emit()?;
+        // STREAMINFO starts after "fLaC" and its 4-byte block header; fields at these offsets:
+        // 4..7 min frame size (24 bits), 7..10 max frame size, 10..18 packs rate (20 bits),
+        // channels-1 (3), bits-1 (5) and total samples (36 bits).
+        let start = 8;
+        let mut info = [0u8; 18];
+        self.w
+            .seek(SeekFrom::Current(-(self.bytes as i64) + start + 4))?;
+        let (min, max) = if self.frame_max == 0 {
+            (0, 0)
+        } else {
+            (self.frame_min.min(0xFF_FFFF), self.frame_max.min(0xFF_FFFF))
+        };
+        info[0..3].copy_from_slice(&min.to_be_bytes()[1..]);
+        info[3..6].copy_from_slice(&max.to_be_bytes()[1..]);
+        let rate = self.info.sample_rate() as u64;
+        let total = self.samples.min((1 << 36) - 1);
+        // rate(20) | channels-1 (3) = 0 | bits-1 (5) = 15 | total(36)
+        let packed: u64 = (rate << 44) | (15 << 36) | total;
+        info[6..14].copy_from_slice(&packed.to_be_bytes());
+        self.w.write_all(&info[..14])?;
+        self.w.seek(SeekFrom::End(0))?;
         self.w.flush()?;
         Ok(self.w)
     }

@@ -170,3 +170,42 @@ fn wav_writer_writes_the_header_first() {
     assert_eq!(sink.0.lock().unwrap().len(), 244);
     w.finish().unwrap();
 }
+
+/// The true length must be in STREAMINFO when the writer can seek: readers such as libsndfile
+/// size the stream from it, and an upload whose header says "unknown" may be refused or mis-billed.
+#[test]
+fn flac_writer_on_a_seekable_sink_records_the_true_length() {
+    for n in [1usize, 4095, 4096, 50_001] {
+        let x = signal(n);
+        // A prefix before the stream: the header is found relative to where the writer began.
+        let mut cur = std::io::Cursor::new(b"JUNK".to_vec());
+        cur.set_position(4);
+        let mut w = FlacWriter::new(cur, RATE).unwrap();
+        w.write(&x).unwrap();
+        let cur = w.finish_seekable().unwrap();
+        assert_eq!(
+            cur.position() as usize,
+            cur.get_ref().len(),
+            "left at the end"
+        );
+        let bytes = &cur.get_ref()[4..];
+        assert_eq!(&bytes[..4], b"fLaC");
+        let si = &bytes[8..42];
+        let min_block = u16::from_be_bytes([si[0], si[1]]);
+        let max_block = u16::from_be_bytes([si[2], si[3]]);
+        let min_frame = u32::from_be_bytes([0, si[4], si[5], si[6]]);
+        let max_frame = u32::from_be_bytes([0, si[7], si[8], si[9]]);
+        let packed = u64::from_be_bytes(si[10..18].try_into().unwrap());
+        assert_eq!((min_block, max_block), (4096, 4096));
+        assert_eq!(packed >> 44, u64::from(RATE.get()), "rate kept");
+        assert_eq!((packed >> 41) & 7, 0, "mono");
+        assert_eq!((packed >> 36) & 31, 15, "16 bits");
+        assert_eq!(packed & ((1 << 36) - 1), n as u64, "total samples");
+        assert!(
+            min_frame > 0 && min_frame <= max_frame,
+            "{min_frame} {max_frame}"
+        );
+        let (y, _) = decode(bytes.to_vec());
+        assert_eq!(y, quantised(&x), "n {n}");
+    }
+}
