@@ -117,7 +117,7 @@ struct PartWriter {
 
 impl PartWriter {
     fn finish(self) -> Result<Encoded> {
-        let w = self.flac.finish()?;
+        let w = self.flac.finish_seekable()?;
         let f = w
             .into_inner()
             .map_err(|e| Error::io(Some(&self.file.path), e.into_error()))?;

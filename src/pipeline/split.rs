@@ -94,9 +94,11 @@ pub(super) fn split_input(
             write_atomic(&path, |w| match opts.format {
                 SplitFormat::Wav => Ok(w.write_all(&crate::segment::wav_bytes(&audio)?)?),
                 SplitFormat::Flac => {
-                    let mut f = FlacWriter::new(w, RATE_NZ)?;
+                    // Encoded in memory (a segment is at most 60 s) so the header can carry
+                    // the true length.
+                    let mut f = FlacWriter::new(std::io::Cursor::new(Vec::new()), RATE_NZ)?;
                     f.write(&audio)?;
-                    f.finish().map(|_| ())
+                    Ok(w.write_all(f.finish_seekable()?.get_ref())?)
                 }
             })?;
             segments.push(seg);
