@@ -36,12 +36,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs;
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::export::write_atomic;
 use crate::time::{self, Samples, RATE};
 use crate::vad::{FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME, FRAME_U64};
 use crate::{Error, ErrorKind, Result};
@@ -104,7 +103,8 @@ pub struct SegmenterOptions {
     pub min_speech: Samples,
     /// Packing policy. Default [`Packing::Utterance`].
     pub packing: Packing,
-    /// [`Packing::Packed`] never merges across more silence than this. Default 1.5 s.
+    /// [`Packing::Packed`] never merges across more silence than this. Default 1.5 s; at most
+    /// [`MAX_SEGMENT`] (60 s: a longer gap could never be merged anyway).
     pub max_pack_gap: Samples,
     /// Frame-level detector options. Default [`VadOptions::default`].
     pub vad: VadOptions,
@@ -166,6 +166,12 @@ impl SegmenterOptions {
                     secs(self.max_len)
                 )));
             }
+        }
+        if self.max_pack_gap > MAX_SEGMENT {
+            return Err(Error::config(format!(
+                "segment max_pack_gap {:.3} s is above 60 s",
+                secs(self.max_pack_gap)
+            )));
         }
         if self.vad.aggressiveness > 3 {
             return Err(Error::config(format!(
@@ -916,7 +922,8 @@ impl SegmentPlan {
 
     /// Writes the manifest to `path` (temp file + rename).
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        write_atomic(path, self.to_json()?.as_bytes())
+        let json = self.to_json()?;
+        write_atomic(path, |w| Ok(w.write_all(json.as_bytes())?))
     }
 
     /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`Cutter`]) as
@@ -929,7 +936,8 @@ impl SegmentPlan {
     ) -> Result<PathBuf> {
         let name = Self::segment_file_name(index);
         let path = dir.join(&name);
-        write_atomic(&path, &wav_bytes(samples)?)?;
+        let bytes = crate::encode::wav_bytes(samples, time::RATE_NZ);
+        write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
         if let Some(s) = self.segments.get_mut(index) {
             s.file = Some(name);
         }
@@ -937,52 +945,11 @@ impl SegmentPlan {
     }
 }
 
-/// 16-bit PCM mono WAV at 16 kHz of `samples` (clamped to [−1, 1], rounded), in memory.
+/// 16-bit PCM mono WAV at 16 kHz of `samples`, in memory: exactly
+/// [`crate::encode::wav_bytes`]`(samples, 16 kHz)` (same scaling and rounding as every other
+/// route), kept for the callers that take a `Result`. Never fails today.
 pub fn wav_bytes(samples: &[f32]) -> Result<Vec<u8>> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let enc = |e: hound::Error| {
-        Error::new(ErrorKind::Encode {
-            what: format!("WAV: {e}"),
-        })
-    };
-    let mut buf = Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
-    {
-        let mut w = hound::WavWriter::new(&mut buf, spec).map_err(enc)?;
-        let mut w16 = w.get_i16_writer(samples.len() as u32);
-        for &x in samples {
-            w16.write_sample((x.clamp(-1.0, 1.0) * 32767.0).round() as i16);
-        }
-        w16.flush().map_err(enc)?;
-        w.finalize().map_err(enc)?;
-    }
-    Ok(buf.into_inner())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.as_deref().unwrap_or("out"),
-        std::process::id()
-    ));
-    let io = |e| Error::io(Some(path), e);
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(Some(&tmp), e))?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io(e)
-    })
+    Ok(crate::encode::wav_bytes(samples, time::RATE_NZ))
 }
 
 #[cfg(test)]
@@ -1015,6 +982,29 @@ mod tests {
     }
 
     #[test]
+    fn absurd_max_pack_gap_is_rejected() {
+        for gap in [MAX_SEGMENT + 1, u64::MAX] {
+            let o = SegmenterOptions {
+                max_pack_gap: gap,
+                packing: Packing::Packed {
+                    target: 20 * RATE as Samples,
+                },
+                ..SegmenterOptions::default()
+            };
+            let e = Segmenter::new(o).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::InvalidConfig { .. }), "{e}");
+            assert!(e.to_string().contains("max_pack_gap"), "{e}");
+        }
+        for gap in [0, MAX_SEGMENT] {
+            let o = SegmenterOptions {
+                max_pack_gap: gap,
+                ..SegmenterOptions::default()
+            };
+            assert!(Segmenter::new(o).is_ok());
+        }
+    }
+
+    #[test]
     fn silence_gives_no_speech() {
         let plan =
             SegmentPlan::from_samples(None, &vec![0.0; 16_000 * 3], SegmenterOptions::default())
@@ -1029,10 +1019,15 @@ mod tests {
     fn wav_bytes_round_trip() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 / 1000.0) - 0.5).collect();
         let bytes = wav_bytes(&x).unwrap();
-        let r = hound::WavReader::new(Cursor::new(bytes)).unwrap();
+        // The same bytes as the encoder's, so both request routes send the same samples.
+        assert_eq!(bytes, crate::encode::wav_bytes(&x, time::RATE_NZ));
+        let r = hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(r.spec().sample_rate, RATE);
         let back: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap()).collect();
         assert_eq!(back.len(), 1000);
-        assert_eq!(back[0], (-0.5f32 * 32767.0).round() as i16);
+        // The encoder's scale is 32768: 0.999 → 32735.2 → 32735 (32767 would give 32734).
+        assert_eq!(back[0], -16384);
+        let y = wav_bytes(&[0.999]).unwrap();
+        assert_eq!(i16::from_le_bytes([y[44], y[45]]), 32735);
     }
 }

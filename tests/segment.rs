@@ -487,11 +487,25 @@ fn eight_hours_place_the_last_segment_to_the_sample() {
         assert!(lt.0 - l.start <= opts().padding + FRAME_U64, "{l:?} {lt:?}");
         assert!(l.end - lt.1 <= opts().padding + FRAME_U64, "{l:?} {lt:?}");
     }
+    // The manifest of the 8-hour run: its last entry is the short reference's last entry moved
+    // by exactly the extra silence (a whole number of 30 ms frames, so a whole number of ms:
+    // 16 samples per ms), with no drift from the hours in between.
     let last = long.last().unwrap();
     let plan = SegmentPlan::new(None, &long, total, Default::default());
+    let ref_plan = SegmentPlan::new(None, &reference, 0, Default::default());
     let p = plan.segments.last().unwrap();
+    let r = ref_plan.segments.last().unwrap();
+    let shift = truth[2].0 - ref_truth[2].0;
+    assert_eq!(shift, 8 * h - secs(30.0) - 3 * g);
     assert_eq!((p.start_sample, p.end_sample), (last.start, last.end));
-    assert_eq!(p.start_ms, (last.start * 1000 + SR / 2) / SR);
+    assert_eq!(p.start_ms, r.start_ms + shift / 16);
+    assert_eq!(p.end_ms, r.end_ms + shift / 16);
+    // And within half a millisecond of the sample position, computed in floating point.
+    for (ms, sample) in [(p.start_ms, last.start), (p.end_ms, last.end)] {
+        let exact = sample as f64 / 16.0;
+        assert!((ms as f64 - exact).abs() <= 0.5, "{ms} ms vs {exact} ms");
+    }
+    assert!(p.start_ms > 7 * 3_600_000, "{p:?}");
 }
 
 /// A varied scene for the slicing property: units, noise bursts, music, silence.
@@ -621,6 +635,21 @@ fn plan_round_trips_as_json_and_writes_wavs() {
     }
     let manifest = dir.path().join("plan.json");
     plan.write_json(&manifest).unwrap();
+    // Written through temp file + rename: nothing but the outputs is left in the directory.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..out.len()).map(SegmentPlan::segment_file_name).collect();
+    expected.push("plan.json".into());
+    expected.sort();
+    assert_eq!(names, expected);
+    // A failed write names the file and leaves nothing behind.
+    let missing = dir.path().join("no-such-dir");
+    let e = plan.write_json(&missing.join("plan.json")).unwrap_err();
+    assert!(e.to_string().contains("no-such-dir"), "{e}");
+    assert!(!missing.exists());
     let back = SegmentPlan::from_json(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     assert_eq!(back, plan);
     let v: serde_json::Value = serde_json::from_str(&plan.to_json().unwrap()).unwrap();
