@@ -23,7 +23,7 @@
 //!   ≤ `target` and the silence between them is ≤ [`SegmenterOptions::max_pack_gap`].
 //!
 //! # Defaults
-//! `max_len` 30 s (never above [`MAX_SEGMENT`] = 60 s), `min_silence` 300 ms, `padding` 200 ms,
+//! `max_len` 30 s (never above [`MAX_SEGMENT`] = 60 s), `min_silence` 300 ms, `padding` 300 ms,
 //! `min_speech` 120 ms, `packing` [`Packing::Utterance`], `max_pack_gap` 1.5 s, VAD as
 //! [`crate::vad::VadOptions::default`].
 //!
@@ -97,7 +97,8 @@ pub struct SegmenterOptions {
     pub max_len: Samples,
     /// Unvoiced time that ends a run of speech. Default 300 ms; at least one frame (30 ms).
     pub min_silence: Samples,
-    /// Silence kept before and after each run. Default 200 ms; at most 2 s.
+    /// Silence kept before and after each run. Default 300 ms (real speech fades out over
+    /// 200 ms and more); at most 2 s.
     pub padding: Samples,
     /// Runs with less voiced time than this are dropped as blips. Default 120 ms; at most 2 s.
     pub min_speech: Samples,
@@ -115,7 +116,7 @@ impl Default for SegmenterOptions {
         SegmenterOptions {
             max_len: 30 * RATE as Samples,
             min_silence: 300 * MS,
-            padding: 200 * MS,
+            padding: 300 * MS,
             min_speech: 120 * MS,
             packing: Packing::Utterance,
             max_pack_gap: 1500 * MS,
