@@ -284,8 +284,9 @@ fn packed_segments_respect_target_and_max() {
     assert!(segs.len() < utt.len(), "{} vs {}", segs.len(), utt.len());
 }
 
-#[test]
-fn four_minutes_with_short_gaps_split_only_in_gaps() {
+/// Four minutes of units (real and eSpeak) separated only by 80–150 ms gaps, clean or in 20 dB
+/// SNR pink noise.
+fn short_gap_run(noisy: bool) -> Scene {
     let us = units();
     let mut rng = fastrand::Rng::with_seed(3);
     let mut sc = Scene::new();
@@ -294,29 +295,44 @@ fn four_minutes_with_short_gaps_split_only_in_gaps() {
         sc.unit(&us[rng.usize(0..us.len())]);
         sc.silence(secs(0.080 + rng.f64() * 0.070));
     }
-    let noisy = add_noise(&sc, &pink(&mut rng, sc.audio.len()), 20.0);
-    // KNOWN FAILURE (ignored below): with the real prompts in 20 dB SNR pink noise, fading word
-    // ends and soft onsets lie under the noise, and a split in an 80–150 ms gap lands a few ms
-    // to 40 ms inside a unit. The clean runs hold.
-    let cases: &[(u64, &Scene)] = if std::env::var_os("SEGMENT_NOISY_SPLITS").is_some() {
-        &[(secs(20.0), &noisy)]
+    if noisy {
+        add_noise(&sc, &pink(&mut rng, sc.audio.len()), 20.0)
     } else {
-        &[(secs(30.0), &sc), (secs(60.0), &sc), (secs(10.0), &sc)]
-    };
-    for &(max, sc) in cases {
-        let mut o = opts();
-        o.max_len = max;
-        let segs = segment(&sc.audio, o);
-        check_all(sc, &segs, max);
-        assert!(
-            segs.len() as u64 >= 240 * SR / max,
-            "{} segments",
-            segs.len()
-        );
-        // Forced splits touch (shared boundary); every one of them is in a gap (checked above).
-        let forced = segs.windows(2).filter(|w| w[0].end == w[1].start).count();
-        assert!(forced >= 3, "{forced} forced splits");
+        sc
     }
+}
+
+fn check_short_gap_splits(sc: &Scene, max: u64) {
+    let mut o = opts();
+    o.max_len = max;
+    let segs = segment(&sc.audio, o);
+    check_all(sc, &segs, max);
+    assert!(
+        segs.len() as u64 >= 240 * SR / max,
+        "{} segments",
+        segs.len()
+    );
+    // Forced splits touch (shared boundary); every one of them is in a gap (checked above).
+    let forced = segs.windows(2).filter(|w| w[0].end == w[1].start).count();
+    assert!(forced >= 3, "{forced} forced splits");
+}
+
+#[test]
+fn four_minutes_with_short_gaps_split_only_in_gaps() {
+    let sc = short_gap_run(false);
+    for max in [secs(30.0), secs(60.0), secs(10.0)] {
+        check_short_gap_splits(&sc, max);
+    }
+}
+
+/// KNOWN FAILURE with the real prompts: their fading word ends (r2's final "z" falls from −40
+/// to −50 dBFS over ~250 ms) lie 10 dB and more under 20 dB SNR noise, so the detected pause is
+/// "buried tail + gap + buried onset" and a split at its middle lands up to ~60 ms inside the
+/// unit before the gap. Run with `cargo test --test segment -- --ignored`.
+#[test]
+#[ignore = "real speech: splits land inside word tails buried under 20 dB SNR noise"]
+fn four_minutes_with_short_gaps_in_20db_noise_split_only_in_gaps() {
+    check_short_gap_splits(&short_gap_run(true), secs(20.0));
 }
 
 #[test]
