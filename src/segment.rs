@@ -14,11 +14,14 @@
 //! - a run with fewer than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is
 //!   dropped;
 //! - each kept run is padded by [`SegmenterOptions::padding`] on both sides; when two runs are
-//!   closer than twice the padding, the gap is shared at its middle (the segments then touch);
+//!   closer than twice the padding, the gap is shared (the segments then touch) at the boundary
+//!   between its two adjacent quietest frames, ties to the middle: in digital silence that is
+//!   the middle, in noise it keeps the cut out of word ends fading under the noise;
 //! - a run that would exceed [`SegmenterOptions::max_len`] (padding included) is split at the
 //!   longest pause (unvoiced frames; ties go to the quieter, then the later pause) in the second
-//!   half of the allowed window, at the pause's middle, or, when there is no pause at all, at
-//!   the middle of the quietest frame. Every piece is ≤ `max_len`; the piece boundaries touch;
+//!   half of the allowed window, between the pause's two adjacent quietest frames (its middle
+//!   when it has only one frame), or, when there is no pause at all, at the middle of the
+//!   quietest frame. Every piece is ≤ `max_len`; the piece boundaries touch;
 //! - with [`Packing::Packed`], neighbouring segments are merged while the merged segment stays
 //!   ≤ `target` and the silence between them is ≤ [`SegmenterOptions::max_pack_gap`].
 //!
@@ -49,6 +52,8 @@ use crate::{Error, ErrorKind, Result};
 pub const MAX_SEGMENT: Samples = 60 * RATE as Samples;
 
 const MS: Samples = RATE as Samples / 1000;
+/// Initial capacity of the frame-energy history (enough for the default padding).
+const RECENT_FRAMES: usize = 24;
 
 /// A stretch of speech on the original timeline, `[start, end)` in samples at 16 kHz.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -307,6 +312,8 @@ pub struct Segmenter {
     floor: Samples,
     stats: FrameStats,
     infos: Vec<FrameInfo>,
+    /// Energy (dB) of the last frames, newest at the back: where to share a short gap.
+    recent_db: VecDeque<f32>,
     finished: bool,
 }
 
@@ -326,6 +333,7 @@ impl Segmenter {
             floor: 0,
             stats: FrameStats::default(),
             infos: Vec::with_capacity(4),
+            recent_db: VecDeque::with_capacity(RECENT_FRAMES),
             finished: false,
         })
     }
@@ -408,7 +416,7 @@ impl Segmenter {
         let total = self.pushed;
         if let Some(run) = self.run.take() {
             if run.valid || run.cut_start {
-                self.commit_pending(run.speech_start, out);
+                self.commit_pending(run.speech_start, run.piece_start, out);
                 self.pending = Some(Pending {
                     start: run.piece_start,
                     speech_end: run.last_voiced_end,
@@ -434,6 +442,10 @@ impl Segmenter {
     fn on_frame(&mut self, f: FrameInfo, out: &mut Vec<Segment>) {
         let k = self.next_frame;
         self.next_frame += 1;
+        if self.recent_db.len() >= self.recent_frames() {
+            self.recent_db.pop_front();
+        }
+        self.recent_db.push_back(f.db);
         let a = k * FRAME_U64;
         let b = a + FRAME_U64;
         self.stats.frames += 1;
@@ -480,7 +492,7 @@ impl Segmenter {
                 } else if close {
                     if let Some(run) = self.run.take() {
                         if run.valid || run.cut_start {
-                            self.commit_pending(run.speech_start, out);
+                            self.commit_pending(run.speech_start, run.piece_start, out);
                             self.pending = Some(Pending {
                                 start: run.piece_start,
                                 speech_end: run.last_voiced_end,
@@ -497,12 +509,12 @@ impl Segmenter {
         let validate = match self.run.as_mut() {
             Some(run) if !run.valid && (run.voiced >= min_frames || run.cut_start) => {
                 run.valid = true;
-                Some(run.speech_start)
+                Some((run.speech_start, run.piece_start))
             }
             _ => None,
         };
-        if let Some(s) = validate {
-            self.commit_pending(s, out);
+        if let Some((s, shared)) = validate {
+            self.commit_pending(s, shared, out);
         }
 
         // A pending end is final once no run can start within twice the padding.
@@ -540,22 +552,62 @@ impl Segmenter {
         }
     }
 
+    /// Frames of energy history kept: a shared gap is shorter than twice the padding.
+    fn recent_frames(&self) -> usize {
+        usize::try_from(2 * self.opts.padding / FRAME_U64 + 3).unwrap_or(RECENT_FRAMES)
+    }
+
     /// Padded start of a run whose first voiced frame starts at `s`.
     fn padded_start(&self, s: Samples) -> Samples {
         let pad = self.opts.padding;
         let start = match self.pending {
-            Some(p) if s < p.speech_end + 2 * pad => p.speech_end + (s - p.speech_end) / 2,
+            Some(p) if s < p.speech_end + 2 * pad => self.share_point(p.speech_end, s),
             _ => s.saturating_sub(pad),
         };
         start.max(self.floor)
     }
 
+    /// Where two runs closer than twice the padding share the gap `[from, to)` (frame
+    /// boundaries, `to` the start of the newest frame): at the boundary between the two
+    /// adjacent gap frames with the least energy, ties to the one nearest the middle; at the
+    /// middle when the gap has fewer than two frames. In noise the gap's edges are word ends and
+    /// starts buried under the noise, a little louder than the true pause, so its middle can
+    /// fall inside a fading word; in digital silence this is the middle, to the frame.
+    fn share_point(&self, from: Samples, to: Samples) -> Samples {
+        let middle = from + (to - from) / 2;
+        // Frame index of the newest frame in `recent_db` is `next_frame - 1`.
+        let newest = self.next_frame.saturating_sub(1);
+        let db = |frame: u64| -> Option<f32> {
+            let back = newest.checked_sub(frame)?;
+            let i = self
+                .recent_db
+                .len()
+                .checked_sub(1 + usize::try_from(back).ok()?)?;
+            self.recent_db.get(i).copied()
+        };
+        let (fa, fb) = (from / FRAME_U64, to / FRAME_U64);
+        let mut best: Option<(f32, Samples, Samples)> = None;
+        for m in fa + 1..fb {
+            let (Some(x), Some(y)) = (db(m - 1), db(m)) else {
+                continue;
+            };
+            let at = m * FRAME_U64;
+            let key = (x + y, at.abs_diff(middle));
+            if best.is_none_or(|(e, d, _)| key.0 < e || (key.0 == e && key.1 < d)) {
+                best = Some((key.0, key.1, at));
+            }
+        }
+        best.map_or(middle, |(_, _, at)| at)
+    }
+
     /// Decides the end of the pending piece, now that a kept run starts at `s`.
-    fn commit_pending(&mut self, s: Samples, out: &mut Vec<Segment>) {
+    /// `shared` is the run's start, which [`Segmenter::padded_start`] put at the shared point
+    /// when the gap is short.
+    fn commit_pending(&mut self, s: Samples, shared: Samples, out: &mut Vec<Segment>) {
         if let Some(p) = self.pending.take() {
             let pad = self.opts.padding;
             let end = if s < p.speech_end + 2 * pad {
-                p.speech_end + (s - p.speech_end) / 2
+                shared
             } else {
                 p.speech_end + pad
             };
@@ -565,13 +617,13 @@ impl Segmenter {
 
     /// Splits the open run before the voiced frame starting at `a`.
     fn force_cut(&mut self, a: Samples, out: &mut Vec<Segment>) {
-        if let Some(s) = self
+        if let Some((s, shared)) = self
             .run
             .as_ref()
             .filter(|r| !r.valid)
-            .map(|r| r.speech_start)
+            .map(|r| (r.speech_start, r.piece_start))
         {
-            self.commit_pending(s, out);
+            self.commit_pending(s, shared, out);
         }
         let Some(run) = self.run.as_mut() else {
             return;
@@ -615,7 +667,25 @@ impl Segmenter {
             if pe > ps {
                 let len = pe - ps;
                 let mean = sum_db / (j - i) as f32;
-                let mid = ps + len / 2;
+                // Cut between the two adjacent frames of the pause (inside the window) with the
+                // least energy: in noise a pause's edges are word ends and starts buried under
+                // the noise, a little louder than the true gap, so the pause's middle can fall
+                // inside a fading word; the quietest pair is the best guess of the gap. Falls
+                // back to the middle when fewer than two frames of the pause are in the window.
+                let mut quietest_pair: Option<(f32, Samples)> = None;
+                let mut prev: Option<f32> = None;
+                for k in i..j {
+                    let ka = (run.hist_base + k as u64) * FRAME_U64;
+                    let inside = ka >= lo && ka + FRAME_U64 <= hi;
+                    let db = run.hist.get(k).map(|x| x.db).filter(|_| inside);
+                    if let (Some(a), Some(b)) = (prev, db) {
+                        if quietest_pair.is_none_or(|(q, _)| a + b <= q) {
+                            quietest_pair = Some((a + b, ka));
+                        }
+                    }
+                    prev = db;
+                }
+                let mid = quietest_pair.map_or(ps + len / 2, |(_, at)| at);
                 let better = match best {
                     None => true,
                     Some((bl, bdb, _)) => len > bl || (len == bl && mean <= bdb),

@@ -327,8 +327,9 @@ fn four_minutes_with_short_gaps_split_only_in_gaps() {
 
 /// KNOWN FAILURE with the real prompts: their fading word ends (r2's final "z" falls from −40
 /// to −50 dBFS over ~250 ms) lie 10 dB and more under 20 dB SNR noise, so the detected pause is
-/// "buried tail + gap + buried onset" and a split at its middle lands up to ~60 ms inside the
-/// unit before the gap. Run with `cargo test --test segment -- --ignored`.
+/// "buried tail + gap + buried onset". Sharing the gap at its quietest pair of frames (not its
+/// middle) brought the boundaries inside units from 10 to 2 of ~170 gaps; those 2 still land
+/// ~50 ms before the end of an r2. Run with `cargo test --test segment -- --ignored`.
 #[test]
 #[ignore = "real speech: splits land inside word tails buried under 20 dB SNR noise"]
 fn four_minutes_with_short_gaps_in_20db_noise_split_only_in_gaps() {
