@@ -1,4 +1,5 @@
-//! Segmenter speed on realistic 16 kHz audio: the espeak-ng speech units of testdata/speech
+//! Segmenter speed on realistic 16 kHz audio: the speech units of testdata/speech (real
+//! telephone prompts and espeak-ng units)
 //! separated by pauses, clean and in 20 dB pink noise, plus hold-music-like tones and silence;
 //! with and without the music / tone check, to measure what the check costs.
 //!
@@ -14,7 +15,10 @@ use asr_pipeline::vad::VadOptions;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const SR: usize = 16_000;
-const UNITS: [&str; 6] = [
+const UNITS: [&str; 9] = [
+    "r1_please_hold",
+    "r2_one_moment",
+    "r3_two_nine",
     "u1_yes_please",
     "u2_hello",
     "u3_hold",

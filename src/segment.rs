@@ -14,16 +14,19 @@
 //! - a run with fewer than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is
 //!   dropped;
 //! - each kept run is padded by [`SegmenterOptions::padding`] on both sides; when two runs are
-//!   closer than twice the padding, the gap is shared at its middle (the segments then touch);
+//!   closer than twice the padding, the gap is shared (the segments then touch) at the boundary
+//!   between its two adjacent quietest frames, ties to the middle: in digital silence that is
+//!   the middle, in noise it keeps the cut out of word ends fading under the noise;
 //! - a run that would exceed [`SegmenterOptions::max_len`] (padding included) is split at the
 //!   longest pause (unvoiced frames; ties go to the quieter, then the later pause) in the second
-//!   half of the allowed window, at the pause's middle, or, when there is no pause at all, at
-//!   the middle of the quietest frame. Every piece is ≤ `max_len`; the piece boundaries touch;
+//!   half of the allowed window, between the pause's two adjacent quietest frames (its middle
+//!   when it has only one frame), or, when there is no pause at all, at the middle of the
+//!   quietest frame. Every piece is ≤ `max_len`; the piece boundaries touch;
 //! - with [`Packing::Packed`], neighbouring segments are merged while the merged segment stays
 //!   ≤ `target` and the silence between them is ≤ [`SegmenterOptions::max_pack_gap`].
 //!
 //! # Defaults
-//! `max_len` 30 s (never above [`MAX_SEGMENT`] = 60 s), `min_silence` 300 ms, `padding` 200 ms,
+//! `max_len` 30 s (never above [`MAX_SEGMENT`] = 60 s), `min_silence` 300 ms, `padding` 300 ms,
 //! `min_speech` 120 ms, `packing` [`Packing::Utterance`], `max_pack_gap` 1.5 s, VAD as
 //! [`crate::vad::VadOptions::default`].
 //!
@@ -36,12 +39,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs;
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::export::write_atomic;
 use crate::time::{self, Samples, RATE};
 use crate::vad::{FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME, FRAME_U64};
 use crate::{Error, ErrorKind, Result};
@@ -50,6 +52,8 @@ use crate::{Error, ErrorKind, Result};
 pub const MAX_SEGMENT: Samples = 60 * RATE as Samples;
 
 const MS: Samples = RATE as Samples / 1000;
+/// Initial capacity of the frame-energy history (enough for the default padding).
+const RECENT_FRAMES: usize = 24;
 
 /// A stretch of speech on the original timeline, `[start, end)` in samples at 16 kHz.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -98,13 +102,15 @@ pub struct SegmenterOptions {
     pub max_len: Samples,
     /// Unvoiced time that ends a run of speech. Default 300 ms; at least one frame (30 ms).
     pub min_silence: Samples,
-    /// Silence kept before and after each run. Default 200 ms; at most 2 s.
+    /// Silence kept before and after each run. Default 300 ms (real speech fades out over
+    /// 200 ms and more); at most 2 s.
     pub padding: Samples,
     /// Runs with less voiced time than this are dropped as blips. Default 120 ms; at most 2 s.
     pub min_speech: Samples,
     /// Packing policy. Default [`Packing::Utterance`].
     pub packing: Packing,
-    /// [`Packing::Packed`] never merges across more silence than this. Default 1.5 s.
+    /// [`Packing::Packed`] never merges across more silence than this. Default 1.5 s; at most
+    /// [`MAX_SEGMENT`] (60 s: a longer gap could never be merged anyway).
     pub max_pack_gap: Samples,
     /// Frame-level detector options. Default [`VadOptions::default`].
     pub vad: VadOptions,
@@ -115,7 +121,7 @@ impl Default for SegmenterOptions {
         SegmenterOptions {
             max_len: 30 * RATE as Samples,
             min_silence: 300 * MS,
-            padding: 200 * MS,
+            padding: 300 * MS,
             min_speech: 120 * MS,
             packing: Packing::Utterance,
             max_pack_gap: 1500 * MS,
@@ -166,6 +172,12 @@ impl SegmenterOptions {
                     secs(self.max_len)
                 )));
             }
+        }
+        if self.max_pack_gap > MAX_SEGMENT {
+            return Err(Error::config(format!(
+                "segment max_pack_gap {:.3} s is above 60 s",
+                secs(self.max_pack_gap)
+            )));
         }
         if self.vad.aggressiveness > 3 {
             return Err(Error::config(format!(
@@ -300,6 +312,8 @@ pub struct Segmenter {
     floor: Samples,
     stats: FrameStats,
     infos: Vec<FrameInfo>,
+    /// Energy (dB) of the last frames, newest at the back: where to share a short gap.
+    recent_db: VecDeque<f32>,
     finished: bool,
 }
 
@@ -319,6 +333,7 @@ impl Segmenter {
             floor: 0,
             stats: FrameStats::default(),
             infos: Vec::with_capacity(4),
+            recent_db: VecDeque::with_capacity(RECENT_FRAMES),
             finished: false,
         })
     }
@@ -401,7 +416,7 @@ impl Segmenter {
         let total = self.pushed;
         if let Some(run) = self.run.take() {
             if run.valid || run.cut_start {
-                self.commit_pending(run.speech_start, out);
+                self.commit_pending(run.speech_start, run.piece_start, out);
                 self.pending = Some(Pending {
                     start: run.piece_start,
                     speech_end: run.last_voiced_end,
@@ -427,6 +442,10 @@ impl Segmenter {
     fn on_frame(&mut self, f: FrameInfo, out: &mut Vec<Segment>) {
         let k = self.next_frame;
         self.next_frame += 1;
+        if self.recent_db.len() >= self.recent_frames() {
+            self.recent_db.pop_front();
+        }
+        self.recent_db.push_back(f.db);
         let a = k * FRAME_U64;
         let b = a + FRAME_U64;
         self.stats.frames += 1;
@@ -473,7 +492,7 @@ impl Segmenter {
                 } else if close {
                     if let Some(run) = self.run.take() {
                         if run.valid || run.cut_start {
-                            self.commit_pending(run.speech_start, out);
+                            self.commit_pending(run.speech_start, run.piece_start, out);
                             self.pending = Some(Pending {
                                 start: run.piece_start,
                                 speech_end: run.last_voiced_end,
@@ -490,12 +509,12 @@ impl Segmenter {
         let validate = match self.run.as_mut() {
             Some(run) if !run.valid && (run.voiced >= min_frames || run.cut_start) => {
                 run.valid = true;
-                Some(run.speech_start)
+                Some((run.speech_start, run.piece_start))
             }
             _ => None,
         };
-        if let Some(s) = validate {
-            self.commit_pending(s, out);
+        if let Some((s, shared)) = validate {
+            self.commit_pending(s, shared, out);
         }
 
         // A pending end is final once no run can start within twice the padding.
@@ -533,22 +552,62 @@ impl Segmenter {
         }
     }
 
+    /// Frames of energy history kept: a shared gap is shorter than twice the padding.
+    fn recent_frames(&self) -> usize {
+        usize::try_from(2 * self.opts.padding / FRAME_U64 + 3).unwrap_or(RECENT_FRAMES)
+    }
+
     /// Padded start of a run whose first voiced frame starts at `s`.
     fn padded_start(&self, s: Samples) -> Samples {
         let pad = self.opts.padding;
         let start = match self.pending {
-            Some(p) if s < p.speech_end + 2 * pad => p.speech_end + (s - p.speech_end) / 2,
+            Some(p) if s < p.speech_end + 2 * pad => self.share_point(p.speech_end, s),
             _ => s.saturating_sub(pad),
         };
         start.max(self.floor)
     }
 
+    /// Where two runs closer than twice the padding share the gap `[from, to)` (frame
+    /// boundaries, `to` the start of the newest frame): at the boundary between the two
+    /// adjacent gap frames with the least energy, ties to the one nearest the middle; at the
+    /// middle when the gap has fewer than two frames. In noise the gap's edges are word ends and
+    /// starts buried under the noise, a little louder than the true pause, so its middle can
+    /// fall inside a fading word; in digital silence this is the middle, to the frame.
+    fn share_point(&self, from: Samples, to: Samples) -> Samples {
+        let middle = from + (to - from) / 2;
+        // Frame index of the newest frame in `recent_db` is `next_frame - 1`.
+        let newest = self.next_frame.saturating_sub(1);
+        let db = |frame: u64| -> Option<f32> {
+            let back = newest.checked_sub(frame)?;
+            let i = self
+                .recent_db
+                .len()
+                .checked_sub(1 + usize::try_from(back).ok()?)?;
+            self.recent_db.get(i).copied()
+        };
+        let (fa, fb) = (from / FRAME_U64, to / FRAME_U64);
+        let mut best: Option<(f32, Samples, Samples)> = None;
+        for m in fa + 1..fb {
+            let (Some(x), Some(y)) = (db(m - 1), db(m)) else {
+                continue;
+            };
+            let at = m * FRAME_U64;
+            let key = (x + y, at.abs_diff(middle));
+            if best.is_none_or(|(e, d, _)| key.0 < e || (key.0 == e && key.1 < d)) {
+                best = Some((key.0, key.1, at));
+            }
+        }
+        best.map_or(middle, |(_, _, at)| at)
+    }
+
     /// Decides the end of the pending piece, now that a kept run starts at `s`.
-    fn commit_pending(&mut self, s: Samples, out: &mut Vec<Segment>) {
+    /// `shared` is the run's start, which [`Segmenter::padded_start`] put at the shared point
+    /// when the gap is short.
+    fn commit_pending(&mut self, s: Samples, shared: Samples, out: &mut Vec<Segment>) {
         if let Some(p) = self.pending.take() {
             let pad = self.opts.padding;
             let end = if s < p.speech_end + 2 * pad {
-                p.speech_end + (s - p.speech_end) / 2
+                shared
             } else {
                 p.speech_end + pad
             };
@@ -558,13 +617,13 @@ impl Segmenter {
 
     /// Splits the open run before the voiced frame starting at `a`.
     fn force_cut(&mut self, a: Samples, out: &mut Vec<Segment>) {
-        if let Some(s) = self
+        if let Some((s, shared)) = self
             .run
             .as_ref()
             .filter(|r| !r.valid)
-            .map(|r| r.speech_start)
+            .map(|r| (r.speech_start, r.piece_start))
         {
-            self.commit_pending(s, out);
+            self.commit_pending(s, shared, out);
         }
         let Some(run) = self.run.as_mut() else {
             return;
@@ -608,7 +667,25 @@ impl Segmenter {
             if pe > ps {
                 let len = pe - ps;
                 let mean = sum_db / (j - i) as f32;
-                let mid = ps + len / 2;
+                // Cut between the two adjacent frames of the pause (inside the window) with the
+                // least energy: in noise a pause's edges are word ends and starts buried under
+                // the noise, a little louder than the true gap, so the pause's middle can fall
+                // inside a fading word; the quietest pair is the best guess of the gap. Falls
+                // back to the middle when fewer than two frames of the pause are in the window.
+                let mut quietest_pair: Option<(f32, Samples)> = None;
+                let mut prev: Option<f32> = None;
+                for k in i..j {
+                    let ka = (run.hist_base + k as u64) * FRAME_U64;
+                    let inside = ka >= lo && ka + FRAME_U64 <= hi;
+                    let db = run.hist.get(k).map(|x| x.db).filter(|_| inside);
+                    if let (Some(a), Some(b)) = (prev, db) {
+                        if quietest_pair.is_none_or(|(q, _)| a + b <= q) {
+                            quietest_pair = Some((a + b, ka));
+                        }
+                    }
+                    prev = db;
+                }
+                let mid = quietest_pair.map_or(ps + len / 2, |(_, at)| at);
                 let better = match best {
                     None => true,
                     Some((bl, bdb, _)) => len > bl || (len == bl && mean <= bdb),
@@ -916,7 +993,8 @@ impl SegmentPlan {
 
     /// Writes the manifest to `path` (temp file + rename).
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        write_atomic(path, self.to_json()?.as_bytes())
+        let json = self.to_json()?;
+        write_atomic(path, |w| Ok(w.write_all(json.as_bytes())?))
     }
 
     /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`Cutter`]) as
@@ -929,7 +1007,8 @@ impl SegmentPlan {
     ) -> Result<PathBuf> {
         let name = Self::segment_file_name(index);
         let path = dir.join(&name);
-        write_atomic(&path, &wav_bytes(samples)?)?;
+        let bytes = crate::encode::wav_bytes(samples, time::RATE_NZ);
+        write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
         if let Some(s) = self.segments.get_mut(index) {
             s.file = Some(name);
         }
@@ -937,52 +1016,11 @@ impl SegmentPlan {
     }
 }
 
-/// 16-bit PCM mono WAV at 16 kHz of `samples` (clamped to [−1, 1], rounded), in memory.
+/// 16-bit PCM mono WAV at 16 kHz of `samples`, in memory: exactly
+/// [`crate::encode::wav_bytes`]`(samples, 16 kHz)` (same scaling and rounding as every other
+/// route), kept for the callers that take a `Result`. Never fails today.
 pub fn wav_bytes(samples: &[f32]) -> Result<Vec<u8>> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let enc = |e: hound::Error| {
-        Error::new(ErrorKind::Encode {
-            what: format!("WAV: {e}"),
-        })
-    };
-    let mut buf = Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
-    {
-        let mut w = hound::WavWriter::new(&mut buf, spec).map_err(enc)?;
-        let mut w16 = w.get_i16_writer(samples.len() as u32);
-        for &x in samples {
-            w16.write_sample((x.clamp(-1.0, 1.0) * 32767.0).round() as i16);
-        }
-        w16.flush().map_err(enc)?;
-        w.finalize().map_err(enc)?;
-    }
-    Ok(buf.into_inner())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.as_deref().unwrap_or("out"),
-        std::process::id()
-    ));
-    let io = |e| Error::io(Some(path), e);
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(Some(&tmp), e))?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io(e)
-    })
+    Ok(crate::encode::wav_bytes(samples, time::RATE_NZ))
 }
 
 #[cfg(test)]
@@ -1015,6 +1053,29 @@ mod tests {
     }
 
     #[test]
+    fn absurd_max_pack_gap_is_rejected() {
+        for gap in [MAX_SEGMENT + 1, u64::MAX] {
+            let o = SegmenterOptions {
+                max_pack_gap: gap,
+                packing: Packing::Packed {
+                    target: 20 * RATE as Samples,
+                },
+                ..SegmenterOptions::default()
+            };
+            let e = Segmenter::new(o).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::InvalidConfig { .. }), "{e}");
+            assert!(e.to_string().contains("max_pack_gap"), "{e}");
+        }
+        for gap in [0, MAX_SEGMENT] {
+            let o = SegmenterOptions {
+                max_pack_gap: gap,
+                ..SegmenterOptions::default()
+            };
+            assert!(Segmenter::new(o).is_ok());
+        }
+    }
+
+    #[test]
     fn silence_gives_no_speech() {
         let plan =
             SegmentPlan::from_samples(None, &vec![0.0; 16_000 * 3], SegmenterOptions::default())
@@ -1029,10 +1090,15 @@ mod tests {
     fn wav_bytes_round_trip() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 / 1000.0) - 0.5).collect();
         let bytes = wav_bytes(&x).unwrap();
-        let r = hound::WavReader::new(Cursor::new(bytes)).unwrap();
+        // The same bytes as the encoder's, so both request routes send the same samples.
+        assert_eq!(bytes, crate::encode::wav_bytes(&x, time::RATE_NZ));
+        let r = hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(r.spec().sample_rate, RATE);
         let back: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap()).collect();
         assert_eq!(back.len(), 1000);
-        assert_eq!(back[0], (-0.5f32 * 32767.0).round() as i16);
+        // The encoder's scale is 32768: 0.999 → 32735.2 → 32735 (32767 would give 32734).
+        assert_eq!(back[0], -16384);
+        let y = wav_bytes(&[0.999]).unwrap();
+        assert_eq!(i16::from_le_bytes([y[44], y[45]]), 32735);
     }
 }

@@ -57,7 +57,7 @@ pub const LEVEL_RANGE_DB: f32 = 45.0;
 /// Frame distance in the music check: features compared with the frame this many frames back.
 pub const STEADY_LAG: usize = 2;
 /// Fraction of loud frames in the music window that must be steady to call it music.
-pub const MUSIC_STEADY_FRACTION: f32 = 0.75;
+pub const MUSIC_STEADY_FRACTION: f32 = 0.85;
 
 const MIN_DB: f32 = -120.0;
 /// Frame energies are clamped to this (input far outside [−1, 1]).
@@ -110,6 +110,9 @@ struct Pending {
     vad: bool,
     feat: [f32; N_FEAT],
     steady: bool,
+    /// The frame [`STEADY_LAG`] frames back exists and is not silent, so `steady` means
+    /// something.
+    compared: bool,
 }
 
 /// Frame-level voice activity detector: energy gate + gain-normalised WebRTC VAD + music
@@ -199,7 +202,10 @@ impl VoiceDetector {
             let mut loud = 0u32;
             let mut steady = 0u32;
             for p in self.window.iter().skip(i.saturating_sub(DELAY_FRAMES)) {
-                if !p.silent {
+                // A frame right after silence has nothing to be compared with: it counts
+                // neither as steady nor as changing (else every onset of a tone would look
+                // like change).
+                if !p.silent && p.compared {
                     loud += 1;
                     steady += u32::from(p.steady);
                 }
@@ -299,19 +305,19 @@ impl VoiceDetector {
                 feat[j + 1] = r[j + 1] / r[0];
             }
         }
-        let steady = self
+        let old = self
             .window
             .len()
             .checked_sub(STEADY_LAG)
             .and_then(|k| self.window.get(k))
-            .is_some_and(|old| {
-                !old.silent
-                    && feat
-                        .iter()
-                        .zip(&old.feat)
-                        .zip(&STEADY_TOL)
-                        .all(|((a, b), t)| (a - b).abs() <= *t)
-            });
+            .filter(|old| !old.silent);
+        let compared = old.is_some();
+        let steady = old.is_some_and(|old| {
+            feat.iter()
+                .zip(&old.feat)
+                .zip(&STEADY_TOL)
+                .all(|((a, b), t)| (a - b).abs() <= *t)
+        });
         Pending {
             db,
             quiet,
@@ -319,6 +325,7 @@ impl VoiceDetector {
             vad,
             feat,
             steady,
+            compared,
         }
     }
 }
