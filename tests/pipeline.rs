@@ -154,7 +154,7 @@ fn crc32(bytes: impl IntoIterator<Item = u8>) -> u32 {
 /// sender, read back as `q / 32768`, re-quantised by the emulator (`round(x * 32767)`).
 fn emulator_crc(audio: &[f32]) -> u32 {
     crc32(audio.iter().flat_map(|&x| {
-        let q1 = (x.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+        let q1 = asr_pipeline::encode::quantize(x);
         let y = f32::from(q1) * (1.0 / 32768.0);
         let q2 = (y.clamp(-1.0, 1.0) * 32767.0).round() as i16;
         q2.to_le_bytes()
