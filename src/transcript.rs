@@ -140,7 +140,8 @@ pub struct Metadata {
 /// A timed transcript of one input file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Transcript {
-    /// The pieces, sorted by start time; none is zero-length.
+    /// The pieces, sorted by (start, end); none is zero-length. Pieces of different speakers
+    /// may overlap (crosstalk); see [`crate::merge`].
     pub segments: Vec<TranscriptSegment>,
     /// Facts about the run.
     pub metadata: Metadata,
