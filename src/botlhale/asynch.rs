@@ -85,7 +85,7 @@ impl Client {
         const EP: &str = "POST /asr/async/upload";
         let org = self.require_org_id(EP)?.to_string();
         let url = self.url("/asr/async/upload");
-        self.call_json(EP, true, |http| {
+        self.call_json_withheld(EP, true, |http| {
             let mut form = Form::new()
                 .text("OrgID", org.clone())
                 .text("SampleRate", req.sample_rate.get().to_string());

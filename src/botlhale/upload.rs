@@ -29,7 +29,10 @@ use crate::error::{Error, ErrorKind, Result};
 const CHUNK: usize = 64 * 1024;
 
 /// The fixed parts of a streamed multipart body around the file.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` prints lengths only: the prefix holds every form field verbatim, and the
+/// policy, signature, credential and session token are credentials.
+#[derive(Clone)]
 pub struct MultipartPlan {
     /// The boundary (without the leading dashes).
     pub boundary: String,
@@ -39,6 +42,29 @@ pub struct MultipartPlan {
     pub suffix: Bytes,
     /// The file's length.
     pub file_len: u64,
+}
+
+impl std::fmt::Debug for MultipartPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultipartPlan")
+            .field("boundary", &self.boundary)
+            .field("prefix_len", &self.prefix.len())
+            .field("suffix_len", &self.suffix.len())
+            .field("file_len", &self.file_len)
+            .finish()
+    }
+}
+
+/// True for a presigned form field whose value is a credential (policy, signature,
+/// credential, session token, access key id): such values are never printed.
+pub fn is_secret_field(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "policy" | "signature" | "awsaccesskeyid" | "x-amz-signature" | "x-amz-credential"
+    ) || n.contains("security-token")
+        || n.contains("signature")
+        || n.contains("credential")
 }
 
 /// Escapes a value for a `Content-Disposition` quoted string the way browsers do.
@@ -148,6 +174,17 @@ pub fn parse_s3_error(body: &str) -> Option<(String, String)> {
     let code = tag(body, "Code")?;
     let message = tag(body, "Message").unwrap_or("");
     Some((xml_unescape(code), xml_unescape(message)))
+}
+
+/// Replaces every credential value of `form` found in `s` with `***`.
+fn scrub(s: &str, form: &PresignedPost) -> String {
+    let mut s = s.to_string();
+    for (k, v) in &form.fields {
+        if is_secret_field(k) && v.len() >= 4 {
+            s = s.replace(v.as_str(), "***");
+        }
+    }
+    s
 }
 
 fn xml_unescape(s: &str) -> String {
@@ -282,6 +319,7 @@ impl Client {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "audio".into()),
         );
+        self.remember_form_secrets(form);
         let plan = MultipartPlan::new(&form.fields, &file_name, mime, meta.len());
         let len = plan.content_length();
         let url = form.url.clone();
@@ -308,12 +346,22 @@ impl Client {
             Ok(_) => Ok(()),
             Err(e) => Err(match e.into_kind() {
                 ErrorKind::Api { status, body, .. } => {
-                    let (code, message) = parse_s3_error(&body)
-                        .unwrap_or_else(|| (format!("HTTP{status}"), body.clone()));
+                    // Keep S3's Code and Message only (never the rest of the document, which
+                    // can echo form fields); a body that is not an S3 error is withheld.
+                    let (code, message) = parse_s3_error(&body).unwrap_or_else(|| {
+                        (
+                            format!("HTTP{status}"),
+                            format!(
+                                "not an S3 error document; body withheld: may contain \
+                                 credentials ({} bytes)",
+                                body.len()
+                            ),
+                        )
+                    });
                     Error::new(ErrorKind::UploadRejected {
                         status,
-                        code,
-                        message,
+                        code: scrub(&code, form),
+                        message: scrub(&message, form),
                     })
                 }
                 other => Error::new(other),

@@ -79,7 +79,7 @@ impl Client {
             None => None,
         };
         let url = self.url("/asr/async/upload/vela");
-        self.call_json(EP, true, |http| {
+        self.call_json_withheld(EP, true, |http| {
             let mut form = Form::new().text("org_id", org.clone());
             if let Some(m) = &meta {
                 form = form.text("metadata", m.clone());
