@@ -29,6 +29,18 @@
 //! A file in which the voice activity detector finds no speech gives an empty transcript with
 //! [`crate::transcript::Metadata::no_speech`] set, without any request; it is not an error.
 //!
+//! # Partial failures
+//! - Sync route: a segment whose request fails for good (a final 4xx such as 400 or 402,
+//!   retries exhausted, a dropped connection after the last retry) does not cancel the file:
+//!   the other segments are still sent and kept, and the failure is recorded in
+//!   [`crate::transcript::Metadata::failed_segments`] (and reported as
+//!   [`Progress::SegmentFailed`]). The file fails only when every segment failed (with the
+//!   first segment's error), or at once on an error that dooms the rest:
+//!   [`crate::ErrorKind::Auth`] and [`crate::ErrorKind::QuotaExhausted`].
+//! - A truncated input (the decoder breaks part way through): by default what decoded is
+//!   transcribed and [`crate::transcript::Metadata::truncated`] says so
+//!   ([`PipelineBuilder::keep_truncated`]).
+//!
 //! # Resuming async jobs
 //! Every upload is reported as [`Progress::Uploaded`] with an [`UploadedPart`] (serde), which a
 //! caller journals. Passing the journaled parts back with [`Job::resume`] makes the pipeline
@@ -104,6 +116,14 @@ pub enum Progress {
         index: usize,
         /// Bytes of WAV sent.
         bytes: u64,
+    },
+    /// Sync route: a segment's request failed for good; the run goes on without it (see
+    /// [`crate::transcript::Metadata::failed_segments`]).
+    SegmentFailed {
+        /// 0-based index of the segment.
+        index: usize,
+        /// The error, as text.
+        error: String,
     },
     /// Sync route: a segment's transcription came back.
     SegmentDone {
@@ -276,6 +296,7 @@ pub struct PipelineBuilder {
     join_turns: Option<Duration>,
     temp_dir: Option<PathBuf>,
     progress: Option<ProgressFn>,
+    keep_truncated: bool,
 }
 
 /// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
@@ -306,6 +327,7 @@ impl Default for PipelineBuilder {
             join_turns: None,
             temp_dir: None,
             progress: None,
+            keep_truncated: true,
         }
     }
 }
@@ -324,6 +346,7 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("poll", &self.poll)
             .field("join_turns", &self.join_turns)
             .field("temp_dir", &self.temp_dir)
+            .field("keep_truncated", &self.keep_truncated)
             .finish_non_exhaustive()
     }
 }
@@ -421,6 +444,15 @@ impl PipelineBuilder {
         self
     }
 
+    /// What to do when the input breaks part way through (the decoder reports
+    /// [`crate::ErrorKind::Truncated`] after delivering audio). Default `true`: transcribe
+    /// what decoded and record it in [`crate::transcript::Metadata::truncated`]. `false`:
+    /// fail the file with the decoder's error.
+    pub fn keep_truncated(mut self, keep: bool) -> Self {
+        self.keep_truncated = keep;
+        self
+    }
+
     /// Checks the options and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let client = self.client.ok_or_else(|| {
@@ -465,6 +497,7 @@ impl PipelineBuilder {
                     .map(|d| crate::time::from_secs(d.as_secs_f64())),
                 temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
                 progress: self.progress,
+                keep_truncated: self.keep_truncated,
             }),
         })
     }
@@ -484,6 +517,7 @@ struct Inner {
     join_turns: Option<Samples>,
     temp_dir: PathBuf,
     progress: Option<ProgressFn>,
+    keep_truncated: bool,
 }
 
 /// The transcription pipeline; cheap to clone, shareable between tasks (one file per call).
