@@ -125,6 +125,22 @@ impl MultipartPlan {
         reqwest::Body::wrap_stream(self.stream(file))
     }
 
+    /// The body as a stream that opens `path` itself (asynchronously, on tokio's blocking
+    /// pool) when first polled: a request builder needs no file I/O on the runtime thread.
+    /// An open failure ends the body with that error.
+    pub fn body_from_path(&self, path: std::path::PathBuf) -> reqwest::Body {
+        let plan = self.clone();
+        let s = stream::once(async move { tokio::fs::File::open(&path).await })
+            .map(move |r| match r {
+                Ok(file) => plan.stream(file).left_stream(),
+                Err(e) => {
+                    stream::once(std::future::ready(Err::<Bytes, io::Error>(e))).right_stream()
+                }
+            })
+            .flatten();
+        reqwest::Body::wrap_stream(s)
+    }
+
     /// The body as a stream of chunks (what [`MultipartPlan::body`] sends).
     pub fn stream(
         &self,
@@ -332,13 +348,13 @@ impl Client {
                     timeout: Some(self.upload_timeout(len)),
                 },
                 |http| {
-                    let file = std::fs::File::open(path).map_err(|e| Error::io(Some(path), e))?;
-                    let file = tokio::fs::File::from_std(file);
+                    // The file is (re)opened by the body stream itself, off the runtime
+                    // thread; `metadata` above already checked it is there.
                     Ok(http
                         .post(&url)
                         .header(reqwest::header::CONTENT_TYPE, plan.content_type())
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(plan.body(file)))
+                        .body(plan.body_from_path(path.to_path_buf())))
                 },
             )
             .await;

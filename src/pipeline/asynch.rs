@@ -108,9 +108,23 @@ impl TempFile {
     }
 }
 
+impl TempFile {
+    /// Removes the file without blocking the runtime (tokio's blocking pool); use this in
+    /// async code rather than dropping.
+    pub(super) async fn remove(mut self) {
+        let path = std::mem::take(&mut self.path);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            tracing::debug!(file = %path.display(), error = %e, "temporary file not removed");
+        }
+    }
+}
+
 impl Drop for TempFile {
+    /// The fallback for drops on a blocking thread or on an early exit.
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -447,7 +461,7 @@ async fn upload_file(
             let Some(plan) = parts.get(enc.part) else {
                 continue;
             };
-            let file_name = api::upload(
+            let uploaded = api::upload(
                 &inner.client,
                 &enc.file.path,
                 enc.bytes,
@@ -456,8 +470,10 @@ async fn upload_file(
                 enc.part,
                 ctx,
             )
-            .await?;
-            drop(enc.file);
+            .await;
+            // Removed off the runtime thread, whatever the upload's outcome.
+            enc.file.remove().await;
+            let file_name = uploaded?;
             let u = as_uploaded(plan, file_name);
             ctx.emit(Progress::Uploaded(u.clone()));
             if let Some(slot) = done.get_mut(plan.index) {
