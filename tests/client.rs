@@ -1044,6 +1044,44 @@ async fn garbled_form_answers_and_odd_refusals_never_echo_credentials() {
 }
 
 #[tokio::test]
+async fn upload_progress_is_reported_about_every_mib() {
+    let (m, base) = start().await;
+    let c = client(&base);
+    // Under the scripted server's 2 MB body limit.
+    let len = 1024 * 1024 + 500_000;
+    let (_d, path, data) = temp_audio(len);
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    let job = c
+        .upload_async(
+            AsyncUpload::new(&path, rate()).progress(move |sent, total| {
+                sink.lock().unwrap().push((sent, total));
+            }),
+        )
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let len = len as u64;
+    // Past each MiB once, then the end; never more than the file.
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (i, &(sent, total)) in seen.iter().enumerate() {
+        assert_eq!(total, len);
+        if i < 1 {
+            assert!(sent >= (i as u64 + 1) << 20 && sent < ((i as u64 + 1) << 20) + 65_536);
+        }
+    }
+    assert_eq!(seen.last().copied(), Some((len, len)));
+    let stored = m
+        .uploads
+        .lock()
+        .unwrap()
+        .get(&job.file_name)
+        .cloned()
+        .unwrap();
+    assert_eq!(stored.1, data);
+}
+
+#[tokio::test]
 async fn transport_errors_after_bounded_attempts() {
     // A port nobody listens on.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

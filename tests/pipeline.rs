@@ -928,3 +928,48 @@ async fn a_truncated_file_is_transcribed_up_to_the_break() {
         .unwrap();
     assert!(t.metadata.truncated.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_upload_progress_is_forwarded_per_mib() {
+    let units = units();
+    let len = 90 * SR;
+    let placed = place(&units, &positions(90, 3.0, 6));
+    // Loud noise under the speech: the FLAC part is several MiB.
+    let mut signal = render(len, &placed);
+    let mut rng = fastrand::Rng::with_seed(9);
+    for s in &mut signal {
+        *s = s.saturating_add(rng.i16(-8000..=8000));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loud.wav");
+    write_wav(&path, &signal);
+    let emu = emulator().await;
+    let (events, sink) = collector();
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    let events = events.lock().unwrap();
+    let up: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::UploadBytes {
+                part: 0,
+                sent,
+                total,
+            } => Some((*sent, *total)),
+            _ => None,
+        })
+        .collect();
+    let total = up.last().unwrap().1;
+    assert!(total > 2 << 20, "part of {total} bytes");
+    assert_eq!(up.last().unwrap().0, total);
+    // One event per MiB passed, plus the end (and the start at 0).
+    let mib = total >> 20;
+    assert!(up.len() as u64 >= mib + 1, "{up:?}");
+    for w in up.windows(2) {
+        assert!(w[0].0 <= w[1].0, "{up:?}");
+    }
+}

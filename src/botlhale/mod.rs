@@ -89,6 +89,7 @@ pub use types::{
     PresignedPost, ProcessingTime, SpeechSynthesis, StatusEntry, SyncTranscription, TimeReading,
     TimedText, Translation,
 };
+pub use upload::UploadProgress;
 pub use vela::{VelaCallUpload, VelaMetadata};
 
 /// The production base URL.

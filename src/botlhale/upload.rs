@@ -28,6 +28,33 @@ use crate::error::{Error, ErrorKind, Result};
 /// Chunk size of the file stream.
 const CHUNK: usize = 64 * 1024;
 
+/// [`UploadProgress`] is called at most once per this many file bytes (and at the end).
+pub const PROGRESS_STEP: u64 = 1024 * 1024;
+
+/// A callback told how far an upload has got: `(file bytes sent, file length)`. Called
+/// about every [`PROGRESS_STEP`] (1 MiB) and once when the whole file has been sent; counts
+/// restart from 0 on a retried attempt. It runs on the runtime: keep it short.
+#[derive(Clone)]
+pub struct UploadProgress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl UploadProgress {
+    /// Wraps a callback `f(sent, total)`.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        UploadProgress(Arc::new(f))
+    }
+
+    /// Calls the callback.
+    pub fn report(&self, sent: u64, total: u64) {
+        (self.0)(sent, total)
+    }
+}
+
+impl std::fmt::Debug for UploadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadProgress(..)")
+    }
+}
+
 /// The fixed parts of a streamed multipart body around the file.
 ///
 /// Its `Debug` prints lengths only: the prefix holds every form field verbatim, and the
@@ -128,11 +155,18 @@ impl MultipartPlan {
     /// The body as a stream that opens `path` itself (asynchronously, on tokio's blocking
     /// pool) when first polled: a request builder needs no file I/O on the runtime thread.
     /// An open failure ends the body with that error.
-    pub fn body_from_path(&self, path: std::path::PathBuf) -> reqwest::Body {
+    /// With `progress`, reports the file bytes sent (see [`UploadProgress`]).
+    pub fn body_from_path(
+        &self,
+        path: std::path::PathBuf,
+        progress: Option<UploadProgress>,
+    ) -> reqwest::Body {
         let plan = self.clone();
         let s = stream::once(async move { tokio::fs::File::open(&path).await })
             .map(move |r| match r {
-                Ok(file) => plan.stream(file).left_stream(),
+                Ok(file) => plan
+                    .stream_with_progress(file, progress.clone())
+                    .left_stream(),
                 Err(e) => {
                     stream::once(std::future::ready(Err::<Bytes, io::Error>(e))).right_stream()
                 }
@@ -146,12 +180,29 @@ impl MultipartPlan {
         &self,
         file: tokio::fs::File,
     ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+        self.stream_with_progress(file, None)
+    }
+
+    /// [`MultipartPlan::stream`], reporting the file bytes sent to `progress` about every
+    /// [`PROGRESS_STEP`] and when the whole file has gone.
+    pub fn stream_with_progress(
+        &self,
+        file: tokio::fs::File,
+        progress: Option<UploadProgress>,
+    ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
         let expected = self.file_len;
         let seen = Arc::new(AtomicU64::new(0));
         let counter = seen.clone();
         let file_stream = ReaderStream::with_capacity(file.take(expected), CHUNK).map(move |r| {
             if let Ok(b) = &r {
-                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                let n = b.len() as u64;
+                let before = counter.fetch_add(n, Ordering::Relaxed);
+                let now = before + n;
+                if let Some(p) = &progress {
+                    if now / PROGRESS_STEP > before / PROGRESS_STEP || now == expected {
+                        p.report(now, expected);
+                    }
+                }
             }
             r
         });
@@ -319,6 +370,19 @@ impl Client {
         path: &Path,
         mime: &str,
     ) -> Result<()> {
+        self.upload_to_form_with_progress(form, path, mime, None)
+            .await
+    }
+
+    /// [`Client::upload_to_form`], reporting the file bytes sent to `progress` (see
+    /// [`UploadProgress`]).
+    pub async fn upload_to_form_with_progress(
+        &self,
+        form: &PresignedPost,
+        path: &Path,
+        mime: &str,
+        progress: Option<UploadProgress>,
+    ) -> Result<()> {
         const EP: &str = "POST presigned upload";
         let meta = tokio::fs::metadata(path)
             .await
@@ -354,7 +418,7 @@ impl Client {
                         .post(&url)
                         .header(reqwest::header::CONTENT_TYPE, plan.content_type())
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(plan.body_from_path(path.to_path_buf())))
+                        .body(plan.body_from_path(path.to_path_buf(), progress.clone())))
                 },
             )
             .await;

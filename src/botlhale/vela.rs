@@ -92,7 +92,9 @@ impl Client {
     /// Uploads a call recording to Vela: form, then the streamed upload (with form renewal).
     pub async fn vela_upload_call(&self, req: VelaCallUpload) -> Result<AsyncJob> {
         let first = ReceivedForm::new(self.vela_upload_form(&req).await?);
-        self.upload_with_renewal(first, &req.path, &req.mime, || self.vela_upload_form(&req))
-            .await
+        self.upload_with_renewal(first, &req.path, &req.mime, None, || {
+            self.vela_upload_form(&req)
+        })
+        .await
     }
 }

@@ -140,7 +140,9 @@ pub enum Progress {
         /// removed).
         upload_seconds: f64,
     },
-    /// Async route: bytes of a part uploaded so far.
+    /// Async route: bytes of a part uploaded so far: `sent: 0` when the upload starts, then
+    /// about every MiB, and `sent == total` when the whole part has gone (a retried attempt
+    /// starts again from 0).
     UploadBytes {
         /// 0-based part index.
         part: usize,
