@@ -973,3 +973,34 @@ async fn async_upload_progress_is_forwarded_per_mib() {
         assert!(w[0].0 <= w[1].0, "{up:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_max_len_is_an_option() {
+    let units = units();
+    let len = 60 * SR;
+    let placed = place(&units, &positions(60, 1.0, 8));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turns.wav");
+    write_wav(&path, &render(len, &placed));
+    let emu = emulator().await;
+    let run = |max: Duration| {
+        let p = builder(&emu)
+            .route(Route::Async)
+            .diarization(true)
+            .join_speaker_turns(Some(Duration::from_secs(10)))
+            .join_max_len(max)
+            .build()
+            .unwrap();
+        let path = path.clone();
+        async move { p.transcribe_path(&path).await.unwrap() }
+    };
+    let long = run(Duration::from_secs(3600)).await;
+    let short = run(Duration::from_secs(5)).await;
+    assert!(
+        long.segments.len() < short.segments.len(),
+        "{} vs {}",
+        long.segments.len(),
+        short.segments.len()
+    );
+    assert!(long.segments.iter().any(|s| s.end - s.start > 30 * SR));
+}

@@ -16,7 +16,7 @@ use super::source::{self, Cancel, CancelOnDrop, Input};
 use super::sync::{keep_truncation, DecodeReporter};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
 use crate::encode::FlacWriter;
-use crate::merge::{async_parts, MergeOptions, PartResult};
+use crate::merge::{async_parts, PartResult};
 use crate::normalize::{Loudness, NormalizeOptions};
 use crate::segment::{Segment, Segmenter, SegmenterOptions};
 use crate::stream::{Normalization, StreamOptions};
@@ -345,7 +345,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
     metadata.parts = infos;
     metadata.truncated = truncated;
     Ok(Transcript {
-        segments: async_parts(&parts, &MergeOptions::default(), file_len),
+        segments: async_parts(&parts, &inner.merge, file_len),
         metadata,
     })
 }

@@ -62,7 +62,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::botlhale::{Client, PollOptions};
-use crate::merge::TimeMap;
+use crate::merge::{MergeOptions, TimeMap};
 use crate::normalize::NormalizeOptions;
 use crate::segment::{Packing, SegmenterOptions};
 use crate::stream::MonoSource;
@@ -299,7 +299,12 @@ pub struct PipelineBuilder {
     temp_dir: Option<PathBuf>,
     progress: Option<ProgressFn>,
     keep_truncated: bool,
+    merge: MergeOptions,
+    join_max_len: Duration,
 }
+
+/// Default of [`PipelineBuilder::join_max_len`]: 30 s.
+pub const DEFAULT_JOIN_MAX_LEN: Duration = Duration::from_secs(30);
 
 /// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
 /// to 30 s.
@@ -330,6 +335,8 @@ impl Default for PipelineBuilder {
             temp_dir: None,
             progress: None,
             keep_truncated: true,
+            merge: MergeOptions::default(),
+            join_max_len: DEFAULT_JOIN_MAX_LEN,
         }
     }
 }
@@ -349,6 +356,8 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("join_turns", &self.join_turns)
             .field("temp_dir", &self.temp_dir)
             .field("keep_truncated", &self.keep_truncated)
+            .field("merge", &self.merge)
+            .field("join_max_len", &self.join_max_len)
             .finish_non_exhaustive()
     }
 }
@@ -427,7 +436,7 @@ impl PipelineBuilder {
     }
 
     /// Join adjacent pieces of one speaker separated by at most this gap (into pieces of at
-    /// most 30 s), for reading. Default `None` (pieces as the server gave them).
+    /// most [`PipelineBuilder::join_max_len`], default 30 s), for reading. Default `None` (pieces as the server gave them).
     pub fn join_speaker_turns(mut self, max_gap: Option<Duration>) -> Self {
         self.join_turns = max_gap;
         self
@@ -452,6 +461,20 @@ impl PipelineBuilder {
     /// fail the file with the decoder's error.
     pub fn keep_truncated(mut self, keep: bool) -> Self {
         self.keep_truncated = keep;
+        self
+    }
+
+    /// How async results are merged (see [`MergeOptions`]). Default
+    /// [`MergeOptions::default`]: speakers kept distinct per part (`p2:speaker_0`).
+    pub fn merge_options(mut self, opts: MergeOptions) -> Self {
+        self.merge = opts;
+        self
+    }
+
+    /// With [`PipelineBuilder::join_speaker_turns`]: the longest a joined piece may grow.
+    /// Default [`DEFAULT_JOIN_MAX_LEN`] (30 s, a comfortable subtitle or reading unit).
+    pub fn join_max_len(mut self, max: Duration) -> Self {
+        self.join_max_len = max;
         self
     }
 
@@ -500,6 +523,8 @@ impl PipelineBuilder {
                 temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
                 progress: self.progress,
                 keep_truncated: self.keep_truncated,
+                merge: self.merge,
+                join_max_len: crate::time::from_secs(self.join_max_len.as_secs_f64()),
             }),
         })
     }
@@ -520,6 +545,8 @@ struct Inner {
     temp_dir: PathBuf,
     progress: Option<ProgressFn>,
     keep_truncated: bool,
+    merge: MergeOptions,
+    join_max_len: Samples,
 }
 
 /// The transcription pipeline; cheap to clone, shareable between tasks (one file per call).
@@ -600,7 +627,7 @@ impl Pipeline {
         .map_err(|e| e.with_path(&ctx.path))?;
         if let Some(gap) = self.inner.join_turns {
             let segs = std::mem::take(&mut t.segments);
-            t.segments = crate::merge::join_adjacent(segs, gap, 30 * RATE as Samples);
+            t.segments = crate::merge::join_adjacent(segs, gap, self.inner.join_max_len);
         }
         Ok(t)
     }
