@@ -8,6 +8,9 @@
 //! - times are the segment's sample times rounded to the millisecond; a cue that would be
 //!   zero-length after rounding, or has no text, is left out (RTTM keeps text-less speaker
 //!   turns); cues are numbered (SRT) consecutively from 1 over what is written;
+//! - cues are written in order of start time (a stable sort, so equal starts keep the
+//!   transcript's order); cues may overlap (different speakers talking at once), which SRT,
+//!   WebVTT and RTTM all allow;
 //! - hours are at least two digits and grow past 99 (`100:00:00,000`);
 //! - text is cleaned so it cannot break the format: no blank lines, no `-->`
 //!   (SRT: becomes `->`; WebVTT: `<`, `>` and `&` are escaped), no `\r`.
@@ -116,7 +119,7 @@ pub fn to_srt<W: Write>(t: &Transcript, w: W) -> Result<()> {
     let mut w = BufWriter::new(w);
     let mut n = 0u64;
     let mut last_speaker: Option<&str> = None;
-    for seg in &t.segments {
+    for seg in by_start(t) {
         let Some((a, b)) = cue_ms(seg) else { continue };
         let lines = clean_lines(&seg.text, |l| l.replace("-->", "->"));
         if lines.is_empty() {
@@ -149,7 +152,7 @@ pub fn to_vtt<W: Write>(t: &Transcript, w: W) -> Result<()> {
     let mut w = BufWriter::new(w);
     writeln!(w, "WEBVTT")?;
     writeln!(w)?;
-    for seg in &t.segments {
+    for seg in by_start(t) {
         let Some((a, b)) = cue_ms(seg) else { continue };
         let lines = clean_lines(&seg.text, vtt_escape);
         if lines.is_empty() {
@@ -276,6 +279,14 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The segments in order of start (stable): a transcript built by hand may be unsorted, and
+/// subtitle players expect cues by start time.
+fn by_start(t: &Transcript) -> Vec<&TranscriptSegment> {
+    let mut v: Vec<&TranscriptSegment> = t.segments.iter().collect();
+    v.sort_by_key(|s| s.start);
+    v
 }
 
 /// The cue's start and end in whole milliseconds, or `None` when it would be zero-length.

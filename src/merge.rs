@@ -4,7 +4,9 @@
 //!   ([`sync_segments`]).
 //! - Async: the server's timestamps (milliseconds relative to what was uploaded) are converted
 //!   to samples (float noise rounded away), clamped to the uploaded part, sorted, zero-length
-//!   pieces dropped, overlaps with neighbours trimmed, then mapped through the part's
+//!   pieces dropped, slight overlaps between consecutive pieces of the same speaker split at
+//!   their midpoint (overlaps between different speakers are real and kept; see
+//!   `sort_and_trim`), then mapped through the part's
 //!   [`TimeMap`] (when silences were removed before upload) and its offset ([`async_parts`]).
 //!   Speaker labels are kept; with several parts they are prefixed by the part (`p2:speaker_0`),
 //!   because the server numbers speakers per job and nothing says `speaker_0` of part 1 is
@@ -36,7 +38,8 @@ pub struct SyncPiece {
 
 /// Places sync results at their segments' original times: sorted by start, zero-length and
 /// empty-text results dropped, text trimmed. Overlapping segments (never produced by the
-/// segmenter) are trimmed like async pieces.
+/// segmenter) are unlabelled, so a partial overlap is split at its midpoint like two async
+/// pieces of one speaker.
 pub fn sync_segments(pieces: impl IntoIterator<Item = SyncPiece>) -> Vec<TranscriptSegment> {
     let mut out: Vec<TranscriptSegment> = pieces
         .into_iter()
@@ -223,32 +226,45 @@ fn ms_to_samples(ms: f64) -> Option<Samples> {
     }
 }
 
-/// Sorts by (start, end) and removes overlaps between neighbours: a partial overlap is split at
-/// its midpoint; a piece nested inside the previous one cuts the previous one short at its
-/// start. Zero-length pieces are dropped. Text is never dropped by trimming except for
-/// pieces that were zero-length to begin with.
+/// Puts pieces in order and removes only what is certainly noise; never drops text.
+///
+/// The rule (times already clamped to the file and rounded to whole samples by the callers):
+/// 1. zero-length pieces are dropped;
+/// 2. pieces are sorted by `(start, end)`;
+/// 3. an overlap is trimmed only between consecutive pieces of the SAME speaker (or two
+///    unlabelled pieces): the earlier one ends and the later one starts at the midpoint of the
+///    overlap, and only when that leaves both non-empty and the later piece ends after the
+///    earlier one (a piece nested in another of the same speaker is left as it is);
+/// 4. every other overlap is kept as it is: different speakers legitimately overlap
+///    (backchannels, crosstalk; RTTM allows it), so a turn is never shortened or moved
+///    because another speaker talks over it.
+///
+/// The result is sorted by `(start, end)`; segments may overlap.
 fn sort_and_trim(v: &mut Vec<TranscriptSegment>) {
     v.retain(|s| s.end > s.start);
     v.sort_by_key(|a| (a.start, a.end));
-    for i in 1..v.len() {
-        let (head, tail) = v.split_at_mut(i);
-        let (Some(prev), Some(next)) = (head.last_mut(), tail.first_mut()) else {
-            continue;
-        };
-        if next.start >= prev.end {
-            continue;
+    // Index of the last piece seen for each speaker (None = unlabelled).
+    let mut last: std::collections::HashMap<Option<String>, usize> =
+        std::collections::HashMap::new();
+    for i in 0..v.len() {
+        let key = v.get(i).map(|s| s.speaker.clone()).unwrap_or_default();
+        if let Some(&j) = last.get(&key) {
+            let (head, tail) = v.split_at_mut(i);
+            if let (Some(prev), Some(next)) = (head.get_mut(j), tail.first_mut()) {
+                if next.start < prev.end && next.end > prev.end {
+                    // prev.start <= next.start < prev.end < next.end
+                    let mid = next.start + (prev.end - next.start) / 2;
+                    if mid > prev.start {
+                        prev.end = mid;
+                        next.start = mid;
+                    }
+                }
+            }
         }
-        if next.end >= prev.end {
-            // Partial overlap: sorted, so prev.start <= next.start < prev.end <= next.end.
-            let mid = (next.start + (prev.end - next.start) / 2).max(prev.start + 1);
-            prev.end = mid;
-            next.start = mid;
-        } else {
-            // Nested: prev.start < next.start (same start would sort next first).
-            prev.end = next.start;
-        }
+        last.insert(key, i);
     }
-    v.retain(|s| s.end > s.start);
+    // Trimming only moves starts forward by at most half a slight overlap: re-sort (stable).
+    v.sort_by_key(|a| (a.start, a.end));
 }
 
 /// Merges the async results of every part onto the original timeline; see the module docs.
@@ -383,9 +399,9 @@ mod tests {
         assert_eq!(v.len(), 3, "{v:?}");
         assert_eq!(v[0].text, "a");
         assert_eq!(v[0].start, 660 * 16);
-        // overlap 1260..1270 split at 1265 ms
-        assert_eq!(v[0].end, 1265 * 16);
-        assert_eq!(v[1].start, 1265 * 16);
+        // different speakers: the 1260..1270 ms overlap is real and kept
+        assert_eq!(v[0].end, 1270 * 16);
+        assert_eq!(v[1].start, 1260 * 16);
         assert_eq!(v[1].end, 2310 * 16);
         assert_eq!(v[1].speaker.as_deref(), Some("speaker_1"));
         assert_eq!(v[2].end, 30 * S);
@@ -446,15 +462,28 @@ mod tests {
             t,
             vec![
                 (101 * S + S / 2, 102 * S + S / 2),
-                // seam piece split with its neighbour at uploaded 2.25 s → original 10.25 s
-                (102 * S + S / 2, 110 * S + S / 4),
-                (110 * S + S / 4, 111 * S),
+                // seam piece (another speaker) keeps its overlap with the next piece
+                (102 * S + S / 2, 110 * S + S / 2),
+                (110 * S, 111 * S),
             ]
         );
     }
 
+    fn turns(v: &[TranscriptSegment]) -> Vec<(Samples, Samples, &str, &str)> {
+        v.iter()
+            .map(|s| {
+                (
+                    s.start,
+                    s.end,
+                    s.speaker.as_deref().unwrap_or(""),
+                    s.text.as_str(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn nested_piece_cuts_previous_short_without_losing_text() {
+    fn nested_piece_of_another_speaker_keeps_both_turns() {
         let parts = [PartResult {
             part: 0,
             offset: 0,
@@ -466,11 +495,67 @@ mod tests {
             ],
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 10 * S);
-        assert_eq!(v.len(), 2);
-        assert_eq!((v[0].start, v[0].end), (S, 2 * S));
-        assert_eq!((v[1].start, v[1].end), (2 * S, 3 * S));
+        assert_eq!(
+            turns(&v),
+            vec![
+                (S, 5 * S, "speaker_0", "long"),
+                (2 * S, 3 * S, "speaker_1", "short")
+            ]
+        );
+    }
+
+    /// Reviewer's case: the old trimming shrank speaker_0 to 0–2 s and deleted speaker_1.
+    #[test]
+    fn crosstalk_of_three_speakers_is_kept_whole() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 30 * S,
+            time_map: None,
+            pieces: vec![
+                piece(0.0, 10_000.0, "speaker_0", "zero"),
+                piece(1000.0, 20_000.0, "speaker_1", "one"),
+                piece(2000.0, 3000.0, "speaker_2", "two"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
+        assert_eq!(
+            turns(&v),
+            vec![
+                (0, 10 * S, "speaker_0", "zero"),
+                (S, 20 * S, "speaker_1", "one"),
+                (2 * S, 3 * S, "speaker_2", "two"),
+            ]
+        );
+    }
+
+    #[test]
+    fn same_speaker_slight_overlap_split_nested_kept() {
+        let parts = [PartResult {
+            part: 0,
+            offset: 0,
+            len: 30 * S,
+            time_map: None,
+            pieces: vec![
+                piece(0.0, 1010.0, "speaker_0", "a"),
+                piece(500.0, 2000.0, "speaker_1", "other"),
+                piece(1000.0, 3000.0, "speaker_0", "b"),
+                // nested in b, same speaker: kept, b not cut
+                piece(1500.0, 2500.0, "speaker_0", "c"),
+            ],
+        }];
+        let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
+        assert_eq!(
+            turns(&v),
+            vec![
+                (0, 1005 * 16, "speaker_0", "a"),
+                (500 * 16, 2 * S, "speaker_1", "other"),
+                (1005 * 16, 3 * S, "speaker_0", "b"),
+                (1500 * 16, 2500 * 16, "speaker_0", "c"),
+            ]
+        );
         for w in v.windows(2) {
-            assert!(w[0].end <= w[1].start);
+            assert!((w[0].start, w[0].end) <= (w[1].start, w[1].end));
         }
     }
 

@@ -20,6 +20,9 @@
 //!     "requests": 4, "audio_seconds_sent": 3600.0, "segments_planned": 0,
 //!     "parts": [{"part": 0, "offset": 0.0, "duration": 3600.0, "file_name": "asr_....flac"}]
 //!   }
+//!   // optional metadata, present only when it applies:
+//!   //   "failed_segments": [{"index": 3, "start": 90.0, "end": 118.5, "error": "..."}]
+//!   //   "truncated": {"decoded_secs": 61.25, "what": "..."}
 //! }
 //! ```
 
@@ -135,12 +138,47 @@ pub struct Metadata {
     /// The uploaded parts on the async route (empty on the sync route).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartInfo>,
+    /// Sync route: segments whose request failed for good (a final 4xx, retries exhausted...);
+    /// the run kept going and the transcript holds every other segment. Absent in JSON when
+    /// empty. A run where every segment failed is an error instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_segments: Vec<FailedSegment>,
+    /// Set when the input broke part way through and what decoded before the break was
+    /// transcribed (`PipelineBuilder::keep_truncated`, on by default). Absent in JSON when the
+    /// input was whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncation>,
+}
+
+/// A sync segment whose request failed for good; its audio is missing from the transcript.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedSegment {
+    /// 0-based index of the segment in the file's segment plan.
+    pub index: usize,
+    /// Start on the original timeline (samples; JSON: seconds).
+    #[serde(with = "secs")]
+    pub start: Samples,
+    /// End (exclusive) on the original timeline (samples; JSON: seconds).
+    #[serde(with = "secs")]
+    pub end: Samples,
+    /// The error, as text (tokens redacted by the client).
+    pub error: String,
+}
+
+/// The input ended early: only its first `decoded_secs` seconds were transcribed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Seconds of audio that decoded cleanly before the break (all of it was transcribed).
+    pub decoded_secs: f64,
+    /// What broke, as the decoder said.
+    pub what: String,
 }
 
 /// A timed transcript of one input file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Transcript {
-    /// The pieces, sorted by start time; none is zero-length.
+    /// The pieces, sorted by (start, end); none is zero-length. Pieces of different speakers
+    /// may overlap (crosstalk); see [`crate::merge`].
     pub segments: Vec<TranscriptSegment>,
     /// Facts about the run.
     pub metadata: Metadata,

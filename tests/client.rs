@@ -958,6 +958,129 @@ async fn upload_rejected_carries_the_s3_code() {
     assert_eq!(m.count("POST", "/s3"), 1);
 }
 
+/// A garbled form answer, or a storage refusal that is not an S3 error document, can hold
+/// the form's credentials: neither the errors' Display nor their Debug may echo them.
+#[tokio::test]
+async fn garbled_form_answers_and_odd_refusals_never_echo_credentials() {
+    const SECRETS: [&str; 3] = ["POLICY-SECRET-0001", "SIG-SECRET-0002", "STS-SECRET-0003"];
+    let garbled = format!(
+        r#"{{"fields": {{"policy": "{}", "signature": "{}", "x-amz-security-token": "{}", "#,
+        SECRETS[0], SECRETS[1], SECRETS[2]
+    );
+    let wrong_shape = format!(
+        r#"{{"url": ["{}"], "fields": {{"x-amz-security-token": "{}"}}}}"#,
+        SECRETS[1], SECRETS[2]
+    );
+    let (m, base) = start().await;
+    let c = client(&base);
+    let (_d, path, _) = temp_audio(100);
+    for (ep, body) in [
+        ("/asr/async/upload", &garbled),
+        ("/asr/async/upload", &wrong_shape),
+        ("/asr/async/upload/vela", &garbled),
+    ] {
+        m.canned
+            .lock()
+            .unwrap()
+            .entry(ep.into())
+            .or_default()
+            .push_back(Canned::Status(200, vec![], body.clone()));
+        let e = if ep.ends_with("vela") {
+            c.vela_upload_form(&VelaCallUpload::new(&path))
+                .await
+                .unwrap_err()
+        } else {
+            c.upload_form(&AsyncUpload::new(&path, rate()))
+                .await
+                .unwrap_err()
+        };
+        assert!(matches!(e.kind(), ErrorKind::Parse { .. }), "{e}");
+        let shown = format!("{e} {e:?}");
+        assert!(shown.contains("withheld"), "{shown}");
+        for sec in SECRETS {
+            assert!(!shown.contains(sec), "{ep}: {shown}");
+        }
+    }
+
+    // A real form, then a refusal whose body is not S3 XML but echoes the form's fields.
+    let form = c
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    let echoed: String = form
+        .fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v};"))
+        .collect();
+    m.canned
+        .lock()
+        .unwrap()
+        .entry("/s3".into())
+        .or_default()
+        .push_back(Canned::Status(400, vec![], format!("bad form: {echoed}")));
+    let e = c
+        .upload_to_form(&form, &path, "audio/wav")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::UploadRejected { status: 400, .. }),
+        "{e}"
+    );
+    let shown = format!("{e} {e:?}");
+    for (k, v) in &form.fields {
+        if k != "key" {
+            assert!(!shown.contains(v.as_str()), "{k} echoed: {shown}");
+        }
+    }
+    // The plan's Debug: lengths only.
+    let plan =
+        asr_pipeline::botlhale::upload::MultipartPlan::new(&form.fields, "a.wav", "audio/wav", 5);
+    let dbg = format!("{plan:?}");
+    for (k, v) in &form.fields {
+        if k != "key" {
+            assert!(!dbg.contains(v.as_str()), "{k} in plan Debug: {dbg}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn upload_progress_is_reported_about_every_mib() {
+    let (m, base) = start().await;
+    let c = client(&base);
+    // Under the scripted server's 2 MB body limit.
+    let len = 1024 * 1024 + 500_000;
+    let (_d, path, data) = temp_audio(len);
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    let job = c
+        .upload_async(
+            AsyncUpload::new(&path, rate()).progress(move |sent, total| {
+                sink.lock().unwrap().push((sent, total));
+            }),
+        )
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let len = len as u64;
+    // Past each MiB once, then the end; never more than the file.
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (i, &(sent, total)) in seen.iter().enumerate() {
+        assert_eq!(total, len);
+        if i < 1 {
+            assert!(sent >= (i as u64 + 1) << 20 && sent < ((i as u64 + 1) << 20) + 65_536);
+        }
+    }
+    assert_eq!(seen.last().copied(), Some((len, len)));
+    let stored = m
+        .uploads
+        .lock()
+        .unwrap()
+        .get(&job.file_name)
+        .cloned()
+        .unwrap();
+    assert_eq!(stored.1, data);
+}
+
 #[tokio::test]
 async fn transport_errors_after_bounded_attempts() {
     // A port nobody listens on.

@@ -240,6 +240,32 @@ fn srt_vtt_rttm_carry_every_segment_at_its_time() {
     }
 }
 
+/// Overlapping turns of different speakers (crosstalk) stay whole: every cue is written, in
+/// order of start, and the strict parsers accept the overlapping cues.
+#[test]
+fn overlapping_cues_are_valid_and_sorted_by_start() {
+    let s = 16_000;
+    let t = transcript(vec![
+        seg(s, 20 * s, Some("speaker_1"), "one", 0),
+        seg(0, 10 * s, Some("speaker_0"), "zero", 0),
+        seg(2 * s, 3 * s, Some("speaker_2"), "two", 0),
+    ]);
+    let want = [(0, 10_000), (1000, 20_000), (2000, 3000)];
+    let srt = parse_srt(
+        &Format::Srt.render(&t).unwrap(),
+        &["speaker_0", "speaker_1", "speaker_2"],
+    );
+    let vtt = parse_vtt(&Format::Vtt.render(&t).unwrap());
+    let got_srt: Vec<_> = srt.iter().map(|c| (c.start, c.end)).collect();
+    let got_vtt: Vec<_> = vtt.iter().map(|c| (c.start, c.end)).collect();
+    assert_eq!(got_srt, want);
+    assert_eq!(got_vtt, want);
+    let names: Vec<_> = vtt.iter().map(|c| c.speaker.clone().unwrap()).collect();
+    assert_eq!(names, ["speaker_0", "speaker_1", "speaker_2"]);
+    let rttm = parse_rttm(&Format::Rttm.render(&t).unwrap());
+    assert_eq!(rttm.len(), 3);
+}
+
 #[test]
 fn json_round_trip() {
     // Times on whole milliseconds come back exactly.

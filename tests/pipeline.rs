@@ -764,3 +764,243 @@ async fn an_abandoned_run_stops_decoding() {
         assert!(b < 400 * 60 * SR, "{route:?}: read {b} bytes");
     }
 }
+
+/// A pipeline whose client never retries, against an emulator whose `/asr` answers 500 to a
+/// seed-determined fraction of requests.
+async fn flaky_sync(rate: f64) -> (RunningEmulator, Pipeline) {
+    let mut cfg = EmulatorConfig::default();
+    let mut f = asr_pipeline::emulator::FaultConfig::with_rate(rate);
+    f.kinds = vec![asr_pipeline::emulator::FaultKind::InternalError];
+    f.max_consecutive = None;
+    f.routes = Some(vec!["/asr".into()]);
+    cfg.faults = f;
+    let emu = Emulator::start(cfg).await.unwrap();
+    let client = Client::builder()
+        .base_url(emu.base_url())
+        .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
+        .org_id(emu.org_id())
+        .retry(asr_pipeline::botlhale::RetryPolicy::new(
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder()
+        .client(client)
+        .route(Route::Sync)
+        .concurrency(2)
+        // one segment per utterance: many requests
+        .segmenter(asr_pipeline::segment::SegmenterOptions::default())
+        .build()
+        .unwrap();
+    (emu, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_segment_is_recorded_and_the_others_kept() {
+    let units = units();
+    let len = 60 * SR;
+    let placed = place(&units, &positions(60, 3.0, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flaky.wav");
+    write_wav(&path, &render(len, &placed));
+    let (emu, p) = flaky_sync(0.4).await;
+    let (events, sink) = collector();
+    let t = p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    let planned = t.metadata.segments_planned as usize;
+    let failed = &t.metadata.failed_segments;
+    assert!(!failed.is_empty(), "the seed makes some requests fail");
+    assert!(!t.segments.is_empty(), "the others are kept");
+    assert_eq!(failed.len() + t.segments.len(), planned);
+    // Every planned segment is either in the transcript or recorded as failed, once.
+    let mut seen: Vec<usize> = t
+        .segments
+        .iter()
+        .map(|s| match s.source {
+            Source::Sync { segment } => segment,
+            other => panic!("{other:?}"),
+        })
+        .chain(failed.iter().map(|f| f.index))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..planned).collect::<Vec<_>>());
+    // Each failure carries its segment's times and the server's refusal.
+    let events = events.lock().unwrap();
+    for f in failed {
+        let planned_at = events
+            .iter()
+            .find_map(|e| match e {
+                Progress::SegmentPlanned { index, start, end } if *index == f.index => {
+                    Some((*start, *end))
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert!((planned_at.0 - f.start as f64 / SR as f64).abs() < 1e-6);
+        assert!((planned_at.1 - f.end as f64 / SR as f64).abs() < 1e-6);
+        assert!(f.error.contains("500"), "{}", f.error);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Progress::SegmentFailed { index, .. } if *index == f.index)));
+    }
+    let refused = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/asr" && r.status == 500)
+        .count();
+    assert_eq!(refused, failed.len());
+    // Serialised, and back.
+    let json = asr_pipeline::export::Format::Json.render(&t).unwrap();
+    assert!(json.contains("\"failed_segments\""));
+    let back = Transcript::from_json(&json).unwrap();
+    assert_eq!(back.metadata.failed_segments.len(), failed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_fails_only_when_every_segment_failed() {
+    let units = units();
+    let len = 20 * SR;
+    let placed = place(&units, &positions(20, 3.0, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all fail.wav");
+    write_wav(&path, &render(len, &placed));
+    let (_emu, p) = flaky_sync(1.0).await;
+    let e = p.transcribe_path(&path).await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Api { status: 500, .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_file_is_transcribed_up_to_the_break() {
+    let units = units();
+    let len = 40 * SR;
+    let placed = place(&units, &positions(40, 3.0, 4));
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.wav");
+    write_wav(&whole, &render(len, &placed));
+    let mut bytes = std::fs::read(&whole).unwrap();
+    // Cut 15 s before the end, mid-sample; the header still announces 40 s.
+    bytes.truncate(bytes.len() - 15 * SR as usize * 2 - 1);
+    let kept = (bytes.len() - 44) / 2;
+    let path = dir.path().join("cut.wav");
+    std::fs::write(&path, &bytes).unwrap();
+    let emu = emulator().await;
+    for route in [Route::Sync, Route::Async] {
+        let t = builder(&emu)
+            .route(route)
+            .build()
+            .unwrap()
+            .transcribe_path(&path)
+            .await
+            .unwrap();
+        let tr = t.metadata.truncated.as_ref().expect("truncation recorded");
+        assert!(
+            (tr.decoded_secs - kept as f64 / SR as f64).abs() < 1e-3,
+            "{tr:?} vs {kept}"
+        );
+        assert!(!tr.what.is_empty());
+        assert_eq!(t.metadata.duration, kept as u64, "{route:?}");
+        assert!(!t.segments.is_empty(), "{route:?}");
+        assert!(t.segments.iter().all(|s| s.end <= kept as u64));
+        let json = asr_pipeline::export::Format::Json.render(&t).unwrap();
+        assert!(json.contains("\"truncated\""));
+    }
+    // Opting out: the decoder's error, as before.
+    let e = builder(&emu)
+        .route(Route::Sync)
+        .keep_truncated(false)
+        .build()
+        .unwrap()
+        .transcribe_path(&path)
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Truncated { .. }), "{e}");
+    // A whole file says nothing about truncation.
+    let t = builder(&emu)
+        .route(Route::Sync)
+        .build()
+        .unwrap()
+        .transcribe_path(&whole)
+        .await
+        .unwrap();
+    assert!(t.metadata.truncated.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_upload_progress_is_forwarded_per_mib() {
+    let units = units();
+    let len = 90 * SR;
+    let placed = place(&units, &positions(90, 3.0, 6));
+    // Loud noise under the speech: the FLAC part is several MiB.
+    let mut signal = render(len, &placed);
+    let mut rng = fastrand::Rng::with_seed(9);
+    for s in &mut signal {
+        *s = s.saturating_add(rng.i16(-8000..=8000));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loud.wav");
+    write_wav(&path, &signal);
+    let emu = emulator().await;
+    let (events, sink) = collector();
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .build()
+        .unwrap();
+    p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    let events = events.lock().unwrap();
+    let up: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::UploadBytes {
+                part: 0,
+                sent,
+                total,
+            } => Some((*sent, *total)),
+            _ => None,
+        })
+        .collect();
+    let total = up.last().unwrap().1;
+    assert!(total > 2 << 20, "part of {total} bytes");
+    assert_eq!(up.last().unwrap().0, total);
+    // One event per MiB passed, plus the end (and the start at 0).
+    let mib = total >> 20;
+    assert!(up.len() as u64 > mib, "{up:?}");
+    for w in up.windows(2) {
+        assert!(w[0].0 <= w[1].0, "{up:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_max_len_is_an_option() {
+    let units = units();
+    let len = 60 * SR;
+    let placed = place(&units, &positions(60, 1.0, 8));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turns.wav");
+    write_wav(&path, &render(len, &placed));
+    let emu = emulator().await;
+    let run = |max: Duration| {
+        let p = builder(&emu)
+            .route(Route::Async)
+            .diarization(true)
+            .join_speaker_turns(Some(Duration::from_secs(10)))
+            .join_max_len(max)
+            .build()
+            .unwrap();
+        let path = path.clone();
+        async move { p.transcribe_path(&path).await.unwrap() }
+    };
+    let long = run(Duration::from_secs(3600)).await;
+    let short = run(Duration::from_secs(5)).await;
+    assert!(
+        long.segments.len() < short.segments.len(),
+        "{} vs {}",
+        long.segments.len(),
+        short.segments.len()
+    );
+    assert!(long.segments.iter().any(|s| s.end - s.start > 30 * SR));
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use reqwest::multipart::Form;
 
 use super::types::{AsyncResult, JobStatusReport, Language, PresignedPost, RawAsyncResult};
-use super::upload::{is_expiry_rejection, ReceivedForm};
+use super::upload::{is_expiry_rejection, ReceivedForm, UploadProgress};
 use super::Client;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -24,6 +24,8 @@ pub struct AsyncUpload {
     pub language: Option<Language>,
     /// Ask for speaker diarization. Default false.
     pub diarization: bool,
+    /// Told how far the upload has got (about every MiB). Default none.
+    pub progress: Option<UploadProgress>,
 }
 
 impl AsyncUpload {
@@ -36,7 +38,14 @@ impl AsyncUpload {
             sample_rate,
             language: None,
             diarization: false,
+            progress: None,
         }
+    }
+    /// Reports upload progress to `f(file bytes sent, file length)` (see [`UploadProgress`]).
+    #[must_use]
+    pub fn progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(UploadProgress::new(f));
+        self
     }
     /// Sets the language.
     #[must_use]
@@ -85,7 +94,7 @@ impl Client {
         const EP: &str = "POST /asr/async/upload";
         let org = self.require_org_id(EP)?.to_string();
         let url = self.url("/asr/async/upload");
-        self.call_json(EP, true, |http| {
+        self.call_json_withheld(EP, true, |http| {
             let mut form = Form::new()
                 .text("OrgID", org.clone())
                 .text("SampleRate", req.sample_rate.get().to_string());
@@ -106,8 +115,10 @@ impl Client {
     /// it as expired; once). Returns the server's file name to poll with.
     pub async fn upload_async(&self, req: AsyncUpload) -> Result<AsyncJob> {
         let first = ReceivedForm::new(self.upload_form(&req).await?);
-        self.upload_with_renewal(first, &req.path, &req.mime, || self.upload_form(&req))
-            .await
+        self.upload_with_renewal(first, &req.path, &req.mime, req.progress.as_ref(), || {
+            self.upload_form(&req)
+        })
+        .await
     }
 
     /// Like [`Client::upload_async`] with a form obtained earlier (e.g. by
@@ -118,9 +129,13 @@ impl Client {
         req: &AsyncUpload,
         form: PresignedPost,
     ) -> Result<AsyncJob> {
-        self.upload_with_renewal(ReceivedForm::new(form), &req.path, &req.mime, || {
-            self.upload_form(req)
-        })
+        self.upload_with_renewal(
+            ReceivedForm::new(form),
+            &req.path,
+            &req.mime,
+            req.progress.as_ref(),
+            || self.upload_form(req),
+        )
         .await
     }
 
@@ -131,6 +146,7 @@ impl Client {
         mut form: ReceivedForm,
         path: &'a std::path::Path,
         mime: &'a str,
+        progress: Option<&'a UploadProgress>,
         renew: F,
     ) -> Result<AsyncJob>
     where
@@ -154,7 +170,10 @@ impl Client {
                     })
                 })?
                 .to_string();
-            match self.upload_to_form(&form.form, path, mime).await {
+            match self
+                .upload_to_form_with_progress(&form.form, path, mime, progress.cloned())
+                .await
+            {
                 Ok(()) => {
                     return Ok(AsyncJob {
                         file_name: key,

@@ -89,6 +89,7 @@ pub use types::{
     PresignedPost, ProcessingTime, SpeechSynthesis, StatusEntry, SyncTranscription, TimeReading,
     TimedText, Translation,
 };
+pub use upload::UploadProgress;
 pub use vela::{VelaCallUpload, VelaMetadata};
 
 /// The production base URL.
@@ -123,6 +124,9 @@ pub struct ClientBuilder {
     form_max_age: Duration,
     form_expiry_margin: Duration,
 }
+
+/// How many form secret values [`Client::redact`] remembers (a few forms' worth).
+const MAX_FORM_SECRETS: usize = 32;
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -305,6 +309,7 @@ impl ClientBuilder {
                 data_path: self.data_path,
                 data_fallback_path: self.data_fallback_path,
                 data_use_fallback: AtomicBool::new(false),
+                form_secrets: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 chats_path: self.chats_path,
                 form_max_age: self.form_max_age,
                 form_expiry_margin: self.form_expiry_margin,
@@ -335,6 +340,9 @@ struct Inner {
     chats_path: Option<String>,
     form_max_age: Duration,
     form_expiry_margin: Duration,
+    /// Credential values of the most recent upload forms (policy, signature, session token,
+    /// credential), so [`Client::redact`] removes them from error texts too. Bounded.
+    form_secrets: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl fmt::Debug for Client {
@@ -505,12 +513,30 @@ impl Client {
                 secrets.push(t.expose().to_string());
             }
         }
+        if let Ok(f) = self.inner.form_secrets.lock() {
+            secrets.extend(f.iter().cloned());
+        }
         for sec in secrets {
             if sec.len() >= 4 {
                 s = s.replace(&sec, "***");
             }
         }
         s
+    }
+
+    /// Remembers the credential values of an upload form (see
+    /// [`upload::is_secret_field`]) so that [`Client::redact`] removes them from error texts.
+    pub(crate) fn remember_form_secrets(&self, form: &types::PresignedPost) {
+        if let Ok(mut f) = self.inner.form_secrets.lock() {
+            for (k, v) in &form.fields {
+                if upload::is_secret_field(k) && v.len() >= 4 && !f.contains(v) {
+                    f.push_back(v.clone());
+                    while f.len() > MAX_FORM_SECRETS {
+                        f.pop_front();
+                    }
+                }
+            }
+        }
     }
 
     fn error_body(&self, body: &[u8]) -> String {
@@ -669,6 +695,32 @@ impl Client {
         self.parse(endpoint, &reply.body)
     }
 
+    /// Like [`Client::call_json`] for answers that carry credentials (upload forms): an
+    /// answer that does not parse is reported without its body.
+    pub(crate) async fn call_json_withheld<T, F>(
+        &self,
+        endpoint: &str,
+        detect_quota: bool,
+        build: F,
+    ) -> Result<T>
+    where
+        T: DeserializeOwned,
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let reply = self
+            .send(
+                Call {
+                    endpoint,
+                    auth: true,
+                    detect_quota,
+                    timeout: None,
+                },
+                build,
+            )
+            .await?;
+        parse_withheld(endpoint, &reply.body)
+    }
+
     pub(crate) fn parse<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T> {
         serde_json::from_slice(body).map_err(|e| {
             let excerpt = self.error_body(&body[..body.len().min(200)]);
@@ -697,6 +749,30 @@ impl Client {
     pub(crate) fn remember_data_fallback(&self) {
         self.inner.data_use_fallback.store(true, Ordering::Relaxed);
     }
+}
+
+/// Parses an answer that may hold credentials (an upload form): on failure the error says
+/// what serde said about its shape and the body's length, never the body.
+pub(crate) fn parse_withheld<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's message can quote a value ("invalid type: string \"...\""): keep only
+        // its category and position.
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "unexpected shape",
+            serde_json::error::Category::Eof => "truncated JSON",
+        };
+        Error::new(ErrorKind::Parse {
+            endpoint: endpoint.into(),
+            what: format!(
+                "{kind} at line {} column {}; body withheld: may contain credentials ({} bytes)",
+                e.line(),
+                e.column(),
+                body.len()
+            ),
+        })
+    })
 }
 
 /// One HTTP exchange: status, parsed `Retry-After` and the bounded body, or a classified

@@ -597,6 +597,9 @@ pub struct AsyncResult {
     pub timestamps: Vec<TimedText>,
     /// How `start` / `end` were read (see [`TimeReading`]).
     pub time_reading: TimeReading,
+    /// Pieces left out because their own times were unusable (negative, not finite, or an
+    /// end before the start); the rest of the job is kept. 0 for a clean answer.
+    pub dropped: usize,
 }
 
 #[derive(Deserialize)]
@@ -636,31 +639,42 @@ const LENGTH_ABS_TOL_SECS: f64 = 0.5;
 
 impl AsyncResult {
     /// Parses a data answer and normalises its times to milliseconds (see [`TimeReading`]).
-    /// Errors (as text) when a value is negative or not finite, a piece ends before it starts,
-    /// or neither reading fits `audio_length`.
+    /// A piece whose own times are unusable (negative, not finite, or ending before it
+    /// starts) is left out and counted in [`AsyncResult::dropped`] (with a warning): one bad
+    /// piece does not lose a paid job. Errors (as text) only when the answer does not parse or
+    /// neither unit reading fits `audio_length`.
     pub fn from_json(body: &[u8]) -> Result<AsyncResult, String> {
         let raw: RawAsyncResult = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         AsyncResult::from_raw(raw)
     }
 
-    pub(crate) fn from_raw(raw: RawAsyncResult) -> Result<AsyncResult, String> {
+    pub(crate) fn from_raw(mut raw: RawAsyncResult) -> Result<AsyncResult, String> {
         let audio = raw.audio_length.filter(|l| l.is_finite() && *l > 0.0);
-        let mut max_end = 0.0f64;
-        for (i, t) in raw.timestamps.iter().enumerate() {
-            if !t.start.is_finite() || !t.end.is_finite() || t.start < 0.0 || t.end < 0.0 {
-                return Err(format!(
-                    "timestamp {i}: start {} / end {} is negative or not finite",
-                    t.start, t.end
-                ));
+        let before = raw.timestamps.len();
+        let mut first_bad: Option<String> = None;
+        let mut i = 0usize;
+        raw.timestamps.retain(|t| {
+            let bad = !t.start.is_finite()
+                || !t.end.is_finite()
+                || t.start < 0.0
+                || t.end < 0.0
+                || t.end + 1e-6 < t.start;
+            if bad && first_bad.is_none() {
+                first_bad = Some(format!("timestamp {i}: start {} / end {}", t.start, t.end));
             }
-            if t.end + 1e-6 < t.start {
-                return Err(format!(
-                    "timestamp {i}: ends ({}) before it starts ({})",
-                    t.end, t.start
-                ));
-            }
-            max_end = max_end.max(t.end);
+            i += 1;
+            !bad
+        });
+        let dropped = before - raw.timestamps.len();
+        if let Some(first) = &first_bad {
+            tracing::warn!(
+                dropped,
+                of = before,
+                first = %first,
+                "async result: pieces with unusable times left out"
+            );
         }
+        let max_end = raw.timestamps.iter().fold(0.0f64, |m, t| m.max(t.end));
         let reading = if raw.timestamps.is_empty() {
             TimeReading::NoTimestamps
         } else if let Some(len) = audio {
@@ -701,6 +715,7 @@ impl AsyncResult {
             time: raw.time,
             timestamps,
             time_reading: reading,
+            dropped,
         })
     }
 }
@@ -983,10 +998,37 @@ mod tests {
         // 40 000 on 30 s audio: 40 000 s and 40 s are both too long.
         let body = r#"{"audio_length": 30, "timestamps": [{"start": 0, "end": 40000}]}"#;
         assert!(AsyncResult::from_json(body.as_bytes()).is_err());
-        let body = r#"{"audio_length": 30, "timestamps": [{"start": 5, "end": 2}]}"#;
+    }
+
+    #[test]
+    fn a_piece_ending_before_it_starts_is_dropped_not_the_job() {
+        let body = r#"{"audio_length": 30, "timestamps": [
+            {"start": 0.5, "end": 1.5, "transcription": "a"},
+            {"start": 5, "end": 2, "transcription": "bad"},
+            {"start": -1, "end": 2, "transcription": "negative"},
+            {"start": 20, "end": 29.5, "transcription": "c"}]}"#;
+        let r = AsyncResult::from_json(body.as_bytes()).unwrap();
+        assert_eq!(r.dropped, 2);
+        assert_eq!(r.time_reading, TimeReading::Seconds);
+        let kept: Vec<_> = r
+            .timestamps
+            .iter()
+            .map(|t| {
+                (
+                    t.transcription.as_str(),
+                    t.start_ms_rounded(),
+                    t.end_ms_rounded(),
+                )
+            })
+            .collect();
+        assert_eq!(kept, vec![("a", 500, 1500), ("c", 20_000, 29_500)]);
+        // The unit decision is still strict: a kept piece beyond both readings is an error.
+        let body = r#"{"audio_length": 30, "timestamps": [
+            {"start": 5, "end": 2}, {"start": 0, "end": 90000}]}"#;
         assert!(AsyncResult::from_json(body.as_bytes()).is_err());
-        let body = r#"{"audio_length": 30, "timestamps": [{"start": -1, "end": 2}]}"#;
-        assert!(AsyncResult::from_json(body.as_bytes()).is_err());
+        // A clean answer drops nothing.
+        let body = r#"{"audio_length": 30, "timestamps": [{"start": 0, "end": 1}]}"#;
+        assert_eq!(AsyncResult::from_json(body.as_bytes()).unwrap().dropped, 0);
     }
 
     #[test]

@@ -28,8 +28,38 @@ use crate::error::{Error, ErrorKind, Result};
 /// Chunk size of the file stream.
 const CHUNK: usize = 64 * 1024;
 
+/// [`UploadProgress`] is called at most once per this many file bytes (and at the end).
+pub const PROGRESS_STEP: u64 = 1024 * 1024;
+
+/// A callback told how far an upload has got: `(file bytes sent, file length)`. Called
+/// about every [`PROGRESS_STEP`] (1 MiB) and once when the whole file has been sent; counts
+/// restart from 0 on a retried attempt. It runs on the runtime: keep it short.
+#[derive(Clone)]
+pub struct UploadProgress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl UploadProgress {
+    /// Wraps a callback `f(sent, total)`.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        UploadProgress(Arc::new(f))
+    }
+
+    /// Calls the callback.
+    pub fn report(&self, sent: u64, total: u64) {
+        (self.0)(sent, total)
+    }
+}
+
+impl std::fmt::Debug for UploadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadProgress(..)")
+    }
+}
+
 /// The fixed parts of a streamed multipart body around the file.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` prints lengths only: the prefix holds every form field verbatim, and the
+/// policy, signature, credential and session token are credentials.
+#[derive(Clone)]
 pub struct MultipartPlan {
     /// The boundary (without the leading dashes).
     pub boundary: String,
@@ -39,6 +69,29 @@ pub struct MultipartPlan {
     pub suffix: Bytes,
     /// The file's length.
     pub file_len: u64,
+}
+
+impl std::fmt::Debug for MultipartPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultipartPlan")
+            .field("boundary", &self.boundary)
+            .field("prefix_len", &self.prefix.len())
+            .field("suffix_len", &self.suffix.len())
+            .field("file_len", &self.file_len)
+            .finish()
+    }
+}
+
+/// True for a presigned form field whose value is a credential (policy, signature,
+/// credential, session token, access key id): such values are never printed.
+pub fn is_secret_field(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "policy" | "signature" | "awsaccesskeyid" | "x-amz-signature" | "x-amz-credential"
+    ) || n.contains("security-token")
+        || n.contains("signature")
+        || n.contains("credential")
 }
 
 /// Escapes a value for a `Content-Disposition` quoted string the way browsers do.
@@ -99,17 +152,57 @@ impl MultipartPlan {
         reqwest::Body::wrap_stream(self.stream(file))
     }
 
+    /// The body as a stream that opens `path` itself (asynchronously, on tokio's blocking
+    /// pool) when first polled: a request builder needs no file I/O on the runtime thread.
+    /// An open failure ends the body with that error.
+    /// With `progress`, reports the file bytes sent (see [`UploadProgress`]).
+    pub fn body_from_path(
+        &self,
+        path: std::path::PathBuf,
+        progress: Option<UploadProgress>,
+    ) -> reqwest::Body {
+        let plan = self.clone();
+        let s = stream::once(async move { tokio::fs::File::open(&path).await })
+            .map(move |r| match r {
+                Ok(file) => plan
+                    .stream_with_progress(file, progress.clone())
+                    .left_stream(),
+                Err(e) => {
+                    stream::once(std::future::ready(Err::<Bytes, io::Error>(e))).right_stream()
+                }
+            })
+            .flatten();
+        reqwest::Body::wrap_stream(s)
+    }
+
     /// The body as a stream of chunks (what [`MultipartPlan::body`] sends).
     pub fn stream(
         &self,
         file: tokio::fs::File,
+    ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+        self.stream_with_progress(file, None)
+    }
+
+    /// [`MultipartPlan::stream`], reporting the file bytes sent to `progress` about every
+    /// [`PROGRESS_STEP`] and when the whole file has gone.
+    pub fn stream_with_progress(
+        &self,
+        file: tokio::fs::File,
+        progress: Option<UploadProgress>,
     ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
         let expected = self.file_len;
         let seen = Arc::new(AtomicU64::new(0));
         let counter = seen.clone();
         let file_stream = ReaderStream::with_capacity(file.take(expected), CHUNK).map(move |r| {
             if let Ok(b) = &r {
-                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                let n = b.len() as u64;
+                let before = counter.fetch_add(n, Ordering::Relaxed);
+                let now = before + n;
+                if let Some(p) = &progress {
+                    if now / PROGRESS_STEP > before / PROGRESS_STEP || now == expected {
+                        p.report(now, expected);
+                    }
+                }
             }
             r
         });
@@ -148,6 +241,17 @@ pub fn parse_s3_error(body: &str) -> Option<(String, String)> {
     let code = tag(body, "Code")?;
     let message = tag(body, "Message").unwrap_or("");
     Some((xml_unescape(code), xml_unescape(message)))
+}
+
+/// Replaces every credential value of `form` found in `s` with `***`.
+fn scrub(s: &str, form: &PresignedPost) -> String {
+    let mut s = s.to_string();
+    for (k, v) in &form.fields {
+        if is_secret_field(k) && v.len() >= 4 {
+            s = s.replace(v.as_str(), "***");
+        }
+    }
+    s
 }
 
 fn xml_unescape(s: &str) -> String {
@@ -266,6 +370,19 @@ impl Client {
         path: &Path,
         mime: &str,
     ) -> Result<()> {
+        self.upload_to_form_with_progress(form, path, mime, None)
+            .await
+    }
+
+    /// [`Client::upload_to_form`], reporting the file bytes sent to `progress` (see
+    /// [`UploadProgress`]).
+    pub async fn upload_to_form_with_progress(
+        &self,
+        form: &PresignedPost,
+        path: &Path,
+        mime: &str,
+        progress: Option<UploadProgress>,
+    ) -> Result<()> {
         const EP: &str = "POST presigned upload";
         let meta = tokio::fs::metadata(path)
             .await
@@ -282,6 +399,7 @@ impl Client {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "audio".into()),
         );
+        self.remember_form_secrets(form);
         let plan = MultipartPlan::new(&form.fields, &file_name, mime, meta.len());
         let len = plan.content_length();
         let url = form.url.clone();
@@ -294,13 +412,13 @@ impl Client {
                     timeout: Some(self.upload_timeout(len)),
                 },
                 |http| {
-                    let file = std::fs::File::open(path).map_err(|e| Error::io(Some(path), e))?;
-                    let file = tokio::fs::File::from_std(file);
+                    // The file is (re)opened by the body stream itself, off the runtime
+                    // thread; `metadata` above already checked it is there.
                     Ok(http
                         .post(&url)
                         .header(reqwest::header::CONTENT_TYPE, plan.content_type())
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(plan.body(file)))
+                        .body(plan.body_from_path(path.to_path_buf(), progress.clone())))
                 },
             )
             .await;
@@ -308,12 +426,22 @@ impl Client {
             Ok(_) => Ok(()),
             Err(e) => Err(match e.into_kind() {
                 ErrorKind::Api { status, body, .. } => {
-                    let (code, message) = parse_s3_error(&body)
-                        .unwrap_or_else(|| (format!("HTTP{status}"), body.clone()));
+                    // Keep S3's Code and Message only (never the rest of the document, which
+                    // can echo form fields); a body that is not an S3 error is withheld.
+                    let (code, message) = parse_s3_error(&body).unwrap_or_else(|| {
+                        (
+                            format!("HTTP{status}"),
+                            format!(
+                                "not an S3 error document; body withheld: may contain \
+                                 credentials ({} bytes)",
+                                body.len()
+                            ),
+                        )
+                    });
                     Error::new(ErrorKind::UploadRejected {
                         status,
-                        code,
-                        message,
+                        code: scrub(&code, form),
+                        message: scrub(&message, form),
                     })
                 }
                 other => Error::new(other),

@@ -79,7 +79,7 @@ impl Client {
             None => None,
         };
         let url = self.url("/asr/async/upload/vela");
-        self.call_json(EP, true, |http| {
+        self.call_json_withheld(EP, true, |http| {
             let mut form = Form::new().text("org_id", org.clone());
             if let Some(m) = &meta {
                 form = form.text("metadata", m.clone());
@@ -92,7 +92,9 @@ impl Client {
     /// Uploads a call recording to Vela: form, then the streamed upload (with form renewal).
     pub async fn vela_upload_call(&self, req: VelaCallUpload) -> Result<AsyncJob> {
         let first = ReceivedForm::new(self.vela_upload_form(&req).await?);
-        self.upload_with_renewal(first, &req.path, &req.mime, || self.vela_upload_form(&req))
-            .await
+        self.upload_with_renewal(first, &req.path, &req.mime, None, || {
+            self.vela_upload_form(&req)
+        })
+        .await
     }
 }

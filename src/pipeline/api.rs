@@ -53,15 +53,16 @@ pub(super) async fn upload(
     let mut req = AsyncUpload::new(path, RATE_NZ)
         .diarization(diarization)
         .mime("audio/flac");
+    if let Some(f) = ctx.progress.clone() {
+        // The client reports about every MiB and at the end of each attempt.
+        req = req.progress(move |sent, total| {
+            f(&Progress::UploadBytes { part, sent, total });
+        });
+    }
     if let Some(l) = language {
         req = req.language(Language::parse(l));
     }
     let job = client.upload_async(req).await?;
-    ctx.emit(Progress::UploadBytes {
-        part,
-        sent: bytes,
-        total: bytes,
-    });
     Ok(job.file_name)
 }
 

@@ -13,15 +13,15 @@ use tokio::sync::mpsc;
 
 use super::plan::{plan_parts, PartPlan};
 use super::source::{self, Cancel, CancelOnDrop, Input};
-use super::sync::DecodeReporter;
+use super::sync::{keep_truncation, DecodeReporter};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
 use crate::encode::FlacWriter;
-use crate::merge::{async_parts, MergeOptions, PartResult};
+use crate::merge::{async_parts, PartResult};
 use crate::normalize::{Loudness, NormalizeOptions};
 use crate::segment::{Segment, Segmenter, SegmenterOptions};
 use crate::stream::{Normalization, StreamOptions};
 use crate::time::{to_secs, Samples, RATE, RATE_NZ};
-use crate::transcript::{Metadata, PartInfo, Route, Transcript};
+use crate::transcript::{Metadata, PartInfo, Route, Transcript, Truncation};
 use crate::{Error, ErrorKind, Result};
 
 /// Silence kept on each side of speech when silences are removed: 250 ms.
@@ -32,6 +32,7 @@ struct Analysis {
     speech: Vec<(Samples, Samples)>,
     duration: Samples,
     loudness: Option<Loudness>,
+    truncated: Option<Truncation>,
 }
 
 /// Pass 1: decode, measure loudness, find speech. Runs on a blocking thread.
@@ -39,6 +40,7 @@ fn analyse(
     input: &Input,
     path: &Path,
     seg_opts: SegmenterOptions,
+    keep_truncated: bool,
     progress: Option<ProgressFn>,
     cancel: &Cancel,
 ) -> Result<Analysis> {
@@ -54,7 +56,16 @@ fn analyse(
     let mut out: Vec<Segment> = Vec::new();
     let mut speech = Vec::new();
     let mut report = DecodeReporter::new(progress, 1);
-    while let Some(block) = stream.next_block()? {
+    let mut truncated = None;
+    loop {
+        let block = match stream.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(e) => {
+                truncated = Some(keep_truncation(e, keep_truncated, path)?);
+                break;
+            }
+        };
         if cancel.is_set() {
             return Err(source::cancelled());
         }
@@ -71,6 +82,7 @@ fn analyse(
         speech,
         duration,
         loudness: stream.loudness(),
+        truncated,
     })
 }
 
@@ -96,9 +108,23 @@ impl TempFile {
     }
 }
 
+impl TempFile {
+    /// Removes the file without blocking the runtime (tokio's blocking pool); use this in
+    /// async code rather than dropping.
+    pub(super) async fn remove(mut self) {
+        let path = std::mem::take(&mut self.path);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            tracing::debug!(file = %path.display(), error = %e, "temporary file not removed");
+        }
+    }
+}
+
 impl Drop for TempFile {
+    /// The fallback for drops on a blocking thread or on an early exit.
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -145,6 +171,7 @@ fn encode_parts(
     parts: &[PartPlan],
     todo: &[bool],
     temp_dir: &Path,
+    keep_truncated: bool,
     progress: Option<ProgressFn>,
     tx: &mpsc::Sender<Result<Encoded>>,
 ) -> Result<()> {
@@ -175,7 +202,16 @@ fn encode_parts(
     if !parts.is_empty() {
         writer = open(0)?;
     }
-    while let Some(block) = stream.next_block()? {
+    loop {
+        let block = match stream.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            // The analysis pass met the same break and planned the parts up to it.
+            Err(e) => {
+                keep_truncation(e, keep_truncated, path)?;
+                break;
+            }
+        };
         if tx.is_closed() {
             return Ok(());
         }
@@ -244,14 +280,22 @@ fn complete_resume(resume: &[UploadedPart]) -> Option<Vec<UploadedPart>> {
 
 /// Runs the async route for one file.
 pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> Result<Transcript> {
+    let mut truncated = None;
     let (uploaded, file_len) = match complete_resume(&resume) {
         Some(all) => {
             let file_len = all.first().map_or(0, |u| u.file_len);
             (all, file_len)
         }
         None => match upload_file(inner, ctx, &resume).await? {
-            (Some(all), file_len) => (all, file_len),
-            (None, file_len) => return Ok(no_speech(inner, ctx, file_len)),
+            (Some(all), file_len, t) => {
+                truncated = t;
+                (all, file_len)
+            }
+            (None, file_len, t) => {
+                let mut out = no_speech(inner, ctx, file_len);
+                out.metadata.truncated = t;
+                return Ok(out);
+            }
         },
     };
     // Poll and fetch every part (concurrently).
@@ -299,8 +343,9 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
     metadata.requests = requests + 2 * uploaded.len() as u64;
     metadata.audio_seconds_sent = to_secs(sent);
     metadata.parts = infos;
+    metadata.truncated = truncated;
     Ok(Transcript {
-        segments: async_parts(&parts, &MergeOptions::default(), file_len),
+        segments: async_parts(&parts, &inner.merge, file_len),
         metadata,
     })
 }
@@ -334,16 +379,17 @@ async fn upload_file(
     inner: &Inner,
     ctx: &Ctx,
     resume: &[UploadedPart],
-) -> Result<(Option<Vec<UploadedPart>>, Samples)> {
+) -> Result<(Option<Vec<UploadedPart>>, Samples, Option<Truncation>)> {
     let analysis = {
         let input = ctx.input.clone();
         let path = ctx.path.clone();
         let seg_opts = inner.segmenter.clone();
+        let keep = inner.keep_truncated;
         let progress = ctx.progress.clone();
         let guard = CancelOnDrop(Cancel::default());
         let cancel = guard.0.clone();
         let r = tokio::task::spawn_blocking(move || {
-            analyse(&input, &path, seg_opts, progress, &cancel)
+            analyse(&input, &path, seg_opts, keep, progress, &cancel)
         })
         .await
         .map_err(|e| Error::config(format!("analysis thread failed: {e}")))?
@@ -355,8 +401,9 @@ async fn upload_file(
     ctx.emit(Progress::Duration {
         seconds: to_secs(file_len),
     });
+    let truncated = analysis.truncated.clone();
     if analysis.speech.is_empty() {
-        return Ok((None, file_len));
+        return Ok((None, file_len, truncated));
     }
     let removal = inner.remove_silence.map(|g| (g, REMOVAL_MARGIN));
     let parts = plan_parts(&analysis.speech, file_len, inner.max_part, removal);
@@ -398,9 +445,12 @@ async fn upload_file(
             let parts = parts.clone();
             let todo = todo.clone();
             let temp_dir = inner.temp_dir.clone();
+            let keep = inner.keep_truncated;
             let progress = ctx.progress.clone();
             tokio::task::spawn_blocking(move || {
-                let r = encode_parts(&input, &path, gain, &parts, &todo, &temp_dir, progress, &tx);
+                let r = encode_parts(
+                    &input, &path, gain, &parts, &todo, &temp_dir, keep, progress, &tx,
+                );
                 if let Err(e) = r {
                     let _ = tx.blocking_send(Err(e.with_path(&path)));
                 }
@@ -411,7 +461,7 @@ async fn upload_file(
             let Some(plan) = parts.get(enc.part) else {
                 continue;
             };
-            let file_name = api::upload(
+            let uploaded = api::upload(
                 &inner.client,
                 &enc.file.path,
                 enc.bytes,
@@ -420,8 +470,10 @@ async fn upload_file(
                 enc.part,
                 ctx,
             )
-            .await?;
-            drop(enc.file);
+            .await;
+            // Removed off the runtime thread, whatever the upload's outcome.
+            enc.file.remove().await;
+            let file_name = uploaded?;
             let u = as_uploaded(plan, file_name);
             ctx.emit(Progress::Uploaded(u.clone()));
             if let Some(slot) = done.get_mut(plan.index) {
@@ -449,5 +501,5 @@ async fn upload_file(
             }
         }
     }
-    Ok((Some(all), file_len))
+    Ok((Some(all), file_len, truncated))
 }

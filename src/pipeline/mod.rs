@@ -29,6 +29,18 @@
 //! A file in which the voice activity detector finds no speech gives an empty transcript with
 //! [`crate::transcript::Metadata::no_speech`] set, without any request; it is not an error.
 //!
+//! # Partial failures
+//! - Sync route: a segment whose request fails for good (a final 4xx such as 400 or 402,
+//!   retries exhausted, a dropped connection after the last retry) does not cancel the file:
+//!   the other segments are still sent and kept, and the failure is recorded in
+//!   [`crate::transcript::Metadata::failed_segments`] (and reported as
+//!   [`Progress::SegmentFailed`]). The file fails only when every segment failed (with the
+//!   first segment's error), or at once on an error that dooms the rest:
+//!   [`crate::ErrorKind::Auth`] and [`crate::ErrorKind::QuotaExhausted`].
+//! - A truncated input (the decoder breaks part way through): by default what decoded is
+//!   transcribed and [`crate::transcript::Metadata::truncated`] says so
+//!   ([`PipelineBuilder::keep_truncated`]).
+//!
 //! # Resuming async jobs
 //! Every upload is reported as [`Progress::Uploaded`] with an [`UploadedPart`] (serde), which a
 //! caller journals. Passing the journaled parts back with [`Job::resume`] makes the pipeline
@@ -50,7 +62,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::botlhale::{Client, PollOptions};
-use crate::merge::TimeMap;
+use crate::merge::{MergeOptions, TimeMap};
 use crate::normalize::NormalizeOptions;
 use crate::segment::{Packing, SegmenterOptions};
 use crate::stream::MonoSource;
@@ -105,6 +117,14 @@ pub enum Progress {
         /// Bytes of WAV sent.
         bytes: u64,
     },
+    /// Sync route: a segment's request failed for good; the run goes on without it (see
+    /// [`crate::transcript::Metadata::failed_segments`]).
+    SegmentFailed {
+        /// 0-based index of the segment.
+        index: usize,
+        /// The error, as text.
+        error: String,
+    },
     /// Sync route: a segment's transcription came back.
     SegmentDone {
         /// 0-based index of the segment.
@@ -120,7 +140,9 @@ pub enum Progress {
         /// removed).
         upload_seconds: f64,
     },
-    /// Async route: bytes of a part uploaded so far.
+    /// Async route: bytes of a part uploaded so far: `sent: 0` when the upload starts, then
+    /// about every MiB, and `sent == total` when the whole part has gone (a retried attempt
+    /// starts again from 0).
     UploadBytes {
         /// 0-based part index.
         part: usize,
@@ -276,7 +298,13 @@ pub struct PipelineBuilder {
     join_turns: Option<Duration>,
     temp_dir: Option<PathBuf>,
     progress: Option<ProgressFn>,
+    keep_truncated: bool,
+    merge: MergeOptions,
+    join_max_len: Duration,
 }
+
+/// Default of [`PipelineBuilder::join_max_len`]: 30 s.
+pub const DEFAULT_JOIN_MAX_LEN: Duration = Duration::from_secs(30);
 
 /// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
 /// to 30 s.
@@ -306,6 +334,9 @@ impl Default for PipelineBuilder {
             join_turns: None,
             temp_dir: None,
             progress: None,
+            keep_truncated: true,
+            merge: MergeOptions::default(),
+            join_max_len: DEFAULT_JOIN_MAX_LEN,
         }
     }
 }
@@ -324,6 +355,9 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("poll", &self.poll)
             .field("join_turns", &self.join_turns)
             .field("temp_dir", &self.temp_dir)
+            .field("keep_truncated", &self.keep_truncated)
+            .field("merge", &self.merge)
+            .field("join_max_len", &self.join_max_len)
             .finish_non_exhaustive()
     }
 }
@@ -402,7 +436,7 @@ impl PipelineBuilder {
     }
 
     /// Join adjacent pieces of one speaker separated by at most this gap (into pieces of at
-    /// most 30 s), for reading. Default `None` (pieces as the server gave them).
+    /// most [`PipelineBuilder::join_max_len`], default 30 s), for reading. Default `None` (pieces as the server gave them).
     pub fn join_speaker_turns(mut self, max_gap: Option<Duration>) -> Self {
         self.join_turns = max_gap;
         self
@@ -418,6 +452,29 @@ impl PipelineBuilder {
     /// A progress callback for every file (a [`Job::progress`] overrides it). Default none.
     pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// What to do when the input breaks part way through (the decoder reports
+    /// [`crate::ErrorKind::Truncated`] after delivering audio). Default `true`: transcribe
+    /// what decoded and record it in [`crate::transcript::Metadata::truncated`]. `false`:
+    /// fail the file with the decoder's error.
+    pub fn keep_truncated(mut self, keep: bool) -> Self {
+        self.keep_truncated = keep;
+        self
+    }
+
+    /// How async results are merged (see [`MergeOptions`]). Default
+    /// [`MergeOptions::default`]: speakers kept distinct per part (`p2:speaker_0`).
+    pub fn merge_options(mut self, opts: MergeOptions) -> Self {
+        self.merge = opts;
+        self
+    }
+
+    /// With [`PipelineBuilder::join_speaker_turns`]: the longest a joined piece may grow.
+    /// Default [`DEFAULT_JOIN_MAX_LEN`] (30 s, a comfortable subtitle or reading unit).
+    pub fn join_max_len(mut self, max: Duration) -> Self {
+        self.join_max_len = max;
         self
     }
 
@@ -465,6 +522,9 @@ impl PipelineBuilder {
                     .map(|d| crate::time::from_secs(d.as_secs_f64())),
                 temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
                 progress: self.progress,
+                keep_truncated: self.keep_truncated,
+                merge: self.merge,
+                join_max_len: crate::time::from_secs(self.join_max_len.as_secs_f64()),
             }),
         })
     }
@@ -484,6 +544,9 @@ struct Inner {
     join_turns: Option<Samples>,
     temp_dir: PathBuf,
     progress: Option<ProgressFn>,
+    keep_truncated: bool,
+    merge: MergeOptions,
+    join_max_len: Samples,
 }
 
 /// The transcription pipeline; cheap to clone, shareable between tasks (one file per call).
@@ -564,7 +627,7 @@ impl Pipeline {
         .map_err(|e| e.with_path(&ctx.path))?;
         if let Some(gap) = self.inner.join_turns {
             let segs = std::mem::take(&mut t.segments);
-            t.segments = crate::merge::join_adjacent(segs, gap, 30 * RATE as Samples);
+            t.segments = crate::merge::join_adjacent(segs, gap, self.inner.join_max_len);
         }
         Ok(t)
     }

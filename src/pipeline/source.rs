@@ -61,18 +61,6 @@ impl MonoSource for Dyn {
     }
 }
 
-/// The decoder as a [`MonoSource`].
-struct DecoderSource(Decoder);
-
-impl MonoSource for DecoderSource {
-    fn sample_rate(&self) -> NonZeroU32 {
-        self.0.info().sample_rate
-    }
-    fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
-        self.0.read_mono(out)
-    }
-}
-
 /// The pipeline's stream type.
 pub(crate) type Stream = AudioStream<Dyn>;
 
@@ -93,7 +81,7 @@ pub(crate) fn open(
         Input::Path(p) => {
             let d = Decoder::open(p)?;
             let h = hint(&d);
-            (Box::new(DecoderSource(d)), h)
+            (Box::new(d), h)
         }
         Input::Reader(r) => {
             let mut r = r.clone();
@@ -101,7 +89,7 @@ pub(crate) fn open(
                 .map_err(|e| Error::io(Some(name), e))?;
             let d = Decoder::from_reader(r, Some(name))?;
             let h = hint(&d);
-            (Box::new(DecoderSource(d)), h)
+            (Box::new(d), h)
         }
         Input::Source(make) => (make()?, None),
     };

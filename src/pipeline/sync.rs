@@ -13,8 +13,45 @@ use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmenterOptions};
 use crate::stream::{Normalization, StreamOptions};
 use crate::time::{to_secs, Samples, RATE};
-use crate::transcript::{Metadata, Route, Transcript};
-use crate::{Error, Result};
+use crate::transcript::{FailedSegment, Metadata, Route, Transcript, Truncation};
+use crate::{Error, ErrorKind, Result};
+
+/// With `keep`, a [`ErrorKind::Truncated`] error from the stream becomes the end of the input
+/// plus a note; any other error (or `keep` false) stays an error.
+pub(super) fn keep_truncation(e: Error, keep: bool, path: &Path) -> Result<Truncation> {
+    match e.kind() {
+        ErrorKind::Truncated {
+            decoded_frames,
+            sample_rate,
+            what,
+            ..
+        } if keep => {
+            let decoded_secs = if *sample_rate > 0 {
+                *decoded_frames as f64 / f64::from(*sample_rate)
+            } else {
+                0.0
+            };
+            tracing::warn!(
+                file = %path.display(),
+                decoded_secs,
+                "input truncated; transcribing what decoded"
+            );
+            Ok(Truncation {
+                decoded_secs,
+                what: what.clone(),
+            })
+        }
+        _ => Err(e),
+    }
+}
+
+/// Errors after which no other request of the file can succeed: stop at once.
+fn dooms_the_rest(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Auth { .. } | ErrorKind::QuotaExhausted { .. }
+    )
+}
 
 /// What the decoding thread sends.
 enum Item {
@@ -24,8 +61,11 @@ enum Item {
         seg: Segment,
         wav: Vec<u8>,
     },
-    /// The end of the input.
-    End { duration: Samples },
+    /// The end of the input (early when it was truncated and that is allowed).
+    End {
+        duration: Samples,
+        truncated: Option<Truncation>,
+    },
 }
 
 /// Emits `Decoded` about every 10 s of audio.
@@ -69,6 +109,7 @@ fn produce(
     path: &Path,
     seg_opts: SegmenterOptions,
     norm: Option<NormalizeOptions>,
+    keep_truncated: bool,
     progress: Option<ProgressFn>,
     tx: &mpsc::Sender<Result<Item>>,
 ) {
@@ -112,7 +153,16 @@ fn produce(
             }
             Ok(true)
         };
-        while let Some(block) = stream.next_block()? {
+        let mut truncated = None;
+        loop {
+            let block = match stream.next_block() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    truncated = Some(keep_truncation(e, keep_truncated, path)?);
+                    break;
+                }
+            };
             if tx.is_closed() {
                 return Ok(());
             }
@@ -134,7 +184,10 @@ fn produce(
                 seconds: to_secs(duration),
             });
         }
-        let _ = tx.blocking_send(Ok(Item::End { duration }));
+        let _ = tx.blocking_send(Ok(Item::End {
+            duration,
+            truncated,
+        }));
         Ok(())
     };
     if let Err(e) = run() {
@@ -150,13 +203,19 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         let path = ctx.path.clone();
         let seg_opts = inner.segmenter.clone();
         let norm = inner.normalize;
+        let keep = inner.keep_truncated;
         let progress = ctx.progress.clone();
-        tokio::task::spawn_blocking(move || produce(input, &path, seg_opts, norm, progress, &tx))
+        tokio::task::spawn_blocking(move || {
+            produce(input, &path, seg_opts, norm, keep, progress, &tx)
+        })
     };
     let language = inner.language.as_deref();
     let mut inflight = FuturesUnordered::new();
     let mut pieces = Vec::new();
     let mut duration = None;
+    let mut truncated = None;
+    let mut failed: Vec<FailedSegment> = Vec::new();
+    let mut first_error: Option<Error> = None;
     let mut open = true;
     let mut planned = 0usize;
     let mut requests = 0u64;
@@ -165,7 +224,18 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         tokio::select! {
             Some((index, seg, res)) = inflight.next(), if !inflight.is_empty() => {
                 let seg: Segment = seg;
-                let r: api::SyncText = res?;
+                let r: api::SyncText = match res {
+                    Ok(r) => r,
+                    Err(e) if dooms_the_rest(&e) => return Err(e),
+                    Err(e) => {
+                        let error = e.to_string();
+                        tracing::warn!(index, %error, "segment failed; the run goes on without it");
+                        ctx.emit(Progress::SegmentFailed { index, error: error.clone() });
+                        failed.push(FailedSegment { index, start: seg.start, end: seg.end, error });
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                };
                 ctx.emit(Progress::SegmentDone { index, seconds: to_secs(seg.len()) });
                 pieces.push(SyncPiece {
                     segment: index,
@@ -187,7 +257,10 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                         (index, seg, r)
                     });
                 }
-                Some(Ok(Item::End { duration: d })) => duration = Some(d),
+                Some(Ok(Item::End { duration: d, truncated: t })) => {
+                    duration = Some(d);
+                    truncated = t;
+                }
                 Some(Err(e)) => return Err(e),
                 None => open = false,
             },
@@ -203,6 +276,13 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     if planned == 0 {
         ctx.emit(Progress::NoSpeech);
     }
+    if failed.len() == planned {
+        if let Some(e) = first_error {
+            // Every segment failed: nothing to keep.
+            return Err(e);
+        }
+    }
+    failed.sort_by_key(|f| f.index);
     let metadata = Metadata {
         source: ctx.name.clone(),
         duration,
@@ -213,6 +293,8 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         requests,
         audio_seconds_sent: to_secs(sent),
         segments_planned: planned as u64,
+        failed_segments: failed,
+        truncated,
         ..Metadata::default()
     };
     Ok(Transcript {
