@@ -71,7 +71,7 @@ use crate::transcript::Transcript;
 use crate::{Error, Result};
 
 pub use crate::transcript::Route;
-pub use split::{split_only, SplitFormat, SplitOptions};
+pub use split::{split_only, SplitFormat, SplitOptions, MANIFEST};
 
 /// The most audio one async job may carry: 400 minutes (the API's limit).
 pub const MAX_ASYNC_PART: Samples = 400 * 60 * RATE as Samples;
