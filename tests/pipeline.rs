@@ -1002,5 +1002,18 @@ async fn join_max_len_is_an_option() {
         long.segments.len(),
         short.segments.len()
     );
-    assert!(long.segments.iter().any(|s| s.end - s.start > 30 * SR));
+    // The limit is what bounds joining: the longest joined turn outgrows the short limit.
+    let longest = |t: &asr_pipeline::transcript::Transcript| {
+        t.segments
+            .iter()
+            .map(|s| s.end - s.start)
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        longest(&long) > longest(&short) && longest(&long) > 10 * SR,
+        "{} vs {}",
+        longest(&long),
+        longest(&short)
+    );
 }
