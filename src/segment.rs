@@ -1016,13 +1016,6 @@ impl SegmentPlan {
     }
 }
 
-/// 16-bit PCM mono WAV at 16 kHz of `samples`, in memory: exactly
-/// [`crate::encode::wav_bytes`]`(samples, 16 kHz)` (same scaling and rounding as every other
-/// route), kept for the callers that take a `Result`. Never fails today.
-pub fn wav_bytes(samples: &[f32]) -> Result<Vec<u8>> {
-    Ok(crate::encode::wav_bytes(samples, time::RATE_NZ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1089,16 +1082,15 @@ mod tests {
     #[test]
     fn wav_bytes_round_trip() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 / 1000.0) - 0.5).collect();
-        let bytes = wav_bytes(&x).unwrap();
-        // The same bytes as the encoder's, so both request routes send the same samples.
-        assert_eq!(bytes, crate::encode::wav_bytes(&x, time::RATE_NZ));
+        // Segments are written with the crate's one WAV encoder.
+        let bytes = crate::encode::wav_bytes(&x, time::RATE_NZ);
         let r = hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(r.spec().sample_rate, RATE);
         let back: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap()).collect();
         assert_eq!(back.len(), 1000);
         // The encoder's scale is 32768: 0.999 → 32735.2 → 32735 (32767 would give 32734).
         assert_eq!(back[0], -16384);
-        let y = wav_bytes(&[0.999]).unwrap();
+        let y = crate::encode::wav_bytes(&[0.999], time::RATE_NZ);
         assert_eq!(i16::from_le_bytes([y[44], y[45]]), 32735);
     }
 }

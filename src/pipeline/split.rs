@@ -92,7 +92,7 @@ pub(super) fn split_input(
             let fname = file_name(segments.len(), opts.format);
             let path = out_dir.join(&fname);
             write_atomic(&path, |w| match opts.format {
-                SplitFormat::Wav => Ok(w.write_all(&crate::segment::wav_bytes(&audio)?)?),
+                SplitFormat::Wav => Ok(w.write_all(&crate::encode::wav_bytes(&audio, RATE_NZ))?),
                 SplitFormat::Flac => {
                     // Encoded in memory (a segment is at most 60 s) so the header can carry
                     // the true length.

@@ -132,7 +132,7 @@ fn produce(
                 if let Some(n) = &norm {
                     normalize_in_place(&mut audio, n);
                 }
-                let wav = crate::segment::wav_bytes(&audio)?;
+                let wav = crate::encode::wav_bytes(&audio, crate::time::RATE_NZ);
                 drop(audio);
                 if let Some(f) = &progress {
                     f(&Progress::SegmentPlanned {
