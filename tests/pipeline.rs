@@ -272,16 +272,44 @@ async fn sync_route_results_sit_exactly_where_their_audio_was() {
     // normalised on its own, as the pipeline does per segment.
     let mut reference: Vec<f32> = signal.iter().map(|&s| f32::from(s) / 32768.0).collect();
     DcBlocker::new().process(&mut reference);
+    // What each request sent: its kept stretches (long silences between units left out).
+    let kept: Vec<Vec<(usize, usize)>> = {
+        let events = events.lock().unwrap();
+        let mut v: Vec<(usize, Vec<(usize, usize)>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Progress::SegmentPlanned { index, kept, .. } => Some((
+                    *index,
+                    kept.iter()
+                        .map(|k| ((k[0] * SR as f64).round() as usize, (k[1] * SR as f64).round() as usize))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|x| x.1).collect()
+    };
+    assert_eq!(kept.len(), t.segments.len());
     let mut sent = 0;
+    let mut shortened = 0;
     for (i, s) in t.segments.iter().enumerate() {
         assert_eq!(s.source, Source::Sync { segment: i });
-        assert!(s.end - s.start <= 60 * SR);
+        let spans = &kept[i];
+        assert_eq!(spans.first().map(|k| k.0 as u64), Some(s.start));
+        assert_eq!(spans.last().map(|k| k.1 as u64), Some(s.end));
+        let billed: usize = spans.iter().map(|k| k.1 - k.0).sum();
+        shortened += usize::from(spans.len() > 1);
+        assert!(billed as u64 <= 60 * SR);
         let (secs, crc) = parse_sync_text(&s.text);
         assert!(
-            (secs - (s.end - s.start) as f64 / SR as f64).abs() < 0.0011,
+            (secs - billed as f64 / SR as f64).abs() < 0.0011,
             "{secs} s vs {s:?}"
         );
-        let mut audio = reference[s.start as usize..s.end as usize].to_vec();
+        let mut audio: Vec<f32> = spans
+            .iter()
+            .flat_map(|&(a, b)| reference[a..b].iter().copied())
+            .collect();
         normalize_in_place(&mut audio, &NormalizeOptions::default());
         assert_eq!(
             crc,
@@ -290,8 +318,9 @@ async fn sync_route_results_sit_exactly_where_their_audio_was() {
             s.start,
             s.end
         );
-        sent += s.end - s.start;
+        sent += billed as u64;
     }
+    assert!(shortened > 0, "packed requests leave the long gaps between units out");
     assert!((t.metadata.audio_seconds_sent - sent as f64 / SR as f64).abs() < 1e-6);
     for (u, _) in &placed {
         assert!(
@@ -685,7 +714,10 @@ fn split_only_writes_segments_and_a_manifest() {
     for s in &plan.segments {
         let f = out.join(s.file.as_deref().unwrap());
         let r = hound::WavReader::open(&f).unwrap();
-        assert_eq!(u64::from(r.len()), s.end_sample - s.start_sample);
+        let billed: u64 = s.spans.iter().map(|k| k[1] - k[0]).sum();
+        assert_eq!(u64::from(r.len()), billed);
+        assert_eq!(s.spans.first().map(|k| k[0]), Some(s.start_sample));
+        assert_eq!(s.spans.last().map(|k| k[1]), Some(s.end_sample));
         assert_eq!(s.start_ms, (s.start_sample + 8) / 16);
     }
     for (u, _) in &placed {
@@ -831,7 +863,9 @@ async fn a_failed_segment_is_recorded_and_the_others_kept() {
         let planned_at = events
             .iter()
             .find_map(|e| match e {
-                Progress::SegmentPlanned { index, start, end } if *index == f.index => {
+                Progress::SegmentPlanned {
+                    index, start, end, ..
+                } if *index == f.index => {
                     Some((*start, *end))
                 }
                 _ => None,

@@ -626,7 +626,7 @@ fn cutter_hands_out_each_segments_audio_with_bounded_memory() {
         assert!(c.buffered() <= bound, "{} > {bound}", c.buffered());
     }
     c.finish(&mut out);
-    let segs: Vec<Segment> = out.iter().map(|(s, _)| *s).collect();
+    let segs: Vec<Segment> = out.iter().map(|(s, _)| s.clone()).collect();
     assert_eq!(segs, expected);
     for (s, audio) in &out {
         assert_eq!(
@@ -643,7 +643,7 @@ fn plan_round_trips_as_json_and_writes_wavs() {
     let mut out = Vec::new();
     c.push(&sc.audio, &mut out);
     c.finish(&mut out);
-    let segs: Vec<Segment> = out.iter().map(|(s, _)| *s).collect();
+    let segs: Vec<Segment> = out.iter().map(|(s, _)| s.clone()).collect();
     let mut plan = SegmentPlan::new(
         Some("calls/a b.wav".into()),
         &segs,

@@ -62,9 +62,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::botlhale::{Client, PollOptions};
-use crate::merge::{MergeOptions, TimeMap};
+use crate::merge::MergeOptions;
+use crate::time::TimeMap;
 use crate::normalize::NormalizeOptions;
-use crate::segment::{Packing, SegmenterOptions};
+use crate::segment::SegmenterOptions;
 use crate::stream::MonoSource;
 use crate::time::{Samples, RATE};
 use crate::transcript::Transcript;
@@ -109,6 +110,9 @@ pub enum Progress {
         start: f64,
         /// End, seconds.
         end: f64,
+        /// The stretches of `[start, end)` whose audio is sent (concatenated), seconds; long
+        /// silences between utterances are left out.
+        kept: Vec<[f64; 2]>,
     },
     /// Sync route: a segment's request was sent.
     SegmentSent {
@@ -309,12 +313,7 @@ pub const DEFAULT_JOIN_MAX_LEN: Duration = Duration::from_secs(30);
 /// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
 /// to 30 s.
 pub(crate) fn default_segmenter() -> SegmenterOptions {
-    SegmenterOptions {
-        packing: Packing::Packed {
-            target: 30 * RATE as Samples,
-        },
-        ..SegmenterOptions::default()
-    }
+    SegmenterOptions::requests()
 }
 
 impl Default for PipelineBuilder {

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::merge::TimeMap;
+use crate::time::TimeMap;
 use crate::time::Samples;
 
 /// One part of an async upload, on the original timeline.

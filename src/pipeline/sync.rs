@@ -139,6 +139,12 @@ fn produce(
                         index: *index,
                         start: to_secs(seg.start),
                         end: to_secs(seg.end),
+                        kept: seg
+                            .kept
+                            .spans()
+                            .iter()
+                            .map(|k| [to_secs(k.original), to_secs(k.original + k.len)])
+                            .collect(),
                     });
                 }
                 let item = Item::Segment {
@@ -249,7 +255,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                 Some(Ok(Item::Segment { index, seg, wav })) => {
                     planned += 1;
                     requests += 1;
-                    sent += seg.len();
+                    sent += seg.billed();
                     ctx.emit(Progress::SegmentSent { index, bytes: wav.len() as u64 });
                     let client = &inner.client;
                     inflight.push(async move {

@@ -1,52 +1,70 @@
-//! Speech segmentation: 16 kHz mono slices in, [`Segment`]s of at most 60 s out.
+//! Speech segmentation: 16 kHz mono slices in, [`Segment`]s (API requests) of at most 60 s out.
 //!
-//! [`Segmenter`] is a state machine with no I/O: push slices of any size, get segments
-//! `[start, end)` in samples on the original timeline (sample `k` is time `k / 16000` s), then
-//! [`Segmenter::finish`]. The same audio pushed in different slice sizes gives the same
-//! segments. [`Cutter`] adds a bounded ring of audio and hands out each segment with its
-//! samples; [`SegmentPlan`] is the JSON manifest of a run (or its "no speech" outcome).
+//! [`Segmenter`] is a state machine with no I/O: push slices of any size, get segments on the
+//! original timeline (sample `k` is time `k / 16000` s), then [`Segmenter::finish`]. The same
+//! audio pushed in different slice sizes gives the same segments. [`Cutter`] adds a bounded ring
+//! of audio and hands out each segment with the audio to send; [`SegmentPlan`] is the JSON
+//! manifest of a run (or its "no speech" outcome).
 //!
 //! # How segments are made
-//! Frames of 30 ms ([`crate::vad::FRAME`]) are classified by [`crate::vad::VoiceDetector`]
-//! (energy gate, level-normalised WebRTC VAD, music / tone check). Then:
-//! - a *run* of speech opens at the first voiced frame and closes once
-//!   [`SegmenterOptions::min_silence`] of unvoiced frames follow its last voiced frame;
-//! - a run with fewer than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is
-//!   dropped;
-//! - each kept run is padded by [`SegmenterOptions::padding`] on both sides; when two runs are
-//!   closer than twice the padding, the gap is shared (the segments then touch) at the boundary
-//!   between its two adjacent quietest frames, ties to the middle: in digital silence that is
-//!   the middle, in noise it keeps the cut out of word ends fading under the noise;
-//! - a run that would exceed [`SegmenterOptions::max_len`] (padding included) is split at the
-//!   longest pause (unvoiced frames; ties go to the quieter, then the later pause) in the second
-//!   half of the allowed window, between the pause's two adjacent quietest frames (its middle
-//!   when it has only one frame), or, when there is no pause at all, at the middle of the
-//!   quietest frame. Every piece is ≤ `max_len`; the piece boundaries touch;
-//! - with [`Packing::Packed`], neighbouring segments are merged while the merged segment stays
-//!   ≤ `target` and the silence between them is ≤ [`SegmenterOptions::max_pack_gap`].
+//! 1. **Frames.** Each 30 ms frame ([`crate::vad::FRAME`]) is classified by
+//!    [`crate::vad::VoiceDetector`] (energy gate, level-normalised WebRTC VAD, music check).
+//! 2. **Utterances.** A run of speech opens at the first voiced frame and closes once
+//!    [`SegmenterOptions::min_silence`] of unvoiced frames follow its last voiced frame. A run
+//!    with less than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is dropped.
+//!    A run whose padded length would pass [`SegmenterOptions::max_len`] (a stretch of speech
+//!    with no pause as long as `min_silence`) is cut at its longest pause in the second half of
+//!    the allowed window (ties: the quieter, then the later pause), between the pause's two
+//!    quietest adjacent frames, or, with no pause at all, in the quietest frame. This is the
+//!    only place where an utterance is ever split.
+//! 3. **Requests.** [`Packing::Utterance`] sends each utterance alone, padded by
+//!    [`SegmenterOptions::padding`] on both sides (a gap shorter than twice the padding is
+//!    shared at its quietest point, so neighbours touch). [`Packing::Packed`] collects
+//!    neighbouring utterances into one request while its *billed* length (the audio actually
+//!    sent) stays within `target`:
+//!    - silence between two utterances of a request longer than
+//!      [`SegmenterOptions::max_gap`] is shortened to `max_gap` (its middle is left out); the
+//!      segment's [`Segment::kept`] time map records which stretches of the original timeline
+//!      were sent, so the segment's `start` and `end` stay on the original timeline;
+//!    - when the next utterance does not fit, the request is closed at the **longest gap**
+//!      between its utterances among the cut points that leave it at least half full (a turn
+//!      change, about 1 s, wins over a pause inside a turn, 0.2–0.5 s); never at a shorter gap
+//!      when the window offers a longer one;
+//!    - a gap longer than [`SegmenterOptions::max_pack_gap`] always ends the request (so one
+//!      request never spans dead air or hold music, and its text keeps a useful time span);
+//!    - a request's span on the original timeline stays within `2 × max_len`.
+//!
+//! Every request's billed length is ≤ `max_len` ≤ [`MAX_SEGMENT`] (60 s), padding included.
 //!
 //! # Defaults
-//! `max_len` 30 s (never above [`MAX_SEGMENT`] = 60 s), `min_silence` 300 ms, `padding` 300 ms,
-//! `min_speech` 120 ms, `packing` [`Packing::Utterance`], `max_pack_gap` 1.5 s, VAD as
+//! `max_len` 60 s, `target` of [`Packing::Packed`] chosen by the caller (the pipeline uses
+//! 30 s), `min_silence` 300 ms, `padding` 300 ms, `max_gap` 300 ms, `min_speech` 120 ms,
+//! `packing` [`Packing::Utterance`], `max_pack_gap` 1.5 s, VAD as
 //! [`crate::vad::VadOptions::default`].
 //!
 //! # Memory and latency bound
 //! The segmenter keeps O(`max_len` / 30 ms) frame decisions and no audio. After pushing up to
-//! position `p`, every segment still to come starts at ≥ `p − `[`Segmenter::lookback`], where
-//! `lookback = max_len + target (Packed only) + 2·padding + (min_speech_frames + 1)·(min_silence
-//! + 30 ms) + 14·30 ms`; with the defaults that is about 32.5 s. A caller therefore needs to
-//! keep only the last `lookback` samples of audio ([`Cutter`] does exactly that).
+//! position `p`, every segment still to come starts at ≥ `p − `[`Segmenter::lookback`] (about
+//! 186 s with the defaults). A caller therefore needs to keep only the last `lookback` samples of
+//! audio ([`Cutter`] does exactly that).
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::export::write_atomic;
-use crate::time::{self, Samples, RATE};
+use crate::time::{self, Samples, TimeMap, RATE};
 use crate::vad::{FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME, FRAME_U64};
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
+
+mod cutter;
+mod pack;
+mod plan;
+
+pub use cutter::Cutter;
+pub use plan::{PlannedSegment, SegmentPlan};
+
+use pack::{Packer, Utt};
 
 /// The longest segment the synchronous API accepts, padding included: 60.0 s.
 pub const MAX_SEGMENT: Samples = 60 * RATE as Samples;
@@ -55,21 +73,44 @@ const MS: Samples = RATE as Samples / 1000;
 /// Initial capacity of the frame-energy history (enough for the default padding).
 const RECENT_FRAMES: usize = 24;
 
-/// A stretch of speech on the original timeline, `[start, end)` in samples at 16 kHz.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// One request: a stretch of the original timeline, `[start, end)` in samples at 16 kHz, and
+/// the parts of it that are sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     /// First sample, inclusive.
     pub start: Samples,
     /// One past the last sample.
     pub end: Samples,
-    /// Fraction of the segment's duration that was voiced frames (0 to 1).
+    /// Fraction of the billed audio that was voiced frames (0 to 1).
     pub speech_ratio: f32,
+    /// The stretches of `[start, end)` that are sent, in order: the request's audio is their
+    /// concatenation (uploaded position ↔ original position). Long silences between utterances
+    /// are left out; the first span starts at `start` and the last ends at `end`.
+    pub kept: TimeMap,
 }
 
 impl Segment {
-    /// Length in samples.
+    /// A segment sending the whole of `[start, end)`.
+    pub fn whole(start: Samples, end: Samples, speech_ratio: f32) -> Segment {
+        let mut kept = TimeMap::new();
+        // In order and non-overlapping by construction: cannot fail.
+        let _ = kept.push(start, end.saturating_sub(start));
+        Segment {
+            start,
+            end,
+            speech_ratio,
+            kept,
+        }
+    }
+
+    /// Length of `[start, end)` on the original timeline, in samples.
     pub fn len(&self) -> Samples {
         self.end.saturating_sub(self.start)
+    }
+
+    /// Length of the audio sent (the billed length), in samples: at most [`Segment::len`].
+    pub fn billed(&self) -> Samples {
+        self.kept.uploaded_len()
     }
 
     /// True for a zero-length segment (never emitted by the segmenter).
@@ -78,17 +119,18 @@ impl Segment {
     }
 }
 
-/// How utterances become segments.
+/// How utterances become requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Packing {
-    /// One utterance (run of speech) per segment: good for subtitles. The default.
+    /// One utterance per segment: good for subtitles. The default.
     #[default]
     Utterance,
-    /// Neighbouring utterances merged while the segment stays ≤ `target` samples (padding
-    /// included): fewer, longer requests. `target` must be ≤ `max_len`.
+    /// Neighbouring utterances collected into one request while its billed length (padding and
+    /// kept gaps included) stays ≤ `target` samples: fewer, fuller requests, little silence
+    /// billed. `target` must be ≤ `max_len`.
     Packed {
-        /// The longest merged segment, in samples.
+        /// The longest billed request, in samples.
         target: Samples,
     },
 }
@@ -97,20 +139,26 @@ pub enum Packing {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SegmenterOptions {
-    /// Longest segment, padding included, in samples. Default 30 s; at most [`MAX_SEGMENT`]
-    /// (60 s), at least 2 s + 2 × `padding`.
+    /// Longest segment (billed audio, padding included), in samples. Default 60 s
+    /// ([`MAX_SEGMENT`], the API's limit); at least 2 s + 2 × `padding`. A stretch of speech
+    /// longer than this with no pause of `min_silence` is cut at its longest shorter pause.
     pub max_len: Samples,
-    /// Unvoiced time that ends a run of speech. Default 300 ms; at least one frame (30 ms).
+    /// Unvoiced time that ends an utterance. Default 300 ms; at least one frame (30 ms).
     pub min_silence: Samples,
-    /// Silence kept before and after each run. Default 300 ms (real speech fades out over
-    /// 200 ms and more); at most 2 s.
+    /// Silence kept before and after each request (and each utterance with
+    /// [`Packing::Utterance`]). Default 300 ms (real speech fades out over 200 ms and more);
+    /// at most 2 s.
     pub padding: Samples,
+    /// [`Packing::Packed`]: silence between two utterances of one request is shortened to this
+    /// (its middle left out, the time map keeps the original times). Default 300 ms; at most
+    /// 60 s (which keeps every gap whole).
+    pub max_gap: Samples,
     /// Runs with less voiced time than this are dropped as blips. Default 120 ms; at most 2 s.
     pub min_speech: Samples,
     /// Packing policy. Default [`Packing::Utterance`].
     pub packing: Packing,
-    /// [`Packing::Packed`] never merges across more silence than this. Default 1.5 s; at most
-    /// [`MAX_SEGMENT`] (60 s: a longer gap could never be merged anyway).
+    /// [`Packing::Packed`] never joins utterances across more silence than this. Default 1.5 s;
+    /// at most [`MAX_SEGMENT`] (60 s).
     pub max_pack_gap: Samples,
     /// Frame-level detector options. Default [`VadOptions::default`].
     pub vad: VadOptions,
@@ -119,9 +167,10 @@ pub struct SegmenterOptions {
 impl Default for SegmenterOptions {
     fn default() -> Self {
         SegmenterOptions {
-            max_len: 30 * RATE as Samples,
+            max_len: MAX_SEGMENT,
             min_silence: 300 * MS,
             padding: 300 * MS,
+            max_gap: 300 * MS,
             min_speech: 120 * MS,
             packing: Packing::Utterance,
             max_pack_gap: 1500 * MS,
@@ -131,7 +180,18 @@ impl Default for SegmenterOptions {
 }
 
 impl SegmenterOptions {
-    /// Checks the options; every violation is an [`ErrorKind::InvalidConfig`].
+    /// The pipeline's defaults for API requests: [`SegmenterOptions::default`] with
+    /// [`Packing::Packed`] to a 30 s target (requests never above 60 s).
+    pub fn requests() -> SegmenterOptions {
+        SegmenterOptions {
+            packing: Packing::Packed {
+                target: 30 * RATE as Samples,
+            },
+            ..SegmenterOptions::default()
+        }
+    }
+
+    /// Checks the options; every violation is an [`crate::ErrorKind::InvalidConfig`].
     pub fn validate(&self) -> Result<()> {
         let secs = |s: Samples| time::to_secs(s);
         if self.max_len > MAX_SEGMENT {
@@ -164,6 +224,12 @@ impl SegmenterOptions {
                 secs(self.min_speech)
             )));
         }
+        if self.max_gap > MAX_SEGMENT {
+            return Err(Error::config(format!(
+                "segment max_gap {:.3} s is above 60 s",
+                secs(self.max_gap)
+            )));
+        }
         if let Packing::Packed { target } = self.packing {
             if target == 0 || target > self.max_len {
                 return Err(Error::config(format!(
@@ -194,6 +260,11 @@ impl SegmenterOptions {
 
     fn min_silence_frames(&self) -> u64 {
         self.min_silence.div_ceil(FRAME_U64).max(1)
+    }
+
+    /// The longest span on the original timeline that one request may cover.
+    fn max_envelope(&self) -> Samples {
+        2 * self.max_len
     }
 }
 
@@ -262,11 +333,15 @@ struct Hist {
     db: f32,
 }
 
+/// The utterance being read.
 #[derive(Debug)]
 struct Run {
-    /// Start of the current piece (padded, shared middle, or a forced cut).
+    /// Start of the current piece: its padded start (shared with the previous utterance when
+    /// close), or the position of a forced cut.
     piece_start: Samples,
-    /// Start of the first voiced frame of the run.
+    /// Where the piece's padding may begin: `piece_start`, or the shared point.
+    shared: bool,
+    /// Start of the first voiced frame of the current piece.
     speech_start: Samples,
     /// End of the last voiced frame.
     last_voiced_end: Samples,
@@ -281,21 +356,6 @@ struct Run {
     hist: VecDeque<Hist>,
 }
 
-/// A piece whose end is not decided yet (waiting to know whether the next run is close).
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    start: Samples,
-    speech_end: Samples,
-    voiced: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    start: Samples,
-    end: Samples,
-    voiced: u64,
-}
-
 /// The segmentation state machine. Not `Send` (it owns a WebRTC VAD): one per worker thread.
 #[derive(Debug)]
 pub struct Segmenter {
@@ -306,10 +366,9 @@ pub struct Segmenter {
     /// Index of the next frame to receive a decision.
     next_frame: u64,
     run: Option<Run>,
-    pending: Option<Pending>,
-    acc: Option<Acc>,
-    /// End of the last committed segment piece: later segments start at or after it.
-    floor: Samples,
+    /// End of the last utterance handed to the packer.
+    last_utt_end: Option<Samples>,
+    packer: Packer,
     stats: FrameStats,
     infos: Vec<FrameInfo>,
     /// Energy (dB) of the last frames, newest at the back: where to share a short gap.
@@ -323,14 +382,13 @@ impl Segmenter {
         opts.validate()?;
         Ok(Segmenter {
             det: VoiceDetector::new(opts.vad.clone())?,
+            packer: Packer::new(&opts),
             opts,
             carry: Vec::with_capacity(FRAME),
             pushed: 0,
             next_frame: 0,
             run: None,
-            pending: None,
-            acc: None,
-            floor: 0,
+            last_utt_end: None,
             stats: FrameStats::default(),
             infos: Vec::with_capacity(4),
             recent_db: VecDeque::with_capacity(RECENT_FRAMES),
@@ -344,16 +402,16 @@ impl Segmenter {
     }
 
     /// The latency / memory bound in samples: after pushing up to position `p`, every segment
-    /// still to come starts at ≥ `p − lookback()` (see the module docs for the formula).
+    /// still to come starts at ≥ `p − lookback()`. It is the longest request span
+    /// (`2 × max_len`), plus the longest utterance (`max_len`), plus what may separate them
+    /// (`max_pack_gap` or twice the padding), plus the blips and hangover that may delay a
+    /// decision, plus the detector's look-ahead.
     pub fn lookback(&self) -> Samples {
         let o = &self.opts;
-        let target = match o.packing {
-            Packing::Packed { target } => target,
-            Packing::Utterance => 0,
-        };
         let silence = o.min_silence_frames() * FRAME_U64;
-        o.max_len
-            + target
+        o.max_envelope()
+            + o.max_len
+            + o.max_pack_gap.max(2 * o.padding)
             + 2 * o.padding
             + (o.min_speech_frames() + 1) * (silence + FRAME_U64)
             + (DELAY_FRAMES as u64 + 2) * FRAME_U64
@@ -413,24 +471,12 @@ impl Segmenter {
             self.on_frame(info, out);
         }
         self.infos = infos;
-        let total = self.pushed;
         if let Some(run) = self.run.take() {
             if run.valid || run.cut_start {
-                self.commit_pending(run.speech_start, run.piece_start, out);
-                self.pending = Some(Pending {
-                    start: run.piece_start,
-                    speech_end: run.last_voiced_end,
-                    voiced: run.voiced,
-                });
+                self.close_run(run, out);
             }
         }
-        if let Some(p) = self.pending.take() {
-            let end = (p.speech_end + self.opts.padding).min(total);
-            self.emit(p.start, end, p.voiced, out);
-        }
-        if let Some(a) = self.acc.take() {
-            self.output(a, out);
-        }
+        self.packer.finish(self.pushed, &mut self.stats, out);
     }
 
     fn feed_frame(&mut self, frame: &[f32], out: &mut Vec<Segment>) {
@@ -461,11 +507,12 @@ impl Segmenter {
         match self.run.as_mut() {
             None => {
                 if f.voiced {
-                    let piece_start = self.padded_start(a);
+                    let (piece_start, shared) = self.padded_start(a);
                     let mut hist = VecDeque::with_capacity(64);
                     hist.push_back(h);
                     self.run = Some(Run {
                         piece_start,
+                        shared,
                         speech_start: a,
                         last_voiced_end: b,
                         voiced: 1,
@@ -492,55 +539,23 @@ impl Segmenter {
                 } else if close {
                     if let Some(run) = self.run.take() {
                         if run.valid || run.cut_start {
-                            self.commit_pending(run.speech_start, run.piece_start, out);
-                            self.pending = Some(Pending {
-                                start: run.piece_start,
-                                speech_end: run.last_voiced_end,
-                                voiced: run.voiced,
-                            });
+                            self.close_run(run, out);
                         }
                     }
                 }
             }
         }
 
-        // Validation of a young run commits the previous piece's end.
         let min_frames = self.opts.min_speech_frames();
-        let validate = match self.run.as_mut() {
-            Some(run) if !run.valid && (run.voiced >= min_frames || run.cut_start) => {
+        if let Some(run) = self.run.as_mut() {
+            if !run.valid && (run.voiced >= min_frames || run.cut_start) {
                 run.valid = true;
-                Some((run.speech_start, run.piece_start))
-            }
-            _ => None,
-        };
-        if let Some((s, shared)) = validate {
-            self.commit_pending(s, shared, out);
-        }
-
-        // A pending end is final once no run can start within twice the padding.
-        if let Some(p) = self.pending {
-            let horizon = p.speech_end + 2 * pad;
-            let next_possible = self.run.as_ref().map_or(b, |r| r.speech_start);
-            if next_possible >= horizon {
-                self.pending = None;
-                self.emit(p.start, p.speech_end + pad, p.voiced, out);
             }
         }
 
-        // Packed: flush the accumulated segment once nothing to come can join it.
-        if let (Some(acc), Packing::Packed { target }) = (self.acc, self.opts.packing) {
-            let next_lb = match (&self.pending, &self.run) {
-                (Some(p), _) => Some(p.start),
-                (None, Some(r)) => Some(r.piece_start),
-                (None, None) => Some(b.saturating_sub(pad).max(self.floor)),
-            };
-            if let Some(lb) = next_lb {
-                if lb >= acc.start + target || lb > acc.end + self.opts.max_pack_gap {
-                    self.acc = None;
-                    self.output(acc, out);
-                }
-            }
-        }
+        // Nothing to come can start before this: the packer may close its open request.
+        let next_possible = self.run.as_ref().map_or(b, |r| r.speech_start);
+        self.packer.idle(next_possible, &mut self.stats, out);
 
         // Keep the history bounded even when a run stays open without voiced frames.
         if let Some(run) = self.run.as_mut() {
@@ -552,22 +567,42 @@ impl Segmenter {
         }
     }
 
+    /// A kept run has ended (or the input has): its last piece goes to the packer.
+    fn close_run(&mut self, run: Run, out: &mut Vec<Segment>) {
+        let utt = Utt {
+            start: if run.cut_start {
+                run.piece_start
+            } else {
+                run.speech_start
+            },
+            end: run.last_voiced_end,
+            lead: run.piece_start,
+            shared: run.shared,
+            voiced: run.voiced,
+            cut_before: run.cut_start,
+            cut_after: false,
+        };
+        self.last_utt_end = Some(utt.end);
+        self.packer.push(utt, &mut self.stats, out);
+    }
+
     /// Frames of energy history kept: a shared gap is shorter than twice the padding.
     fn recent_frames(&self) -> usize {
         usize::try_from(2 * self.opts.padding / FRAME_U64 + 3).unwrap_or(RECENT_FRAMES)
     }
 
-    /// Padded start of a run whose first voiced frame starts at `s`.
-    fn padded_start(&self, s: Samples) -> Samples {
+    /// Padded start of a run whose first voiced frame starts at `s`, and whether it is shared
+    /// with the previous utterance (closer than twice the padding).
+    fn padded_start(&self, s: Samples) -> (Samples, bool) {
         let pad = self.opts.padding;
-        let start = match self.pending {
-            Some(p) if s < p.speech_end + 2 * pad => self.share_point(p.speech_end, s),
-            _ => s.saturating_sub(pad),
-        };
-        start.max(self.floor)
+        let floor = self.packer.floor();
+        match self.last_utt_end {
+            Some(e) if s < e + 2 * pad => (self.share_point(e, s).max(floor), true),
+            _ => (s.saturating_sub(pad).max(floor), false),
+        }
     }
 
-    /// Where two runs closer than twice the padding share the gap `[from, to)` (frame
+    /// Where two utterances closer than twice the padding share the gap `[from, to)` (frame
     /// boundaries, `to` the start of the newest frame): at the boundary between the two
     /// adjacent gap frames with the least energy, ties to the one nearest the middle; at the
     /// middle when the gap has fewer than two frames. In noise the gap's edges are word ends and
@@ -600,31 +635,8 @@ impl Segmenter {
         best.map_or(middle, |(_, _, at)| at)
     }
 
-    /// Decides the end of the pending piece, now that a kept run starts at `s`.
-    /// `shared` is the run's start, which [`Segmenter::padded_start`] put at the shared point
-    /// when the gap is short.
-    fn commit_pending(&mut self, s: Samples, shared: Samples, out: &mut Vec<Segment>) {
-        if let Some(p) = self.pending.take() {
-            let pad = self.opts.padding;
-            let end = if s < p.speech_end + 2 * pad {
-                shared
-            } else {
-                p.speech_end + pad
-            };
-            self.emit(p.start, end, p.voiced, out);
-        }
-    }
-
     /// Splits the open run before the voiced frame starting at `a`.
     fn force_cut(&mut self, a: Samples, out: &mut Vec<Segment>) {
-        if let Some((s, shared)) = self
-            .run
-            .as_ref()
-            .filter(|r| !r.valid)
-            .map(|r| (r.speech_start, r.piece_start))
-        {
-            self.commit_pending(s, shared, out);
-        }
         let Some(run) = self.run.as_mut() else {
             return;
         };
@@ -718,9 +730,22 @@ impl Segmenter {
                 first_voiced_after = Some((fi * FRAME_U64).max(cut));
             }
         }
-        let start = run.piece_start;
+        let utt = Utt {
+            start: if run.cut_start {
+                run.piece_start
+            } else {
+                run.speech_start
+            },
+            end: cut,
+            lead: run.piece_start,
+            shared: run.shared,
+            voiced: voiced_before,
+            cut_before: run.cut_start,
+            cut_after: true,
+        };
         let after = run.voiced.saturating_sub(voiced_before);
         run.piece_start = cut;
+        run.shared = false;
         run.speech_start = first_voiced_after.unwrap_or(a);
         run.voiced = after;
         run.cut_start = true;
@@ -729,296 +754,16 @@ impl Segmenter {
             run.hist.pop_front();
             run.hist_base += 1;
         }
-        // The pending piece (if any) ended long before this run began: it was committed when
-        // the run became valid. Emit the finished piece with its fixed end.
-        self.emit(start, cut, voiced_before, out);
-    }
-
-    /// A piece is final: pass it to the packer.
-    fn emit(&mut self, start: Samples, end: Samples, voiced: u64, out: &mut Vec<Segment>) {
-        // The zero-padded final frame must not stretch a segment past the input.
-        let end = end.min(self.pushed);
-        let start = start.max(self.floor);
-        if end <= start {
-            return;
-        }
-        self.floor = end;
-        let piece = Acc { start, end, voiced };
-        match self.opts.packing {
-            Packing::Utterance => self.output(piece, out),
-            Packing::Packed { target } => match self.acc {
-                Some(acc)
-                    if piece.end - acc.start <= target
-                        && piece.start.saturating_sub(acc.end) <= self.opts.max_pack_gap =>
-                {
-                    self.acc = Some(Acc {
-                        start: acc.start,
-                        end: piece.end,
-                        voiced: acc.voiced + piece.voiced,
-                    });
-                }
-                Some(acc) => {
-                    self.acc = Some(piece);
-                    self.output(acc, out);
-                }
-                None => self.acc = Some(piece),
-            },
-        }
-    }
-
-    fn output(&mut self, a: Acc, out: &mut Vec<Segment>) {
-        let len = a.end - a.start;
-        let ratio = ((a.voiced * FRAME_U64) as f64 / len as f64).min(1.0) as f32;
-        self.stats.segments += 1;
-        out.push(Segment {
-            start: a.start,
-            end: a.end,
-            speech_ratio: ratio,
-        });
+        self.last_utt_end = Some(cut);
+        self.packer.push(utt, &mut self.stats, out);
     }
 }
 
-/// A [`Segmenter`] with a bounded ring of audio: hands out each segment with its samples.
-///
-/// Memory: at most [`Segmenter::lookback`] + 1 s of samples, whatever the input length.
-#[derive(Debug)]
-pub struct Cutter {
-    seg: Segmenter,
-    ring: VecDeque<f32>,
-    /// Timeline position of `ring[0]`.
-    ring_start: Samples,
-    keep: usize,
-    segs: Vec<Segment>,
-}
-
-/// Input is fed to the segmenter in chunks of at most this many samples (1 s), which bounds the
-/// ring to `lookback + CHUNK`.
-const CHUNK: usize = RATE as usize;
-
-impl Cutter {
-    /// A cutter with the given segmenter options.
-    pub fn new(opts: SegmenterOptions) -> Result<Self> {
-        let seg = Segmenter::new(opts)?;
-        let keep = usize::try_from(seg.lookback()).unwrap_or(usize::MAX);
-        Ok(Cutter {
-            seg,
-            ring: VecDeque::with_capacity(keep.saturating_add(CHUNK).min(1 << 22)),
-            ring_start: 0,
-            keep,
-            segs: Vec::new(),
-        })
-    }
-
-    /// The segmenter inside (options, stats, position).
-    pub fn segmenter(&self) -> &Segmenter {
-        &self.seg
-    }
-
-    /// Samples of audio held right now (bounded by `lookback + 1 s`).
-    pub fn buffered(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Feeds samples; appends each segment that is now final with a copy of its audio.
-    pub fn push(&mut self, samples: &[f32], out: &mut Vec<(Segment, Vec<f32>)>) {
-        for chunk in samples.chunks(CHUNK) {
-            self.ring.extend(chunk.iter().copied());
-            self.seg.push(chunk, &mut self.segs);
-            self.drain(out);
-            let excess = self.ring.len().saturating_sub(self.keep);
-            self.ring.drain(..excess);
-            self.ring_start += excess as u64;
-        }
-    }
-
-    /// Ends the input and appends the remaining segments with their audio.
-    pub fn finish(&mut self, out: &mut Vec<(Segment, Vec<f32>)>) {
-        self.seg.finish(&mut self.segs);
-        self.drain(out);
-    }
-
-    fn drain(&mut self, out: &mut Vec<(Segment, Vec<f32>)>) {
-        for s in self.segs.drain(..) {
-            let from = s.start.saturating_sub(self.ring_start) as usize;
-            let to = (s.end.saturating_sub(self.ring_start) as usize).min(self.ring.len());
-            let audio: Vec<f32> = self.ring.range(from.min(to)..to).copied().collect();
-            out.push((s, audio));
-        }
-    }
-}
-
-/// One entry of a [`SegmentPlan`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedSegment {
-    /// 0-based position in the plan.
-    pub index: usize,
-    /// Start in milliseconds (rounded to nearest).
-    pub start_ms: u64,
-    /// End in milliseconds (rounded to nearest).
-    pub end_ms: u64,
-    /// Start in samples at 16 kHz (exact).
-    pub start_sample: Samples,
-    /// End in samples at 16 kHz, exclusive (exact).
-    pub end_sample: Samples,
-    /// Fraction of the segment that was voiced frames.
-    pub speech_ratio: f32,
-    /// The segment's audio file, relative to the manifest, when written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-}
-
-/// The segmentation of one input: a JSON manifest, or a "no speech" outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SegmentPlan {
-    /// The input's name (file path or URL) as the caller gave it.
-    pub source: Option<String>,
-    /// The input's container / codec as decoded (e.g. `"mp3"`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_codec: Option<String>,
-    /// The input's native sample rate in Hz, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_sample_rate: Option<u32>,
-    /// The input's channel count (downmixed to mono before segmentation), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_channels: Option<u16>,
-    /// Sample rate of the sample positions: always 16000.
-    pub sample_rate: u32,
-    /// Input length in samples at 16 kHz.
-    pub total_samples: Samples,
-    /// Input length in milliseconds.
-    pub total_ms: u64,
-    /// The segments, in order, non-overlapping.
-    pub segments: Vec<PlannedSegment>,
-    /// Why there are no segments (`None` when there are some).
-    pub no_speech: Option<NoSpeech>,
-    /// Frame counts of the analysis.
-    pub stats: FrameStats,
-}
-
-impl SegmentPlan {
-    /// Builds the plan of `segments` over an input of `total_samples`.
-    pub fn new(
-        source: Option<String>,
-        segments: &[Segment],
-        total_samples: Samples,
-        stats: FrameStats,
-    ) -> SegmentPlan {
-        let segments: Vec<PlannedSegment> = segments
-            .iter()
-            .enumerate()
-            .map(|(index, s)| PlannedSegment {
-                index,
-                start_ms: time::to_ms(s.start),
-                end_ms: time::to_ms(s.end),
-                start_sample: s.start,
-                end_sample: s.end,
-                speech_ratio: s.speech_ratio,
-                file: None,
-            })
-            .collect();
-        let no_speech = if segments.is_empty() {
-            Some(stats.no_speech().unwrap_or(NoSpeech::NoSpeechFound))
-        } else {
-            None
-        };
-        SegmentPlan {
-            source,
-            source_codec: None,
-            source_sample_rate: None,
-            source_channels: None,
-            sample_rate: RATE,
-            total_samples,
-            total_ms: time::to_ms(total_samples),
-            segments,
-            no_speech,
-            stats,
-        }
-    }
-
-    /// Segments the whole of `samples` (16 kHz mono) in one call.
-    pub fn from_samples(
-        source: Option<String>,
-        samples: &[f32],
-        opts: SegmenterOptions,
-    ) -> Result<SegmentPlan> {
-        let mut seg = Segmenter::new(opts)?;
-        let mut out = Vec::new();
-        seg.push(samples, &mut out);
-        seg.finish(&mut out);
-        Ok(SegmentPlan::new(source, &out, seg.position(), seg.stats()))
-    }
-
-    /// Records what the input was before decoding (codec, native rate, channels).
-    pub fn with_source_info(
-        mut self,
-        codec: impl Into<String>,
-        sample_rate: u32,
-        channels: u16,
-    ) -> SegmentPlan {
-        self.source_codec = Some(codec.into());
-        self.source_sample_rate = Some(sample_rate);
-        self.source_channels = Some(channels);
-        self
-    }
-
-    /// True when there is no segment: nothing to send to the API; see [`SegmentPlan::no_speech`].
-    pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
-    }
-
-    /// The file name used for segment `index` by [`SegmentPlan::write_segment_wav`]:
-    /// `seg-00000.wav`.
-    pub fn segment_file_name(index: usize) -> String {
-        format!("seg-{index:05}.wav")
-    }
-
-    /// The manifest as pretty JSON.
-    pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).map_err(|e| {
-            Error::new(ErrorKind::Encode {
-                what: format!("segment manifest: {e}"),
-            })
-        })
-    }
-
-    /// Parses a manifest written by [`SegmentPlan::to_json`].
-    pub fn from_json(text: &str) -> Result<SegmentPlan> {
-        serde_json::from_str(text).map_err(|e| {
-            Error::new(ErrorKind::Malformed {
-                path: None,
-                what: format!("segment manifest: {e}"),
-            })
-        })
-    }
-
-    /// Writes the manifest to `path` (temp file + rename).
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let json = self.to_json()?;
-        write_atomic(path, |w| Ok(w.write_all(json.as_bytes())?))
-    }
-
-    /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`Cutter`]) as
-    /// `dir/seg-NNNNN.wav`, records the file name in the plan and returns the path.
-    pub fn write_segment_wav(
-        &mut self,
-        dir: &Path,
-        index: usize,
-        samples: &[f32],
-    ) -> Result<PathBuf> {
-        let name = Self::segment_file_name(index);
-        let path = dir.join(&name);
-        let bytes = crate::encode::wav_bytes(samples, time::RATE_NZ);
-        write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
-        if let Some(s) = self.segments.get_mut(index) {
-            s.file = Some(name);
-        }
-        Ok(path)
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn options_above_sixty_seconds_are_rejected() {
@@ -1094,3 +839,4 @@ mod tests {
         assert_eq!(i16::from_le_bytes([y[44], y[45]]), 32735);
     }
 }
+

@@ -1,0 +1,211 @@
+//! Builds the real-speech segmentation corpus on disk and scores this crate's segmenter on it.
+//!
+//! ```sh
+//! cargo run --release --example make_corpus -- OUT_DIR [--quick]
+//! scripts/vad_compare.sh OUT_DIR        # the same corpus through Silero VAD and py-webrtcvad
+//! ```
+//!
+//! Writes `<case>.wav` (8 kHz telephone calls, 16-bit PCM or µ-law; 16 kHz dialogue), the
+//! ground truth `<case>.truth.json` and this crate's requests `<case>.ours.json` (the
+//! pipeline's segmenter defaults, run on the WAV file through the real front end), then prints
+//! the scores. Needs the Debian packages listed in `tests/corpus/mod.rs`.
+
+#[path = "../tests/corpus/mod.rs"]
+mod corpus;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use asr_pipeline::segment::{Segment, Segmenter, SegmenterOptions};
+use asr_pipeline::stream::{AudioStream, StreamOptions};
+use corpus::{Case, Score};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let verbose = args.iter().any(|a| a == "--verbose");
+    let out = PathBuf::from(
+        args.iter()
+            .find(|a| !a.starts_with("--"))
+            .ok_or_else(|| anyhow::anyhow!("usage: make_corpus OUT_DIR [--quick]"))?,
+    );
+    corpus::require();
+    std::fs::create_dir_all(&out)?;
+    let cases = corpus_cases(quick);
+    println!(
+        "{:<22} {:>6} {:>6} {:>5} {:>6} {:>8} {:>7} {:>7} {:>6} {:>7}",
+        "case", "utts", "whole%", "split", "missed", "cover%", "music%", "billed", "reqs", "×rt"
+    );
+    let mut totals = Score::default();
+    for (case, mulaw) in &cases {
+        let wav = out.join(format!("{}.wav", case.name));
+        write(&wav, &corpus::wav_bytes(case, *mulaw))?;
+        write(&out.join(format!("{}.truth.json", case.name)), corpus::truth_json(case).as_bytes())?;
+        let t = Instant::now();
+        let segs = segment_file(&wav)?;
+        let secs = t.elapsed().as_secs_f64();
+        write(&out.join(format!("{}.ours.json", case.name)), ours_json(&segs, secs).as_bytes())?;
+        let sc = corpus::score(case, &segs);
+        if verbose {
+            corpus::explain(case, &segs);
+        }
+        let dur = case.audio.len() as f64 / case.rate as f64;
+        println!(
+            "{:<22} {:>6} {:>6.2} {:>5} {:>6} {:>8.2} {:>7.2} {:>7.3} {:>6} {:>7.0}",
+            case.name,
+            sc.utterances,
+            sc.whole_pct(),
+            sc.split,
+            sc.missed,
+            sc.coverage_pct(),
+            sc.music_pct(),
+            sc.billed_ratio(),
+            sc.requests,
+            dur / secs
+        );
+        if case.kind != "music" && case.kind != "silence" {
+            totals.add(&sc);
+        }
+    }
+    println!(
+        "speech cases: {} utterances, {:.2} % whole, {} split, {} missed, {:.2} % covered, billed ratio {:.3}, longest request {:.2} s",
+        totals.utterances,
+        totals.whole_pct(),
+        totals.split,
+        totals.missed,
+        totals.coverage_pct(),
+        totals.billed_ratio(),
+        totals.longest as f64 / 16_000.0
+    );
+    Ok(())
+}
+
+/// The cases, with whether each is written as µ-law.
+fn corpus_cases(quick: bool) -> Vec<(Case, bool)> {
+    let (call_s, dia_s, n_clips) = if quick { (360.0, 240.0, 60) } else { (2700.0, 1200.0, 400) };
+    let v = |i: usize| corpus::clips(&corpus::voice_files(corpus::VOICES[i].1), n_clips, 12.0);
+    let (es, it, ru) = (v(0), v(1), v(2));
+    let m = corpus::clips(&corpus::fillets_files('m'), n_clips, 12.0);
+    let vv = corpus::clips(&corpus::fillets_files('v'), n_clips, 12.0);
+    let music: Vec<Vec<f32>> = corpus::music_files()
+        .iter()
+        .take(if quick { 4 } else { 40 })
+        .map(|p| corpus::decode(p))
+        .collect();
+    let mut cases = Vec::new();
+    let call = corpus::assemble(
+        &corpus::CallSpec {
+            name: "call_es_it".into(),
+            seed: 1,
+            secs: call_s,
+            holds: if quick { 1 } else { 3 },
+            dead_air: if quick { 1 } else { 4 },
+            levels: [-20.0, -26.0],
+            noise_dbfs: -60.0,
+            overlap_p: 0.1,
+            telephone: true,
+        },
+        &es,
+        &it,
+        &music,
+    );
+    cases.push((corpus::with_gain(&call, "_m45", -45.0 + 20.0), false));
+    cases.push((corpus::with_snr(&call, "_snr5", 5.0, 7), false));
+    cases.push((corpus::with_mulaw(&call, "_ulaw"), true));
+    cases.push((call, false));
+    let call2 = corpus::assemble(
+        &corpus::CallSpec {
+            name: "call_ru_nl".into(),
+            seed: 2,
+            secs: call_s / 2.0,
+            holds: 1,
+            dead_air: 2,
+            levels: [-22.0, -26.0],
+            noise_dbfs: -55.0,
+            overlap_p: 0.15,
+            telephone: true,
+        },
+        &ru,
+        &vv,
+        &music,
+    );
+    cases.push((call2, false));
+    let mut dia = corpus::assemble(
+        &corpus::CallSpec {
+            name: "dialogue_nl".into(),
+            seed: 3,
+            secs: dia_s,
+            holds: 0,
+            dead_air: 0,
+            levels: [-20.0, -24.0],
+            noise_dbfs: -70.0,
+            overlap_p: 0.05,
+            telephone: false,
+        },
+        &m,
+        &vv,
+        &music,
+    );
+    dia.kind = "dialogue";
+    cases.push((dia, false));
+    cases.push((corpus::music_only("music_only_8k", 4, 180.0, &music, true), false));
+    cases.push((corpus::music_only("music_only_16k", 5, 180.0, &music, false), false));
+    cases.push((corpus::silence_only("silence_only", 6, 120.0), false));
+    cases
+}
+
+/// The pipeline's segmentation of a file: the front end (decode, 16 kHz, DC removal) and the
+/// segmenter with the pipeline's defaults.
+fn segment_file(path: &Path) -> anyhow::Result<Vec<Segment>> {
+    let mut s = AudioStream::open(path, StreamOptions::default())?;
+    let mut opts = SegmenterOptions::requests();
+    // Experiments: ASR_SEG_<FIELD>_MS overrides a duration.
+    let ms = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok()).map(|v| v * 16);
+    if let Some(v) = ms("ASR_SEG_MAX_GAP_MS") {
+        opts.max_gap = v;
+    }
+    if let Some(v) = ms("ASR_SEG_PADDING_MS") {
+        opts.padding = v;
+    }
+    if let Some(v) = ms("ASR_SEG_MIN_SILENCE_MS") {
+        opts.min_silence = v;
+    }
+    let mut seg = Segmenter::new(opts)?;
+    let mut out = Vec::new();
+    while let Some(b) = s.next_block()? {
+        seg.push(b.samples, &mut out);
+    }
+    seg.finish(&mut out);
+    Ok(out)
+}
+
+fn ours_json(segs: &[Segment], secs: f64) -> String {
+    let reqs: Vec<String> = segs
+        .iter()
+        .map(|s| {
+            let spans: Vec<String> = s
+                .kept
+                .spans()
+                .iter()
+                .map(|p| format!("[{}, {}]", p.original, p.original + p.len))
+                .collect();
+            format!(
+                "{{\"start\": {}, \"end\": {}, \"spans\": [{}]}}",
+                s.start,
+                s.end,
+                spans.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"system\": \"ours\", \"rate\": 16000, \"seconds\": {secs:.6},\n \"requests\": [{}]}}\n",
+        reqs.join(",\n  ")
+    )
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
