@@ -170,6 +170,12 @@ fn segment_file(path: &Path) -> anyhow::Result<Vec<Segment>> {
     if let Some(v) = ms("ASR_SEG_MIN_SILENCE_MS") {
         opts.min_silence = v;
     }
+    if let Some(v) = std::env::var("ASR_VAD_NEG").ok().and_then(|v| v.parse::<f32>().ok()) {
+        opts.vad.neg_threshold = v;
+    }
+    if let Some(v) = std::env::var("ASR_VAD_THR").ok().and_then(|v| v.parse::<f32>().ok()) {
+        opts.vad.threshold = v;
+    }
     let mut seg = Segmenter::new(opts)?;
     let mut out = Vec::new();
     while let Some(b) = s.next_block()? {

@@ -122,7 +122,7 @@ fn produce(
                 seconds: to_secs(h),
             });
         }
-        // Created here: the segmenter (WebRTC VAD) is not Send.
+        // Created on the decoding thread, where it runs.
         let mut cutter = Cutter::new(seg_opts)?;
         let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
         let mut index = 0usize;

@@ -8,7 +8,8 @@
 //!
 //! # How segments are made
 //! 1. **Frames.** Each 30 ms frame ([`crate::vad::FRAME`]) is classified by
-//!    [`crate::vad::VoiceDetector`] (energy gate, level-normalised WebRTC VAD, music check).
+//!    [`crate::vad::VoiceDetector`] (energy gate, level-normalised Silero speech model, tone
+//!    check).
 //! 2. **Utterances.** A run of speech opens at the first voiced frame and closes once
 //!    [`SegmenterOptions::min_silence`] of unvoiced frames follow its last voiced frame. A run
 //!    with less than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is dropped.
@@ -38,7 +39,7 @@
 //!
 //! # Defaults
 //! `max_len` 60 s, `target` of [`Packing::Packed`] chosen by the caller (the pipeline uses
-//! 30 s), `min_silence` 300 ms, `padding` 300 ms, `max_gap` 300 ms, `min_speech` 120 ms,
+//! 30 s), `min_silence` 300 ms, `padding` 300 ms, `max_gap` 200 ms, `min_speech` 120 ms,
 //! `packing` [`Packing::Utterance`], `max_pack_gap` 1.5 s, VAD as
 //! [`crate::vad::VadOptions::default`].
 //!
@@ -70,6 +71,9 @@ use pack::{Packer, Utt};
 pub const MAX_SEGMENT: Samples = 60 * RATE as Samples;
 
 const MS: Samples = RATE as Samples / 1000;
+/// The most frames an utterance's edge is moved out over loud frames the model did not call
+/// speech (320 ms).
+const EDGE_FRAMES: usize = 10;
 /// Initial capacity of the frame-energy history (enough for the default padding).
 const RECENT_FRAMES: usize = 24;
 
@@ -150,7 +154,7 @@ pub struct SegmenterOptions {
     /// at most 2 s.
     pub padding: Samples,
     /// [`Packing::Packed`]: silence between two utterances of one request is shortened to this
-    /// (its middle left out, the time map keeps the original times). Default 300 ms; at most
+    /// (its middle left out, the time map keeps the original times). Default 200 ms; at most
     /// 60 s (which keeps every gap whole).
     pub max_gap: Samples,
     /// Runs with less voiced time than this are dropped as blips. Default 120 ms; at most 2 s.
@@ -170,7 +174,7 @@ impl Default for SegmenterOptions {
             max_len: MAX_SEGMENT,
             min_silence: 300 * MS,
             padding: 300 * MS,
-            max_gap: 300 * MS,
+            max_gap: 200 * MS,
             min_speech: 120 * MS,
             packing: Packing::Utterance,
             max_pack_gap: 1500 * MS,
@@ -245,12 +249,7 @@ impl SegmenterOptions {
                 secs(self.max_pack_gap)
             )));
         }
-        if self.vad.aggressiveness > 3 {
-            return Err(Error::config(format!(
-                "VAD aggressiveness must be 0 to 3, got {}",
-                self.vad.aggressiveness
-            )));
-        }
+        self.vad.validate()?;
         Ok(())
     }
 
@@ -330,6 +329,7 @@ impl FrameStats {
 #[derive(Debug, Clone, Copy)]
 struct Hist {
     voiced: bool,
+    loud: bool,
     db: f32,
 }
 
@@ -356,7 +356,7 @@ struct Run {
     hist: VecDeque<Hist>,
 }
 
-/// The segmentation state machine. Not `Send` (it owns a WebRTC VAD): one per worker thread.
+/// The segmentation state machine.
 #[derive(Debug)]
 pub struct Segmenter {
     opts: SegmenterOptions,
@@ -373,6 +373,8 @@ pub struct Segmenter {
     infos: Vec<FrameInfo>,
     /// Energy (dB) of the last frames, newest at the back: where to share a short gap.
     recent_db: VecDeque<f32>,
+    /// Loudness of the same frames (see [`crate::vad::FrameInfo::loud`]).
+    recent_loud: VecDeque<bool>,
     finished: bool,
 }
 
@@ -392,6 +394,7 @@ impl Segmenter {
             stats: FrameStats::default(),
             infos: Vec::with_capacity(4),
             recent_db: VecDeque::with_capacity(RECENT_FRAMES),
+            recent_loud: VecDeque::with_capacity(RECENT_FRAMES),
             finished: false,
         })
     }
@@ -490,8 +493,10 @@ impl Segmenter {
         self.next_frame += 1;
         if self.recent_db.len() >= self.recent_frames() {
             self.recent_db.pop_front();
+            self.recent_loud.pop_front();
         }
         self.recent_db.push_back(f.db);
+        self.recent_loud.push_back(f.loud);
         let a = k * FRAME_U64;
         let b = a + FRAME_U64;
         self.stats.frames += 1;
@@ -501,12 +506,14 @@ impl Segmenter {
         let pad = self.opts.padding;
         let h = Hist {
             voiced: f.voiced,
+            loud: f.loud,
             db: f.db,
         };
 
         match self.run.as_mut() {
             None => {
                 if f.voiced {
+                    let a = self.onset(a);
                     let (piece_start, shared) = self.padded_start(a);
                     let mut hist = VecDeque::with_capacity(64);
                     hist.push_back(h);
@@ -567,8 +574,33 @@ impl Segmenter {
         }
     }
 
+    /// Where speech whose first voiced frame starts at `a` really begins: earlier by the loud
+    /// frames right before it (a soft onset the model has not called speech yet), at most
+    /// [`EDGE_FRAMES`], never before the previous utterance's end.
+    fn onset(&self, a: Samples) -> Samples {
+        let limit = self.last_utt_end.unwrap_or(0);
+        let mut s = a;
+        // The newest frame in `recent_loud` is the voiced frame at `a` itself.
+        for &loud in self.recent_loud.iter().rev().skip(1).take(EDGE_FRAMES) {
+            if !loud || s < limit + FRAME_U64 {
+                break;
+            }
+            s -= FRAME_U64;
+        }
+        s
+    }
+
     /// A kept run has ended (or the input has): its last piece goes to the packer.
-    fn close_run(&mut self, run: Run, out: &mut Vec<Segment>) {
+    fn close_run(&mut self, mut run: Run, out: &mut Vec<Segment>) {
+        // A fading word end the model has stopped calling speech: the loud frames right
+        // after the last voiced one, at most EDGE_FRAMES.
+        let last = (run.last_voiced_end / FRAME_U64).saturating_sub(run.hist_base) as usize;
+        for h in run.hist.iter().skip(last).take(EDGE_FRAMES) {
+            if !h.loud || h.voiced {
+                break;
+            }
+            run.last_voiced_end += FRAME_U64;
+        }
         let utt = Utt {
             start: if run.cut_start {
                 run.piece_start

@@ -289,12 +289,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         let s = &out[0];
         assert_eq!((s.start, s.end), (700 * MS, 7300 * MS));
-        // 0.3 + 2 + 0.3 (the 1 s gap shortened) + 2 + 0.2 (kept whole) + 0.8 + 0.3.
-        assert_eq!(s.billed(), 5900 * MS);
+        // 0.3 + 2 + 0.2 (the 1 s gap shortened) + 2 + 0.2 (kept whole) + 0.8 + 0.3.
+        assert_eq!(s.billed(), 5800 * MS);
         let spans = s.kept.spans();
         assert_eq!(spans.len(), 2);
-        assert_eq!(spans[0].original + spans[0].len, 3150 * MS);
-        assert_eq!(spans[1].original, 3850 * MS);
+        assert_eq!(spans[0].original + spans[0].len, 3100 * MS);
+        assert_eq!(spans[1].original, 3900 * MS);
     }
 
     #[test]

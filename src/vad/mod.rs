@@ -1,42 +1,44 @@
 //! Frame-level voice activity on 16 kHz mono `f32` audio.
 //!
 //! [`VoiceDetector`] cuts nothing and keeps no audio: it is fed whole frames of [`FRAME`]
-//! samples (30 ms at [`crate::time::RATE`]) and returns one [`FrameInfo`] per frame, after a
-//! fixed delay of [`DELAY_FRAMES`] frames (the music check looks that far ahead). The
+//! samples (32 ms at [`crate::time::RATE`]) and returns one [`FrameInfo`] per frame, after a
+//! fixed delay of [`DELAY_FRAMES`] frames (the tone check looks that far ahead). The
 //! [`crate::segment::Segmenter`] builds on it; most callers want that instead.
 //!
-//! Each frame goes through three tests, all invariant to the input level:
+//! Each frame goes through three tests:
 //!
 //! 1. **Energy gate.** The frame's energy in dB is compared with a running noise floor
 //!    (minimum tracker: starts at the first frame, follows drops at once, rises
-//!    [`FLOOR_RISE_DB`] dB per frame) and a
-//!    running speech level (peak tracker: follows rises at once, decays [`LEVEL_DECAY_DB`] dB
-//!    per frame). A frame is *quiet* when it is less than [`NOISE_MARGIN_DB`] above the floor,
-//!    or more than [`LEVEL_RANGE_DB`] below the speech level. Quiet frames are never voiced and
-//!    skip the WebRTC VAD entirely (the cheap pre-gate that makes silence almost free).
-//! 2. **WebRTC VAD** (`webrtc-vad`, libfvad) on the frame scaled by an automatic gain that
-//!    brings the running speech level to [`TARGET_DBFS`] (at most [`MAX_GAIN_DB`] of gain), so a
-//!    recording at −45 dBFS and the same at −3 dBFS reach the VAD as the same 16-bit frames.
-//! 3. **Music / tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and
-//!    hold music are *stationary* — their spectral envelope and zero-crossing rate stay put for
-//!    hundreds of milliseconds — while speech changes every few tens of milliseconds. Each frame
-//!    gets a tiny feature vector (zero-crossing rate and normalised autocorrelation at lags
-//!    1, 2, 4 and 8, i.e. a coarse spectral envelope); a frame is *steady* when its features are
-//!    close to those of the frame [`STEADY_LAG`] frames before. When at least
+//!    [`FLOOR_RISE_DB`] dB per frame) and a running speech level (peak tracker: follows rises
+//!    at once, decays [`LEVEL_DECAY_DB`] dB per frame). A frame is *quiet* when it is less than
+//!    [`NOISE_MARGIN_DB`] above the floor, or more than [`LEVEL_RANGE_DB`] below the speech
+//!    level. Quiet frames are never voiced and skip the neural model (what makes silence and
+//!    dead air almost free).
+//! 2. **Speech model.** A pure-Rust implementation of the Silero VAD network (v6, 16 kHz;
+//!    weights from the `silero-vad` package, MIT licence, embedded in the library) scores the
+//!    frame, after an automatic gain that brings the running speech level to [`TARGET_DBFS`]
+//!    (at most [`MAX_GAIN_DB`]) so that a recording at −45 dBFS and the same at −3 dBFS reach
+//!    the model alike. It was trained to answer *speech* and not music, noise or tones: this is
+//!    what keeps hold music out. A frame is speech once its probability reaches
+//!    [`VadOptions::threshold`], and stays speech until it falls below
+//!    [`VadOptions::neg_threshold`].
+//! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
+//!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
+//!    milliseconds, while speech changes every few tens of milliseconds. When at least
 //!    [`MUSIC_STEADY_FRACTION`] of the loud frames in a centred window of
-//!    `2 * DELAY_FRAMES + 1` frames (750 ms) are steady, the frame is flagged as music and is
-//!    not voiced. The check costs about five multiply-adds per sample.
+//!    `2 * DELAY_FRAMES + 1` frames are steady, the frame is flagged and is not voiced. It costs
+//!    about five multiply-adds per sample.
 //!
-//! `webrtc_vad::Vad` is not `Send`, so neither is [`VoiceDetector`]: make one per worker
-//! thread.
+//! The detector is `Send`; make one per stream.
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use webrtc_vad::{SampleRate, Vad, VadMode};
 
-/// Samples per analysis frame: 30 ms at 16 kHz.
-pub const FRAME: usize = 480;
+mod silero;
+
+/// Samples per analysis frame: 32 ms at 16 kHz (the speech model's chunk).
+pub const FRAME: usize = 512;
 /// [`FRAME`] as a sample count on the timeline.
 pub const FRAME_U64: u64 = FRAME as u64;
 /// Frames of look-ahead: [`VoiceDetector::push_frame`] returns the decision for the frame
@@ -51,7 +53,13 @@ pub const LEVEL_DECAY_DB: f32 = 0.03;
 /// The noise-floor estimate rises by this many dB per frame while frames are above it (2 dB/s).
 pub const FLOOR_RISE_DB: f32 = 0.06;
 /// A frame less than this many dB above the noise floor is quiet.
-pub const NOISE_MARGIN_DB: f32 = 6.0;
+pub const NOISE_MARGIN_DB: f32 = 3.0;
+/// A frame at least this many dB above the noise floor (and within [`LOUD_RANGE_DB`] of the
+/// speech level) is *loud*: sound the segmenter keeps at the edges of an utterance even where
+/// the speech model has already stopped (soft onsets, fading word ends).
+pub const LOUD_MARGIN_DB: f32 = 10.0;
+/// See [`LOUD_MARGIN_DB`].
+pub const LOUD_RANGE_DB: f32 = 35.0;
 /// A frame more than this many dB below the speech level is quiet.
 pub const LEVEL_RANGE_DB: f32 = 45.0;
 /// Frame distance in the music check: features compared with the frame this many frames back.
@@ -71,18 +79,38 @@ const STEADY_TOL: [f32; N_FEAT] = [0.02, 0.03, 0.06, 0.10, 0.15];
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct VadOptions {
-    /// WebRTC VAD aggressiveness, 0 (most permissive) to 3. Default 1: the energy gate and the
-    /// music check already remove most false alarms, so the VAD itself may be lenient.
-    pub aggressiveness: u8,
-    /// Run the music / tone check. Default `true`.
+    /// Speech-model probability at which a frame becomes speech. Default 0.5 (Silero's own).
+    pub threshold: f32,
+    /// Probability below which speech ends. Default 0.35 (`threshold − 0.15`, Silero's own).
+    pub neg_threshold: f32,
+    /// Run the tone check. Default `true`.
     pub reject_music: bool,
 }
 
 impl Default for VadOptions {
     fn default() -> Self {
         VadOptions {
-            aggressiveness: 1,
+            threshold: 0.5,
+            neg_threshold: 0.35,
             reject_music: true,
+        }
+    }
+}
+
+impl VadOptions {
+    /// Checks the options: `0 < neg_threshold ≤ threshold < 1`, else an
+    /// [`crate::ErrorKind::InvalidConfig`].
+    pub fn validate(&self) -> crate::Result<()> {
+        let ok = self.neg_threshold > 0.0
+            && self.neg_threshold <= self.threshold
+            && self.threshold < 1.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::config(format!(
+                "VAD thresholds must satisfy 0 < neg_threshold ({}) <= threshold ({}) < 1",
+                self.neg_threshold, self.threshold
+            )))
         }
     }
 }
@@ -90,19 +118,25 @@ impl Default for VadOptions {
 /// The decision about one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameInfo {
-    /// Speech: not quiet, the WebRTC VAD said voice, and not music.
+    /// Speech: not quiet, the speech model said speech, and not a tone.
     pub voiced: bool,
     /// Quiet by the energy gate (near the noise floor or far below the speech level).
     pub quiet: bool,
-    /// Flagged by the music / tone check.
+    /// Not speech although loud: the speech model's "no" (music, noise) or the tone check.
     pub music: bool,
+    /// The speech model's probability (0 for quiet frames, which skip it).
+    pub prob: f32,
     /// Frame energy in dBFS (mean square, floored at −120).
     pub db: f32,
+    /// Well above the noise floor and near the speech level (see [`LOUD_MARGIN_DB`]).
+    pub loud: bool,
 }
 
 #[derive(Clone, Copy)]
 struct Pending {
     db: f32,
+    loud: bool,
+    prob: f32,
     quiet: bool,
     /// Quiet by level alone (digital silence or far below the speech level), whatever the
     /// noise floor: a steady tone sets the noise floor but still counts in the music window.
@@ -115,10 +149,14 @@ struct Pending {
     compared: bool,
 }
 
-/// Frame-level voice activity detector: energy gate + gain-normalised WebRTC VAD + music
-/// check. Not `Send` (one per worker thread).
+/// Frame-level voice activity detector: energy gate + gain-normalised speech model + tone
+/// check.
 pub struct VoiceDetector {
-    vad: Vad,
+    model: silero::Model,
+    /// Frames analysed (saturating).
+    frames_seen: u32,
+    /// Inside speech by the model's hysteresis.
+    in_speech: bool,
     opts: VadOptions,
     level_db: f32,
     floor_db: f32,
@@ -126,7 +164,7 @@ pub struct VoiceDetector {
     window: VecDeque<Pending>,
     /// Index in `window` of the next frame to decide.
     next: usize,
-    i16buf: Vec<i16>,
+    gained: Box<[f32; FRAME]>,
     fbuf: Box<[f32; FRAME]>,
 }
 
@@ -141,28 +179,19 @@ impl fmt::Debug for VoiceDetector {
 }
 
 impl VoiceDetector {
-    /// A detector with the given options; aggressiveness above 3 is an
-    /// [`crate::ErrorKind::InvalidConfig`].
+    /// A detector with the given options (checked by [`VadOptions::validate`]).
     pub fn new(opts: VadOptions) -> crate::Result<Self> {
-        let mode = match opts.aggressiveness {
-            0 => VadMode::Quality,
-            1 => VadMode::LowBitrate,
-            2 => VadMode::Aggressive,
-            3 => VadMode::VeryAggressive,
-            n => {
-                return Err(crate::Error::config(format!(
-                    "VAD aggressiveness must be 0 to 3, got {n}"
-                )))
-            }
-        };
+        opts.validate()?;
         Ok(VoiceDetector {
-            vad: Vad::new_with_rate_and_mode(SampleRate::Rate16kHz, mode),
+            model: silero::Model::new()?,
+            frames_seen: 0,
+            in_speech: false,
             opts,
             level_db: MIN_DB,
             floor_db: f32::INFINITY,
             window: VecDeque::with_capacity(2 * DELAY_FRAMES + 2),
             next: 0,
-            i16buf: vec![0; FRAME],
+            gained: Box::new([0.0; FRAME]),
             fbuf: Box::new([0.0; FRAME]),
         })
     }
@@ -195,7 +224,9 @@ impl VoiceDetector {
                 voiced: false,
                 quiet: true,
                 music: false,
+                prob: 0.0,
                 db: MIN_DB,
+                loud: false,
             };
         };
         let music = self.opts.reject_music && !cur.silent && {
@@ -220,8 +251,10 @@ impl VoiceDetector {
         FrameInfo {
             voiced: cur.vad && !cur.quiet && !music,
             quiet: cur.quiet,
-            music,
+            music: music || (!cur.quiet && !cur.vad),
+            prob: cur.prob,
             db: cur.db,
+            loud: cur.loud,
         }
     }
 
@@ -282,21 +315,28 @@ impl VoiceDetector {
         }
         let silent = db <= MIN_DB + 1.0 || db < self.level_db - LEVEL_RANGE_DB;
         let quiet = silent || db < self.floor_db + NOISE_MARGIN_DB;
+        // In the first second the noise floor is not known yet (a file may start with speech):
+        // any frame that is not silent counts as loud.
+        self.frames_seen = self.frames_seen.saturating_add(1);
+        let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
+            && db >= self.level_db - LOUD_RANGE_DB;
 
-        let vad = if quiet {
-            false
+        let prob = if quiet {
+            0.0
         } else {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
-            let gain = 10f32.powf((TARGET_DBFS - level) / 20.0) * 32767.0;
-            for (o, &x) in self
-                .i16buf
-                .iter_mut()
-                .zip(frame.iter().chain(std::iter::repeat(&0.0)))
-            {
-                *o = (x * gain).round().clamp(-32768.0, 32767.0) as i16;
+            let gain = 10f32.powf((TARGET_DBFS - level) / 20.0);
+            for (o, &x) in self.gained.iter_mut().zip(self.fbuf.iter()) {
+                *o = (x * gain).clamp(-1.0, 1.0);
             }
-            self.vad.is_voice_segment(&self.i16buf).unwrap_or(false)
+            self.model.prob(&self.gained[..])
         };
+        self.in_speech = if self.in_speech {
+            prob >= self.opts.neg_threshold
+        } else {
+            prob >= self.opts.threshold
+        };
+        let vad = self.in_speech;
 
         let mut feat = [0f32; N_FEAT];
         feat[0] = zc as f32 / FRAME as f32;
@@ -320,6 +360,8 @@ impl VoiceDetector {
         });
         Pending {
             db,
+            loud,
+            prob,
             quiet,
             silent,
             vad,
@@ -385,11 +427,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_aggressiveness_is_rejected() {
-        let o = VadOptions {
-            aggressiveness: 4,
-            ..VadOptions::default()
-        };
-        assert!(VoiceDetector::new(o).is_err());
+    fn bad_thresholds_are_rejected() {
+        for (t, n) in [(0.5, 0.6), (1.0, 0.5), (0.5, 0.0), (f32::NAN, 0.3)] {
+            let o = VadOptions {
+                threshold: t,
+                neg_threshold: n,
+                ..VadOptions::default()
+            };
+            assert!(VoiceDetector::new(o).is_err(), "{t} {n}");
+        }
     }
 }
