@@ -167,6 +167,9 @@ fn segment_file(path: &Path) -> anyhow::Result<Vec<Segment>> {
     if let Some(v) = ms("ASR_SEG_PADDING_MS") {
         opts.padding = v;
     }
+    if let Some(v) = ms("ASR_SEG_MIN_SPEECH_MS") {
+        opts.min_speech = v;
+    }
     if let Some(v) = ms("ASR_SEG_MIN_SILENCE_MS") {
         opts.min_silence = v;
     }

@@ -310,8 +310,7 @@ pub struct PipelineBuilder {
 /// Default of [`PipelineBuilder::join_max_len`]: 30 s.
 pub const DEFAULT_JOIN_MAX_LEN: Duration = Duration::from_secs(30);
 
-/// The pipeline's segmenter defaults: [`SegmenterOptions::default`] with [`Packing::Packed`]
-/// to 30 s.
+/// The pipeline's segmenter defaults: [`SegmenterOptions::requests`].
 pub(crate) fn default_segmenter() -> SegmenterOptions {
     SegmenterOptions::requests()
 }
@@ -395,8 +394,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// Segmenter options. Default: [`SegmenterOptions::default`] with
-    /// [`Packing::Packed`] to 30 s (fewer, longer requests; each ≤ 30 s).
+    /// Segmenter options. Default: [`SegmenterOptions::requests`] (utterances packed into
+    /// requests of about 30 s of billed audio, never above 60 s, long silences left out).
     pub fn segmenter(mut self, opts: SegmenterOptions) -> Self {
         self.segmenter = opts;
         self

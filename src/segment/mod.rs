@@ -74,6 +74,8 @@ const MS: Samples = RATE as Samples / 1000;
 /// The most frames an utterance's edge is moved out over loud frames the model did not call
 /// speech (320 ms).
 const EDGE_FRAMES: usize = 10;
+/// The most frames kept after an utterance's last frame in heavy noise (288 ms).
+const NOISE_TAIL_FRAMES: usize = 9;
 /// Initial capacity of the frame-energy history (enough for the default padding).
 const RECENT_FRAMES: usize = 24;
 
@@ -375,6 +377,8 @@ pub struct Segmenter {
     recent_db: VecDeque<f32>,
     /// Loudness of the same frames (see [`crate::vad::FrameInfo::loud`]).
     recent_loud: VecDeque<bool>,
+    /// Speech level above the noise floor at the newest frame, dB.
+    snr_db: f32,
     finished: bool,
 }
 
@@ -395,6 +399,7 @@ impl Segmenter {
             infos: Vec::with_capacity(4),
             recent_db: VecDeque::with_capacity(RECENT_FRAMES),
             recent_loud: VecDeque::with_capacity(RECENT_FRAMES),
+            snr_db: 0.0,
             finished: false,
         })
     }
@@ -497,6 +502,7 @@ impl Segmenter {
         }
         self.recent_db.push_back(f.db);
         self.recent_loud.push_back(f.loud);
+        self.snr_db = f.snr_db;
         let a = k * FRAME_U64;
         let b = a + FRAME_U64;
         self.stats.frames += 1;
@@ -601,6 +607,12 @@ impl Segmenter {
             }
             run.last_voiced_end += FRAME_U64;
         }
+        // In noise a word's end sinks under the noise before the model or the energy can see
+        // it: the less room between speech and noise, the more is kept after the last frame
+        // seen (up to NOISE_TAIL_FRAMES at 7 dB and below, nothing from 25 dB up).
+        let extra = ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64;
+        let seen = self.next_frame * FRAME_U64;
+        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64).min(seen);
         let utt = Utt {
             start: if run.cut_start {
                 run.piece_start

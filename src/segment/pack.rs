@@ -8,6 +8,10 @@ use super::{FrameStats, Packing, Segment, SegmenterOptions};
 use crate::time::{Samples, TimeMap};
 use crate::vad::FRAME_U64;
 
+/// A gap at least this long is a turn change (or more): longer gaps are not preferred over it
+/// (700 ms; pauses inside a turn are 0.2–0.5 s).
+const TURN_GAP: Samples = 700 * crate::time::RATE as Samples / 1000;
+
 /// One utterance (or a piece of one, at a forced cut), as the segmenter hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Utt {
@@ -155,24 +159,22 @@ impl Packer {
         }
     }
 
-    /// Where the open request closes (`open[..j]` is emitted): the longest gap among the cut
-    /// points that keep it within `target` and the envelope, preferring those that leave it at
-    /// least half full; ties go to the later point.
+    /// Where the open request closes (`open[..j]` is emitted), among the cut points that keep
+    /// it within `target` and the envelope: the longest gap, where every gap of at least
+    /// [`TURN_GAP`] counts as the same (a turn change); among equals, the point that leaves the
+    /// request at least half full, then the later one. So a request ends early at a turn change
+    /// rather than late at a pause inside a turn, and never at a shorter pause than one it
+    /// could have had.
     fn cut_point(&self, target: Samples) -> usize {
         let n = self.open.len();
         let fits = |j: usize| {
             j == 1 || (self.billed(j) <= target && self.envelope(j) <= self.max_envelope)
         };
-        let full = |j: usize| self.billed(j) >= target / 2;
-        let any_full = (1..n).any(|j| fits(j) && full(j));
-        let mut best: Option<(Samples, usize)> = None;
-        for j in 1..n {
-            if !fits(j) || (any_full && !full(j)) {
-                continue;
-            }
-            let g = self.gap(j);
-            if best.is_none_or(|(bg, _)| g >= bg) {
-                best = Some((g, j));
+        let mut best: Option<((Samples, bool, usize), usize)> = None;
+        for j in (1..n).filter(|&j| fits(j)) {
+            let key = (self.gap(j).min(TURN_GAP), self.billed(j) >= target / 2, j);
+            if best.is_none_or(|(k, _)| key > k) {
+                best = Some((key, j));
             }
         }
         best.map_or(1, |(_, j)| j)

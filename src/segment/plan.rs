@@ -171,7 +171,7 @@ impl SegmentPlan {
         write_atomic(path, |w| Ok(w.write_all(json.as_bytes())?))
     }
 
-    /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`Cutter`]) as
+    /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`super::Cutter`]) as
     /// `dir/seg-NNNNN.wav`, records the file name in the plan and returns the path.
     pub fn write_segment_wav(
         &mut self,

@@ -60,6 +60,8 @@ pub const NOISE_MARGIN_DB: f32 = 3.0;
 pub const LOUD_MARGIN_DB: f32 = 10.0;
 /// See [`LOUD_MARGIN_DB`].
 pub const LOUD_RANGE_DB: f32 = 35.0;
+/// Quiet frames after sound that still go through the speech model (320 ms).
+const MODEL_QUIET_FRAMES: u32 = 10;
 /// A frame more than this many dB below the speech level is quiet.
 pub const LEVEL_RANGE_DB: f32 = 45.0;
 /// Frame distance in the music check: features compared with the frame this many frames back.
@@ -130,12 +132,16 @@ pub struct FrameInfo {
     pub db: f32,
     /// Well above the noise floor and near the speech level (see [`LOUD_MARGIN_DB`]).
     pub loud: bool,
+    /// The running speech level above the running noise floor, in dB: how far word ends can
+    /// fade before the noise hides them.
+    pub snr_db: f32,
 }
 
 #[derive(Clone, Copy)]
 struct Pending {
     db: f32,
     loud: bool,
+    snr_db: f32,
     prob: f32,
     quiet: bool,
     /// Quiet by level alone (digital silence or far below the speech level), whatever the
@@ -155,6 +161,8 @@ pub struct VoiceDetector {
     model: silero::Model,
     /// Frames analysed (saturating).
     frames_seen: u32,
+    /// Consecutive quiet frames up to now (saturating).
+    quiet_run: u32,
     /// Inside speech by the model's hysteresis.
     in_speech: bool,
     opts: VadOptions,
@@ -185,6 +193,7 @@ impl VoiceDetector {
         Ok(VoiceDetector {
             model: silero::Model::new()?,
             frames_seen: 0,
+            quiet_run: 0,
             in_speech: false,
             opts,
             level_db: MIN_DB,
@@ -227,6 +236,7 @@ impl VoiceDetector {
                 prob: 0.0,
                 db: MIN_DB,
                 loud: false,
+                snr_db: 0.0,
             };
         };
         let music = self.opts.reject_music && !cur.silent && {
@@ -255,6 +265,7 @@ impl VoiceDetector {
             prob: cur.prob,
             db: cur.db,
             loud: cur.loud,
+            snr_db: cur.snr_db,
         }
     }
 
@@ -321,7 +332,12 @@ impl VoiceDetector {
         let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
             && db >= self.level_db - LOUD_RANGE_DB;
 
-        let prob = if quiet {
+        // The model also hears the first MODEL_QUIET_FRAMES quiet frames after sound, so that
+        // its recurrent state leaves "speech" before whatever comes next (hold music right
+        // after a turn would otherwise start with the state of the speech before it); longer
+        // quiet stretches skip it.
+        self.quiet_run = if quiet { self.quiet_run.saturating_add(1) } else { 0 };
+        let prob = if quiet && self.quiet_run > MODEL_QUIET_FRAMES {
             0.0
         } else {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
@@ -361,6 +377,7 @@ impl VoiceDetector {
         Pending {
             db,
             loud,
+            snr_db: (self.level_db - self.floor_db).max(0.0),
             prob,
             quiet,
             silent,

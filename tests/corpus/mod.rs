@@ -134,9 +134,14 @@ fn sorted_files(dir: &Path, pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     v
 }
 
-/// The prompts of one asterisk voice.
+/// Files of the Asterisk sound sets that are not speech (beeps, tones, chimes, monkeys).
+const NOT_SPEECH: &[&str] = &["beep", "2tone", "confbridge-join", "confbridge-leave", "tt-monkeys.wav"];
+
+/// The spoken prompts of one asterisk voice.
 pub fn voice_files(dir: &str) -> Vec<PathBuf> {
-    sorted_files(Path::new(dir), |n| n.ends_with(".wav"))
+    sorted_files(Path::new(dir), |n| {
+        n.ends_with(".wav") && !NOT_SPEECH.iter().any(|x| n.contains(x))
+    })
 }
 
 /// The lines of one fillets-ng actor (`'m'` or `'v'`).
@@ -305,6 +310,22 @@ pub fn mulaw_to_linear(u: u8) -> i16 {
     (if u & 0x80 != 0 { -v } else { v }) as i16
 }
 
+/// `[s, e)` of `x` without the 10 ms frames at either end whose energy is below `dbfs`.
+fn audible(x: &[f32], mut s: usize, mut e: usize, dbfs: f32) -> (usize, usize) {
+    let hop = RATE / 100;
+    let db = |a: usize| {
+        let c = &x[a..(a + hop).min(x.len())];
+        10.0 * (c.iter().map(|v| v * v).sum::<f32>() / c.len().max(1) as f32 + 1e-12).log10()
+    };
+    while s + hop <= e && db(s) < dbfs {
+        s += hop;
+    }
+    while e >= s + hop && db(e - hop) < dbfs {
+        e -= hop;
+    }
+    (s, e)
+}
+
 /// What a call is made of.
 #[derive(Debug, Clone)]
 pub struct CallSpec {
@@ -394,6 +415,12 @@ pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> 
                 }
             }
             for &(s, e) in &clip.utts {
+                // What sinks under the line noise is not heard: the truth ends where the
+                // speech is 6 dB above the noise (10 ms frames of the clip at its level).
+                let (s, e) = audible(&x, s, e, spec.noise_dbfs + 6.0);
+                if e <= s {
+                    continue;
+                }
                 utts.push(Utterance {
                     start: at + s - lead,
                     end: at + e - lead,
