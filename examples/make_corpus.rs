@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use asr_pipeline::segment::{Segment, Segmenter, SegmenterOptions};
 use asr_pipeline::stream::{AudioStream, StreamOptions};
-use corpus::{Case, Score};
+use corpus::Score;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     );
     corpus::require();
     std::fs::create_dir_all(&out)?;
-    let cases = corpus_cases(quick);
+    let cases = corpus::cases(quick);
     println!(
         "{:<22} {:>6} {:>6} {:>5} {:>6} {:>8} {:>7} {:>7} {:>6} {:>7}",
         "case", "utts", "whole%", "split", "missed", "cover%", "music%", "billed", "reqs", "×rt"
@@ -78,80 +78,6 @@ fn main() -> anyhow::Result<()> {
         totals.longest as f64 / 16_000.0
     );
     Ok(())
-}
-
-/// The cases, with whether each is written as µ-law.
-fn corpus_cases(quick: bool) -> Vec<(Case, bool)> {
-    let (call_s, dia_s, n_clips) = if quick { (360.0, 240.0, 60) } else { (2700.0, 1200.0, 400) };
-    let v = |i: usize| corpus::clips(&corpus::voice_files(corpus::VOICES[i].1), n_clips, 12.0);
-    let (es, it, ru) = (v(0), v(1), v(2));
-    let m = corpus::clips(&corpus::fillets_files('m'), n_clips, 12.0);
-    let vv = corpus::clips(&corpus::fillets_files('v'), n_clips, 12.0);
-    let music: Vec<Vec<f32>> = corpus::music_files()
-        .iter()
-        .take(if quick { 4 } else { 40 })
-        .map(|p| corpus::decode(p))
-        .collect();
-    let mut cases = Vec::new();
-    let call = corpus::assemble(
-        &corpus::CallSpec {
-            name: "call_es_it".into(),
-            seed: 1,
-            secs: call_s,
-            holds: if quick { 1 } else { 3 },
-            dead_air: if quick { 1 } else { 4 },
-            levels: [-20.0, -26.0],
-            noise_dbfs: -60.0,
-            overlap_p: 0.1,
-            telephone: true,
-        },
-        &es,
-        &it,
-        &music,
-    );
-    cases.push((corpus::with_gain(&call, "_m45", -45.0 + 20.0), false));
-    cases.push((corpus::with_snr(&call, "_snr5", 5.0, 7), false));
-    cases.push((corpus::with_mulaw(&call, "_ulaw"), true));
-    cases.push((call, false));
-    let call2 = corpus::assemble(
-        &corpus::CallSpec {
-            name: "call_ru_nl".into(),
-            seed: 2,
-            secs: call_s / 2.0,
-            holds: 1,
-            dead_air: 2,
-            levels: [-22.0, -26.0],
-            noise_dbfs: -55.0,
-            overlap_p: 0.15,
-            telephone: true,
-        },
-        &ru,
-        &vv,
-        &music,
-    );
-    cases.push((call2, false));
-    let mut dia = corpus::assemble(
-        &corpus::CallSpec {
-            name: "dialogue_nl".into(),
-            seed: 3,
-            secs: dia_s,
-            holds: 0,
-            dead_air: 0,
-            levels: [-20.0, -24.0],
-            noise_dbfs: -70.0,
-            overlap_p: 0.05,
-            telephone: false,
-        },
-        &m,
-        &vv,
-        &music,
-    );
-    dia.kind = "dialogue";
-    cases.push((dia, false));
-    cases.push((corpus::music_only("music_only_8k", 4, 180.0, &music, true), false));
-    cases.push((corpus::music_only("music_only_16k", 5, 180.0, &music, false), false));
-    cases.push((corpus::silence_only("silence_only", 6, 120.0), false));
-    cases
 }
 
 /// The pipeline's segmentation of a file: the front end (decode, 16 kHz, DC removal) and the

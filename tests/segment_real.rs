@@ -24,7 +24,7 @@ fn runs() -> &'static [Run] {
     static RUNS: OnceLock<Vec<Run>> = OnceLock::new();
     RUNS.get_or_init(|| {
         corpus::require();
-        build()
+        corpus::cases(true)
             .into_iter()
             .map(|(case, mulaw)| {
                 let segments = segment(&corpus::wav_bytes(&case, mulaw));
@@ -51,78 +51,6 @@ fn runs() -> &'static [Run] {
     })
 }
 
-fn build() -> Vec<(Case, bool)> {
-    let v = |i: usize| corpus::clips(&corpus::voice_files(corpus::VOICES[i].1), 60, 12.0);
-    let (es, it, ru) = (v(0), v(1), v(2));
-    let m = corpus::clips(&corpus::fillets_files('m'), 60, 12.0);
-    let vv = corpus::clips(&corpus::fillets_files('v'), 60, 12.0);
-    let music: Vec<Vec<f32>> = corpus::music_files()
-        .iter()
-        .take(4)
-        .map(|p| corpus::decode(p))
-        .collect();
-    let call = corpus::assemble(
-        &corpus::CallSpec {
-            name: "call".into(),
-            seed: 1,
-            secs: 360.0,
-            holds: 1,
-            dead_air: 1,
-            levels: [-20.0, -26.0],
-            noise_dbfs: -60.0,
-            overlap_p: 0.1,
-            telephone: true,
-        },
-        &es,
-        &it,
-        &music,
-    );
-    let call2 = corpus::assemble(
-        &corpus::CallSpec {
-            name: "call_ru_nl".into(),
-            seed: 2,
-            secs: 180.0,
-            holds: 1,
-            dead_air: 2,
-            levels: [-22.0, -26.0],
-            noise_dbfs: -55.0,
-            overlap_p: 0.15,
-            telephone: true,
-        },
-        &ru,
-        &vv,
-        &music,
-    );
-    let mut dia = corpus::assemble(
-        &corpus::CallSpec {
-            name: "dialogue".into(),
-            seed: 3,
-            secs: 240.0,
-            holds: 0,
-            dead_air: 0,
-            levels: [-20.0, -24.0],
-            noise_dbfs: -70.0,
-            overlap_p: 0.05,
-            telephone: false,
-        },
-        &m,
-        &vv,
-        &music,
-    );
-    dia.kind = "dialogue";
-    vec![
-        (corpus::with_gain(&call, "_m45", -25.0), false),
-        (corpus::with_snr(&call, "_snr5", 5.0, 7), false),
-        (corpus::with_mulaw(&call, "_ulaw"), true),
-        (call, false),
-        (call2, false),
-        (dia, false),
-        (corpus::music_only("music_8k", 4, 180.0, &music, true), false),
-        (corpus::music_only("music_16k", 5, 180.0, &music, false), false),
-        (corpus::silence_only("silence", 6, 120.0), false),
-    ]
-}
-
 fn segment(wav: &[u8]) -> Vec<Segment> {
     let mut s = AudioStream::from_reader(Cursor::new(wav.to_vec()), None, StreamOptions::default())
         .expect("the corpus WAV opens");
@@ -146,7 +74,7 @@ fn run(name: &str) -> &'static Run {
 #[test]
 fn no_utterance_is_ever_cut_and_none_is_missed() {
     // The 5 dB SNR version is in the ignored test below (issue 9: not met yet).
-    for r in speech_runs().filter(|r| r.case.name != "call_snr5") {
+    for r in speech_runs().filter(|r| r.case.name != "call_es_it_snr5") {
         assert_eq!(r.score.split, 0, "{}: an utterance was cut", r.case.name);
         assert_eq!(r.score.missed, 0, "{}: an utterance was never sent", r.case.name);
     }
@@ -154,7 +82,7 @@ fn no_utterance_is_ever_cut_and_none_is_missed() {
 
 #[test]
 fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
-    for name in ["call", "call_m45", "call_ulaw"] {
+    for name in ["call_es_it", "call_es_it_m45", "call_es_it_ulaw"] {
         let sc = &run(name).score;
         assert!(sc.whole_pct() >= 99.7, "{name}: {sc:?}");
         assert!(sc.coverage_pct() >= 99.5, "{name}: {sc:?}");
@@ -164,8 +92,8 @@ fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
         assert!(sc.music_pct() <= 4.0, "{name}: hold music sent: {sc:?}");
         assert!(sc.billed_ratio() <= 1.10, "{name}: {sc:?}");
     }
-    let clean = &run("call").score;
-    for name in ["call_m45", "call_ulaw"] {
+    let clean = &run("call_es_it").score;
+    for name in ["call_es_it_m45", "call_es_it_ulaw"] {
         let v = &run(name).score;
         assert!((v.whole_pct() - clean.whole_pct()).abs() <= 1.0, "{name}: {v:?} vs {clean:?}");
         assert!((v.coverage_pct() - clean.coverage_pct()).abs() <= 1.0, "{name}: {v:?}");
@@ -181,9 +109,9 @@ fn the_other_conversations_stay_where_they_are() {
     // Regression guards at today's figures (issue 9 asks for 99.7 % whole everywhere; the
     // misses are word ends fading under reverberation or under the noise, see BENCHMARKS.md).
     for (name, whole, covered, billed) in [
-        ("dialogue", 98.0, 97.5, 1.05),
+        ("dialogue_nl", 98.0, 97.5, 1.05),
         ("call_ru_nl", 99.7, 98.5, 1.12),
-        ("call_snr5", 90.0, 95.0, 1.06),
+        ("call_es_it_snr5", 90.0, 95.0, 1.06),
     ] {
         let sc = &run(name).score;
         assert!(sc.whole_pct() >= whole, "{name}: {sc:?}");
@@ -210,12 +138,12 @@ fn every_request_is_at_most_60_s_and_on_the_timeline() {
 
 #[test]
 fn music_alone_and_dead_air_make_no_request() {
-    for name in ["music_8k", "music_16k", "silence"] {
+    for name in ["music_only_8k", "music_only_16k", "silence_only"] {
         let r = run(name);
         assert!(r.segments.is_empty(), "{name}: {} requests", r.segments.len());
     }
     for r in speech_runs().filter(|r| r.score.music > 0) {
-        let bound = if r.case.name == "call_snr5" { 12.0 } else { 5.0 };
+        let bound = if r.case.name == "call_es_it_snr5" { 12.0 } else { 5.0 };
         assert!(r.score.music_pct() <= bound, "{}: {:?}", r.case.name, r.score);
     }
 }
@@ -234,7 +162,7 @@ fn the_whole_acceptance_of_issue_9() {
         }
     }
     assert!(total.whole_pct() >= 99.7, "{total:?}");
-    let clean = &run("call").score;
-    let v = &run("call_snr5").score;
+    let clean = &run("call_es_it").score;
+    let v = &run("call_es_it_snr5").score;
     assert!((v.whole_pct() - clean.whole_pct()).abs() <= 1.0, "{v:?} vs {clean:?}");
 }

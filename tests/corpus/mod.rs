@@ -632,6 +632,82 @@ pub fn truth_json(c: &Case) -> String {
     )
 }
 
+/// The corpus: the full one (a 45-minute call, 20 minutes of dialogue; for `make_corpus`) or
+/// the quick one the tests run (6 minutes and 4 minutes), with whether each case is written as
+/// µ-law.
+pub fn cases(quick: bool) -> Vec<(Case, bool)> {
+    let (call_s, dia_s, n_clips) = if quick { (360.0, 240.0, 60) } else { (2700.0, 1200.0, 400) };
+    let v = |i: usize| clips(&voice_files(VOICES[i].1), n_clips, 12.0);
+    let (es, it, ru) = (v(0), v(1), v(2));
+    let m = clips(&fillets_files('m'), n_clips, 12.0);
+    let vv = clips(&fillets_files('v'), n_clips, 12.0);
+    let music: Vec<Vec<f32>> = music_files()
+        .iter()
+        .take(if quick { 4 } else { 40 })
+        .map(|p| decode(p))
+        .collect();
+    let mut cases = Vec::new();
+    let call = assemble(
+        &CallSpec {
+            name: "call_es_it".into(),
+            seed: 1,
+            secs: call_s,
+            holds: if quick { 1 } else { 3 },
+            dead_air: if quick { 1 } else { 4 },
+            levels: [-20.0, -26.0],
+            noise_dbfs: -60.0,
+            overlap_p: 0.1,
+            telephone: true,
+        },
+        &es,
+        &it,
+        &music,
+    );
+    cases.push((with_gain(&call, "_m45", -45.0 + 20.0), false));
+    cases.push((with_snr(&call, "_snr5", 5.0, 7), false));
+    cases.push((with_mulaw(&call, "_ulaw"), true));
+    cases.push((call, false));
+    let call2 = assemble(
+        &CallSpec {
+            name: "call_ru_nl".into(),
+            seed: 2,
+            secs: call_s / 2.0,
+            holds: 1,
+            dead_air: 2,
+            levels: [-22.0, -26.0],
+            noise_dbfs: -55.0,
+            overlap_p: 0.15,
+            telephone: true,
+        },
+        &ru,
+        &vv,
+        &music,
+    );
+    cases.push((call2, false));
+    let mut dia = assemble(
+        &CallSpec {
+            name: "dialogue_nl".into(),
+            seed: 3,
+            secs: dia_s,
+            holds: 0,
+            dead_air: 0,
+            levels: [-20.0, -24.0],
+            noise_dbfs: -70.0,
+            overlap_p: 0.05,
+            telephone: false,
+        },
+        &m,
+        &vv,
+        &music,
+    );
+    dia.kind = "dialogue";
+    cases.push((dia, false));
+    cases.push((music_only("music_only_8k", 4, 180.0, &music, true), false));
+    cases.push((music_only("music_only_16k", 5, 180.0, &music, false), false));
+    cases.push((silence_only("silence_only", 6, 120.0), false));
+    cases
+}
+
 /// What a segmentation did to a case (all positions compared at 16 kHz).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Score {
