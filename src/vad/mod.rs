@@ -16,9 +16,10 @@
 //!    dead air almost free).
 //! 2. **Speech model.** A pure-Rust implementation of the Silero VAD network (v6, 16 kHz;
 //!    weights from the `silero-vad` package, MIT licence, embedded in the library) scores the
-//!    frame, after an automatic gain that brings the running speech level to [`TARGET_DBFS`]
-//!    (at most [`MAX_GAIN_DB`]) so that a recording at −45 dBFS and the same at −3 dBFS reach
-//!    the model alike. It was trained to answer *speech* and not music, noise or tones: this is
+//!    frame, after an automatic gain that lifts a quiet recording's running speech level to
+//!    [`TARGET_DBFS`] (at most [`MAX_GAIN_DB`]; louder sound is never turned down, so loud
+//!    music does not push the speech after it under), so that a recording at −45 dBFS and the
+//!    same at −20 dBFS reach the model alike. It was trained to answer *speech* and not music, noise or tones: this is
 //!    what keeps hold music out. A frame is speech once its probability reaches
 //!    [`VadOptions::threshold`], and stays speech until it falls below
 //!    [`VadOptions::neg_threshold`].
@@ -44,7 +45,8 @@ pub const FRAME_U64: u64 = FRAME as u64;
 /// Frames of look-ahead: [`VoiceDetector::push_frame`] returns the decision for the frame
 /// pushed this many frames earlier.
 pub const DELAY_FRAMES: usize = 12;
-/// The automatic gain brings the running speech level (frame RMS) to this, in dBFS.
+/// The automatic gain lifts the running speech level (frame RMS) to this, in dBFS, and never
+/// lowers it.
 pub const TARGET_DBFS: f32 = -20.0;
 /// The automatic gain never exceeds this, in dB (it is the floor of the speech-level estimate).
 pub const MAX_GAIN_DB: f32 = 60.0;
@@ -341,7 +343,9 @@ impl VoiceDetector {
             0.0
         } else {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
-            let gain = 10f32.powf((TARGET_DBFS - level) / 20.0);
+            // Only quiet recordings are lifted; loud sound (music before a turn) never pushes
+            // the speech after it down.
+            let gain = 10f32.powf((TARGET_DBFS - level).max(0.0) / 20.0);
             for (o, &x) in self.gained.iter_mut().zip(self.fbuf.iter()) {
                 *o = (x * gain).clamp(-1.0, 1.0);
             }
