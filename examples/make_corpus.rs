@@ -40,11 +40,17 @@ fn main() -> anyhow::Result<()> {
     for (case, mulaw) in &cases {
         let wav = out.join(format!("{}.wav", case.name));
         write(&wav, &corpus::wav_bytes(case, *mulaw))?;
-        write(&out.join(format!("{}.truth.json", case.name)), corpus::truth_json(case).as_bytes())?;
+        write(
+            &out.join(format!("{}.truth.json", case.name)),
+            corpus::truth_json(case).as_bytes(),
+        )?;
         let t = Instant::now();
         let segs = segment_file(&wav)?;
         let secs = t.elapsed().as_secs_f64();
-        write(&out.join(format!("{}.ours.json", case.name)), ours_json(&segs, secs).as_bytes())?;
+        write(
+            &out.join(format!("{}.ours.json", case.name)),
+            ours_json(&segs, secs).as_bytes(),
+        )?;
         let sc = corpus::score(case, &segs);
         if verbose {
             corpus::explain(case, &segs);
@@ -86,7 +92,12 @@ fn segment_file(path: &Path) -> anyhow::Result<Vec<Segment>> {
     let mut s = AudioStream::open(path, StreamOptions::default())?;
     let mut opts = SegmenterOptions::requests();
     // Experiments: ASR_SEG_<FIELD>_MS overrides a duration.
-    let ms = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok()).map(|v| v * 16);
+    let ms = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| v * 16)
+    };
     if let Some(v) = ms("ASR_SEG_MAX_GAP_MS") {
         opts.max_gap = v;
     }
@@ -99,10 +110,16 @@ fn segment_file(path: &Path) -> anyhow::Result<Vec<Segment>> {
     if let Some(v) = ms("ASR_SEG_MIN_SILENCE_MS") {
         opts.min_silence = v;
     }
-    if let Some(v) = std::env::var("ASR_VAD_NEG").ok().and_then(|v| v.parse::<f32>().ok()) {
+    if let Some(v) = std::env::var("ASR_VAD_NEG")
+        .ok()
+        .and_then(|v| v.parse::<f32>().ok())
+    {
         opts.vad.neg_threshold = v;
     }
-    if let Some(v) = std::env::var("ASR_VAD_THR").ok().and_then(|v| v.parse::<f32>().ok()) {
+    if let Some(v) = std::env::var("ASR_VAD_THR")
+        .ok()
+        .and_then(|v| v.parse::<f32>().ok())
+    {
         opts.vad.threshold = v;
     }
     let mut seg = Segmenter::new(opts)?;

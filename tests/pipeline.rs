@@ -281,7 +281,12 @@ async fn sync_route_results_sit_exactly_where_their_audio_was() {
                 Progress::SegmentPlanned { index, kept, .. } => Some((
                     *index,
                     kept.iter()
-                        .map(|k| ((k[0] * SR as f64).round() as usize, (k[1] * SR as f64).round() as usize))
+                        .map(|k| {
+                            (
+                                (k[0] * SR as f64).round() as usize,
+                                (k[1] * SR as f64).round() as usize,
+                            )
+                        })
                         .collect(),
                 )),
                 _ => None,
@@ -320,7 +325,10 @@ async fn sync_route_results_sit_exactly_where_their_audio_was() {
         );
         sent += billed as u64;
     }
-    assert!(shortened > 0, "packed requests leave the long gaps between units out");
+    assert!(
+        shortened > 0,
+        "packed requests leave the long gaps between units out"
+    );
     assert!((t.metadata.audio_seconds_sent - sent as f64 / SR as f64).abs() < 1e-6);
     for (u, _) in &placed {
         assert!(
@@ -865,9 +873,7 @@ async fn a_failed_segment_is_recorded_and_the_others_kept() {
             .find_map(|e| match e {
                 Progress::SegmentPlanned {
                     index, start, end, ..
-                } if *index == f.index => {
-                    Some((*start, *end))
-                }
+                } if *index == f.index => Some((*start, *end)),
                 _ => None,
             })
             .unwrap();

@@ -148,7 +148,10 @@ fn check_all(scene: &Scene, segs: &[Segment], max: u64) {
         .map(|&u| (u.0, u.1, coverage(segs, &[u])))
         .filter(|u| u.2 < 1.0)
         .collect();
-    assert!(cov >= 0.995, "coverage {cov:.4} < 99.5 %: units not whole {per_unit:?}, segments {segs:?}");
+    assert!(
+        cov >= 0.995,
+        "coverage {cov:.4} < 99.5 %: units not whole {per_unit:?}, segments {segs:?}"
+    );
     let bad = cuts_inside_units(segs, &scene.units);
     assert!(bad.is_empty(), "boundaries inside units: {bad:?}");
 }

@@ -64,7 +64,9 @@ fn segment(wav: &[u8]) -> Vec<Segment> {
 }
 
 fn speech_runs() -> impl Iterator<Item = &'static Run> {
-    runs().iter().filter(|r| r.case.kind == "call" || r.case.kind == "dialogue")
+    runs()
+        .iter()
+        .filter(|r| r.case.kind == "call" || r.case.kind == "dialogue")
 }
 
 fn run(name: &str) -> &'static Run {
@@ -76,7 +78,11 @@ fn no_utterance_is_ever_cut_and_none_is_missed() {
     // The 5 dB SNR version is in the ignored test below (issue 9: not met yet).
     for r in speech_runs().filter(|r| r.case.name != "call_es_it_snr5") {
         assert_eq!(r.score.split, 0, "{}: an utterance was cut", r.case.name);
-        assert_eq!(r.score.missed, 0, "{}: an utterance was never sent", r.case.name);
+        assert_eq!(
+            r.score.missed, 0,
+            "{}: an utterance was never sent",
+            r.case.name
+        );
     }
 }
 
@@ -95,8 +101,14 @@ fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
     let clean = &run("call_es_it").score;
     for name in ["call_es_it_m45", "call_es_it_ulaw"] {
         let v = &run(name).score;
-        assert!((v.whole_pct() - clean.whole_pct()).abs() <= 1.0, "{name}: {v:?} vs {clean:?}");
-        assert!((v.coverage_pct() - clean.coverage_pct()).abs() <= 1.0, "{name}: {v:?}");
+        assert!(
+            (v.whole_pct() - clean.whole_pct()).abs() <= 1.0,
+            "{name}: {v:?} vs {clean:?}"
+        );
+        assert!(
+            (v.coverage_pct() - clean.coverage_pct()).abs() <= 1.0,
+            "{name}: {v:?}"
+        );
         assert!(
             (v.billed_ratio() - clean.billed_ratio()).abs() <= 0.01 * clean.billed_ratio(),
             "{name}: {v:?} vs {clean:?}"
@@ -140,11 +152,24 @@ fn every_request_is_at_most_60_s_and_on_the_timeline() {
 fn music_alone_and_dead_air_make_no_request() {
     for name in ["music_only_8k", "music_only_16k", "silence_only"] {
         let r = run(name);
-        assert!(r.segments.is_empty(), "{name}: {} requests", r.segments.len());
+        assert!(
+            r.segments.is_empty(),
+            "{name}: {} requests",
+            r.segments.len()
+        );
     }
     for r in speech_runs().filter(|r| r.score.music > 0) {
-        let bound = if r.case.name == "call_es_it_snr5" { 12.0 } else { 5.0 };
-        assert!(r.score.music_pct() <= bound, "{}: {:?}", r.case.name, r.score);
+        let bound = if r.case.name == "call_es_it_snr5" {
+            12.0
+        } else {
+            5.0
+        };
+        assert!(
+            r.score.music_pct() <= bound,
+            "{}: {:?}",
+            r.case.name,
+            r.score
+        );
     }
 }
 
@@ -164,5 +189,8 @@ fn the_whole_acceptance_of_issue_9() {
     assert!(total.whole_pct() >= 99.7, "{total:?}");
     let clean = &run("call_es_it").score;
     let v = &run("call_es_it_snr5").score;
-    assert!((v.whole_pct() - clean.whole_pct()).abs() <= 1.0, "{v:?} vs {clean:?}");
+    assert!(
+        (v.whole_pct() - clean.whole_pct()).abs() <= 1.0,
+        "{v:?} vs {clean:?}"
+    );
 }

@@ -63,10 +63,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::botlhale::{Client, PollOptions};
 use crate::merge::MergeOptions;
-use crate::time::TimeMap;
 use crate::normalize::NormalizeOptions;
 use crate::segment::SegmenterOptions;
 use crate::stream::MonoSource;
+use crate::time::TimeMap;
 use crate::time::{Samples, RATE};
 use crate::transcript::Transcript;
 use crate::{Error, Result};

@@ -13,8 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::TimeMap;
 use crate::time::Samples;
+use crate::time::TimeMap;
 
 /// One part of an async upload, on the original timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -803,7 +803,6 @@ impl Segmenter {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,4 +882,3 @@ mod tests {
         assert_eq!(i16::from_le_bytes([y[44], y[45]]), 32735);
     }
 }
-

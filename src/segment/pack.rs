@@ -116,7 +116,12 @@ impl Packer {
     }
 
     /// The end of the input at `total`: emits what is open.
-    pub(super) fn finish(&mut self, total: Samples, stats: &mut FrameStats, out: &mut Vec<Segment>) {
+    pub(super) fn finish(
+        &mut self,
+        total: Samples,
+        stats: &mut FrameStats,
+        out: &mut Vec<Segment>,
+    ) {
         if !self.open.is_empty() {
             self.emit(self.open.len(), None, total, stats, out);
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{FrameStats, NoSpeech, Segment, SegmenterOptions, Segmenter};
+use super::{FrameStats, NoSpeech, Segment, Segmenter, SegmenterOptions};
 use crate::export::write_atomic;
 use crate::time::{self, Samples, RATE};
 use crate::{Error, ErrorKind, Result};
@@ -189,4 +189,3 @@ impl SegmentPlan {
         Ok(path)
     }
 }
-

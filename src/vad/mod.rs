@@ -35,7 +35,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-
 mod silero;
 
 /// Samples per analysis frame: 32 ms at 16 kHz (the speech model's chunk).
@@ -338,7 +337,11 @@ impl VoiceDetector {
         // its recurrent state leaves "speech" before whatever comes next (hold music right
         // after a turn would otherwise start with the state of the speech before it); longer
         // quiet stretches skip it.
-        self.quiet_run = if quiet { self.quiet_run.saturating_add(1) } else { 0 };
+        self.quiet_run = if quiet {
+            self.quiet_run.saturating_add(1)
+        } else {
+            0
+        };
         let prob = if quiet && self.quiet_run > MODEL_QUIET_FRAMES {
             0.0
         } else {

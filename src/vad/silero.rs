@@ -128,7 +128,12 @@ fn tensor(
     let got: Vec<usize> = t
         .get("shape")
         .and_then(|s| s.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect()
+        })
         .unwrap_or_default();
     if got != shape {
         return Err(bad(&format!("shape {got:?}, expected {shape:?}")));
@@ -136,7 +141,12 @@ fn tensor(
     let offs: Vec<usize> = t
         .get("data_offsets")
         .and_then(|s| s.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect()
+        })
         .unwrap_or_default();
     let (Some(&a), Some(&b)) = (offs.first(), offs.get(1)) else {
         return Err(bad("no data offsets"));
@@ -371,15 +381,14 @@ mod tests {
         let reference: Vec<f32> = std::fs::read_to_string(format!(
             "{dir}../../tests/testdata/silero/r1_please_hold.probs.txt"
         ))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| l.trim().parse().unwrap())
-            .collect();
-        let mut d = crate::decode::Decoder::open(std::path::Path::new(&format!(
-            "{dir}r1_please_hold.wav"
-        )))
-        .unwrap();
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+        let mut d =
+            crate::decode::Decoder::open(std::path::Path::new(&format!("{dir}r1_please_hold.wav")))
+                .unwrap();
         let mut x = Vec::new();
         while d.read_mono(&mut x).unwrap() > 0 {}
         let mut m = Model::new().unwrap();

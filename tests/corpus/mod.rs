@@ -115,7 +115,10 @@ pub fn decode(path: &Path) -> Vec<f32> {
     let mut s = AudioStream::open(path, StreamOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out = Vec::new();
-    while let Some(b) = s.next_block().unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+    while let Some(b) = s
+        .next_block()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    {
         out.extend_from_slice(b.samples);
     }
     out
@@ -135,7 +138,13 @@ fn sorted_files(dir: &Path, pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
 }
 
 /// Files of the Asterisk sound sets that are not speech (beeps, tones, chimes, monkeys).
-const NOT_SPEECH: &[&str] = &["beep", "2tone", "confbridge-join", "confbridge-leave", "tt-monkeys.wav"];
+const NOT_SPEECH: &[&str] = &[
+    "beep",
+    "2tone",
+    "confbridge-join",
+    "confbridge-leave",
+    "tt-monkeys.wav",
+];
 
 /// The spoken prompts of one asterisk voice.
 pub fn voice_files(dir: &str) -> Vec<PathBuf> {
@@ -153,14 +162,18 @@ pub fn fillets_files(actor: char) -> Vec<PathBuf> {
         .unwrap_or_default();
     levels.sort();
     for l in levels {
-        v.extend(sorted_files(&l.join("nl"), |n| n.ends_with(".ogg") && n.contains(&tag)));
+        v.extend(sorted_files(&l.join("nl"), |n| {
+            n.ends_with(".ogg") && n.contains(&tag)
+        }));
     }
     v
 }
 
 /// The music tracks.
 pub fn music_files() -> Vec<PathBuf> {
-    sorted_files(Path::new(MUSIC), |n| n.ends_with(".ogg") && !n.contains("silence"))
+    sorted_files(Path::new(MUSIC), |n| {
+        n.ends_with(".ogg") && !n.contains("silence")
+    })
 }
 
 /// 10 ms frame energies in dB.
@@ -475,7 +488,11 @@ pub fn to_telephone(c: Case) -> Case {
                 speaker: u.speaker,
             })
             .collect(),
-        music: c.music.iter().map(|&(s, e)| (s / 2, e.div_ceil(2))).collect(),
+        music: c
+            .music
+            .iter()
+            .map(|&(s, e)| (s / 2, e.div_ceil(2)))
+            .collect(),
         ..c
     }
 }
@@ -568,7 +585,11 @@ pub fn silence_only(name: &str, seed: u64, secs: f64) -> Case {
 /// The case's audio as 16-bit PCM WAV bytes at its rate (µ-law when `mulaw`).
 pub fn wav_bytes(c: &Case, mulaw: bool) -> Vec<u8> {
     let n = c.audio.len();
-    let (tag, bits, block) = if mulaw { (7u16, 8u16, 1u16) } else { (1, 16, 2) };
+    let (tag, bits, block) = if mulaw {
+        (7u16, 8u16, 1u16)
+    } else {
+        (1, 16, 2)
+    };
     let data_len = n * usize::from(block);
     let mut v = Vec::with_capacity(44 + data_len);
     v.extend_from_slice(b"RIFF");
@@ -615,7 +636,12 @@ pub fn truth_json(c: &Case) -> String {
     let utts: Vec<String> = c
         .utterances
         .iter()
-        .map(|u| format!("{{\"start\": {}, \"end\": {}, \"speaker\": \"{}\"}}", u.start, u.end, u.speaker))
+        .map(|u| {
+            format!(
+                "{{\"start\": {}, \"end\": {}, \"speaker\": \"{}\"}}",
+                u.start, u.end, u.speaker
+            )
+        })
         .collect();
     let music: Vec<String> = c
         .music
@@ -636,7 +662,11 @@ pub fn truth_json(c: &Case) -> String {
 /// the quick one the tests run (6 minutes and 4 minutes), with whether each case is written as
 /// µ-law.
 pub fn cases(quick: bool) -> Vec<(Case, bool)> {
-    let (call_s, dia_s, n_clips) = if quick { (360.0, 240.0, 60) } else { (2700.0, 1200.0, 400) };
+    let (call_s, dia_s, n_clips) = if quick {
+        (360.0, 240.0, 60)
+    } else {
+        (2700.0, 1200.0, 400)
+    };
     let v = |i: usize| clips(&voice_files(VOICES[i].1), n_clips, 12.0);
     let (es, it, ru) = (v(0), v(1), v(2));
     let m = clips(&fillets_files('m'), n_clips, 12.0);
@@ -758,44 +788,29 @@ impl Score {
     }
 }
 
-/// Length of the union of sorted-or-not intervals.
-fn union_len(mut v: Vec<(u64, u64)>) -> u64 {
+/// The union of intervals, sorted and merged.
+fn merged(v: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut v = v.to_vec();
     v.sort_unstable();
-    let (mut total, mut cur): (u64, Option<(u64, u64)>) = (0, None);
+    let mut m: Vec<(u64, u64)> = Vec::with_capacity(v.len());
     for (s, e) in v {
-        match cur {
-            Some((cs, ce)) if s <= ce => cur = Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                cur = Some((s, e));
-            }
-            None => cur = Some((s, e)),
-        }
-    }
-    total + cur.map_or(0, |(s, e)| e - s)
-}
-
-/// Length of the intersection of interval set `a` (any) with the union of `b`.
-fn covered(a: &[(u64, u64)], b: &[(u64, u64)]) -> u64 {
-    let mut b = b.to_vec();
-    b.sort_unstable();
-    // Merge b.
-    let mut m: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in b {
         match m.last_mut() {
             Some(l) if s <= l.1 => l.1 = l.1.max(e),
             _ => m.push((s, e)),
         }
     }
-    let mut a = a.to_vec();
-    a.sort_unstable();
-    let mut am: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in a {
-        match am.last_mut() {
-            Some(l) if s <= l.1 => l.1 = l.1.max(e),
-            _ => am.push((s, e)),
-        }
-    }
+    m
+}
+
+/// Length of the union of intervals.
+fn union_len(v: Vec<(u64, u64)>) -> u64 {
+    merged(&v).iter().map(|(s, e)| e - s).sum()
+}
+
+/// Length of the intersection of the union of `a` with the union of `b`.
+fn covered(a: &[(u64, u64)], b: &[(u64, u64)]) -> u64 {
+    let m = merged(b);
+    let am = merged(a);
     let mut total = 0;
     for (s, e) in am {
         let i = m.partition_point(|x| x.1 <= s);
@@ -818,10 +833,19 @@ pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
         .iter()
         .map(|u| (u.start as u64 * k, u.end as u64 * k))
         .collect();
-    let music: Vec<(u64, u64)> = c.music.iter().map(|&(s, e)| (s as u64 * k, e as u64 * k)).collect();
+    let music: Vec<(u64, u64)> = c
+        .music
+        .iter()
+        .map(|&(s, e)| (s as u64 * k, e as u64 * k))
+        .collect();
     let kept: Vec<(u64, u64)> = segments
         .iter()
-        .flat_map(|s| s.kept.spans().iter().map(|p| (p.original, p.original + p.len)))
+        .flat_map(|s| {
+            s.kept
+                .spans()
+                .iter()
+                .map(|p| (p.original, p.original + p.len))
+        })
         .collect();
     let mut sc = Score {
         utterances: utts.len(),
@@ -830,8 +854,10 @@ pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
     };
     for &(s, e) in &utts {
         let (s2, e2) = (s + tol, e.saturating_sub(tol).max(s + tol + 1));
-        let overlapping: Vec<&asr_pipeline::segment::Segment> =
-            segments.iter().filter(|r| r.start < e2 && r.end > s2).collect();
+        let overlapping: Vec<&asr_pipeline::segment::Segment> = segments
+            .iter()
+            .filter(|r| r.start < e2 && r.end > s2)
+            .collect();
         match overlapping.as_slice() {
             [] => sc.missed += 1,
             [r] if r.start <= s2 && r.end >= e2 => sc.whole += 1,
@@ -858,11 +884,18 @@ pub fn explain(c: &Case, segments: &[asr_pipeline::segment::Segment]) {
             .filter(|r| r.start < e && r.end > s)
             .map(|r| (r.start as f64 / 16e3, r.end as f64 / 16e3))
             .collect();
-        let whole = ov.len() == 1 && ov[0].0 * 16e3 <= (s + 160) as f64 && ov[0].1 * 16e3 >= (e - 160) as f64;
+        let whole = ov.len() == 1
+            && ov[0].0 * 16e3 <= (s + 160) as f64
+            && ov[0].1 * 16e3 >= (e - 160) as f64;
         if !whole {
             println!(
                 "  {} spk {} utt {:.3}-{:.3} ({:.2} s): {:?}",
-                c.name, u.speaker, s as f64 / 16e3, e as f64 / 16e3, (e - s) as f64 / 16e3, ov
+                c.name,
+                u.speaker,
+                s as f64 / 16e3,
+                e as f64 / 16e3,
+                (e - s) as f64 / 16e3,
+                ov
             );
         }
     }
