@@ -10,10 +10,12 @@
 //! 1. **Energy gate.** The frame's energy in dB is compared with a running noise floor
 //!    (minimum tracker: starts at the first frame, follows drops at once, rises
 //!    [`FLOOR_RISE_DB`] dB per frame) and a running speech level (peak tracker: follows rises
-//!    at once, decays [`LEVEL_DECAY_DB`] dB per frame). A frame is *quiet* when it is less than
-//!    [`NOISE_MARGIN_DB`] above the floor, or more than [`LEVEL_RANGE_DB`] below the speech
-//!    level. Quiet frames are never voiced and skip the neural model (what makes silence and
-//!    dead air almost free).
+//!    at once, decays [`LEVEL_DECAY_DB`] dB per frame). A frame is *silent* when it is digital
+//!    silence or more than [`LEVEL_RANGE_DB`] below the speech level, and *quiet* when it is
+//!    silent or less than [`NOISE_MARGIN_DB`] above the floor. Silent frames are never voiced
+//!    and skip the neural model (what makes silence and dead air almost free); quiet frames
+//!    are voiced only when the model is sure on its own (see below), so that speech a few dB
+//!    above a noisy line is kept and the noise between words is not.
 //! 2. **Speech model.** A pure-Rust implementation of the Silero VAD network (v6, 16 kHz;
 //!    weights from the `silero-vad` package, MIT licence, embedded in the library) scores the
 //!    frame, after an automatic gain that lifts a quiet recording's running speech level to
@@ -22,7 +24,7 @@
 //!    same at −20 dBFS reach the model alike. It was trained to answer *speech* and not music, noise or tones: this is
 //!    what keeps hold music out. A frame is speech once its probability reaches
 //!    [`VadOptions::threshold`], and stays speech until it falls below
-//!    [`VadOptions::neg_threshold`].
+//!    [`VadOptions::neg_threshold`]; a quiet frame needs [`VadOptions::threshold`] itself.
 //! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
 //!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
@@ -61,7 +63,7 @@ pub const NOISE_MARGIN_DB: f32 = 3.0;
 pub const LOUD_MARGIN_DB: f32 = 10.0;
 /// See [`LOUD_MARGIN_DB`].
 pub const LOUD_RANGE_DB: f32 = 35.0;
-/// Quiet frames after sound that still go through the speech model (320 ms).
+/// Silent frames after sound that still go through the speech model (320 ms).
 const MODEL_QUIET_FRAMES: u32 = 10;
 /// A frame more than this many dB below the speech level is quiet.
 pub const LEVEL_RANGE_DB: f32 = 45.0;
@@ -260,7 +262,12 @@ impl VoiceDetector {
             self.next -= 1;
         }
         FrameInfo {
-            voiced: cur.vad && !cur.quiet && !music,
+            // Near the noise floor, the model's hysteresis is not enough: a quiet frame is
+            // speech only when the model says so on its own (probability ≥ threshold).
+            voiced: cur.vad
+                && !cur.silent
+                && !music
+                && (!cur.quiet || cur.prob >= self.opts.threshold),
             quiet: cur.quiet,
             music: music || (!cur.quiet && !cur.vad),
             prob: cur.prob,
@@ -333,16 +340,17 @@ impl VoiceDetector {
         let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
             && db >= self.level_db - LOUD_RANGE_DB;
 
-        // The model also hears the first MODEL_QUIET_FRAMES quiet frames after sound, so that
-        // its recurrent state leaves "speech" before whatever comes next (hold music right
-        // after a turn would otherwise start with the state of the speech before it); longer
-        // quiet stretches skip it.
-        self.quiet_run = if quiet {
+        // The model hears every frame but silence: in a noisy line, speech sits only a few dB
+        // above the noise floor and the energy gate alone would lose it. It also hears the
+        // first MODEL_QUIET_FRAMES silent frames after sound, so that its recurrent state
+        // leaves "speech" before whatever comes next (hold music right after a turn would
+        // otherwise start with the state of the speech before it); longer silences skip it.
+        self.quiet_run = if silent {
             self.quiet_run.saturating_add(1)
         } else {
             0
         };
-        let prob = if quiet && self.quiet_run > MODEL_QUIET_FRAMES {
+        let prob = if silent && self.quiet_run > MODEL_QUIET_FRAMES {
             0.0
         } else {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);

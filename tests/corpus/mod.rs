@@ -874,9 +874,28 @@ pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
     sc
 }
 
-/// Prints each utterance that was not sent whole, with what covered it (diagnostics).
+/// Prints each utterance that was not sent whole, with what covered it and how loud the
+/// loudest 10 ms of its unsent part is, in dB below the utterance's loudest 10 ms (a clipped
+/// word is within 10–20 dB of it; a reverberation tail or breath is 25 dB or more below).
 pub fn explain(c: &Case, segments: &[asr_pipeline::segment::Segment]) {
     let k = (RATE / c.rate) as u64;
+    let kept: Vec<(u64, u64)> = merged(
+        &segments
+            .iter()
+            .flat_map(|s| {
+                s.kept
+                    .spans()
+                    .iter()
+                    .map(|p| (p.original, p.original + p.len))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let hop = (c.rate / 100) as u64; // 10 ms in the case's samples
+    let frame_db = |a: u64| {
+        let a = a as usize;
+        let x = &c.audio[a.min(c.audio.len())..(a + hop as usize).min(c.audio.len())];
+        10.0 * (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32 + 1e-12).log10()
+    };
     for u in &c.utterances {
         let (s, e) = (u.start as u64 * k, u.end as u64 * k);
         let ov: Vec<(f64, f64)> = segments
@@ -888,14 +907,30 @@ pub fn explain(c: &Case, segments: &[asr_pipeline::segment::Segment]) {
             && ov[0].0 * 16e3 <= (s + 160) as f64
             && ov[0].1 * 16e3 >= (e - 160) as f64;
         if !whole {
+            let (mut peak, mut unsent) = (f32::MIN, f32::MIN);
+            let mut f = u.start as u64;
+            while f + hop <= u.end as u64 {
+                let d = frame_db(f);
+                peak = peak.max(d);
+                let (a, b) = (f * k, (f + hop) * k);
+                if !kept.iter().any(|&(ks, ke)| ks <= a && ke >= b) {
+                    unsent = unsent.max(d);
+                }
+                f += hop;
+            }
             println!(
-                "  {} spk {} utt {:.3}-{:.3} ({:.2} s): {:?}",
+                "  {} spk {} utt {:.3}-{:.3} ({:.2} s): {:?}; unsent: {}",
                 c.name,
                 u.speaker,
                 s as f64 / 16e3,
                 e as f64 / 16e3,
                 (e - s) as f64 / 16e3,
-                ov
+                ov,
+                if unsent == f32::MIN {
+                    "nothing (edge within 10 ms)".to_string()
+                } else {
+                    format!("loudest {:.0} dB below its peak", peak - unsent)
+                }
             );
         }
     }
