@@ -48,6 +48,9 @@ impl Default for SplitOptions {
     }
 }
 
+/// Decoded blocks that may wait between the decoding thread and the segmenter.
+const DECODE_AHEAD: usize = 16;
+
 /// The manifest's file name in the output directory.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -106,16 +109,44 @@ pub(super) fn split_input(
         }
         Ok(())
     };
-    while let Some(block) = stream.next_block().map_err(|e| e.with_path(name))? {
-        cutter.push(block.samples, &mut out);
-        write(&mut out)?;
-    }
+    // Two stages on two threads: decoding + 16 kHz on one, VAD + segmentation + writing on this
+    // one, with at most DECODE_AHEAD blocks between them (memory stays flat; buffers are
+    // recycled). A long file then uses two cores, as ffmpeg's own conversion does.
+    let total = std::thread::scope(|sc| -> Result<u64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(DECODE_AHEAD);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+        let producer = sc.spawn(move || -> Result<u64> {
+            while let Some(block) = stream.next_block().map_err(|e| e.with_path(name))? {
+                let mut buf = back_rx.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(block.samples);
+                if tx.send(buf).is_err() {
+                    break; // the consumer stopped on an error of its own
+                }
+            }
+            Ok(stream.position())
+        });
+        let consumed = (|| -> Result<()> {
+            for buf in rx {
+                cutter.push(&buf, &mut out);
+                write(&mut out)?;
+                let _ = back_tx.send(buf);
+            }
+            Ok(())
+        })();
+        // `rx` is gone here, so a producer still sending stops at once.
+        let total = producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        consumed?;
+        Ok(total)
+    })?;
     cutter.finish(&mut out);
     write(&mut out)?;
     let mut plan = SegmentPlan::new(
         Some(name.display().to_string()),
         &segments,
-        stream.position(),
+        total,
         cutter.segmenter().stats(),
     );
     for (s, f) in plan.segments.iter_mut().zip(names) {

@@ -63,8 +63,11 @@ pub const NOISE_MARGIN_DB: f32 = 3.0;
 pub const LOUD_MARGIN_DB: f32 = 10.0;
 /// See [`LOUD_MARGIN_DB`].
 pub const LOUD_RANGE_DB: f32 = 35.0;
-/// Silent frames after sound that still go through the speech model (320 ms).
+/// Skipped frames after sound that still go through the speech model (320 ms).
 const MODEL_QUIET_FRAMES: u32 = 10;
+/// A recording whose speech level is at least this many dB above its noise floor is clean:
+/// its quiet frames skip the speech model.
+pub const CLEAN_SNR_DB: f32 = 40.0;
 /// A frame more than this many dB below the speech level is quiet.
 pub const LEVEL_RANGE_DB: f32 = 45.0;
 /// Frame distance in the music check: features compared with the frame this many frames back.
@@ -340,17 +343,21 @@ impl VoiceDetector {
         let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
             && db >= self.level_db - LOUD_RANGE_DB;
 
-        // The model hears every frame but silence: in a noisy line, speech sits only a few dB
-        // above the noise floor and the energy gate alone would lose it. It also hears the
-        // first MODEL_QUIET_FRAMES silent frames after sound, so that its recurrent state
-        // leaves "speech" before whatever comes next (hold music right after a turn would
-        // otherwise start with the state of the speech before it); longer silences skip it.
-        self.quiet_run = if silent {
+        // Which frames the model hears. In a noisy recording (speech less than
+        // CLEAN_SNR_DB above the noise floor), every frame but silence: speech sits only a few
+        // dB above the noise and the energy gate alone would lose it. In a clean one, quiet
+        // frames too are skipped. Either way the model hears the first MODEL_QUIET_FRAMES
+        // skipped frames after sound, so that its recurrent state leaves "speech" before
+        // whatever comes next (hold music right after a turn would otherwise start with the
+        // state of the speech before it).
+        let snr_db = (self.level_db - self.floor_db).max(0.0);
+        let skippable = silent || (quiet && snr_db >= CLEAN_SNR_DB);
+        self.quiet_run = if skippable {
             self.quiet_run.saturating_add(1)
         } else {
             0
         };
-        let prob = if silent && self.quiet_run > MODEL_QUIET_FRAMES {
+        let prob = if skippable && self.quiet_run > MODEL_QUIET_FRAMES {
             0.0
         } else {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
@@ -392,7 +399,7 @@ impl VoiceDetector {
         Pending {
             db,
             loud,
-            snr_db: (self.level_db - self.floor_db).max(0.0),
+            snr_db,
             prob,
             quiet,
             silent,
