@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Without `--base-url` the emulator runs in this process, so the peak RSS includes it (and its
-//! log of every request). With `--base-url` (e.g. from `cargo run --release --example
-//! botlhale_emulator`) the RSS is the pipeline's alone.
+//! log of every request). With `--base-url` (e.g. from `cargo run --release -p
+//! botlhale-emulator`) the RSS is the pipeline's alone.
 //!
 //! The input is a 16 kHz 16-bit mono WAV file that is never stored: a `Read + Seek` that
 //! synthesises it on the fly (speech units from `testdata/speech/` every `--every` seconds on
@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asr_pipeline::botlhale::{Client, Credentials, PollOptions, Secret};
-use asr_pipeline::emulator::{Emulator, EmulatorConfig};
 use asr_pipeline::pipeline::{Job, Pipeline, Progress, Route};
+use botlhale_emulator::{Emulator, EmulatorConfig};
 
 const SR: u64 = 16_000;
 

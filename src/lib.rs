@@ -15,8 +15,6 @@ pub mod segment;
 pub mod vad;
 
 pub mod botlhale;
-#[cfg(feature = "emulator")]
-pub mod emulator;
 
 pub mod export;
 pub mod merge;

@@ -1,4 +1,4 @@
-//! The client against the project's emulator (`asr_pipeline::emulator`): every endpoint, the
+//! The client against the project's emulator (`botlhale_emulator`): every endpoint, the
 //! error kinds the emulator can produce, token renewal (before expiry and on 401), form
 //! expiry, the data-path variants and units, and a run with 30 % injected faults where every
 //! call completes and no logical request is sent more often than the retry policy allows
@@ -14,11 +14,11 @@ use asr_pipeline::botlhale::{
     MessageRequest, PollOptions, ResponseType, RetryPolicy, Secret, StartConversation, SyncRequest,
     TimeReading, TranslateRequest, TtsRequest, VelaCallUpload, VelaMetadata,
 };
-use asr_pipeline::emulator::{
+use asr_pipeline::ErrorKind;
+use botlhale_emulator::{
     DataRoutes, Emulator, EmulatorConfig, FaultConfig, RunningEmulator, SignatureStyle,
     TimestampUnits,
 };
-use asr_pipeline::ErrorKind;
 
 /// A 16-bit mono WAV of `secs` seconds: silence with sine bursts `(from, to, hz)`.
 fn wav(rate: u32, secs: f64, bursts: &[(f64, f64, f64)]) -> Vec<u8> {

@@ -4,11 +4,11 @@
 use std::io::Cursor;
 use std::time::Duration;
 
-use asr_pipeline::emulator::{
+use base64::Engine as _;
+use botlhale_emulator::{
     sigv4, DataRoutes, DoneWord, Emulator, EmulatorConfig, FaultConfig, FaultKind, RunningEmulator,
     SignatureStyle, TimestampUnits,
 };
-use base64::Engine as _;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 

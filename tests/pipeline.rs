@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asr_pipeline::botlhale::{Client, Credentials, PollOptions, Secret};
-use asr_pipeline::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use asr_pipeline::normalize::{normalize_in_place, DcBlocker, NormalizeOptions};
 use asr_pipeline::pipeline::{
     split_only, Job, Pipeline, PipelineBuilder, Progress, Route, SplitOptions, UploadedPart,
@@ -25,6 +24,7 @@ use asr_pipeline::pipeline::{
 use asr_pipeline::segment::SegmentPlan;
 use asr_pipeline::transcript::{Source, Transcript, TranscriptSegment};
 use asr_pipeline::ErrorKind;
+use botlhale_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 
 const SR: u64 = 16_000;
 /// 10 ms in samples: the acceptance tolerance.
@@ -809,8 +809,8 @@ async fn an_abandoned_run_stops_decoding() {
 /// seed-determined fraction of requests.
 async fn flaky_sync(rate: f64) -> (RunningEmulator, Pipeline) {
     let mut cfg = EmulatorConfig::default();
-    let mut f = asr_pipeline::emulator::FaultConfig::with_rate(rate);
-    f.kinds = vec![asr_pipeline::emulator::FaultKind::InternalError];
+    let mut f = botlhale_emulator::FaultConfig::with_rate(rate);
+    f.kinds = vec![botlhale_emulator::FaultKind::InternalError];
     f.max_consecutive = None;
     f.routes = Some(vec!["/asr".into()]);
     cfg.faults = f;

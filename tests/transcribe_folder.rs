@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use asr_pipeline::emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use botlhale_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use serde_json::Value;
 
 /// The example binary, built once per test process (a no-op when it is up to date).

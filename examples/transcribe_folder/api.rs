@@ -3,10 +3,10 @@
 
 use anyhow::{bail, Context};
 use asr_pipeline::botlhale::{Client, Credentials, Secret, DEFAULT_BASE_URL};
-use asr_pipeline::emulator::{EmulatorConfig, RunningEmulator};
 use asr_pipeline::export::Format as ExportFormat;
 use asr_pipeline::pipeline::{Job as PJob, Pipeline, Progress, Route};
 use asr_pipeline::transcript::Transcript;
+use botlhale_emulator::{EmulatorConfig, RunningEmulator};
 
 use crate::args::{Args, OutFormat, RouteArg};
 use crate::engine::{Engine, FileError, Finished, Job};
@@ -84,7 +84,7 @@ impl ApiEngine {
                 .base_url(access.endpoint.clone());
             (b, None)
         } else {
-            let emu = asr_pipeline::emulator::Emulator::start(EmulatorConfig::fast())
+            let emu = botlhale_emulator::Emulator::start(EmulatorConfig::fast())
                 .await
                 .context("starting the bundled emulator")?;
             banner(emu.base_url());

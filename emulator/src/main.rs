@@ -1,7 +1,7 @@
 //! Runs the local Botlhale API emulator as a process.
 //!
 //! ```text
-//! cargo run --example botlhale_emulator -- --port 8080 --seed 7 --fault-rate 0.3
+//! cargo run -p botlhale-emulator -- --port 8080 --seed 7 --fault-rate 0.3
 //! ```
 //!
 //! Prints `BASE_URL=...`, `BOTLHALE_REFRESH_TOKEN=...`, `ORG_ID=...` and `UPLOAD_DIR=...`
@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use asr_pipeline::emulator::{
+use botlhale_emulator::{
     DataRoutes, Emulator, EmulatorConfig, FaultConfig, SignatureStyle, TimestampUnits,
 };
 use clap::Parser;

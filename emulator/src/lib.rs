@@ -1,4 +1,4 @@
-//! A faithful local emulator of the Botlhale AI speech API (feature `emulator`).
+//! A faithful local emulator of the Botlhale AI speech API, the test server of `asr-pipeline`.
 //!
 //! Like stripe-mock or localstack, it serves the vendor's contract (`api-contract.md`) on
 //! `127.0.0.1` so that the client, the pipeline and users' own code can be tested without an
@@ -60,20 +60,22 @@
 //!
 //! # Running it as a process
 //! ```text
-//! cargo run --example botlhale_emulator -- --port 8080 --seed 7 --fault-rate 0.3
+//! cargo run -p botlhale-emulator -- --port 8080 --seed 7 --fault-rate 0.3
 //! ```
 //! prints the base URL and a refresh token, then serves until killed.
 //!
 //! # Example
 //! ```no_run
-//! # async fn f() -> asr_pipeline::Result<()> {
-//! use asr_pipeline::emulator::{Emulator, EmulatorConfig};
+//! # async fn f() -> std::io::Result<()> {
+//! use botlhale_emulator::{Emulator, EmulatorConfig};
 //! let emu = Emulator::start(EmulatorConfig::default()).await?;
 //! println!("{} {}", emu.base_url(), emu.refresh_token());
 //! emu.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 // Handler helpers return the HTTP response to send as their error value.
 #![allow(clippy::result_large_err)]
 
@@ -314,13 +316,11 @@ pub struct Emulator;
 
 impl Emulator {
     /// Binds `127.0.0.1:port` and serves in a background task.
-    pub async fn start(cfg: EmulatorConfig) -> crate::Result<RunningEmulator> {
-        let listener = TcpListener::bind(("127.0.0.1", cfg.port))
-            .await
-            .map_err(|e| crate::Error::io(None, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| crate::Error::io(None, e))?;
+    /// Errors: the port cannot be bound, or the upload directory cannot be created (the
+    /// error names it).
+    pub async fn start(cfg: EmulatorConfig) -> io::Result<RunningEmulator> {
+        let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await?;
+        let addr = listener.local_addr()?;
         let (dir, owns_dir) = match &cfg.upload_dir {
             Some(d) => (d.clone(), false),
             None => {
@@ -338,7 +338,8 @@ impl Emulator {
                 )
             }
         };
-        std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(Some(&dir), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         let shared = Shared::new(cfg, format!("http://{addr}"), dir);
         let app = router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
