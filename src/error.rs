@@ -147,6 +147,15 @@ pub enum ErrorKind {
         /// How long the client waited, in seconds.
         waited_secs: u64,
     },
+    /// The work was abandoned: its caller stopped waiting (a dropped future, a cancelled
+    /// batch). Nothing is wrong with the input; a later run does it.
+    Cancelled,
+    /// A bug or a broken environment inside this crate (a worker thread that panicked or
+    /// vanished). Not the input's fault; worth reporting.
+    Internal {
+        /// What failed.
+        what: String,
+    },
 }
 
 impl Error {
@@ -210,6 +219,15 @@ impl Error {
         self
     }
 
+    /// Builds an [`ErrorKind::Internal`].
+    pub(crate) fn internal(what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal { what: what.into() })
+    }
+
+    // The error policy: the three questions below are the only place that decides what an
+    // error means for retries and batches; the client's retry loop, the pipeline and the
+    // batch runner ask them rather than matching kinds themselves.
+
     /// True when retrying the same call later may succeed (transport failures and server-side
     /// faults that outlived the retry policy). Final answers (4xx, bad input, quota) are false.
     pub fn is_transient(&self) -> bool {
@@ -217,6 +235,59 @@ impl Error {
             ErrorKind::Transport { .. } | ErrorKind::PollDeadline { .. } => true,
             ErrorKind::Api { status, .. } => *status == 429 || *status >= 500,
             _ => false,
+        }
+    }
+
+    /// True when the input itself is at fault (empty, not audio, an unsupported variant,
+    /// malformed, or broken part way): trying it again gives the same error until the file
+    /// changes. Everything else may succeed on a later run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            &*self.0,
+            ErrorKind::Empty { .. }
+                | ErrorKind::UnrecognizedFormat { .. }
+                | ErrorKind::Unsupported { .. }
+                | ErrorKind::Malformed { .. }
+                | ErrorKind::Truncated { .. }
+        )
+    }
+
+    /// True when every further call or file would fail the same way, so a batch should stop
+    /// and leave the rest for a later run: credentials refused, the quota used up, invalid
+    /// options, or the run cancelled. Also what makes one file stop sending its other
+    /// requests.
+    pub fn stops_batch(&self) -> bool {
+        matches!(
+            &*self.0,
+            ErrorKind::Auth { .. }
+                | ErrorKind::QuotaExhausted { .. }
+                | ErrorKind::InvalidConfig { .. }
+                | ErrorKind::Cancelled
+        )
+    }
+
+    /// The kind's name (`"Truncated"`, `"Auth"`, ...), stable across releases, for logs,
+    /// summaries and metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match &*self.0 {
+            ErrorKind::Io { .. } => "Io",
+            ErrorKind::Empty { .. } => "Empty",
+            ErrorKind::UnrecognizedFormat { .. } => "UnrecognizedFormat",
+            ErrorKind::Unsupported { .. } => "Unsupported",
+            ErrorKind::Malformed { .. } => "Malformed",
+            ErrorKind::Truncated { .. } => "Truncated",
+            ErrorKind::InvalidConfig { .. } => "InvalidConfig",
+            ErrorKind::Encode { .. } => "Encode",
+            ErrorKind::Transport { .. } => "Transport",
+            ErrorKind::Api { .. } => "Api",
+            ErrorKind::Auth { .. } => "Auth",
+            ErrorKind::QuotaExhausted { .. } => "QuotaExhausted",
+            ErrorKind::UploadRejected { .. } => "UploadRejected",
+            ErrorKind::Parse { .. } => "Parse",
+            ErrorKind::JobFailed { .. } => "JobFailed",
+            ErrorKind::PollDeadline { .. } => "PollDeadline",
+            ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::Internal { .. } => "Internal",
         }
     }
 }
@@ -308,6 +379,8 @@ impl fmt::Display for Error {
                 f,
                 "stopped waiting for async job {file_name} after {waited_secs} s; it may still finish: resume polling with its file name"
             ),
+            ErrorKind::Cancelled => write!(f, "cancelled: the run was abandoned"),
+            ErrorKind::Internal { what } => write!(f, "internal error (a bug): {what}"),
         }
     }
 }
@@ -324,6 +397,36 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_policy_for_retries_bad_inputs_and_batches() {
+        let bad = Error::new(ErrorKind::Malformed {
+            path: None,
+            what: "rate 0".into(),
+        });
+        assert!(bad.is_bad_input() && !bad.is_transient() && !bad.stops_batch());
+        assert_eq!(bad.kind_name(), "Malformed");
+        let auth = Error::new(ErrorKind::Auth {
+            endpoint: "POST /asr".into(),
+            status: 401,
+            body: String::new(),
+        });
+        assert!(auth.stops_batch() && !auth.is_bad_input() && !auth.is_transient());
+        let down = Error::new(ErrorKind::Api {
+            endpoint: "POST /asr".into(),
+            status: 503,
+            body: String::new(),
+            attempts: 5,
+        });
+        assert!(down.is_transient() && !down.stops_batch() && !down.is_bad_input());
+        let cancelled = Error::new(ErrorKind::Cancelled);
+        assert!(cancelled.stops_batch() && !cancelled.is_bad_input());
+        assert_eq!(cancelled.kind_name(), "Cancelled");
+        let bug = Error::internal("decoding thread failed");
+        assert!(!bug.stops_batch() && !bug.is_bad_input() && !bug.is_transient());
+        assert!(bug.to_string().contains("decoding thread failed"));
+        assert!(!matches!(bug.kind(), ErrorKind::InvalidConfig { .. }));
+    }
 
     #[test]
     fn display_names_the_file() {

@@ -118,7 +118,13 @@ impl Resampler {
                 WindowFunction::BlackmanHarris2,
                 FixedSync::Input,
             )
-            .map_err(|e| Error::config(format!("resampler {r} Hz → {RATE} Hz: {e}")))?;
+            .map_err(|e| {
+                // A rate the resampler cannot plan for is the input's property, not an option.
+                Error::new(crate::ErrorKind::Unsupported {
+                    path: None,
+                    what: format!("sample rate {r} Hz (resampling to {RATE} Hz: {e})"),
+                })
+            })?;
             debug_assert_eq!(fft.input_frames_next(), chunk_in);
             let delay = fft.output_delay();
             Some(Inner {
@@ -206,8 +212,12 @@ impl Resampler {
     /// [`rescale`]`(frames_in, rate_in)` samples.
     pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
         let expected = rescale(self.frames_in, self.rate_in);
-        let need = usize::try_from(expected.saturating_sub(self.frames_out))
-            .map_err(|_| Error::config("resampler output too long for this platform"))?;
+        let need = usize::try_from(expected.saturating_sub(self.frames_out)).map_err(|_| {
+            Error::new(crate::ErrorKind::Unsupported {
+                path: None,
+                what: "audio too long for this platform's address space".into(),
+            })
+        })?;
         let start = out.len();
         if let Some(inner) = &mut self.inner {
             // The last partial chunk, then silence, until the tail of the filter is out.
@@ -238,7 +248,7 @@ impl Inner {
         let n_out = self.fft.output_frames_next();
         let base = out.len();
         out.resize(base + n_out, 0.0);
-        let map = |e: &dyn std::fmt::Display| Error::config(format!("resampler: {e}"));
+        let map = |e: &dyn std::fmt::Display| Error::internal(format!("resampler: {e}"));
         // A zero-length slice adapter is not accepted: give rubato a one-frame dummy instead.
         let dummy = [0.0f32];
         let src = if input.is_empty() { &dummy[..] } else { input };

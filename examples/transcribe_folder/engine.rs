@@ -44,13 +44,20 @@ pub struct Finished {
 pub struct FileError {
     /// The error, for people (names the file).
     pub message: String,
-    /// A short name of the kind of error (the library's `ErrorKind` variant, or `Output`).
+    /// A short name of the kind of error (the library's [`asr_pipeline::Error::kind_name`], or
+    /// `Output` / `BadInput` for the CLI's own).
     pub kind: String,
     /// True when a rerun should try again; false for a bad input.
     pub retry: bool,
     /// True when the async parts uploaded so far are still usable (e.g. polling gave up);
     /// false when the server failed them.
     pub parts_valid: bool,
+    /// Every further file would fail the same way (the library's
+    /// [`asr_pipeline::Error::stops_batch`]).
+    pub stops: bool,
+    /// A later call may succeed: the network or the service failed after the client's
+    /// retries (the library's [`asr_pipeline::Error::is_transient`]).
+    pub transient: bool,
 }
 
 impl FileError {
@@ -61,6 +68,8 @@ impl FileError {
             kind: "Output".into(),
             retry: true,
             parts_valid: true,
+            stops: false,
+            transient: false,
         }
     }
 
@@ -71,42 +80,35 @@ impl FileError {
             kind: "BadInput".into(),
             retry: false,
             parts_valid: false,
+            stops: false,
+            transient: false,
         }
     }
 
     /// True when every further file would fail the same way (credentials refused, quota used
-    /// up): the batch stops and leaves them for a later run.
+    /// up, the run cancelled): the batch stops and leaves them for a later run.
     pub fn stops_batch(&self) -> bool {
-        matches!(self.kind.as_str(), "Auth" | "QuotaExhausted")
+        self.stops
     }
 
-    /// From the library's error.
+    /// From the library's error: its own policy says whether the file is worth a later run
+    /// and whether the batch stops.
     pub fn from_lib(e: &asr_pipeline::Error) -> FileError {
         use asr_pipeline::ErrorKind as K;
-        let (kind, retry, parts_valid) = match e.kind() {
-            K::Io { .. } => ("Io", true, true),
-            K::Empty { .. } => ("Empty", false, false),
-            K::UnrecognizedFormat { .. } => ("UnrecognizedFormat", false, false),
-            K::Unsupported { .. } => ("Unsupported", false, false),
-            K::Malformed { .. } => ("Malformed", false, false),
-            K::Truncated { .. } => ("Truncated", false, false),
-            K::InvalidConfig { .. } => ("InvalidConfig", true, true),
-            K::Encode { .. } => ("Encode", true, false),
-            K::Transport { .. } => ("Transport", true, true),
-            K::Api { .. } => ("Api", true, true),
-            K::Auth { .. } => ("Auth", true, true),
-            K::QuotaExhausted { .. } => ("QuotaExhausted", true, true),
-            K::UploadRejected { .. } => ("UploadRejected", true, false),
-            K::Parse { .. } => ("Parse", true, true),
-            K::JobFailed { .. } => ("JobFailed", true, false),
-            K::PollDeadline { .. } => ("PollDeadline", true, true),
-            _ => ("Other", true, true),
-        };
+        // Async parts already on the server stay usable unless the server failed or refused
+        // them, or they were never complete.
+        let parts_valid = !e.is_bad_input()
+            && !matches!(
+                e.kind(),
+                K::Encode { .. } | K::UploadRejected { .. } | K::JobFailed { .. }
+            );
         FileError {
             message: e.to_string(),
-            kind: kind.into(),
-            retry,
+            kind: e.kind_name().into(),
+            retry: !e.is_bad_input(),
             parts_valid,
+            stops: e.stops_batch(),
+            transient: e.is_transient(),
         }
     }
 }

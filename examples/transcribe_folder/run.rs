@@ -279,7 +279,7 @@ impl Batch<'_> {
                 progress.file_finished(&display, false, 0.0, events.audio_reported());
                 let end = if e.stops_batch() {
                     End::Stop
-                } else if e.kind == "Transport" {
+                } else if e.transient {
                     End::Unreachable
                 } else {
                     End::Failed
@@ -354,8 +354,9 @@ impl Batch<'_> {
     }
 }
 
-/// Files failing in a row with network errors (after the client's retries) before the batch
-/// stops: the API is unreachable, and every further file would only wait for its retries.
+/// Files failing in a row with transient errors (network failures, 5xx, after the client's
+/// retries) before the batch stops: the API is unreachable or down, and every further file
+/// would only wait for its retries.
 const UNREACHABLE_STOP: usize = 3;
 
 /// How one file ended, for the batch.
@@ -365,9 +366,9 @@ enum End {
     Ok,
     /// Failed on its own account.
     Failed,
-    /// Failed on the network.
+    /// Failed on the network or with the service down (transient, after retries).
     Unreachable,
-    /// Failed in a way every further file would (credentials, quota).
+    /// Failed in a way every further file would (credentials, quota, cancelled).
     Stop,
 }
 
@@ -445,31 +446,35 @@ mod tests {
                     .map_err(FileError::output)?;
             }
             if self.auth_refused {
-                return Err(FileError {
-                    message: "POST /asr: credentials refused (HTTP 401)".into(),
-                    kind: "Auth".into(),
-                    retry: true,
-                    parts_valid: true,
-                });
+                return Err(FileError::from_lib(&asr_pipeline::Error::new(
+                    asr_pipeline::ErrorKind::Auth {
+                        endpoint: "POST /asr".into(),
+                        status: 401,
+                        body: String::new(),
+                    },
+                )));
             }
             if self.unreachable {
-                return Err(FileError {
-                    message: "POST /asr: network failure after 5 attempt(s)".into(),
-                    kind: "Transport".into(),
-                    retry: true,
-                    parts_valid: true,
-                });
+                return Err(FileError::from_lib(&asr_pipeline::Error::new(
+                    asr_pipeline::ErrorKind::Transport {
+                        endpoint: "POST /asr".into(),
+                        attempts: 5,
+                        message: "network failure".into(),
+                    },
+                )));
             }
             if self.hang_on.is_some_and(|h| name.contains(h)) {
                 std::future::pending::<()>().await;
             }
             if name.contains("bad") {
-                return Err(FileError {
-                    message: format!("{name}: broke"),
-                    kind: "Api".into(),
-                    retry: true,
-                    parts_valid: true,
-                });
+                return Err(FileError::from_lib(&asr_pipeline::Error::new(
+                    asr_pipeline::ErrorKind::Api {
+                        endpoint: format!("POST /asr ({name})"),
+                        status: 400,
+                        body: "broke".into(),
+                        attempts: 5,
+                    },
+                )));
             }
             let mut outputs = Vec::new();
             for f in job.formats {

@@ -392,7 +392,7 @@ async fn upload_file(
             analyse(&input, &path, seg_opts, keep, progress, &cancel)
         })
         .await
-        .map_err(|e| Error::config(format!("analysis thread failed: {e}")))?
+        .map_err(|e| Error::internal(format!("analysis thread failed: {e}")))?
         .map_err(|e| e.with_path(&ctx.path));
         drop(guard);
         r?
@@ -482,7 +482,7 @@ async fn upload_file(
         }
         encoder
             .await
-            .map_err(|e| Error::config(format!("encoding thread failed: {e}")))?;
+            .map_err(|e| Error::internal(format!("encoding thread failed: {e}")))?;
     }
     let mut all = Vec::with_capacity(parts_total);
     for (p, d) in parts.iter().zip(done) {

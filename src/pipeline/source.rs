@@ -120,5 +120,5 @@ impl Drop for CancelOnDrop {
 
 /// The error a cancelled decoding thread ends with (nobody is left to read it).
 pub(crate) fn cancelled() -> Error {
-    Error::config("cancelled: the run was abandoned")
+    Error::new(crate::ErrorKind::Cancelled)
 }

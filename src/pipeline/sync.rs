@@ -45,12 +45,10 @@ pub(super) fn keep_truncation(e: Error, keep: bool, path: &Path) -> Result<Trunc
     }
 }
 
-/// Errors after which no other request of the file can succeed: stop at once.
+/// Errors after which no other request of the file can succeed: stop at once (the crate's
+/// one error policy, [`Error::stops_batch`]).
 fn dooms_the_rest(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Auth { .. } | ErrorKind::QuotaExhausted { .. }
-    )
+    e.stops_batch()
 }
 
 /// What the decoding thread sends.
@@ -276,9 +274,9 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     // The producer has ended (the channel closed); a panic there is a bug, reported as such.
     producer
         .await
-        .map_err(|e| Error::config(format!("decoding thread failed: {e}")))?;
+        .map_err(|e| Error::internal(format!("decoding thread failed: {e}")))?;
     let duration = duration
-        .ok_or_else(|| Error::config(format!("{}: decoding ended without a result", ctx.name)))?;
+        .ok_or_else(|| Error::internal(format!("{}: decoding ended without a result", ctx.name)))?;
     if planned == 0 {
         ctx.emit(Progress::NoSpeech);
     }

@@ -128,7 +128,7 @@ fn tensor(
     name: &str,
     shape: &[usize],
 ) -> Result<Vec<f32>> {
-    let bad = |what: &str| Error::config(format!("speech model weights: {name}: {what}"));
+    let bad = |what: &str| Error::internal(format!("speech model weights: {name}: {what}"));
     let t = header.get(name).ok_or_else(|| bad("missing"))?;
     if t.get("dtype").and_then(|d| d.as_str()) != Some("F32") {
         return Err(bad("not F32"));
@@ -171,7 +171,7 @@ fn tensor(
 
 impl Weights {
     fn parse(file: &[u8]) -> Result<Weights> {
-        let bad = |what: &str| Error::config(format!("speech model weights: {what}"));
+        let bad = |what: &str| Error::internal(format!("speech model weights: {what}"));
         let n = file
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -223,7 +223,7 @@ impl Weights {
         static W: OnceLock<std::result::Result<Weights, String>> = OnceLock::new();
         W.get_or_init(|| Weights::parse(WEIGHTS_FILE).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|e| Error::config(e.clone()))
+            .map_err(|e| Error::internal(e.clone()))
     }
 }
 
