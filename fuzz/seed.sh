@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Seeds the fuzz corpora (fuzz/corpus/<target>/, not committed) from the repository's own files:
+# the audio fixtures for the decoder and stream targets, and example API answers (the first
+# byte chooses the parser, see fuzz_targets/api_responses.rs) for the parser target.
+set -euo pipefail
+cd "$(dirname "$0")"
+for t in decoder stream; do
+  mkdir -p "corpus/$t"
+  cp ../testdata/formats/*.* "corpus/$t/"
+  rm -f "corpus/$t/README.md"
+  # The smallest speech clips only: small seeds keep the decoder target fast.
+  for f in ../testdata/speech/u2_hello.wav ../testdata/speech/u3_hold.wav; do cp "$f" "corpus/$t/"; done
+done
+mkdir -p corpus/api_responses
+seed() { printf "\\x$(printf %02x "$1")%s" "$2" >"corpus/api_responses/$1_$3"; }
+seed 0 '{"data":[{"start":"0.5","end":1200,"speaker":"speaker_0","text":"sawubona","language":"zu-ZA"}],"status":"completed"}' async
+seed 1 '{"transcription":"hello","language":"en-ZA","duration":"2.5"}' sync
+seed 2 '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Invalid according to Policy</Message></Error>' s3
+seed 3 'Wed, 21 Oct 2026 07:28:00 GMT' date
+seed 3 '120' secs
+seed 4 'completed' status
+seed 5 '{"segments":[{"start":0.66,"end":1.26,"speaker":null,"language":null,"text":"hi","source":{"route":"sync","segment":0}}],"metadata":{}}' transcript
+seed 6 '{"segments":[]}' plan
+echo "seeded: $(ls corpus/*/ | wc -l) files"
