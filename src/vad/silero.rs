@@ -133,29 +133,23 @@ fn tensor(
     if t.get("dtype").and_then(|d| d.as_str()) != Some("F32") {
         return Err(bad("not F32"));
     }
-    let got: Vec<usize> = t
-        .get("shape")
-        .and_then(|s| s.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as usize)
-                .collect()
-        })
-        .unwrap_or_default();
+    // A list of non-negative integers in the tensor's header entry (empty when absent).
+    let list = |key: &str| -> Vec<usize> {
+        t.get(key)
+            .and_then(|s| s.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let got = list("shape");
     if got != shape {
         return Err(bad(&format!("shape {got:?}, expected {shape:?}")));
     }
-    let offs: Vec<usize> = t
-        .get("data_offsets")
-        .and_then(|s| s.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as usize)
-                .collect()
-        })
-        .unwrap_or_default();
+    let offs = list("data_offsets");
     let (Some(&a), Some(&b)) = (offs.first(), offs.get(1)) else {
         return Err(bad("no data offsets"));
     };

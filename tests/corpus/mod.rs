@@ -176,14 +176,14 @@ pub fn music_files() -> Vec<PathBuf> {
     })
 }
 
+/// Mean-square energy of `c` in dB.
+fn energy_db(c: &[f32]) -> f32 {
+    10.0 * (c.iter().map(|v| v * v).sum::<f32>() / c.len().max(1) as f32 + 1e-12).log10()
+}
+
 /// 10 ms frame energies in dB.
 fn frame_db(x: &[f32]) -> Vec<f32> {
-    x.chunks(RATE / 100)
-        .map(|c| {
-            let e = c.iter().map(|v| v * v).sum::<f32>() / c.len().max(1) as f32;
-            10.0 * (e + 1e-12).log10()
-        })
-        .collect()
+    x.chunks(RATE / 100).map(energy_db).collect()
 }
 
 /// A clip's utterances: the speech extent (10 ms frames within 40 dB of the loudest and above
@@ -326,10 +326,7 @@ pub fn mulaw_to_linear(u: u8) -> i16 {
 /// `[s, e)` of `x` without the 10 ms frames at either end whose energy is below `dbfs`.
 fn audible(x: &[f32], mut s: usize, mut e: usize, dbfs: f32) -> (usize, usize) {
     let hop = RATE / 100;
-    let db = |a: usize| {
-        let c = &x[a..(a + hop).min(x.len())];
-        10.0 * (c.iter().map(|v| v * v).sum::<f32>() / c.len().max(1) as f32 + 1e-12).log10()
-    };
+    let db = |a: usize| energy_db(&x[a..(a + hop).min(x.len())]);
     while s + hop <= e && db(s) < dbfs {
         s += hop;
     }
@@ -824,6 +821,19 @@ fn covered(a: &[(u64, u64)], b: &[(u64, u64)]) -> u64 {
     total
 }
 
+/// The stretches of the original timeline that `segments` send, `[start, end)` at 16 kHz.
+fn kept_spans(segments: &[asr_pipeline::segment::Segment]) -> Vec<(u64, u64)> {
+    segments
+        .iter()
+        .flat_map(|s| {
+            s.kept
+                .spans()
+                .iter()
+                .map(|p| (p.original, p.original + p.len))
+        })
+        .collect()
+}
+
 /// Scores `segments` (16 kHz positions, as the segmenter returns them) against the case.
 pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
     let k = (RATE / c.rate) as u64;
@@ -838,15 +848,7 @@ pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
         .iter()
         .map(|&(s, e)| (s as u64 * k, e as u64 * k))
         .collect();
-    let kept: Vec<(u64, u64)> = segments
-        .iter()
-        .flat_map(|s| {
-            s.kept
-                .spans()
-                .iter()
-                .map(|p| (p.original, p.original + p.len))
-        })
-        .collect();
+    let kept = kept_spans(segments);
     let mut sc = Score {
         utterances: utts.len(),
         requests: segments.len(),
@@ -879,22 +881,11 @@ pub fn score(c: &Case, segments: &[asr_pipeline::segment::Segment]) -> Score {
 /// word is within 10–20 dB of it; a reverberation tail or breath is 25 dB or more below).
 pub fn explain(c: &Case, segments: &[asr_pipeline::segment::Segment]) {
     let k = (RATE / c.rate) as u64;
-    let kept: Vec<(u64, u64)> = merged(
-        &segments
-            .iter()
-            .flat_map(|s| {
-                s.kept
-                    .spans()
-                    .iter()
-                    .map(|p| (p.original, p.original + p.len))
-            })
-            .collect::<Vec<_>>(),
-    );
+    let kept = merged(&kept_spans(segments));
     let hop = (c.rate / 100) as u64; // 10 ms in the case's samples
     let frame_db = |a: u64| {
         let a = a as usize;
-        let x = &c.audio[a.min(c.audio.len())..(a + hop as usize).min(c.audio.len())];
-        10.0 * (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32 + 1e-12).log10()
+        energy_db(&c.audio[a.min(c.audio.len())..(a + hop as usize).min(c.audio.len())])
     };
     for u in &c.utterances {
         let (s, e) = (u.start as u64 * k, u.end as u64 * k);
