@@ -196,3 +196,46 @@ fn the_whole_acceptance_of_issue_9() {
         "{v:?} vs {clean:?}"
     );
 }
+
+/// The agent's first words after hold music: the speech model remembers a minute of music
+/// and, before the model's state was put back at the pause, it missed them.
+#[test]
+fn the_first_words_after_hold_music_are_sent() {
+    corpus::require();
+    let speech = corpus::clips(&corpus::voice_files(corpus::VOICES[2].1), 4, 6.0);
+    assert!(speech.len() == 4, "four ru prompts");
+    let mut checked = 0;
+    for (k, path) in corpus::music_files().iter().take(4).enumerate() {
+        let music = corpus::decode(path);
+        // 40 s from the middle of the track, a 1.2 s pause, then one prompt.
+        let from = music.len().saturating_sub(40 * corpus::RATE) / 2;
+        let mut audio: Vec<f32> = music[from..(from + 40 * corpus::RATE).min(music.len())].to_vec();
+        audio.extend(std::iter::repeat_n(0.0, corpus::RATE * 6 / 5));
+        let clip = &speech[k];
+        let offset = audio.len();
+        audio.extend_from_slice(&clip.audio);
+        audio.extend(std::iter::repeat_n(0.0, corpus::RATE));
+
+        let mut seg = Segmenter::new(SegmenterOptions::requests()).unwrap();
+        let mut out = Vec::new();
+        for c in audio.chunks(4096) {
+            seg.push(c, &mut out);
+        }
+        seg.finish(&mut out);
+        for &(s, e) in &clip.utts {
+            let (s, e) = ((offset + s) as u64 + 160, (offset + e) as u64 - 160);
+            assert!(
+                out.iter().any(|r| r.start <= s && r.end >= e),
+                "{}: utterance {:.2}-{:.2} s after the music is not sent whole: {:?}",
+                path.display(),
+                s as f64 / 16e3,
+                e as f64 / 16e3,
+                out.iter()
+                    .map(|r| (r.start as f64 / 16e3, r.end as f64 / 16e3))
+                    .collect::<Vec<_>>()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4);
+}

@@ -25,6 +25,12 @@
 //!    what keeps hold music out. A frame is speech once its probability reaches
 //!    [`VadOptions::threshold`], and stays speech until it falls below
 //!    [`VadOptions::neg_threshold`]; a quiet frame needs [`VadOptions::threshold`] itself.
+//!    The model is recurrent and remembers what it heard: after a long stretch of music it
+//!    would not say "speech" for the first words after it. So at a pause of 640 ms or more
+//!    (20 dB or more below the speech level) that follows a second or more of sound it called not speech, its state is put back to
+//!    the one it had at the last pause after speech (a fresh model's before any), and the next run of speech counts only
+//!    once it lasts 256 ms with one frame at 0.9 or more (a restored model may answer "speech" to the first notes of more
+//!    music).
 //! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
 //!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
@@ -65,6 +71,20 @@ pub const LOUD_MARGIN_DB: f32 = 10.0;
 pub const LOUD_RANGE_DB: f32 = 35.0;
 /// Skipped frames after sound that still go through the speech model (320 ms).
 const MODEL_QUIET_FRAMES: u32 = 10;
+/// Sounding frames the speech model calls not speech (about 1 s) after which the next pause
+/// puts back the model's state from the last pause after speech.
+const FORGET_AFTER_FRAMES: u32 = 31;
+/// Quiet frames that make a pause for the model's state (640 ms): shorter pauses inside music
+/// would let the restored state answer "speech" to the music that follows.
+const FORGET_PAUSE_FRAMES: u32 = 20;
+/// A pause frame for the model's state is quiet and this many dB below the speech level: a
+/// steady piece of music lifts the noise floor to itself, and its own frames are then quiet.
+const PAUSE_BELOW_LEVEL_DB: f32 = 20.0;
+/// See [`Pending::probation`] (256 ms).
+const PROBATION_FRAMES: u32 = 8;
+/// A run of speech on probation needs one frame at least this probable (speech reaches it
+/// within a few frames; music that fools a restored model hovers around 0.5).
+const PROBATION_PROB: f32 = 0.9;
 /// A recording whose speech level is at least this many dB above its noise floor is clean:
 /// its quiet frames skip the speech model.
 pub const CLEAN_SNR_DB: f32 = 40.0;
@@ -159,6 +179,14 @@ struct Pending {
     /// The frame [`STEADY_LAG`] frames back exists and is not silent, so `steady` means
     /// something.
     compared: bool,
+    /// Analysed on probation: after the model's state was put back at a pause after other
+    /// sound, a run of speech counts only once it lasts [`PROBATION_FRAMES`] and
+    /// reaches [`PROBATION_PROB`] once.
+    probation: bool,
+    /// Frames of speech by the model up to and including this one.
+    run: u32,
+    /// The highest probability in that run.
+    run_peak: f32,
 }
 
 /// Frame-level voice activity detector: energy gate + gain-normalised speech model + tone
@@ -169,6 +197,21 @@ pub struct VoiceDetector {
     frames_seen: u32,
     /// Consecutive quiet frames up to now (saturating).
     quiet_run: u32,
+    /// Consecutive pause frames up to now (quiet and [`PAUSE_BELOW_LEVEL_DB`] below the
+    /// speech level; saturating).
+    gate_quiet_run: u32,
+    /// Since the last pause: sounding frames the model called speech (saturating).
+    heard_speech: u32,
+    /// Since the last pause: sounding frames the model called not speech (saturating).
+    heard_other: u32,
+    /// The model's state at the last pause after speech, or a fresh model's.
+    warm: silero::State,
+    /// Frames are on probation (see [`Pending::probation`]).
+    probation: bool,
+    /// Consecutive frames of speech by the model (saturating).
+    vad_run: u32,
+    /// The highest probability in the current run of speech.
+    run_peak: f32,
     /// Inside speech by the model's hysteresis.
     in_speech: bool,
     opts: VadOptions,
@@ -200,6 +243,13 @@ impl VoiceDetector {
             model: silero::Model::new()?,
             frames_seen: 0,
             quiet_run: 0,
+            gate_quiet_run: 0,
+            heard_speech: 0,
+            heard_other: 0,
+            warm: silero::State::zero(),
+            probation: false,
+            vad_run: 0,
+            run_peak: 0.0,
             in_speech: false,
             opts,
             level_db: MIN_DB,
@@ -259,6 +309,19 @@ impl VoiceDetector {
             }
             loud >= 4 && steady as f32 >= MUSIC_STEADY_FRACTION * loud as f32
         };
+        // A run of speech on probation that ends within the look-ahead before it lasts
+        // PROBATION_FRAMES, or in which the model is not once sure (PROBATION_PROB) by the end
+        // of the look-ahead, is the restored model's first reaction to more music, not speech.
+        let rejected = cur.probation && cur.vad && {
+            let mut j = i;
+            while self.window.get(j + 1).is_some_and(|p| p.vad) {
+                j += 1;
+            }
+            let ended = j + 1 < self.window.len();
+            let (run, peak) = self.window.get(j).map_or((0, 0.0), |p| (p.run, p.run_peak));
+            (ended && run < PROBATION_FRAMES) || peak < PROBATION_PROB
+        };
+        let music = music || rejected;
         self.next += 1;
         while self.next > DELAY_FRAMES {
             self.window.pop_front();
@@ -375,6 +438,44 @@ impl VoiceDetector {
             prob >= self.opts.threshold
         };
         let vad = self.in_speech;
+        if vad {
+            self.vad_run = self.vad_run.saturating_add(1);
+            self.run_peak = self.run_peak.max(prob);
+        } else {
+            self.vad_run = 0;
+            self.run_peak = 0.0;
+        }
+        if self.vad_run >= PROBATION_FRAMES && self.run_peak >= PROBATION_PROB {
+            self.probation = false;
+        }
+
+        // The model's recurrent state remembers long stretches of music: after a minute of
+        // hold music it can take seconds of speech to say "speech" again (the agent's first
+        // words after the hold were lost). So at each pause of FORGET_PAUSE_FRAMES quiet
+        // frames well below the speech level, its state is either remembered (the sound before the pause was mostly
+        // speech) or replaced by the state remembered at the last pause after speech (the
+        // sound before the pause was a second or more of something else). The first run of
+        // speech after a replacement is on probation.
+        if quiet && db < self.level_db - PAUSE_BELOW_LEVEL_DB {
+            self.gate_quiet_run = self.gate_quiet_run.saturating_add(1);
+            if self.gate_quiet_run == FORGET_PAUSE_FRAMES {
+                if self.heard_speech > self.heard_other {
+                    self.warm = self.model.state();
+                } else if self.heard_other >= FORGET_AFTER_FRAMES {
+                    self.model.set_state(&self.warm);
+                    self.probation = true;
+                }
+                self.heard_speech = 0;
+                self.heard_other = 0;
+            }
+        } else {
+            self.gate_quiet_run = 0;
+            if vad {
+                self.heard_speech = self.heard_speech.saturating_add(1);
+            } else {
+                self.heard_other = self.heard_other.saturating_add(1);
+            }
+        }
 
         let mut feat = [0f32; N_FEAT];
         feat[0] = zc as f32 / FRAME as f32;
@@ -407,6 +508,9 @@ impl VoiceDetector {
             feat,
             steady,
             compared,
+            probation: self.probation,
+            run: self.vad_run,
+            run_peak: self.run_peak,
         }
     }
 }

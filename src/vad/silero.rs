@@ -221,6 +221,23 @@ impl Weights {
     }
 }
 
+/// A copy of the model's recurrent state (the LSTM's `h` and `c`).
+#[derive(Clone)]
+pub(crate) struct State {
+    h: [f32; HIDDEN],
+    c: [f32; HIDDEN],
+}
+
+impl State {
+    /// The state of a fresh model.
+    pub(crate) fn zero() -> State {
+        State {
+            h: [0.0; HIDDEN],
+            c: [0.0; HIDDEN],
+        }
+    }
+}
+
 /// One stream's model: the shared weights plus the recurrent state and scratch buffers.
 pub(crate) struct Model {
     w: &'static Weights,
@@ -269,6 +286,19 @@ impl Model {
             a3: vec![0.0; 64],
             gates: vec![0.0; GATES],
         })
+    }
+
+    /// A copy of the recurrent state.
+    pub(crate) fn state(&self) -> State {
+        let mut h = [0.0; HIDDEN];
+        h.copy_from_slice(&self.x[HIDDEN..]);
+        State { h, c: self.c }
+    }
+
+    /// Puts back a state taken by [`Model::state`] (the audio context is kept).
+    pub(crate) fn set_state(&mut self, s: &State) {
+        self.x[HIDDEN..].copy_from_slice(&s.h);
+        self.c = s.c;
     }
 
     /// The speech probability of the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter
