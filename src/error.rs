@@ -150,6 +150,15 @@ pub enum ErrorKind {
     /// The work was abandoned: its caller stopped waiting (a dropped future, a cancelled
     /// batch). Nothing is wrong with the input; a later run does it.
     Cancelled,
+    /// An output of a [`crate::batch`] could not be written where it belongs (a symbolic
+    /// link or a file in the way, an output folder overlapping the inputs). The input is
+    /// fine; a later run tries again.
+    Output {
+        /// The output path concerned.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// A bug or a broken environment inside this crate (a worker thread that panicked or
     /// vanished). Not the input's fault; worth reporting.
     Internal {
@@ -196,6 +205,7 @@ impl Error {
             | ErrorKind::Unsupported { path, .. }
             | ErrorKind::Malformed { path, .. }
             | ErrorKind::Truncated { path, .. } => path.as_deref(),
+            ErrorKind::Output { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -217,6 +227,14 @@ impl Error {
             _ => {}
         }
         self
+    }
+
+    /// Builds an [`ErrorKind::Output`].
+    pub(crate) fn output(path: &Path, what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Output {
+            path: path.to_path_buf(),
+            what: what.into(),
+        })
     }
 
     /// Builds an [`ErrorKind::Internal`].
@@ -287,6 +305,7 @@ impl Error {
             ErrorKind::JobFailed { .. } => "JobFailed",
             ErrorKind::PollDeadline { .. } => "PollDeadline",
             ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::Output { .. } => "Output",
             ErrorKind::Internal { .. } => "Internal",
         }
     }
@@ -380,6 +399,9 @@ impl fmt::Display for Error {
                 "stopped waiting for async job {file_name} after {waited_secs} s; it may still finish: resume polling with its file name"
             ),
             ErrorKind::Cancelled => write!(f, "cancelled: the run was abandoned"),
+            ErrorKind::Output { path, what } => {
+                write!(f, "{}: cannot write the output: {what}", path.display())
+            }
             ErrorKind::Internal { what } => write!(f, "internal error (a bug): {what}"),
         }
     }

@@ -16,6 +16,7 @@ pub mod vad;
 
 pub mod botlhale;
 
+pub mod batch;
 pub mod export;
 pub mod merge;
 pub mod pipeline;

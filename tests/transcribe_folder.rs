@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use botlhale_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use serde_json::Value;
 
-/// The example binary, built once per test process (a no-op when it is up to date).
+/// The example binary: `cargo test` builds the examples beside the test binaries, in the same
+/// profile, before it runs any test (no cargo invocation from inside a test).
 fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -26,38 +27,11 @@ fn binary() -> &'static Path {
         let bin = profile_dir
             .join("examples")
             .join(format!("transcribe_folder{}", std::env::consts::EXE_SUFFIX));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", "transcribe_folder"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        // Cargo gives this test the variables it sets for compiling a crate; build scripts
-        // that watch them (ring's) would see them change and rebuild everything. Drop them.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            let per_crate = [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_CFG_",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ];
-            if per_crate.iter().any(|p| k.starts_with(p)) {
-                cmd.env_remove(k.as_ref());
-            }
-        }
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build");
         assert!(
-            status.success(),
-            "cargo build --example transcribe_folder failed"
+            bin.exists(),
+            "{} not found: run these tests with `cargo test`, which builds the examples",
+            bin.display()
         );
-        assert!(bin.exists(), "{} not found after building", bin.display());
         bin
     })
 }

@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+use asr_pipeline::export::Format;
 use clap::{Parser, ValueEnum};
 
 /// Transcribe every audio file under the given files and folders through the Botlhale AI speech
@@ -85,28 +86,6 @@ pub enum OutFormat {
     Txt,
 }
 
-impl OutFormat {
-    /// The file extension written for this format.
-    pub fn ext(self) -> &'static str {
-        match self {
-            OutFormat::Json => "json",
-            OutFormat::Srt => "srt",
-            OutFormat::Vtt => "vtt",
-            OutFormat::Rttm => "rttm",
-            OutFormat::Txt => "txt",
-        }
-    }
-
-    /// Every format, in the order they are written.
-    pub const ALL: [OutFormat; 5] = [
-        OutFormat::Json,
-        OutFormat::Srt,
-        OutFormat::Vtt,
-        OutFormat::Rttm,
-        OutFormat::Txt,
-    ];
-}
-
 /// The `--route` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RouteArg {
@@ -118,17 +97,6 @@ pub enum RouteArg {
     Async,
 }
 
-impl RouteArg {
-    /// The name used in the journal and summary.
-    pub fn name(self) -> &'static str {
-        match self {
-            RouteArg::Auto => "auto",
-            RouteArg::Sync => "sync",
-            RouteArg::Async => "async",
-        }
-    }
-}
-
 impl Args {
     /// Checks the combinations clap cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -138,14 +106,21 @@ impl Args {
         Ok(())
     }
 
-    /// The formats to write: JSON always, then the requested ones, deduplicated, in a fixed
-    /// order.
-    pub fn formats(&self) -> Vec<OutFormat> {
+    /// The formats to write, in the library's terms (JSON is always written).
+    pub fn formats(&self) -> Vec<Format> {
         let mut f: Vec<OutFormat> = self.formats.clone();
         f.push(OutFormat::Json);
         f.sort();
         f.dedup();
-        f
+        f.into_iter()
+            .map(|f| match f {
+                OutFormat::Json => Format::Json,
+                OutFormat::Srt => Format::Srt,
+                OutFormat::Vtt => Format::Vtt,
+                OutFormat::Rttm => Format::Rttm,
+                OutFormat::Txt => Format::Text,
+            })
+            .collect()
     }
 }
 
@@ -192,7 +167,7 @@ mod tests {
     #[test]
     fn defaults() {
         let a = parse(&["--out", "o", "in"]).unwrap();
-        assert_eq!(a.formats(), vec![OutFormat::Json]);
+        assert_eq!(a.formats(), vec![Format::Json]);
         assert_eq!(a.route, RouteArg::Auto);
         assert_eq!(a.language, None);
         assert!(!a.diarization && !a.split_only && !a.quiet && !a.force);
@@ -207,11 +182,11 @@ mod tests {
         assert_eq!(
             a.formats(),
             vec![
-                OutFormat::Json,
-                OutFormat::Srt,
-                OutFormat::Vtt,
-                OutFormat::Rttm,
-                OutFormat::Txt
+                Format::Json,
+                Format::Srt,
+                Format::Vtt,
+                Format::Rttm,
+                Format::Text
             ]
         );
         assert!(parse(&["--out", "o", "--formats", "srt,docx", "in"]).is_err());

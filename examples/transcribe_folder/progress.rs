@@ -6,13 +6,13 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use asr_pipeline::batch::Event;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Progress of the batch.
 pub struct Progress {
     bars: Option<Bars>,
     state: Mutex<Counters>,
-    total_files: u64,
     started: Instant,
 }
 
@@ -24,6 +24,8 @@ struct Bars {
 
 #[derive(Default)]
 struct Counters {
+    /// Files to do in this run (`None` until the batch says).
+    total_files: Option<u64>,
     files_done: u64,
     failed: u64,
     /// Audio seconds of finished files.
@@ -35,12 +37,12 @@ struct Counters {
 }
 
 impl Progress {
-    /// Progress over `total_files` files of about `audio_total` seconds (when known); bars when
-    /// `bars` (a terminal without `--quiet`).
-    pub fn new(bars: bool, total_files: u64, audio_total: Option<f64>) -> Progress {
+    /// Progress of a batch; bars when `bars` (a terminal without `--quiet`), shown once the
+    /// batch says how many files it will process.
+    pub fn new(bars: bool) -> Progress {
         let bars = bars.then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-            let files = multi.add(ProgressBar::new(total_files));
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+            let files = multi.add(ProgressBar::new(0));
             files.set_style(
                 ProgressStyle::with_template("{spinner} files {pos}/{len} {wide_bar} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -59,13 +61,56 @@ impl Progress {
         });
         Progress {
             bars,
-            state: Mutex::new(Counters {
-                audio_total,
-                ..Counters::default()
-            }),
-            total_files,
+            state: Mutex::new(Counters::default()),
             started: Instant::now(),
         }
+    }
+
+    /// Handles one of the batch's events.
+    pub fn on(&self, e: &Event<'_>) {
+        match e {
+            Event::Planned {
+                files,
+                to_do,
+                skipped,
+                audio_secs,
+                ..
+            } => {
+                tracing::info!(
+                    "{files} audio file(s) found, {to_do} to do; {skipped} path(s) skipped"
+                );
+                self.planned(*to_do as u64, *audio_secs)
+            }
+            Event::FileStarted { input } => self.file_started(&input.to_string_lossy()),
+            Event::Audio { seconds } => self.audio(*seconds),
+            Event::FileFinished {
+                input,
+                ok,
+                audio_secs,
+                reported_secs,
+            } => self.file_finished(&input.to_string_lossy(), *ok, *audio_secs, *reported_secs),
+            _ => {}
+        }
+    }
+
+    /// The files to do, known: the bars appear (when there is something to do).
+    fn planned(&self, total_files: u64, audio_total: Option<f64>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.total_files = Some(total_files);
+            s.audio_total = audio_total;
+        }
+        if let Some(b) = &self.bars {
+            if total_files > 0 {
+                b.files.set_length(total_files);
+                b.multi
+                    .set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            }
+        }
+    }
+
+    /// Files the batch processes in this run, once it said.
+    pub fn to_do(&self) -> Option<u64> {
+        self.state.lock().ok().and_then(|s| s.total_files)
     }
 
     /// The multi-bar, to route log lines above the bars.
@@ -74,7 +119,7 @@ impl Progress {
     }
 
     /// A running file reports `delta` more audio seconds processed.
-    pub fn audio(&self, delta: f64) {
+    fn audio(&self, delta: f64) {
         if let Ok(mut s) = self.state.lock() {
             s.audio_running += delta;
         }
@@ -83,8 +128,8 @@ impl Progress {
 
     /// A file finished: `ok` or failed; `audio_secs` its duration; `running_reported` the
     /// seconds it had reported through [`Progress::audio`].
-    pub fn file_finished(&self, name: &str, ok: bool, audio_secs: f64, running_reported: f64) {
-        let (done, line) = {
+    fn file_finished(&self, name: &str, ok: bool, audio_secs: f64, running_reported: f64) {
+        let (done, total, line) = {
             let Ok(mut s) = self.state.lock() else { return };
             s.files_done += 1;
             if !ok {
@@ -92,23 +137,24 @@ impl Progress {
             }
             s.audio_running = (s.audio_running - running_reported).max(0.0);
             s.audio_done += audio_secs;
-            (s.files_done, self.status_line(&s))
+            (
+                s.files_done,
+                s.total_files.unwrap_or(0),
+                self.status_line(&s),
+            )
         };
         if let Some(b) = &self.bars {
             b.files.set_position(done);
             b.audio.set_message(line);
         } else if ok {
-            tracing::info!(
-                "[{done}/{}] done {name} ({audio_secs:.1} s of audio); {line}",
-                self.total_files
-            );
+            tracing::info!("[{done}/{total}] done {name} ({audio_secs:.1} s of audio); {line}");
         } else {
-            tracing::warn!("[{done}/{}] FAILED {name}; {line}", self.total_files);
+            tracing::warn!("[{done}/{total}] FAILED {name}; {line}");
         }
     }
 
     /// Shows which file started (bars only: log mode stays one line per finished file).
-    pub fn file_started(&self, name: &str) {
+    fn file_started(&self, name: &str) {
         if let Some(b) = &self.bars {
             b.files.set_message(name.to_string());
         } else {
@@ -133,7 +179,7 @@ impl Progress {
             Some(total) if speed > 0.0 && total > 0.0 => Some((total - audio).max(0.0) / speed),
             _ if s.files_done > 0 => Some(
                 elapsed / s.files_done as f64
-                    * self.total_files.saturating_sub(s.files_done) as f64,
+                    * s.total_files.unwrap_or(0).saturating_sub(s.files_done) as f64,
             ),
             _ => None,
         };
@@ -250,7 +296,8 @@ mod tests {
 
     #[test]
     fn status_line_reports_speed_and_eta() {
-        let p = Progress::new(false, 4, Some(400.0));
+        let p = Progress::new(false);
+        p.planned(4, Some(400.0));
         let line = {
             let mut s = p.state.lock().unwrap();
             s.audio_done = 100.0;

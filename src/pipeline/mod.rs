@@ -594,6 +594,33 @@ impl Pipeline {
         }
     }
 
+    /// The base URL of the API this pipeline calls.
+    pub fn base_url(&self) -> &str {
+        self.inner.client.base_url()
+    }
+
+    /// The settings that shape a transcript, as text for a batch journal: a change redoes
+    /// finished files. The segmenter, merge and silence options enter as a hash of their
+    /// `Debug` text (FNV-1a).
+    pub(crate) fn settings_text(&self) -> String {
+        let options = format!(
+            "{:?}{:?}{:?}{:?}",
+            self.inner.segmenter, self.inner.merge, self.inner.remove_silence, self.inner.max_part
+        );
+        let hash = options.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!(
+            "route={} language={} diarization={} options={hash:016x}",
+            match self.route() {
+                Route::Async => "async",
+                _ => "sync",
+            },
+            self.inner.language.as_deref().unwrap_or("-"),
+            self.inner.diarization,
+        )
+    }
+
     /// Transcribes a file on disk.
     pub async fn transcribe_path(&self, path: impl AsRef<Path>) -> Result<Transcript> {
         self.transcribe(Job::path(path.as_ref())).await

@@ -1,10 +1,10 @@
-//! The journal: `journal.jsonl` at the top of `--out`, one JSON record per line, appended and
+//! The journal: `journal.jsonl` at the top of the output folder, one JSON record per line, appended and
 //! fsynced as each file changes state, so that a run stopped at any instant (Ctrl-C, a crash, a
 //! reboot) leaves a consistent record of what is finished.
 //!
 //! A record names the input by its canonical path and carries its size and modification time:
 //! a changed input no longer matches and is redone. It also carries the settings that shape the
-//! result (`--route`, `--language`, `--diarization`, `--split-only`): other settings redo the
+//! result (route, language, diarization, split-only, what answers): other settings redo the
 //! file. States, in order: `planned` (work started), `uploaded` (an async part is on the server:
 //! its server file name, so a rerun polls it instead of uploading again), `done` (every output
 //! written), `failed` (the error; whether a rerun should try again).
@@ -18,16 +18,16 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::outputs::{OutDir, JOURNAL};
-use crate::walk::InputFile;
+use super::outputs::{OutDir, JOURNAL};
+use super::walk::InputFile;
+use crate::{Error, Result};
 
 /// Identifies an input's content: a changed size or time is a new input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileKey {
-    /// The canonical path (see [`path_text`]).
+    /// The canonical path: itself when it is UTF-8, else `bytes:` and its bytes in hex.
     pub path: String,
     /// Size in bytes.
     pub size: u64,
@@ -37,7 +37,7 @@ pub struct FileKey {
 
 impl FileKey {
     /// The key of a walked input.
-    pub fn of(f: &InputFile) -> FileKey {
+    pub(crate) fn of(f: &InputFile) -> FileKey {
         FileKey {
             path: path_text(&f.canonical),
             size: f.size,
@@ -63,9 +63,7 @@ pub fn path_text(p: &Path) -> String {
     }
 }
 
-/// An async part on the server: the pipeline's record of it (server file name, offsets), so a
-/// rerun can poll it instead of uploading again.
-pub use asr_pipeline::pipeline::UploadedPart;
+use crate::pipeline::UploadedPart;
 
 /// A file's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +80,7 @@ pub enum State {
     Done {
         /// Audio duration in seconds.
         audio_secs: f64,
-        /// The outputs, relative to `--out`.
+        /// The outputs, relative to the output folder.
         outputs: Vec<String>,
     },
     /// It failed.
@@ -90,7 +88,7 @@ pub enum State {
         /// The error, for people.
         error: String,
         /// True when a rerun should try again (network, server faults); false for a bad input,
-        /// which is retried only when it changes or with `--force`.
+        /// which is retried only when it changes or with `force`.
         retry: bool,
         /// Async parts still valid on the server, to resume with.
         parts: Vec<UploadedPart>,
@@ -104,7 +102,7 @@ pub struct Record {
     pub key: FileKey,
     /// The settings that shape the result.
     pub settings: String,
-    /// The output base, relative to `--out`.
+    /// The output base, relative to the output folder.
     pub out: String,
     /// Seconds since the Unix epoch when written.
     pub at: u64,
@@ -113,15 +111,31 @@ pub struct Record {
     pub state: State,
 }
 
+/// Where a batch keeps each input's state, so that a stopped run resumes where it was: the
+/// local [`FileJournal`] by default; a shared work queue can stand in.
+///
+/// The batch appends a [`Record`] at each change of an input's state (work started, an async
+/// part uploaded, done, failed) and goes on only once [`Journal::append`] returned: a record
+/// that was appended must survive a crash. Errors from `append` fail the file concerned (it is
+/// retried on the next run); the batch goes on with the others.
+pub trait Journal: Send + Sync {
+    /// The latest state recorded for the input whose [`FileKey::path`] is `path` (its size,
+    /// time or settings may differ from the current ones: the batch compares), with the async
+    /// parts of successive `uploaded` records gathered.
+    fn latest(&self, path: &str) -> Option<Record>;
+    /// Records `record` durably.
+    fn append(&self, record: &Record) -> Result<()>;
+}
+
 /// What the journal says to do with an input.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Finished before with these settings: nothing to do.
     Finished {
         /// Audio seconds of the earlier run.
         audio_secs: f64,
     },
-    /// Failed before on a bad input that has not changed: not retried without `--force`.
+    /// Failed before on a bad input that has not changed: not retried without `force`.
     FailedBefore {
         /// The earlier error.
         error: String,
@@ -133,18 +147,29 @@ pub enum Plan {
     },
 }
 
-/// The journal of one output folder.
+/// The default [`Journal`]: `journal.jsonl` in the output folder, one JSON [`Record`] per line,
+/// each appended and synced to disk before the batch goes on.
 #[derive(Debug)]
-pub struct Journal {
-    file: Mutex<fs::File>,
-    latest: HashMap<String, Record>,
-    /// Lines that could not be read when opening (a torn last line after a kill).
-    pub ignored_lines: usize,
+pub struct FileJournal {
+    inner: Mutex<Inner>,
+    ignored_lines: usize,
 }
 
-impl Journal {
+#[derive(Debug)]
+struct Inner {
+    file: fs::File,
+    latest: HashMap<String, Record>,
+}
+
+impl FileJournal {
+    /// Lines that could not be read when opening (a torn last line after a kill); they are
+    /// dropped.
+    pub fn ignored_lines(&self) -> usize {
+        self.ignored_lines
+    }
+
     /// Reads, compacts and opens the journal in `out`.
-    pub fn open(out: &OutDir) -> anyhow::Result<Journal> {
+    pub(crate) fn open(out: &OutDir) -> Result<FileJournal> {
         let path = out.root().join(JOURNAL);
         let mut latest: HashMap<String, Record> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -152,7 +177,7 @@ impl Journal {
         match fs::File::open(&path) {
             Ok(f) => {
                 for line in BufReader::new(f).split(b'\n') {
-                    let line = line.with_context(|| format!("reading {}", path.display()))?;
+                    let line = line.map_err(|e| Error::io(Some(&path), e))?;
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
@@ -168,12 +193,13 @@ impl Journal {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+            Err(e) => return Err(Error::io(Some(&path), e)),
         }
         let mut compact = Vec::new();
         for k in &order {
             if let Some(r) = latest.get(k) {
-                serde_json::to_writer(&mut compact, r)?;
+                serde_json::to_writer(&mut compact, r)
+                    .map_err(|e| Error::internal(format!("encoding a journal record: {e}")))?;
                 compact.push(b'\n');
             }
         }
@@ -181,25 +207,48 @@ impl Journal {
         let file = fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Journal {
-            file: Mutex::new(file),
-            latest,
+            .map_err(|e| Error::io(Some(&path), e))?;
+        Ok(FileJournal {
+            inner: Mutex::new(Inner { file, latest }),
             ignored_lines,
         })
     }
+}
 
-    /// What to do with an input, given the journal, the current settings and output name.
-    /// `outputs_exist` checks that a finished file's outputs are still there.
-    pub fn plan(
-        &self,
+impl Journal for FileJournal {
+    fn latest(&self, path: &str) -> Option<Record> {
+        self.inner.lock().ok()?.latest.get(path).cloned()
+    }
+
+    fn append(&self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| Error::internal(format!("encoding a journal record: {e}")))?;
+        line.push(b'\n');
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| Error::internal("the journal's lock is poisoned"))?;
+        let io = |e| Error::io(Some(Path::new(JOURNAL)), e);
+        inner.file.write_all(&line).map_err(io)?;
+        inner.file.sync_data().map_err(io)?;
+        let merged = merge(inner.latest.get(&record.key.path), record.clone());
+        inner.latest.insert(record.key.path.clone(), merged);
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// What to do with an input, given its latest record, the current settings and output
+    /// name. `outputs_exist` checks that a finished file's outputs are still there.
+    pub(crate) fn of(
+        latest: Option<&Record>,
         key: &FileKey,
         settings: &str,
         out: &str,
         outputs_exist: impl Fn(&[String]) -> bool,
     ) -> Plan {
         let todo = Plan::Todo { resume: Vec::new() };
-        let Some(r) = self.latest.get(&key.path) else {
+        let Some(r) = latest else {
             return todo;
         };
         if r.key != *key || r.settings != settings {
@@ -224,19 +273,6 @@ impl Journal {
                 resume: parts.clone(),
             },
         }
-    }
-
-    /// Appends a record and syncs it to disk.
-    pub fn append(&self, record: Record) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(&record)?;
-        line.push(b'\n');
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
-        f.write_all(&line).context("appending to the journal")?;
-        f.sync_data().context("syncing the journal")?;
-        Ok(())
     }
 }
 
@@ -324,25 +360,25 @@ mod tests {
             key("/f", 5),
         );
         {
-            let j = Journal::open(&out).unwrap();
+            let j = FileJournal::open(&out).unwrap();
             for k in [&a, &b, &c, &e, &f] {
-                j.append(rec(k, State::Planned)).unwrap();
+                j.append(&rec(k, State::Planned)).unwrap();
             }
-            j.append(rec(
+            j.append(&rec(
                 &b,
                 State::Uploaded {
                     parts: vec![part(0, "asr_b0")],
                 },
             ))
             .unwrap();
-            j.append(rec(
+            j.append(&rec(
                 &b,
                 State::Uploaded {
                     parts: vec![part(1, "asr_b1")],
                 },
             ))
             .unwrap();
-            j.append(rec(
+            j.append(&rec(
                 &c,
                 State::Done {
                     audio_secs: 2.5,
@@ -355,11 +391,11 @@ mod tests {
                 retry,
                 parts: vec![],
             };
-            j.append(rec(&e, failed(false))).unwrap();
-            j.append(rec(&f, failed(true))).unwrap();
+            j.append(&rec(&e, failed(false))).unwrap();
+            j.append(&rec(&f, failed(true))).unwrap();
         }
-        let j = Journal::open(&out).unwrap();
-        let plan = |k: &FileKey| j.plan(k, "s", "o", |_| true);
+        let j = FileJournal::open(&out).unwrap();
+        let plan = |k: &FileKey| Plan::of(j.latest(&k.path).as_ref(), k, "s", "o", |_| true);
         assert_eq!(plan(&a), Plan::Todo { resume: vec![] });
         assert_eq!(
             plan(&b),
@@ -378,24 +414,24 @@ mod tests {
         assert_eq!(plan(&key("/new", 1)), Plan::Todo { resume: vec![] });
         // A changed input, other settings, another output name or a lost output: redone.
         assert_eq!(
-            j.plan(&key("/c", 4), "s", "o", |_| true),
+            Plan::of(j.latest("/c").as_ref(), &key("/c", 4), "s", "o", |_| true),
             Plan::Todo { resume: vec![] }
         );
         assert_eq!(
-            j.plan(&c, "other", "o", |_| true),
+            Plan::of(j.latest(&c.path).as_ref(), &c, "other", "o", |_| true),
             Plan::Todo { resume: vec![] }
         );
         assert_eq!(
-            j.plan(&c, "s", "o2", |_| true),
+            Plan::of(j.latest(&c.path).as_ref(), &c, "s", "o2", |_| true),
             Plan::Todo { resume: vec![] }
         );
         assert_eq!(
-            j.plan(&c, "s", "o", |_| false),
+            Plan::of(j.latest(&c.path).as_ref(), &c, "s", "o", |_| false),
             Plan::Todo { resume: vec![] }
         );
         // The changed input's uploads are not reused either.
         assert_eq!(
-            j.plan(&key("/b", 9), "s", "o", |_| true),
+            Plan::of(j.latest("/b").as_ref(), &key("/b", 9), "s", "o", |_| true),
             Plan::Todo { resume: vec![] }
         );
         // Compacted: one line per input.
@@ -408,8 +444,8 @@ mod tests {
         let (_d, out) = tmp_out();
         let a = key("/a", 1);
         {
-            let j = Journal::open(&out).unwrap();
-            j.append(rec(
+            let j = FileJournal::open(&out).unwrap();
+            j.append(&rec(
                 &a,
                 State::Done {
                     audio_secs: 1.0,
@@ -422,33 +458,33 @@ mod tests {
         let mut text = fs::read(&path).unwrap();
         text.extend_from_slice(br#"{"key":{"path":"/b","si"#);
         fs::write(&path, &text).unwrap();
-        let j = Journal::open(&out).unwrap();
-        assert_eq!(j.ignored_lines, 1);
+        let j = FileJournal::open(&out).unwrap();
+        assert_eq!(j.ignored_lines(), 1);
         assert_eq!(
-            j.plan(&a, "s", "o", |_| true),
+            Plan::of(j.latest(&a.path).as_ref(), &a, "s", "o", |_| true),
             Plan::Finished { audio_secs: 1.0 }
         );
-        j.append(rec(&key("/c", 1), State::Planned)).unwrap();
+        j.append(&rec(&key("/c", 1), State::Planned)).unwrap();
         drop(j);
-        let j = Journal::open(&out).unwrap();
-        assert_eq!(j.ignored_lines, 0);
-        assert!(j.latest.contains_key("/c"));
+        let j = FileJournal::open(&out).unwrap();
+        assert_eq!(j.ignored_lines(), 0);
+        assert!(j.latest("/c").is_some());
     }
 
     #[test]
     fn a_new_plan_forgets_old_uploads() {
         let (_d, out) = tmp_out();
         let a = key("/a", 1);
-        let j = Journal::open(&out).unwrap();
-        j.append(rec(
+        let j = FileJournal::open(&out).unwrap();
+        j.append(&rec(
             &a,
             State::Uploaded {
                 parts: vec![part(0, "x")],
             },
         ))
         .unwrap();
-        j.append(rec(&a, State::Planned)).unwrap();
-        j.append(rec(
+        j.append(&rec(&a, State::Planned)).unwrap();
+        j.append(&rec(
             &a,
             State::Uploaded {
                 parts: vec![part(1, "y")],
@@ -456,9 +492,9 @@ mod tests {
         ))
         .unwrap();
         drop(j);
-        let j = Journal::open(&out).unwrap();
+        let j = FileJournal::open(&out).unwrap();
         assert_eq!(
-            j.plan(&a, "s", "o", |_| true),
+            Plan::of(j.latest(&a.path).as_ref(), &a, "s", "o", |_| true),
             Plan::Todo {
                 resume: vec![part(1, "y")]
             }

@@ -1,4 +1,4 @@
-//! `--split-only`: no API at all. Each input goes through the library's
+//! Split-only: no API at all. Each input goes through the library's
 //! [`split_only`] (the sync route's segmentation and levels: 16 kHz mono WAV segments of at most
 //! 30 s, loudness-normalised each, plus `manifest.json`, the [`SegmentPlan`] with every
 //! segment's `start_ms`/`end_ms` on the original timeline and its file), written into a staging
@@ -6,12 +6,12 @@
 
 use std::path::Path;
 
-use asr_pipeline::pipeline::{split_only, SplitOptions};
-use asr_pipeline::segment::SegmentPlan;
-use asr_pipeline::time::to_secs;
-
-use crate::engine::{Engine, FileError, Finished, Job};
-use crate::run::SEGMENTS_SUFFIX;
+use super::engine::{Engine, FileError, Finished, Job};
+use super::run::SEGMENTS_SUFFIX;
+use crate::pipeline::{split_only, SplitOptions};
+use crate::segment::SegmentPlan;
+use crate::time::to_secs;
+use crate::Error;
 
 /// The journal settings of split-only runs (the library's default split options).
 pub const SETTINGS: &str = "split-only v1";
@@ -22,20 +22,14 @@ pub struct SplitEngine;
 impl Engine for SplitEngine {
     async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
         let final_rel = job.name.rel(SEGMENTS_SUFFIX);
-        let staging = job.out.stage_dir(&final_rel).map_err(FileError::output)?;
+        let staging = job.out.stage_dir(&final_rel)?;
         let path = job.input.path.clone();
         let dir = staging.clone();
         let plan = match tokio::task::spawn_blocking(move || split_into(&path, &dir)).await {
             Ok(r) => r?,
-            Err(e) => {
-                return Err(FileError::output(anyhow::anyhow!(
-                    "the split task failed: {e}"
-                )))
-            }
+            Err(e) => return Err(Error::internal(format!("the split task failed: {e}")).into()),
         };
-        job.out
-            .commit_dir(&staging, &final_rel)
-            .map_err(FileError::output)?;
+        job.out.commit_dir(&staging, &final_rel)?;
         Ok(Finished {
             audio_secs: to_secs(plan.total_samples),
             outputs: vec![final_rel],
@@ -52,7 +46,7 @@ fn split_into(input: &Path, dir: &Path) -> Result<SegmentPlan, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::OutDir;
+    use crate::batch::outputs::OutDir;
     /// The manifest's documented name.
     const MANIFEST: &str = "manifest.json";
 

@@ -140,8 +140,8 @@ fn has_audio_extension(p: &Path) -> bool {
 /// Probes a file's content with the decode module (magic bytes and header, never the name):
 /// is it audio, which format, how long.
 pub fn probe(path: &Path) -> io::Result<Probe> {
-    use asr_pipeline::decode::Decoder;
-    use asr_pipeline::ErrorKind as K;
+    use crate::decode::Decoder;
+    use crate::ErrorKind as K;
     match Decoder::open(path) {
         Ok(d) => {
             let info = d.info();
@@ -346,7 +346,7 @@ mod tests {
     use super::*;
 
     fn wav(path: &Path, secs: f32) {
-        crate::testutil::wav(path, (secs * 16_000.0) as usize);
+        crate::batch::testutil::wav(path, (secs * 16_000.0) as usize);
     }
 
     fn rels(w: &Walked) -> Vec<String> {

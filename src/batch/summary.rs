@@ -1,9 +1,10 @@
-//! `summary.json` at the top of `--out`, and the table of failures printed at the end.
+//! `summary.json` at the top of the output folder, and the table of failures for a terminal.
 
 use serde::Serialize;
 
 /// The whole batch, as written to `summary.json`.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Format version of this file.
     pub version: u32,
@@ -11,7 +12,7 @@ pub struct Summary {
     pub mode: String,
     /// True when the bundled emulator answered (placeholder transcripts).
     pub emulator: bool,
-    /// The API base URL used (absent with `--split-only`).
+    /// The API base URL used (absent when split-only).
     pub endpoint: Option<String>,
     /// The settings that shape results (route, language, diarization).
     pub settings: String,
@@ -42,6 +43,7 @@ pub struct Summary {
 
 /// Counts over the batch.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counts {
     /// Input files considered (audio, or named like audio).
     pub files: usize,
@@ -63,10 +65,11 @@ pub struct Counts {
 
 /// One input file's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct FileRow {
     /// The input path as reached from the command line.
     pub input: String,
-    /// The output base relative to `--out` (outputs are this plus `.json`, ...).
+    /// The output base relative to `the output folder` (outputs are this plus `.json`, ...).
     pub output: String,
     /// `done`, `failed` or `pending`.
     pub status: Status,
@@ -74,7 +77,7 @@ pub struct FileRow {
     pub this_run: bool,
     /// Audio seconds, when known.
     pub audio_seconds: Option<f64>,
-    /// The outputs written, relative to `--out`.
+    /// The outputs written, relative to `the output folder`.
     pub outputs: Vec<String>,
     /// The error, for a failed file.
     pub error: Option<String>,
@@ -83,6 +86,7 @@ pub struct FileRow {
 /// A file's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Status {
     /// Every output written.
     Done,
@@ -94,6 +98,7 @@ pub enum Status {
 
 /// A path left out.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SkipRow {
     /// The path.
     pub path: String,
@@ -104,7 +109,7 @@ pub struct SkipRow {
 }
 
 /// Counts the rows.
-pub fn count(files: &[FileRow], skipped: &[SkipRow]) -> Counts {
+pub(crate) fn count(files: &[FileRow], skipped: &[SkipRow]) -> Counts {
     let mut c = Counts {
         files: files.len(),
         skipped: skipped.len(),
@@ -128,8 +133,16 @@ pub fn count(files: &[FileRow], skipped: &[SkipRow]) -> Counts {
     c
 }
 
-/// The table of failed files, for the terminal: one row per failure, errors on one line.
-pub fn failure_table(files: &[FileRow]) -> Option<String> {
+impl Summary {
+    /// The table of failed files, for a terminal: one row per failure, each error on one
+    /// line; `None` when nothing failed.
+    pub fn failure_table(&self) -> Option<String> {
+        failure_table(&self.files)
+    }
+}
+
+/// See [`Summary::failure_table`].
+fn failure_table(files: &[FileRow]) -> Option<String> {
     let failed: Vec<&FileRow> = files
         .iter()
         .filter(|f| f.status == Status::Failed)

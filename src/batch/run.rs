@@ -1,4 +1,4 @@
-//! The batch: decide per file from the journal, run the files `--jobs` at a time, record every
+//! The batch: decide per file from the journal, run the files `jobs` at a time, record every
 //! state change, and collect the summary rows. One file's failure never stops the batch.
 
 use std::future::Future;
@@ -8,30 +8,22 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::args::OutFormat;
-use crate::engine::{Engine, Events, FileError, Finished, Job};
-use crate::journal::{FileKey, Journal, Plan, State};
-use crate::outputs::{OutDir, OutName};
-use crate::progress::Progress;
-use crate::summary::{FileRow, Status};
-use crate::walk::{InputFile, InputKind};
-
-/// What the batch produces per input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Transcripts in the chosen formats.
-    Transcribe,
-    /// Segment audio files and a manifest (`<base>.segments/`).
-    SplitOnly,
-}
+use super::engine::{Engine, Events, FileError, Finished, Job};
+use super::journal::{FileKey, Journal, Plan, State};
+use super::outputs::{OutDir, OutName};
+use super::summary::{FileRow, Status};
+use super::walk::{InputFile, InputKind};
+use super::{Event, Mode, Observer};
+use crate::export::Format;
+use crate::pipeline::UploadedPart;
 
 /// Suffix of a failed file's error report.
 pub const ERROR_SUFFIX: &str = ".error.json";
-/// Suffix of the `--split-only` output folder.
+/// Suffix of the split-only output folder.
 pub const SEGMENTS_SUFFIX: &str = ".segments";
 
 /// The batch's fixed parts.
-pub struct Batch<'a> {
+pub struct Runner<'a> {
     /// Inputs in walk order.
     pub files: &'a [InputFile],
     /// Their output names, same order.
@@ -39,15 +31,17 @@ pub struct Batch<'a> {
     /// The output folder.
     pub out: &'a OutDir,
     /// The journal.
-    pub journal: Arc<Journal>,
+    pub journal: Arc<dyn Journal>,
     /// The settings fingerprint (see the journal).
     pub settings: String,
     /// What is produced.
     pub mode: Mode,
     /// Formats to write in `Transcribe` mode (JSON among them).
-    pub formats: Vec<OutFormat>,
-    /// `--force`: ignore the journal.
+    pub formats: Vec<Format>,
+    /// Ignore the journal.
     pub force: bool,
+    /// Where progress goes.
+    pub observer: Arc<dyn Observer>,
 }
 
 /// What to do with one input.
@@ -58,21 +52,21 @@ pub enum Decision {
     /// Process it, polling these async parts instead of uploading again.
     Run {
         /// Parts already on the server.
-        resume: Vec<crate::journal::UploadedPart>,
+        resume: Vec<UploadedPart>,
         /// Finished before, but formats were added: write them from the saved transcript
         /// JSON instead of transcribing again (the engine falls back to transcribing).
         reexport: bool,
     },
 }
 
-impl Batch<'_> {
+impl Runner<'_> {
     /// The outputs a finished input must have.
     pub fn expected(&self, name: &OutName) -> Vec<PathBuf> {
         match self.mode {
             Mode::Transcribe => self
                 .formats
                 .iter()
-                .map(|f| name.rel(&format!(".{}", f.ext())))
+                .map(|f| name.rel(&format!(".{}", f.extension())))
                 .collect(),
             Mode::SplitOnly => vec![name.rel(SEGMENTS_SUFFIX)],
         }
@@ -80,9 +74,9 @@ impl Batch<'_> {
 
     /// Every output an input may have, in either mode (removed when it fails).
     fn all_outputs(name: &OutName) -> Vec<PathBuf> {
-        OutFormat::ALL
+        Format::ALL
             .iter()
-            .map(|f| name.rel(&format!(".{}", f.ext())))
+            .map(|f| name.rel(&format!(".{}", f.extension())))
             .chain([name.rel(SEGMENTS_SUFFIX)])
             .collect()
     }
@@ -109,12 +103,18 @@ impl Batch<'_> {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let missing_formats = std::cell::Cell::new(false);
-        let plan = self
-            .journal
-            .plan(&FileKey::of(f), &self.settings, &n.display(), |outs| {
+        let key = FileKey::of(f);
+        let latest = self.journal.latest(&key.path);
+        let plan = Plan::of(
+            latest.as_ref(),
+            &key,
+            &self.settings,
+            &n.display(),
+            |outs| {
                 missing_formats.set(!expected.iter().all(|e| outs.contains(e)));
                 outs.iter().all(|o| self.out.exists(o.as_ref()))
-            });
+            },
+        );
         match plan {
             Plan::Finished { .. } if missing_formats.get() => Decision::Run {
                 resume: Vec::new(),
@@ -152,7 +152,6 @@ impl Batch<'_> {
         &self,
         decisions: Vec<Decision>,
         engine: &E,
-        progress: Arc<Progress>,
         jobs: usize,
         cancel: impl Future<Output = ()>,
     ) -> Outcome {
@@ -176,12 +175,12 @@ impl Batch<'_> {
                 }
             }
         }
-        let work = stream::iter(todo)
-            .map(|(i, resume, reexport)| {
-                let progress = progress.clone();
-                async move { (i, self.one(i, resume, reexport, engine, progress).await) }
-            })
-            .buffer_unordered(jobs.max(1));
+        let work =
+            stream::iter(todo)
+                .map(|(i, resume, reexport)| async move {
+                    (i, self.one(i, resume, reexport, engine).await)
+                })
+                .buffer_unordered(jobs.max(1));
         tokio::pin!(work);
         tokio::pin!(cancel);
         let mut interrupted = false;
@@ -218,22 +217,21 @@ impl Batch<'_> {
     async fn one<E: Engine>(
         &self,
         i: usize,
-        resume: Vec<crate::journal::UploadedPart>,
+        resume: Vec<UploadedPart>,
         reexport: bool,
         engine: &E,
-        progress: Arc<Progress>,
     ) -> (FileRow, End) {
         let (f, n) = (&self.files[i], &self.names[i]);
         let display = f.path.to_string_lossy().into_owned();
         let events = Events::new(
             self.journal.clone(),
-            progress.clone(),
+            self.observer.clone(),
             FileKey::of(f),
             self.settings.clone(),
             n.display(),
             resume.clone(),
         );
-        progress.file_started(&display);
+        self.observer.event(&Event::FileStarted { input: &f.path });
         let started = if resume.is_empty() {
             events.record(State::Planned)
         } else {
@@ -242,7 +240,7 @@ impl Batch<'_> {
             })
         };
         let result = match (&f.kind, started) {
-            (_, Err(e)) => Err(FileError::output(e)),
+            (_, Err(e)) => Err(FileError::from_lib(&e)),
             (InputKind::BadAudio { reason }, _) => {
                 Err(FileError::bad_input(format!("{display}: {reason}")))
             }
@@ -262,7 +260,12 @@ impl Batch<'_> {
         let result = result.and_then(|fin| self.finish(n, &events, fin));
         match result {
             Ok(fin) => {
-                progress.file_finished(&display, true, fin.audio_secs, events.audio_reported());
+                self.observer.event(&Event::FileFinished {
+                    input: &f.path,
+                    ok: true,
+                    audio_secs: fin.audio_secs,
+                    reported_secs: events.audio_reported(),
+                });
                 let row = FileRow {
                     input: display,
                     output: n.display(),
@@ -276,8 +279,13 @@ impl Batch<'_> {
             }
             Err(e) => {
                 let outputs = self.fail(f, n, &events, &e);
-                progress.file_finished(&display, false, 0.0, events.audio_reported());
-                let end = if e.stops_batch() {
+                self.observer.event(&Event::FileFinished {
+                    input: &f.path,
+                    ok: false,
+                    audio_secs: 0.0,
+                    reported_secs: events.audio_reported(),
+                });
+                let end = if e.stops {
                     End::Stop
                 } else if e.transient {
                     End::Unreachable
@@ -300,15 +308,11 @@ impl Batch<'_> {
 
     /// A file's outputs are written: drop a stale error report, then journal it done.
     fn finish(&self, n: &OutName, events: &Events, fin: Finished) -> Result<Finished, FileError> {
-        self.out
-            .remove(&n.rel(ERROR_SUFFIX))
-            .map_err(FileError::output)?;
-        events
-            .record(State::Done {
-                audio_secs: fin.audio_secs,
-                outputs: rel_strings(&fin.outputs),
-            })
-            .map_err(FileError::output)?;
+        self.out.remove(&n.rel(ERROR_SUFFIX))?;
+        events.record(State::Done {
+            audio_secs: fin.audio_secs,
+            outputs: rel_strings(&fin.outputs),
+        })?;
         Ok(fin)
     }
 
@@ -317,7 +321,7 @@ impl Batch<'_> {
     fn fail(&self, f: &InputFile, n: &OutName, events: &Events, e: &FileError) -> Vec<String> {
         for p in Self::all_outputs(n) {
             if let Err(err) = self.out.remove(&p) {
-                tracing::warn!("could not remove the stale output {}: {err:#}", p.display());
+                tracing::warn!("could not remove the stale output {}: {err}", p.display());
             }
         }
         let report = ErrorReport {
@@ -331,7 +335,7 @@ impl Batch<'_> {
         match serde_json::to_vec_pretty(&report) {
             Ok(bytes) => match self.out.write(&rel, &bytes) {
                 Ok(()) => written.push(rel.to_string_lossy().into_owned()),
-                Err(err) => tracing::error!("could not write {}: {err:#}", rel.display()),
+                Err(err) => tracing::error!("could not write {}: {err}", rel.display()),
             },
             Err(err) => tracing::error!("could not encode the error report: {err}"),
         }
@@ -346,7 +350,7 @@ impl Batch<'_> {
             parts,
         }) {
             tracing::error!(
-                "could not journal the failure of {}: {err:#}",
+                "could not journal the failure of {}: {err}",
                 f.path.display()
             );
         }
@@ -373,7 +377,7 @@ enum End {
 }
 
 /// How a batch run ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     /// A row per input, in walk order (pending for files not finished).
     pub rows: Vec<FileRow>,
@@ -400,9 +404,9 @@ fn rel_strings(p: &[PathBuf]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::UploadedPart;
-    use crate::outputs::plan;
-    use crate::walk::walk;
+    use crate::batch::journal::FileJournal;
+    use crate::batch::outputs::plan;
+    use crate::batch::walk::walk;
     use std::collections::HashMap;
     use std::fs;
     use std::sync::Mutex;
@@ -441,13 +445,11 @@ mod tests {
                 .unwrap()
                 .insert(name.clone(), job.resume.clone());
             if name.contains("async") && job.resume.is_empty() {
-                job.events
-                    .uploaded(part(job.input.size))
-                    .map_err(FileError::output)?;
+                job.events.uploaded(part(job.input.size))?;
             }
             if self.auth_refused {
-                return Err(FileError::from_lib(&asr_pipeline::Error::new(
-                    asr_pipeline::ErrorKind::Auth {
+                return Err(FileError::from_lib(&crate::Error::new(
+                    crate::ErrorKind::Auth {
                         endpoint: "POST /asr".into(),
                         status: 401,
                         body: String::new(),
@@ -455,8 +457,8 @@ mod tests {
                 )));
             }
             if self.unreachable {
-                return Err(FileError::from_lib(&asr_pipeline::Error::new(
-                    asr_pipeline::ErrorKind::Transport {
+                return Err(FileError::from_lib(&crate::Error::new(
+                    crate::ErrorKind::Transport {
                         endpoint: "POST /asr".into(),
                         attempts: 5,
                         message: "network failure".into(),
@@ -467,8 +469,8 @@ mod tests {
                 std::future::pending::<()>().await;
             }
             if name.contains("bad") {
-                return Err(FileError::from_lib(&asr_pipeline::Error::new(
-                    asr_pipeline::ErrorKind::Api {
+                return Err(FileError::from_lib(&crate::Error::new(
+                    crate::ErrorKind::Api {
                         endpoint: format!("POST /asr ({name})"),
                         status: 400,
                         body: "broke".into(),
@@ -478,10 +480,9 @@ mod tests {
             }
             let mut outputs = Vec::new();
             for f in job.formats {
-                let rel = job.name.rel(&format!(".{}", f.ext()));
+                let rel = job.name.rel(&format!(".{}", f.extension()));
                 job.out
-                    .write(&rel, format!("{}", job.input.size).as_bytes())
-                    .map_err(FileError::output)?;
+                    .write(&rel, format!("{}", job.input.size).as_bytes())?;
                 outputs.push(rel);
             }
             job.events.audio(1.0);
@@ -492,7 +493,7 @@ mod tests {
         }
     }
 
-    use crate::testutil::wav;
+    use crate::batch::testutil::wav;
 
     struct Setup {
         _dir: tempfile::TempDir,
@@ -524,7 +525,7 @@ mod tests {
         force: bool,
         cancel: impl Future<Output = ()>,
     ) -> (Vec<FileRow>, bool, Vec<Decision>) {
-        let formats = vec![OutFormat::Json, OutFormat::Txt];
+        let formats = vec![Format::Json, Format::Text];
         run_batch_with(s, fake, force, formats, cancel).await
     }
 
@@ -532,14 +533,14 @@ mod tests {
         s: &Setup,
         fake: &Fake,
         force: bool,
-        formats: Vec<OutFormat>,
+        formats: Vec<Format>,
         cancel: impl Future<Output = ()>,
     ) -> (Vec<FileRow>, bool, Vec<Decision>) {
         let walked = walk(std::slice::from_ref(&s.input)).unwrap();
         let names = plan(&walked.files);
         let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
-        let journal = Arc::new(Journal::open(&out).unwrap());
-        let batch = Batch {
+        let journal = Arc::new(FileJournal::open(&out).unwrap());
+        let batch = Runner {
             files: &walked.files,
             names: &names,
             out: &out,
@@ -548,12 +549,10 @@ mod tests {
             mode: Mode::Transcribe,
             formats,
             force,
+            observer: Arc::new(|_: &Event<'_>| {}),
         };
         let decisions = batch.decide();
-        let progress = Arc::new(Progress::new(false, walked.files.len() as u64, None));
-        let o = batch
-            .run(decisions.clone(), fake, progress, 2, cancel)
-            .await;
+        let o = batch.run(decisions.clone(), fake, 2, cancel).await;
         (o.rows, o.interrupted, decisions)
     }
 
@@ -620,7 +619,7 @@ mod tests {
             &s,
             &fake_fmt,
             false,
-            vec![OutFormat::Json, OutFormat::Txt, OutFormat::Srt],
+            vec![Format::Json, Format::Text, Format::Srt],
             std::future::pending(),
         )
         .await;
@@ -674,19 +673,19 @@ mod tests {
         let walked = walk(std::slice::from_ref(&s.input)).unwrap();
         let names = plan(&walked.files);
         let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
-        let batch = Batch {
+        let batch = Runner {
             files: &walked.files,
             names: &names,
             out: &out,
-            journal: Arc::new(Journal::open(&out).unwrap()),
+            journal: Arc::new(FileJournal::open(&out).unwrap()),
             settings: "test".into(),
             mode: Mode::Transcribe,
-            formats: vec![OutFormat::Json],
+            formats: vec![Format::Json],
             force: false,
+            observer: Arc::new(|_: &Event<'_>| {}),
         };
-        let progress = Arc::new(Progress::new(false, 5, None));
         let o = batch
-            .run(batch.decide(), &fake, progress, 1, std::future::pending())
+            .run(batch.decide(), &fake, 1, std::future::pending())
             .await;
         assert!(o.stopped.is_some_and(|e| e.contains(error)));
         assert!(!o.interrupted);
@@ -703,7 +702,7 @@ mod tests {
             ..Fake::default()
         };
         // Cancel once the async file's upload is journaled.
-        let journal_path = s.out_path.join(crate::outputs::JOURNAL);
+        let journal_path = s.out_path.join(crate::batch::outputs::JOURNAL);
         let cancel = async {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;

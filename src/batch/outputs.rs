@@ -1,9 +1,9 @@
 //! Where outputs go, and how they are written.
 //!
 //! # Names
-//! Each input `dir/name.ext` gets a *base* `dir/B` under `--out`; its outputs are `B.json`,
+//! Each input `dir/name.ext` gets a *base* `dir/B` under the output folder; its outputs are `B.json`,
 //! `B.srt`, `B.vtt`, `B.rttm`, `B.txt`, `B.error.json` (a failure) or `B.segments/`
-//! (`--split-only`). `B` is the stem (the name without its extension) unless one of those names
+//! (split-only). `B` is the stem (the name without its extension) unless one of those names
 //! would clash, compared case-insensitively, with another input's names, a folder of the mirror,
 //! or `summary.json` / `journal.jsonl` at the top: then `B` is the full name (`a.wav.json`,
 //! `a.mp3.json`), and if even that clashes, the full name plus `~2`, `~3`, ... in walk order.
@@ -11,10 +11,10 @@
 //! the same inputs maps every file to the same place.
 //!
 //! # Safety
-//! Every output path is `--out` joined with plain names taken from the input tree (never a name
+//! Every output path is the output folder joined with plain names taken from the input tree (never a name
 //! sent by the server); components are checked to be plain names, folders are created one by one
 //! and an existing symbolic link or file in their place is refused, so nothing can escape
-//! `--out`. Files are written with the library's `export::write_atomic` (a temporary name in the
+//! the output folder. Files are written with the library's `export::write_atomic` (a temporary name in the
 //! same folder, synced, then renamed over the target): a reader never sees half a file.
 
 use std::collections::{HashMap, HashSet};
@@ -23,14 +23,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context};
-use asr_pipeline::export;
+use super::walk::InputFile;
+use crate::export;
+use crate::{Error, Result};
 
-use crate::walk::InputFile;
-
-/// Names reserved at the top of `--out`.
+/// Names reserved at the top of the output folder.
 pub const SUMMARY: &str = "summary.json";
-/// The journal's file name at the top of `--out`.
+/// The journal's file name at the top of the output folder.
 pub const JOURNAL: &str = "journal.jsonl";
 /// The lock that keeps two runs from sharing an output folder.
 pub const LOCK: &str = ".transcribe_folder.lock";
@@ -49,7 +48,7 @@ const SUFFIXES: &[&str] = &[
 /// Where one input's outputs go.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OutName {
-    /// The folder under `--out` (plain names only).
+    /// The folder under the output folder (plain names only).
     pub dir: PathBuf,
     /// The base name: outputs are `base` + suffix.
     pub base: OsString,
@@ -171,39 +170,41 @@ pub fn plan(files: &[InputFile]) -> Vec<OutName> {
 #[derive(Debug)]
 pub struct OutDir {
     root: PathBuf,
-    /// Input files that happen to live under `--out` (given one by one): never overwritten.
+    /// Input files that happen to live under the output folder (given one by one): never overwritten.
     inputs_inside: HashSet<PathBuf>,
 }
 
 impl OutDir {
-    /// Creates (if needed) and opens `--out`, refusing one that overlaps an input folder.
+    /// Creates (if needed) and opens the output folder, refusing one that overlaps an input folder.
     ///
     /// `inputs` are the command-line inputs; `files` the canonical paths of every input file.
-    pub fn open(out: &Path, inputs: &[PathBuf], files: &[PathBuf]) -> anyhow::Result<OutDir> {
+    pub fn open(out: &Path, inputs: &[PathBuf], files: &[PathBuf]) -> Result<OutDir> {
         let planned = canonical_to_be(out)?;
         for input in inputs {
-            let c = fs::canonicalize(input)
-                .with_context(|| format!("cannot resolve input {}", input.display()))?;
+            let c = fs::canonicalize(input).map_err(|e| Error::io(Some(input), e))?;
             if c.is_dir() {
                 if planned.starts_with(&c) {
-                    bail!(
-                        "the output folder {} is inside the input folder {}: outputs are never written inside the input tree; choose --out elsewhere",
-                        out.display(),
-                        input.display()
-                    );
+                    return Err(Error::output(
+                        out,
+                        format!(
+                            "the output folder is inside the input folder {}: outputs are never written inside the input tree; choose another output folder",
+                            input.display()
+                        ),
+                    ));
                 }
                 if c.starts_with(&planned) {
-                    bail!(
-                        "the input folder {} is inside the output folder {}: outputs are never written inside the input tree; choose --out elsewhere",
-                        input.display(),
-                        out.display()
-                    );
+                    return Err(Error::output(
+                        out,
+                        format!(
+                            "the input folder {} is inside the output folder: outputs are never written inside the input tree; choose another output folder",
+                            input.display()
+                        ),
+                    ));
                 }
             }
         }
-        fs::create_dir_all(&planned)
-            .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-        let root = fs::canonicalize(&planned)?;
+        fs::create_dir_all(&planned).map_err(|e| Error::io(Some(out), e))?;
+        let root = fs::canonicalize(&planned).map_err(|e| Error::io(Some(out), e))?;
         let inputs_inside = files
             .iter()
             .filter(|f| f.starts_with(&root))
@@ -222,112 +223,113 @@ impl OutDir {
 
     /// Creates `rel_dir` under the root one plain component at a time, refusing symbolic
     /// links and non-folders in the way, and returns its full path.
-    pub fn ensure_dir(&self, rel_dir: &Path) -> anyhow::Result<PathBuf> {
+    pub fn ensure_dir(&self, rel_dir: &Path) -> Result<PathBuf> {
         let mut p = self.root.clone();
         for c in rel_dir.components() {
             let Component::Normal(name) = c else {
-                bail!(
-                    "refusing output folder {:?}: not a plain relative path",
-                    rel_dir
-                );
+                return Err(Error::output(rel_dir, "not a plain relative path"));
             };
             p.push(name);
             match fs::symlink_metadata(&p) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    bail!(
-                        "refusing to write through the symbolic link {}",
-                        p.display()
-                    )
+                    return Err(Error::output(
+                        &p,
+                        "refusing to write through a symbolic link",
+                    ))
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => bail!("{} exists and is not a folder", p.display()),
+                Ok(_) => return Err(Error::output(&p, "exists and is not a folder")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
-                    Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
+                    Err(e) => return Err(Error::io(Some(&p), e)),
                 },
-                Err(e) => return Err(e).with_context(|| format!("checking {}", p.display())),
+                Err(e) => return Err(Error::io(Some(&p), e)),
             }
         }
         Ok(p)
     }
 
     /// The full path of `rel` (checked: plain names only).
-    pub fn path(&self, rel: &Path) -> anyhow::Result<PathBuf> {
+    pub fn path(&self, rel: &Path) -> Result<PathBuf> {
         check_plain(rel)?;
         Ok(self.root.join(rel))
     }
 
     /// Writes `bytes` to `rel` atomically (see [`OutDir::write_with`]).
-    pub fn write(&self, rel: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    pub fn write(&self, rel: &Path, bytes: &[u8]) -> Result<()> {
         self.write_with(rel, |w| Ok(w.write_all(bytes)?))
     }
 
     /// Writes `rel` atomically with the library's [`export::write_atomic`] (temporary file,
-    /// fsync, rename), after the checks that keep it inside `--out`.
+    /// fsync, rename), after the checks that keep it inside the output folder.
     pub fn write_with(
         &self,
         rel: &Path,
-        fill: impl FnOnce(&mut dyn Write) -> asr_pipeline::Result<()>,
-    ) -> anyhow::Result<()> {
+        fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
         check_plain(rel)?;
         let name = rel
             .file_name()
-            .ok_or_else(|| anyhow::anyhow!("no file name in {rel:?}"))?;
+            .ok_or_else(|| Error::output(rel, "no file name"))?;
         let dir = self.ensure_dir(rel.parent().unwrap_or(Path::new("")))?;
         let target = dir.join(name);
         if self.inputs_inside.contains(&target) {
-            bail!("refusing to overwrite the input file {}", target.display());
+            return Err(Error::output(
+                &target,
+                "refusing to overwrite an input file",
+            ));
         }
-        export::write_atomic(&target, fill).with_context(|| format!("writing {}", target.display()))
+        export::write_atomic(&target, fill).map_err(|e| e.with_path(&target))
     }
 
     /// Removes `rel` if it exists (a file, or a folder written by this program).
-    pub fn remove(&self, rel: &Path) -> anyhow::Result<()> {
+    pub fn remove(&self, rel: &Path) -> Result<()> {
         let p = self.path(rel)?;
         match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&p)?,
-            Ok(_) => fs::remove_file(&p)?,
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&p).map_err(|e| Error::io(Some(&p), e))?,
+            Ok(_) => fs::remove_file(&p).map_err(|e| Error::io(Some(&p), e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Error::io(Some(&p), e)),
         }
         Ok(())
     }
 
     /// A fresh, empty staging folder beside `final_rel` (`.name.tmp`), to fill and then
     /// [`OutDir::commit_dir`].
-    pub fn stage_dir(&self, final_rel: &Path) -> anyhow::Result<PathBuf> {
+    pub fn stage_dir(&self, final_rel: &Path) -> Result<PathBuf> {
         check_plain(final_rel)?;
         let name = final_rel
             .file_name()
-            .ok_or_else(|| anyhow::anyhow!("no file name in {final_rel:?}"))?;
+            .ok_or_else(|| Error::output(final_rel, "no file name"))?;
         let dir = self.ensure_dir(final_rel.parent().unwrap_or(Path::new("")))?;
         let mut tmp = OsString::from(".");
         tmp.push(name);
         tmp.push(".tmp");
         let staging = dir.join(tmp);
         match fs::symlink_metadata(&staging) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&staging)?,
-            Ok(_) => fs::remove_file(&staging)?,
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(&staging).map_err(|e| Error::io(Some(&staging), e))?
+            }
+            Ok(_) => fs::remove_file(&staging).map_err(|e| Error::io(Some(&staging), e))?,
             Err(_) => {}
         }
-        fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+        fs::create_dir(&staging).map_err(|e| Error::io(Some(&staging), e))?;
         Ok(staging)
     }
 
     /// Moves a filled staging folder to `final_rel`, replacing an older one.
-    pub fn commit_dir(&self, staging: &Path, final_rel: &Path) -> anyhow::Result<()> {
+    pub fn commit_dir(&self, staging: &Path, final_rel: &Path) -> Result<()> {
         let target = self.path(final_rel)?;
         if target.parent() != staging.parent() {
-            bail!(
+            return Err(Error::internal(format!(
                 "staging folder {} is not beside {}",
                 staging.display(),
                 target.display()
-            );
+            )));
         }
         self.remove(final_rel)?;
-        fs::rename(staging, &target)
-            .with_context(|| format!("moving {} into place", target.display()))
+        fs::rename(staging, &target).map_err(|e| Error::io(Some(&target), e))
     }
 
     /// True when `rel` exists.
@@ -338,20 +340,22 @@ impl OutDir {
     }
 }
 
-fn check_plain(rel: &Path) -> anyhow::Result<()> {
+fn check_plain(rel: &Path) -> Result<()> {
     if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!("refusing output path {:?}: not a plain relative path", rel);
+        return Err(Error::output(rel, "not a plain relative path"));
     }
     Ok(())
 }
 
 /// The canonical path `p` will have once created: its existing part resolved (symbolic
 /// links, `..`), the rest normalised lexically.
-fn canonical_to_be(p: &Path) -> anyhow::Result<PathBuf> {
+fn canonical_to_be(p: &Path) -> Result<PathBuf> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir()?.join(p)
+        std::env::current_dir()
+            .map_err(|e| Error::io(None, e))?
+            .join(p)
     };
     let mut out = PathBuf::new();
     let mut existing = true;
@@ -379,7 +383,7 @@ fn canonical_to_be(p: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::walk::InputKind;
+    use crate::batch::walk::InputKind;
 
     fn input(rel: &str) -> InputFile {
         InputFile {

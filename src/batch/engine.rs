@@ -1,15 +1,18 @@
-//! What turns one input into its outputs: the [`Engine`] trait the batch runner drives, with
-//! the events it reports (async parts uploaded, audio processed) and its errors.
+//! What turns one input into its outputs: the [`Engine`] the runner drives (the pipeline, or
+//! split-only), the events it reports (async parts uploaded, audio processed) and its errors.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::args::OutFormat;
-use crate::journal::{now, FileKey, Journal, Record, State, UploadedPart};
-use crate::outputs::{OutDir, OutName};
-use crate::progress::Progress;
-use crate::walk::InputFile;
+use super::journal::{now, FileKey, Journal, Record, State};
+use super::outputs::{OutDir, OutName};
+use super::walk::InputFile;
+use super::{Event, Observer};
+use crate::export::Format;
+use crate::pipeline::{Job as PJob, Pipeline, Progress, UploadedPart};
+use crate::transcript::Transcript;
+use crate::{Error, ErrorKind, Result};
 
 /// One file's work order.
 pub struct Job<'a> {
@@ -20,7 +23,7 @@ pub struct Job<'a> {
     /// The output folder.
     pub out: &'a OutDir,
     /// Formats to write (JSON always among them).
-    pub formats: &'a [OutFormat],
+    pub formats: &'a [Format],
     /// Async parts already on the server from an earlier run: poll them, do not upload again.
     pub resume: Vec<UploadedPart>,
     /// Finished before; only formats were added: write them from the saved `<base>.json`
@@ -35,45 +38,30 @@ pub struct Job<'a> {
 pub struct Finished {
     /// Audio duration in seconds.
     pub audio_secs: f64,
-    /// Outputs written, relative to `--out`.
+    /// Outputs written, relative to the output folder.
     pub outputs: Vec<PathBuf>,
 }
 
-/// A failed file.
+/// A failed file, as the batch sees it: the library's error and what it means for the batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileError {
     /// The error, for people (names the file).
     pub message: String,
-    /// A short name of the kind of error (the library's [`asr_pipeline::Error::kind_name`], or
-    /// `Output` / `BadInput` for the CLI's own).
+    /// [`Error::kind_name`], or `BadInput` for a file named like audio whose content is not.
     pub kind: String,
     /// True when a rerun should try again; false for a bad input.
     pub retry: bool,
     /// True when the async parts uploaded so far are still usable (e.g. polling gave up);
     /// false when the server failed them.
     pub parts_valid: bool,
-    /// Every further file would fail the same way (the library's
-    /// [`asr_pipeline::Error::stops_batch`]).
+    /// Every further file would fail the same way ([`Error::stops_batch`]).
     pub stops: bool,
-    /// A later call may succeed: the network or the service failed after the client's
-    /// retries (the library's [`asr_pipeline::Error::is_transient`]).
+    /// A later call may succeed ([`Error::is_transient`]).
     pub transient: bool,
 }
 
 impl FileError {
-    /// An error writing outputs: retried on the next run.
-    pub fn output(e: anyhow::Error) -> FileError {
-        FileError {
-            message: format!("{e:#}"),
-            kind: "Output".into(),
-            retry: true,
-            parts_valid: true,
-            stops: false,
-            transient: false,
-        }
-    }
-
-    /// A bad input: not retried until it changes (or `--force`).
+    /// A bad input found by the walk: not retried until it changes (or `force`).
     pub fn bad_input(message: String) -> FileError {
         FileError {
             message,
@@ -85,16 +73,10 @@ impl FileError {
         }
     }
 
-    /// True when every further file would fail the same way (credentials refused, quota used
-    /// up, the run cancelled): the batch stops and leaves them for a later run.
-    pub fn stops_batch(&self) -> bool {
-        self.stops
-    }
-
     /// From the library's error: its own policy says whether the file is worth a later run
     /// and whether the batch stops.
-    pub fn from_lib(e: &asr_pipeline::Error) -> FileError {
-        use asr_pipeline::ErrorKind as K;
+    pub fn from_lib(e: &Error) -> FileError {
+        use ErrorKind as K;
         // Async parts already on the server stay usable unless the server failed or refused
         // them, or they were never complete.
         let parts_valid = !e.is_bad_input()
@@ -113,6 +95,12 @@ impl FileError {
     }
 }
 
+impl From<Error> for FileError {
+    fn from(e: Error) -> FileError {
+        FileError::from_lib(&e)
+    }
+}
+
 /// Turns one input into its outputs.
 pub trait Engine: Send + Sync {
     /// Processes `job`: writes its outputs (atomically, through `job.out`) and says which.
@@ -121,15 +109,15 @@ pub trait Engine: Send + Sync {
 }
 
 /// Where a running file reports: async uploads go to the journal at once (so a kill after an
-/// upload never uploads again), audio progress to the bars.
+/// upload never uploads again), audio progress to the observer.
 #[derive(Clone)]
 pub struct Events {
     inner: Arc<EventsInner>,
 }
 
 struct EventsInner {
-    journal: Arc<Journal>,
-    progress: Arc<Progress>,
+    journal: Arc<dyn Journal>,
+    observer: Arc<dyn Observer>,
     key: FileKey,
     settings: String,
     out: String,
@@ -140,8 +128,8 @@ struct EventsInner {
 impl Events {
     /// Events of one file; `parts` are those already on the server.
     pub fn new(
-        journal: Arc<Journal>,
-        progress: Arc<Progress>,
+        journal: Arc<dyn Journal>,
+        observer: Arc<dyn Observer>,
         key: FileKey,
         settings: String,
         out: String,
@@ -150,7 +138,7 @@ impl Events {
         Events {
             inner: Arc::new(EventsInner {
                 journal,
-                progress,
+                observer,
                 key,
                 settings,
                 out,
@@ -161,13 +149,13 @@ impl Events {
     }
 
     /// An async part is on the server: journaled (and synced) before returning.
-    pub fn uploaded(&self, part: UploadedPart) -> anyhow::Result<()> {
+    pub fn uploaded(&self, part: UploadedPart) -> Result<()> {
         let parts = {
             let mut p = self
                 .inner
                 .parts
                 .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?;
+                .map_err(|_| Error::internal("the parts lock is poisoned"))?;
             p.retain(|q| q.part != part.part);
             p.push(part);
             p.sort_by_key(|q| q.part);
@@ -181,7 +169,7 @@ impl Events {
         if let Ok(mut a) = self.inner.audio.lock() {
             *a += delta;
         }
-        self.inner.progress.audio(delta);
+        self.inner.observer.event(&Event::Audio { seconds: delta });
     }
 
     /// Seconds reported through [`Events::audio`] so far.
@@ -199,9 +187,9 @@ impl Events {
     }
 
     /// Appends a state for this file to the journal.
-    pub fn record(&self, state: State) -> anyhow::Result<()> {
+    pub fn record(&self, state: State) -> Result<()> {
         let i = &self.inner;
-        i.journal.append(Record {
+        i.journal.append(&Record {
             key: i.key.clone(),
             settings: i.settings.clone(),
             out: i.out.clone(),
@@ -211,10 +199,76 @@ impl Events {
     }
 }
 
+/// Sends each file through a [`Pipeline`] and writes the transcript's formats.
+pub struct PipelineEngine<'a> {
+    /// The pipeline.
+    pub pipeline: &'a Pipeline,
+}
+
+impl Engine for PipelineEngine<'_> {
+    async fn process(&self, job: Job<'_>) -> Result<Finished, FileError> {
+        if job.reexport {
+            match saved_transcript(&job) {
+                Ok(t) => return write_transcript(&job, &t),
+                Err(e) => tracing::info!("{}: transcribing again ({e})", job.input.path.display()),
+            }
+        }
+        let events = job.events.clone();
+        let decoded = Mutex::new(0.0f64);
+        let cb = move |p: &Progress| match p {
+            Progress::Uploaded(part) => {
+                // Journaled (and synced) before the pipeline goes on to poll: a kill from
+                // here on resumes polling instead of uploading again.
+                if let Err(e) = events.uploaded(part.clone()) {
+                    tracing::error!("could not journal an upload: {e}");
+                }
+            }
+            Progress::Decoded { seconds, pass: 1 } => {
+                if let Ok(mut d) = decoded.lock() {
+                    if *seconds > *d {
+                        events.audio(*seconds - *d);
+                        *d = *seconds;
+                    }
+                }
+            }
+            _ => {}
+        };
+        let pjob = PJob::path(job.input.path.clone())
+            .progress(cb)
+            .resume(job.resume.clone());
+        let transcript = self
+            .pipeline
+            .transcribe(pjob)
+            .await
+            .map_err(|e| FileError::from_lib(&e.with_path(&job.input.path)))?;
+        write_transcript(&job, &transcript)
+    }
+}
+
+/// The transcript JSON written by an earlier run.
+fn saved_transcript(job: &Job<'_>) -> Result<Transcript> {
+    let path = job.out.path(&job.name.rel(".json"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(Some(&path), e))?;
+    Transcript::from_json(&text).map_err(|e| e.with_path(&path))
+}
+
+/// Writes every requested format of `t` (each atomically; JSON first).
+fn write_transcript(job: &Job<'_>, t: &Transcript) -> Result<Finished, FileError> {
+    let mut outputs = Vec::new();
+    for format in job.formats {
+        let rel = job.name.rel(&format!(".{}", format.extension()));
+        job.out.write_with(&rel, |w| format.write(t, w))?;
+        outputs.push(rel);
+    }
+    Ok(Finished {
+        audio_secs: crate::time::to_secs(t.metadata.duration),
+        outputs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asr_pipeline::{Error, ErrorKind};
 
     #[test]
     fn bad_inputs_are_not_retried_and_environment_errors_stop_the_batch() {
@@ -225,7 +279,7 @@ mod tests {
             what: "cut".into(),
         });
         let e = FileError::from_lib(&truncated);
-        assert!(!e.retry && !e.parts_valid && !e.stops_batch());
+        assert!(!e.retry && !e.parts_valid && !e.stops);
         let deadline = Error::new(ErrorKind::PollDeadline {
             file_name: "asr_x".into(),
             waited_secs: 5,
@@ -243,9 +297,15 @@ mod tests {
             status: 401,
             body: String::new(),
         });
-        assert!(FileError::from_lib(&auth).stops_batch());
+        assert!(FileError::from_lib(&auth).stops);
         assert!(FileError::from_lib(&auth)
             .message
             .contains("credentials refused"));
+        let out = Error::output(std::path::Path::new("o/a.json"), "a symbolic link");
+        let e = FileError::from_lib(&out);
+        assert!(
+            e.retry && !e.stops && !e.transient,
+            "an output problem fails one file"
+        );
     }
 }

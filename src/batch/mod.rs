@@ -1,0 +1,390 @@
+//! Folders of recordings in, a tree of transcripts out: resumable, one failure never stopping
+//! the rest.
+//!
+//! A [`Batch`] walks its inputs (files and folders, recursively, in a fixed order; symbolic
+//! links followed with loops detected; audio recognised by its content, never by its name),
+//! mirrors them under an output folder (`dir/a.wav` → `out/dir/a.json`, colliding names kept
+//! apart as `a.wav.json` / `a.mp3.json`), and runs each file through a [`Pipeline`] (or, with
+//! [`Batch::split_only`], through the segmenter alone), a few files at a time. Every output
+//! is written atomically; nothing is written inside the input tree.
+//!
+//! Each change of a file's state is recorded in a [`Journal`] before the batch goes on: the
+//! default [`FileJournal`] is `journal.jsonl` in the output folder. Run the same batch again
+//! after a crash, a kill or Ctrl-C and it skips finished files, polls async uploads instead of
+//! uploading again, and retries failures that may pass on a later run (not bad inputs, unless
+//! they changed or [`BatchOptions::force`] is set). A file that fails gets
+//! `<name>.error.json`; the batch goes on, unless every further file would fail the same way
+//! ([`crate::Error::stops_batch`], or three files in a row with the API unreachable). The
+//! result is a [`Summary`], also written as `summary.json`.
+//!
+//! ```no_run
+//! use asr_pipeline::batch::{Batch, BatchOptions};
+//! use asr_pipeline::botlhale::Client;
+//! use asr_pipeline::pipeline::Pipeline;
+//!
+//! # async fn run() -> asr_pipeline::Result<()> {
+//! let pipeline = Pipeline::builder().client(Client::builder().from_env()?.build()?).build()?;
+//! let batch = Batch::open(&["recordings/".into()], "transcripts/".as_ref(), BatchOptions::default())?;
+//! let summary = batch.transcribe(&pipeline, std::future::pending()).await?;
+//! println!("{} done, {} failed", summary.counts.done, summary.counts.failed);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::export::Format;
+use crate::pipeline::Pipeline;
+use crate::{Error, Result};
+
+mod engine;
+mod journal;
+mod outputs;
+mod run;
+mod split;
+mod summary;
+#[cfg(test)]
+mod testutil;
+mod walk;
+
+pub use journal::{FileJournal, FileKey, Journal, Record, State};
+pub use summary::{Counts, FileRow, SkipRow, Status, Summary};
+
+use engine::PipelineEngine;
+use journal::now;
+use outputs::{OutDir, OutName, LOCK};
+use run::{Decision, Outcome, Runner};
+use walk::{InputKind, Walked};
+
+/// The name of the summary file at the top of the output folder.
+pub const SUMMARY_FILE: &str = outputs::SUMMARY;
+/// The name of [`FileJournal`]'s file at the top of the output folder.
+pub const JOURNAL_FILE: &str = outputs::JOURNAL;
+
+/// Options of a [`Batch`]; every field has a documented default.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BatchOptions {
+    /// Files in progress at once (each also sends its own requests concurrently, see
+    /// [`crate::pipeline::PipelineBuilder::concurrency`]). Default 2; at least 1.
+    pub jobs: usize,
+    /// Formats written for each input. JSON is always written (a later run re-exports other
+    /// formats from it). Default: JSON only.
+    pub formats: Vec<Format>,
+    /// Ignore the journal and redo every file. Default false.
+    pub force: bool,
+    /// What answers the requests, as recorded in the journal: finished files are redone when
+    /// it changes. Default: the pipeline's base URL. (The bulk CLI says `emulator` when it
+    /// starts the bundled emulator, whose results are placeholders.)
+    pub service: Option<String>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            jobs: 2,
+            formats: vec![Format::Json],
+            force: false,
+            service: None,
+        }
+    }
+}
+
+/// What a batch produces per input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Transcripts in the chosen formats.
+    Transcribe,
+    /// Segment audio files and a manifest (`<base>.segments/`).
+    SplitOnly,
+}
+
+/// What a batch reports while it runs, to an [`Observer`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Work is about to start: `to_do` of `files` inputs will be processed (the others are
+    /// finished, or failed earlier on a bad input); their audio lasts `audio_secs` when every
+    /// header tells it.
+    Planned {
+        /// Inputs found.
+        files: usize,
+        /// Inputs to process now.
+        to_do: usize,
+        /// Paths left out (not audio, loops, duplicates, special files).
+        skipped: usize,
+        /// Their total duration, when known.
+        audio_secs: Option<f64>,
+    },
+    /// A file started.
+    FileStarted {
+        /// The input.
+        input: &'a Path,
+    },
+    /// More audio of a running file was processed.
+    Audio {
+        /// Seconds processed since the last report.
+        seconds: f64,
+    },
+    /// A file ended.
+    FileFinished {
+        /// The input.
+        input: &'a Path,
+        /// True when its outputs are written.
+        ok: bool,
+        /// Its audio duration (0 when it failed).
+        audio_secs: f64,
+        /// The seconds reported for it through [`Event::Audio`].
+        reported_secs: f64,
+    },
+}
+
+/// Receives a batch's [`Event`]s (progress bars, logs, metrics). Called from the batch's
+/// tasks: keep it quick.
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn event(&self, event: &Event<'_>);
+}
+
+impl<F: Fn(&Event<'_>) + Send + Sync> Observer for F {
+    fn event(&self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
+/// A set of inputs and an output folder, ready to run; see the [module docs](self).
+pub struct Batch {
+    inputs: Vec<PathBuf>,
+    walked: Walked,
+    names: Vec<OutName>,
+    out: OutDir,
+    journal: Arc<dyn Journal>,
+    observer: Arc<dyn Observer>,
+    opts: BatchOptions,
+    started_at: u64,
+    clock: Instant,
+    /// Held (locked) while the batch lives: one run per output folder.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("inputs", &self.inputs)
+            .field("out", &self.out.root())
+            .field("files", &self.walked.files.len())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// Walks `inputs` (files and folders), creates `out` if needed (refused when it overlaps
+    /// an input folder), takes its lock (one batch per output folder at a time: an
+    /// [`crate::ErrorKind::InvalidConfig`] error otherwise) and opens its [`FileJournal`].
+    pub fn open(inputs: &[PathBuf], out: &Path, opts: BatchOptions) -> Result<Batch> {
+        if opts.jobs == 0 {
+            return Err(Error::config("batch jobs must be at least 1"));
+        }
+        let started_at = now();
+        let clock = Instant::now();
+        let walked = walk::walk(inputs).map_err(|e| Error::io(None, e))?;
+        let canonical: Vec<PathBuf> = walked.files.iter().map(|f| f.canonical.clone()).collect();
+        let out_dir = OutDir::open(out, inputs, &canonical)?;
+        let lock_path = out_dir.root().join(LOCK);
+        let lock = File::create(&lock_path).map_err(|e| Error::io(Some(&lock_path), e))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::config(format!(
+                "another batch is writing to {}; wait for it or choose another output folder",
+                out.display()
+            )));
+        }
+        let journal = FileJournal::open(&out_dir)?;
+        if journal.ignored_lines() > 0 {
+            tracing::info!(
+                "journal: ignored {} unreadable line(s) left by an interrupted write",
+                journal.ignored_lines()
+            );
+        }
+        let names = outputs::plan(&walked.files);
+        Ok(Batch {
+            inputs: inputs.to_vec(),
+            walked,
+            names,
+            out: out_dir,
+            journal: Arc::new(journal),
+            observer: Arc::new(|_: &Event<'_>| {}),
+            opts,
+            started_at,
+            clock,
+            _lock: lock,
+        })
+    }
+
+    /// Keeps state in `journal` instead of the output folder's [`FileJournal`].
+    pub fn with_journal(mut self, journal: impl Journal + 'static) -> Batch {
+        self.journal = Arc::new(journal);
+        self
+    }
+
+    /// Reports progress to `observer`.
+    pub fn with_observer(mut self, observer: impl Observer + 'static) -> Batch {
+        self.observer = Arc::new(observer);
+        self
+    }
+
+    /// The output folder (canonical).
+    pub fn out_dir(&self) -> &Path {
+        self.out.root()
+    }
+
+    /// Transcribes every input that is not finished with `pipeline`, until done or until
+    /// `cancel` completes (then the files in progress are abandoned and left for the next
+    /// run), and writes `summary.json`. Per-file failures are in the summary, not errors:
+    /// an `Err` means the summary could not be written.
+    pub async fn transcribe(
+        self,
+        pipeline: &Pipeline,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Summary> {
+        let service = self
+            .opts
+            .service
+            .clone()
+            .unwrap_or_else(|| pipeline.base_url().to_string());
+        let settings = format!("transcribe api={service} {}", pipeline.settings_text());
+        let engine = PipelineEngine { pipeline };
+        let endpoint = Some(pipeline.base_url().to_string());
+        self.run(Mode::Transcribe, settings, endpoint, &engine, cancel)
+            .await
+    }
+
+    /// Splits every input that is not finished into `<name>.segments/` (16 kHz mono WAV
+    /// segments of at most 30 s and `manifest.json` with their times on the original
+    /// timeline; see [`crate::pipeline::split_only`]) without calling any API, until done or
+    /// until `cancel` completes, and writes `summary.json`.
+    pub async fn split_only(self, cancel: impl Future<Output = ()>) -> Result<Summary> {
+        self.run(
+            Mode::SplitOnly,
+            split::SETTINGS.to_string(),
+            None,
+            &split::SplitEngine,
+            cancel,
+        )
+        .await
+    }
+
+    async fn run<E: engine::Engine>(
+        self,
+        mode: Mode,
+        settings: String,
+        endpoint: Option<String>,
+        engine: &E,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Summary> {
+        let formats = if mode == Mode::Transcribe {
+            let mut f = vec![Format::Json];
+            f.extend(self.opts.formats.iter().filter(|&&f| f != Format::Json));
+            f
+        } else {
+            Vec::new()
+        };
+        let runner = Runner {
+            files: &self.walked.files,
+            names: &self.names,
+            out: &self.out,
+            journal: self.journal.clone(),
+            settings: settings.clone(),
+            mode,
+            formats,
+            force: self.opts.force,
+            observer: self.observer.clone(),
+        };
+        let decisions = runner.decide();
+        let to_do: Vec<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d, Decision::Run { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let audio_secs: Option<f64> = to_do
+            .iter()
+            .map(|&i| match &self.walked.files[i].kind {
+                InputKind::Audio { duration_secs, .. } => *duration_secs,
+                InputKind::BadAudio { .. } => Some(0.0),
+            })
+            .sum();
+        self.observer.event(&Event::Planned {
+            files: self.walked.files.len(),
+            to_do: to_do.len(),
+            skipped: self.walked.skipped.len(),
+            audio_secs,
+        });
+        let outcome = if to_do.is_empty() {
+            Outcome {
+                rows: decisions
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        Decision::Keep(row) => Some(row),
+                        Decision::Run { .. } => None,
+                    })
+                    .collect(),
+                ..Outcome::default()
+            }
+        } else {
+            runner.run(decisions, engine, self.opts.jobs, cancel).await
+        };
+        let skipped: Vec<SkipRow> = self
+            .walked
+            .skipped
+            .iter()
+            .map(|s| SkipRow {
+                path: s.path.to_string_lossy().into_owned(),
+                reason: s.reason.code().into(),
+                detail: s.reason.describe(),
+            })
+            .collect();
+        let rows = outcome.rows;
+        let sum = |done_only: bool, this_run: bool| {
+            rows.iter()
+                .filter(|r| !done_only || r.status == Status::Done)
+                .filter(|r| !this_run || r.this_run)
+                .filter_map(|r| r.audio_seconds)
+                .sum::<f64>()
+                + 0.0 // an empty f64 sum is -0.0
+        };
+        let summary = Summary {
+            version: 1,
+            mode: match mode {
+                Mode::Transcribe => "transcribe".into(),
+                Mode::SplitOnly => "split-only".into(),
+            },
+            emulator: self.opts.service.as_deref() == Some("emulator"),
+            endpoint,
+            settings,
+            inputs: self
+                .inputs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            started_at: self.started_at,
+            finished_at: now(),
+            interrupted: outcome.interrupted,
+            stopped_by: outcome.stopped,
+            counts: summary::count(&rows, &skipped),
+            audio_seconds: sum(true, false),
+            audio_seconds_this_run: sum(false, true),
+            wall_seconds: self.clock.elapsed().as_secs_f64(),
+            files: rows,
+            skipped,
+        };
+        let json = serde_json::to_vec_pretty(&summary)
+            .map_err(|e| Error::internal(format!("encoding the summary: {e}")))?;
+        self.out.write(SUMMARY_FILE.as_ref(), &json)?;
+        Ok(summary)
+    }
+}
