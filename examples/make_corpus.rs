@@ -8,9 +8,9 @@
 //! Writes `<case>.wav` (8 kHz telephone calls, 16-bit PCM or µ-law; 16 kHz dialogue), the
 //! ground truth `<case>.truth.json` and this crate's requests `<case>.ours.json` (the
 //! pipeline's segmenter defaults, run on the WAV file through the real front end), then prints
-//! the scores. Needs the Debian packages listed in `tests/corpus/mod.rs`.
+//! the scores. Needs the Debian packages listed in `tests/it/corpus/mod.rs`.
 
-#[path = "../tests/corpus/mod.rs"]
+#[path = "../tests/it/corpus/mod.rs"]
 mod corpus;
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use asr_pipeline::botlhale::{Client, Credentials, PresignedPost, RetryPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TEST_NAME: &str = "streamed_700mb_upload_stays_under_32mb";
+const TEST_NAME: &str = "client_memory::streamed_700mb_upload_stays_under_32mb";
 
 #[test]
 fn streamed_700mb_upload_stays_under_32mb() {

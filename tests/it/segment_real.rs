@@ -1,10 +1,10 @@
 //! The segmenter on real recorded speech and real music (the reduced, deterministic corpus of
-//! `tests/corpus`, assembled from Debian packages that `.ci/run` installs).
+//! `tests/it/corpus`, assembled from Debian packages that `.ci/run` installs).
 //!
 //! Each case is written as a WAV file in memory (8 kHz telephone calls, one of them µ-law) and
 //! read back through the library's own front end, exactly as the pipeline reads a file.
 
-mod corpus;
+use crate::corpus;
 
 use std::io::Cursor;
 use std::sync::OnceLock;
