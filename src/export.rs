@@ -15,11 +15,10 @@
 //! - text is cleaned so it cannot break the format: no blank lines, no `-->`
 //!   (SRT: becomes `->`; WebVTT: `<`, `>` and `&` are escaped), no `\r`.
 
-use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
+use crate::atomic::write_atomic;
 use crate::time::to_ms;
 use crate::transcript::{Transcript, TranscriptSegment};
 use crate::{Error, Result};
@@ -240,47 +239,6 @@ pub fn write_path(format: Format, t: &Transcript, path: &Path) -> Result<()> {
     write_atomic(path, |w| format.write(t, w))
 }
 
-/// Writes a file atomically: `fill` writes into a temporary file next to `path`, which is then
-/// synced and renamed over `path`. On any error the temporary file is removed and `path` is
-/// left as it was. Errors name `path`.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::config(format!("{}: not a file path", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let result = (|| -> Result<()> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(Some(path), e))?;
-        let mut w = BufWriter::new(file);
-        fill(&mut w).map_err(|e| e.with_path(path))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::io(Some(path), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(Some(path), e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| Error::io(Some(path), e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// The segments in order of start (stable): a transcript built by hand may be unsorted, and
 /// subtitle players expect cues by start time.
 fn by_start(t: &Transcript) -> Vec<&TranscriptSegment> {
@@ -359,23 +317,5 @@ mod tests {
     fn rttm_ids_have_no_spaces() {
         assert_eq!(rttm_file_id("dir/call 17 b.wav"), "call_17_b");
         assert_eq!(rttm_file_id(""), "audio");
-    }
-
-    #[test]
-    fn atomic_write_leaves_no_temp_on_error() {
-        let dir = std::env::temp_dir().join(format!("asr-export-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.txt");
-        fs::write(&p, "old").unwrap();
-        let r = write_atomic(&p, |w| {
-            w.write_all(b"half")?;
-            Err(Error::config("boom"))
-        });
-        assert!(r.is_err());
-        assert_eq!(fs::read_to_string(&p).unwrap(), "old");
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        write_atomic(&p, |w| Ok(w.write_all(b"new")?)).unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,7 +14,7 @@
 //! Every output path is the output folder joined with plain names taken from the input tree (never a name
 //! sent by the server); components are checked to be plain names, folders are created one by one
 //! and an existing symbolic link or file in their place is refused, so nothing can escape
-//! the output folder. Files are written with the library's `export::write_atomic` (a temporary name in the
+//! the output folder. Files are written with the crate's atomic writer (a temporary name in the
 //! same folder, synced, then renamed over the target): a reader never sees half a file.
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +24,6 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::walk::InputFile;
-use crate::export;
 use crate::{Error, Result};
 
 /// Names reserved at the top of the output folder.
@@ -261,7 +260,7 @@ impl OutDir {
         self.write_with(rel, |w| Ok(w.write_all(bytes)?))
     }
 
-    /// Writes `rel` atomically with the library's [`export::write_atomic`] (temporary file,
+    /// Writes `rel` atomically with the crate's atomic writer (temporary file,
     /// fsync, rename), after the checks that keep it inside the output folder.
     pub fn write_with(
         &self,
@@ -280,7 +279,7 @@ impl OutDir {
                 "refusing to overwrite an input file",
             ));
         }
-        export::write_atomic(&target, fill).map_err(|e| e.with_path(&target))
+        crate::atomic::write_atomic(&target, fill).map_err(|e| e.with_path(&target))
     }
 
     /// Removes `rel` if it exists (a file, or a folder written by this program).

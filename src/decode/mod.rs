@@ -4,7 +4,7 @@
 //! The container and codec are found from the content (magic bytes), never from the file
 //! name:
 //!
-//! | [`Format`] | Recognised by | Decoder |
+//! | [`AudioFormat`] | Recognised by | Decoder |
 //! |---|---|---|
 //! | WAV: 8/16/24/32-bit PCM, 32/64-bit float, µ-law, A-law, IMA/MS ADPCM, `WAVE_FORMAT_EXTENSIBLE` | `RIFF....WAVE` | Symphonia |
 //! | FLAC | `fLaC` (also after an ID3 tag) | Symphonia |
@@ -40,8 +40,8 @@
 //! durations are exact.
 //!
 //! # Sample rates and channel counts
-//! Rates from [`MIN_RATE`] to [`MAX_RATE`] Hz and 1 to [`MAX_CHANNELS`] channels are
-//! accepted; anything else is [`ErrorKind::Malformed`].
+//! Rates from 1 000 to 384 000 Hz and 1 to 64 channels are accepted; anything else is
+//! [`ErrorKind::Malformed`]. (The 16 kHz front end, [`crate::resample`], takes 8 to 192 kHz.)
 //!
 //! # Bad input
 //! Every error names the file ([`Error::with_path`]) and has a kind: `Empty` (no bytes),
@@ -81,20 +81,20 @@ mod wav;
 use source::Src;
 
 /// The lowest sample rate accepted, in Hz.
-pub const MIN_RATE: u32 = 1_000;
+pub(crate) const MIN_RATE: u32 = 1_000;
 /// The highest sample rate accepted, in Hz.
-pub const MAX_RATE: u32 = 384_000;
+pub(crate) const MAX_RATE: u32 = 384_000;
 /// Frames of delay the MPEG audio layer III decoder adds (528 + 1): trimmed from MP3s that
 /// carry no LAME tag (a tagged file's delay already includes it, see the module docs).
 const MP3_DECODER_DELAY: u64 = 529;
 
 /// The largest channel count accepted.
-pub const MAX_CHANNELS: usize = 64;
+pub(crate) const MAX_CHANNELS: usize = 64;
 
 /// A container + codec combination this module decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Format {
+pub enum AudioFormat {
     /// RIFF/WAVE: PCM, float, µ-law, A-law, ADPCM.
     Wav,
     /// Native FLAC.
@@ -113,18 +113,18 @@ pub enum Format {
     AmrWb,
 }
 
-impl Format {
+impl AudioFormat {
     /// A short human-readable name, e.g. `"Ogg Opus"`.
     pub fn name(self) -> &'static str {
         match self {
-            Format::Wav => "WAV",
-            Format::Flac => "FLAC",
-            Format::OggVorbis => "Ogg Vorbis",
-            Format::OggOpus => "Ogg Opus",
-            Format::Mp3 => "MP3",
-            Format::Mp4Aac => "MP4/AAC",
-            Format::AmrNb => "AMR-NB",
-            Format::AmrWb => "AMR-WB",
+            AudioFormat::Wav => "WAV",
+            AudioFormat::Flac => "FLAC",
+            AudioFormat::OggVorbis => "Ogg Vorbis",
+            AudioFormat::OggOpus => "Ogg Opus",
+            AudioFormat::Mp3 => "MP3",
+            AudioFormat::Mp4Aac => "MP4/AAC",
+            AudioFormat::AmrNb => "AMR-NB",
+            AudioFormat::AmrWb => "AMR-WB",
         }
     }
 }
@@ -134,7 +134,7 @@ impl Format {
 #[non_exhaustive]
 pub struct SourceInfo {
     /// The container / codec, found by content.
-    pub format: Format,
+    pub format: AudioFormat,
     /// The codec's short name, e.g. `"pcm_s16le"`, `"opus"`, `"amr-nb"`.
     pub codec: String,
     /// The rate of the decoded samples (Opus always decodes at 48 kHz).
@@ -301,7 +301,7 @@ impl Decoder {
             })
         };
         match format {
-            Format::OggOpus => {
+            AudioFormat::OggOpus => {
                 let (b, head) = opus::OpusBackend::open(src)?;
                 let i = info(
                     "opus",
@@ -311,8 +311,8 @@ impl Decoder {
                 )?;
                 Ok((Box::new(b), i, None))
             }
-            Format::AmrNb | Format::AmrWb => {
-                let wide = format == Format::AmrWb;
+            AudioFormat::AmrNb | AudioFormat::AmrWb => {
+                let wide = format == AudioFormat::AmrWb;
                 let b = amr::AmrBackend::open(src, wide)?;
                 let (codec, rate) = if wide {
                     ("amr-wb", 16_000)
@@ -325,12 +325,12 @@ impl Decoder {
             _ => {
                 let mut declared = None;
                 let mut hint_override = None;
-                if format == Format::Wav {
+                if format == AudioFormat::Wav {
                     let c = wav::check(&mut src)?;
                     declared = c.declared_frames;
                     hint_override = Some(c.present_frames);
                 }
-                let raw_trim = if format == Format::Mp4Aac {
+                let raw_trim = if format == AudioFormat::Mp4Aac {
                     mp4::trim(&mut src)?
                 } else {
                     None
@@ -338,7 +338,7 @@ impl Decoder {
                 let o = sym::SymBackend::open(src, format)?;
                 let mut backend = o.backend;
                 let mut hint = o.num_frames;
-                if format == Format::Mp3 && o.delay.is_none() {
+                if format == AudioFormat::Mp3 && o.delay.is_none() {
                     // No LAME/Xing tag: trim at least the MPEG decoder's own delay of 529
                     // frames (the encoder's delay, 576 for LAME, is not recorded anywhere).
                     backend.set_trim(mp4::Trim {
@@ -350,7 +350,7 @@ impl Decoder {
                 if let Some(h) = hint_override {
                     hint = h;
                 }
-                if format == Format::Flac {
+                if format == AudioFormat::Flac {
                     declared = hint.filter(|&n| n > 0);
                 }
                 if let Some(t) = raw_trim.zip(o.rate).and_then(|(t, r)| t.at_rate(r)) {

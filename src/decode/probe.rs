@@ -6,7 +6,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::Format;
+use super::AudioFormat;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How many bytes the probe looks at (an Ogg page header with a full segment table and the
@@ -28,7 +28,7 @@ pub(crate) fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<
 }
 
 /// Probes `r` from its current position and seeks back to where it started.
-pub(crate) fn probe<R: Read + Seek>(r: &mut R) -> Result<Format> {
+pub(crate) fn probe<R: Read + Seek>(r: &mut R) -> Result<AudioFormat> {
     let start = r.stream_position()?;
     let mut head = [0u8; PROBE_LEN];
     let n = read_up_to(r, &mut head)?;
@@ -45,13 +45,13 @@ fn unsupported(what: impl Into<String>) -> Error {
     })
 }
 
-fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<Format> {
+fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<AudioFormat> {
     if head.is_empty() {
         return Err(Error::new(ErrorKind::Empty { path: None }));
     }
     let f = |x| Ok(x);
     if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
-        return f(Format::Wav);
+        return f(AudioFormat::Wav);
     }
     if head.len() >= 12 && (&head[0..4] == b"RF64" || &head[0..4] == b"BW64") {
         return Err(unsupported("RF64/BW64 (64-bit WAV) files"));
@@ -60,7 +60,7 @@ fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<Format
         return Err(unsupported("big-endian RIFX WAV files"));
     }
     if head.starts_with(b"fLaC") {
-        return f(Format::Flac);
+        return f(AudioFormat::Flac);
     }
     if head.starts_with(b"OggS") {
         return ogg_codec(head);
@@ -72,13 +72,13 @@ fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<Format
         ));
     }
     if head.starts_with(b"#!AMR-WB\n") {
-        return f(Format::AmrWb);
+        return f(AudioFormat::AmrWb);
     }
     if head.starts_with(b"#!AMR\n") {
-        return f(Format::AmrNb);
+        return f(AudioFormat::AmrNb);
     }
     if head.len() >= 8 && &head[4..8] == b"ftyp" {
-        return f(Format::Mp4Aac);
+        return f(AudioFormat::Mp4Aac);
     }
     if head.len() >= 10 && head.starts_with(b"ID3") {
         // Skip the ID3v2 tag (syncsafe size) and look at what follows it.
@@ -90,12 +90,12 @@ fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<Format
         let mut after = [0u8; 4];
         let k = read_up_to(r, &mut after)?;
         if k == 4 && &after == b"fLaC" {
-            return f(Format::Flac);
+            return f(AudioFormat::Flac);
         }
         if k == 4 && is_adts(&after) {
             return Err(unsupported("raw AAC in ADTS framing (use M4A)"));
         }
-        return f(Format::Mp3);
+        return f(AudioFormat::Mp3);
     }
     if let Some(len) = mpa_frame_len(head) {
         // Demand a second frame header right after the first one.
@@ -103,7 +103,7 @@ fn classify<R: Read + Seek>(head: &[u8], r: &mut R, start: u64) -> Result<Format
         let mut next = [0u8; 4];
         let k = read_up_to(r, &mut next)?;
         if k < 4 || mpa_frame_len(&next).is_some() {
-            return f(Format::Mp3);
+            return f(AudioFormat::Mp3);
         }
     }
     if head.len() >= 4 && is_adts(head) {
@@ -173,7 +173,7 @@ pub(crate) fn mpa_frame_len(h: &[u8]) -> Option<usize> {
 }
 
 /// Finds the codec of an Ogg stream from the first packet of its first page.
-fn ogg_codec(head: &[u8]) -> Result<Format> {
+fn ogg_codec(head: &[u8]) -> Result<AudioFormat> {
     if head.len() < 27 {
         return Err(Error::new(ErrorKind::Malformed {
             path: None,
@@ -183,10 +183,10 @@ fn ogg_codec(head: &[u8]) -> Result<Format> {
     let nseg = usize::from(head[26]);
     let first = head.get(27 + nseg..).unwrap_or(&[]);
     if first.starts_with(b"OpusHead") {
-        return Ok(Format::OggOpus);
+        return Ok(AudioFormat::OggOpus);
     }
     if first.starts_with(b"\x01vorbis") {
-        return Ok(Format::OggVorbis);
+        return Ok(AudioFormat::OggVorbis);
     }
     let what = if first.starts_with(b"\x7fFLAC") {
         "FLAC in Ogg"
@@ -225,20 +225,23 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn p(b: &[u8]) -> Result<Format> {
+    fn p(b: &[u8]) -> Result<AudioFormat> {
         probe(&mut Cursor::new(b.to_vec()))
     }
 
     #[test]
     fn magic_numbers() {
-        assert_eq!(p(b"RIFF\0\0\0\0WAVEfmt ").unwrap(), Format::Wav);
-        assert_eq!(p(b"fLaC\0\0\0\x22").unwrap(), Format::Flac);
-        assert_eq!(p(b"#!AMR\n\x3c").unwrap(), Format::AmrNb);
-        assert_eq!(p(b"#!AMR-WB\n\x3c").unwrap(), Format::AmrWb);
-        assert_eq!(p(b"\0\0\0\x20ftypM4A \0\0\0\0").unwrap(), Format::Mp4Aac);
+        assert_eq!(p(b"RIFF\0\0\0\0WAVEfmt ").unwrap(), AudioFormat::Wav);
+        assert_eq!(p(b"fLaC\0\0\0\x22").unwrap(), AudioFormat::Flac);
+        assert_eq!(p(b"#!AMR\n\x3c").unwrap(), AudioFormat::AmrNb);
+        assert_eq!(p(b"#!AMR-WB\n\x3c").unwrap(), AudioFormat::AmrWb);
+        assert_eq!(
+            p(b"\0\0\0\x20ftypM4A \0\0\0\0").unwrap(),
+            AudioFormat::Mp4Aac
+        );
         assert_eq!(
             p(b"ID3\x04\0\0\0\0\0\0\xff\xfb\x90\x00").unwrap(),
-            Format::Mp3
+            AudioFormat::Mp3
         );
     }
 

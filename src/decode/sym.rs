@@ -15,7 +15,7 @@ use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 
 use super::mp4::Trim;
 use super::source::Src;
-use super::{malformed, truncated, unsupported, Backend, Format};
+use super::{malformed, truncated, unsupported, AudioFormat, Backend};
 use crate::error::Result;
 
 /// Longest gap (in frames) inserted for one undecodable packet: 10 s at 192 kHz. Also the
@@ -67,16 +67,18 @@ fn map_open_err(e: SymError) -> crate::Error {
 }
 
 impl SymBackend {
-    pub(crate) fn open(src: Src, format: Format) -> Result<Opened> {
+    pub(crate) fn open(src: Src, format: AudioFormat) -> Result<Opened> {
         let mss = MediaSourceStream::new(Box::new(src), MediaSourceStreamOptions::default());
         let opts = FormatOptions::default();
         use symphonia::default::formats as f;
         let reader: Box<dyn FormatReader> = match format {
-            Format::Wav => Box::new(f::WavReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::Flac => Box::new(f::FlacReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::OggVorbis => Box::new(f::OggReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::Mp3 => Box::new(f::MpaReader::try_new(mss, opts).map_err(map_open_err)?),
-            Format::Mp4Aac => {
+            AudioFormat::Wav => Box::new(f::WavReader::try_new(mss, opts).map_err(map_open_err)?),
+            AudioFormat::Flac => Box::new(f::FlacReader::try_new(mss, opts).map_err(map_open_err)?),
+            AudioFormat::OggVorbis => {
+                Box::new(f::OggReader::try_new(mss, opts).map_err(map_open_err)?)
+            }
+            AudioFormat::Mp3 => Box::new(f::MpaReader::try_new(mss, opts).map_err(map_open_err)?),
+            AudioFormat::Mp4Aac => {
                 Box::new(f::IsoMp4Reader::try_new(mss, opts).map_err(|e| match e {
                     // Symphonia calls a missing `moov`/`ftyp` "unsupported"; for a file that
                     // starts with `ftyp` it means the file was cut short (the `moov` of a
@@ -125,7 +127,7 @@ impl SymBackend {
                 },
                 skipped: 0,
                 channels: channels.unwrap_or(0),
-                expect_ts: matches!(format, Format::Flac | Format::Wav).then_some(0),
+                expect_ts: matches!(format, AudioFormat::Flac | AudioFormat::Wav).then_some(0),
                 real: 0,
                 filled: 0,
             },

@@ -12,8 +12,7 @@ use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 
 use super::plan::{plan_parts, PartPlan};
-use super::source::{self, Cancel, CancelOnDrop, Input};
-use super::sync::{keep_truncation, DecodeReporter};
+use super::source::{self, Cancel, CancelOnDrop, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
 use crate::encode::FlacWriter;
 use crate::merge::{async_parts, PartResult};
@@ -56,24 +55,18 @@ fn analyse(
     let mut out: Vec<Segment> = Vec::new();
     let mut speech = Vec::new();
     let mut report = DecodeReporter::new(progress, 1);
-    let mut truncated = None;
-    loop {
-        let block = match stream.next_block() {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(e) => {
-                truncated = Some(keep_truncation(e, keep_truncated, path)?);
-                break;
-            }
-        };
+    let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
         if cancel.is_set() {
             return Err(source::cancelled());
         }
         seg.push(block.samples, &mut out);
-        let pos = block.end();
         speech.extend(out.drain(..).map(|s| (s.start, s.end)));
-        report.at(pos);
-    }
+        Ok(true)
+    })?;
+    let truncated = match drove {
+        Drove::End(t) => t,
+        Drove::Stopped => None,
+    };
     seg.finish(&mut out);
     speech.extend(out.drain(..).map(|s| (s.start, s.end)));
     let duration = stream.position();
@@ -202,18 +195,10 @@ fn encode_parts(
     if !parts.is_empty() {
         writer = open(0)?;
     }
-    loop {
-        let block = match stream.next_block() {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            // The analysis pass met the same break and planned the parts up to it.
-            Err(e) => {
-                keep_truncation(e, keep_truncated, path)?;
-                break;
-            }
-        };
+    // A truncated input: the analysis pass met the same break and planned the parts up to it.
+    let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
         if tx.is_closed() {
-            return Ok(());
+            return Ok(false);
         }
         let (bs, be) = (block.start, block.end());
         while let Some(part_spans) = spans.get(pi) {
@@ -221,7 +206,7 @@ fn encode_parts(
                 // This part is complete.
                 if let Some(w) = writer.take() {
                     if tx.blocking_send(w.finish()).is_err() {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 pi += 1;
@@ -247,7 +232,10 @@ fn encode_parts(
                 break;
             }
         }
-        report.at(be);
+        Ok(true)
+    })?;
+    if matches!(drove, Drove::Stopped) {
+        return Ok(());
     }
     report.emit(stream.position());
     // The stream ended: whatever part is open is complete (a shorter second pass only happens

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::ReadSeek;
+use super::{Progress, ProgressFn, ReadSeek};
 use crate::decode::Decoder;
-use crate::stream::{AudioStream, MonoSource, StreamOptions};
-use crate::time::{rescale, Samples};
-use crate::{Error, Result};
+use crate::stream::{AudioStream, Block, MonoSource, StreamOptions};
+use crate::time::{rescale, to_secs, Samples, RATE};
+use crate::transcript::Truncation;
+use crate::{Error, ErrorKind, Result};
 
 /// Makes a fresh sample source (called once per pass).
 pub(crate) type MakeSource = Arc<dyn Fn() -> Result<Box<dyn MonoSource>> + Send + Sync>;
@@ -121,4 +122,98 @@ impl Drop for CancelOnDrop {
 /// The error a cancelled decoding thread ends with (nobody is left to read it).
 pub(crate) fn cancelled() -> Error {
     Error::new(crate::ErrorKind::Cancelled)
+}
+
+/// Emits `Decoded` about every 10 s of audio.
+pub(super) struct DecodeReporter {
+    progress: Option<ProgressFn>,
+    next: Samples,
+    pass: u8,
+}
+
+impl DecodeReporter {
+    pub(super) fn new(progress: Option<ProgressFn>, pass: u8) -> Self {
+        DecodeReporter {
+            progress,
+            next: 0,
+            pass,
+        }
+    }
+
+    pub(super) fn at(&mut self, pos: Samples) {
+        if pos >= self.next {
+            self.next = pos + 10 * RATE as Samples;
+            self.emit(pos);
+        }
+    }
+
+    pub(super) fn emit(&self, pos: Samples) {
+        if let Some(f) = &self.progress {
+            f(&Progress::Decoded {
+                seconds: to_secs(pos),
+                pass: self.pass,
+            });
+        }
+    }
+}
+
+/// With `keep`, a [`ErrorKind::Truncated`] error from the stream becomes the end of the input
+/// plus a note; any other error (or `keep` false) stays an error.
+pub(super) fn keep_truncation(e: Error, keep: bool, path: &Path) -> Result<Truncation> {
+    match e.kind() {
+        ErrorKind::Truncated {
+            decoded_frames,
+            sample_rate,
+            what,
+            ..
+        } if keep => {
+            let decoded_secs = if *sample_rate > 0 {
+                *decoded_frames as f64 / f64::from(*sample_rate)
+            } else {
+                0.0
+            };
+            tracing::warn!(
+                file = %path.display(),
+                decoded_secs,
+                "input truncated; transcribing what decoded"
+            );
+            Ok(Truncation {
+                decoded_secs,
+                what: what.clone(),
+            })
+        }
+        _ => Err(e),
+    }
+}
+
+/// How [`drive`] ended.
+pub(super) enum Drove {
+    /// The input ended; early, with the note, when it was truncated and that is allowed.
+    End(Option<Truncation>),
+    /// The body asked to stop.
+    Stopped,
+}
+
+/// The routes' one stream loop: hands each block to `body` (`Ok(false)` stops it), reports
+/// decode progress after each, and ends at the end of the input, or at a truncation when
+/// `keep_truncated` allows (see [`keep_truncation`]).
+pub(super) fn drive(
+    stream: &mut Stream,
+    path: &Path,
+    keep_truncated: bool,
+    report: &mut DecodeReporter,
+    mut body: impl FnMut(Block<'_>) -> Result<bool>,
+) -> Result<Drove> {
+    loop {
+        let block = match stream.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Drove::End(None)),
+            Err(e) => return Ok(Drove::End(Some(keep_truncation(e, keep_truncated, path)?))),
+        };
+        let end = block.end();
+        if !body(block)? {
+            return Ok(Drove::Stopped);
+        }
+        report.at(end);
+    }
 }

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use super::source::{self, Input};
+use crate::atomic::write_atomic;
 use crate::encode::FlacWriter;
-use crate::export::write_atomic;
 use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmentPlan, SegmenterOptions};
 use crate::stream::{Normalization, StreamOptions};
@@ -54,14 +54,11 @@ const DECODE_AHEAD: usize = 16;
 /// The manifest's file name in the output directory.
 pub const MANIFEST: &str = "manifest.json";
 
+/// `seg-00000.wav` (or `.flac`): segment `index`'s file.
 fn file_name(index: usize, format: SplitFormat) -> String {
-    let wav = SegmentPlan::segment_file_name(index);
     match format {
-        SplitFormat::Wav => wav,
-        SplitFormat::Flac => match wav.strip_suffix(".wav") {
-            Some(stem) => format!("{stem}.flac"),
-            None => format!("seg-{index:05}.flac"),
-        },
+        SplitFormat::Wav => format!("seg-{index:05}.wav"),
+        SplitFormat::Flac => format!("seg-{index:05}.flac"),
     }
 }
 
@@ -152,6 +149,9 @@ pub(super) fn split_input(
     for (s, f) in plan.segments.iter_mut().zip(names) {
         s.file = Some(f);
     }
-    plan.write_json(&out_dir.join(MANIFEST))?;
+    let json = plan.to_json()?;
+    write_atomic(&out_dir.join(MANIFEST), |w| {
+        Ok(w.write_all(json.as_bytes())?)
+    })?;
     Ok(plan)
 }

@@ -6,44 +6,15 @@ use std::path::Path;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
-use super::source::{self, Input};
+use super::source::{self, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn};
 use crate::merge::SyncPiece;
 use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmenterOptions};
 use crate::stream::{Normalization, StreamOptions};
-use crate::time::{to_secs, Samples, RATE};
+use crate::time::{to_secs, Samples};
 use crate::transcript::{FailedSegment, Metadata, Route, Transcript, Truncation};
-use crate::{Error, ErrorKind, Result};
-
-/// With `keep`, a [`ErrorKind::Truncated`] error from the stream becomes the end of the input
-/// plus a note; any other error (or `keep` false) stays an error.
-pub(super) fn keep_truncation(e: Error, keep: bool, path: &Path) -> Result<Truncation> {
-    match e.kind() {
-        ErrorKind::Truncated {
-            decoded_frames,
-            sample_rate,
-            what,
-            ..
-        } if keep => {
-            let decoded_secs = if *sample_rate > 0 {
-                *decoded_frames as f64 / f64::from(*sample_rate)
-            } else {
-                0.0
-            };
-            tracing::warn!(
-                file = %path.display(),
-                decoded_secs,
-                "input truncated; transcribing what decoded"
-            );
-            Ok(Truncation {
-                decoded_secs,
-                what: what.clone(),
-            })
-        }
-        _ => Err(e),
-    }
-}
+use crate::{Error, Result};
 
 /// Errors after which no other request of the file can succeed: stop at once (the crate's
 /// one error policy, [`Error::stops_batch`]).
@@ -64,39 +35,6 @@ enum Item {
         duration: Samples,
         truncated: Option<Truncation>,
     },
-}
-
-/// Emits `Decoded` about every 10 s of audio.
-pub(super) struct DecodeReporter {
-    progress: Option<ProgressFn>,
-    next: Samples,
-    pass: u8,
-}
-
-impl DecodeReporter {
-    pub(super) fn new(progress: Option<ProgressFn>, pass: u8) -> Self {
-        DecodeReporter {
-            progress,
-            next: 0,
-            pass,
-        }
-    }
-
-    pub(super) fn at(&mut self, pos: Samples) {
-        if pos >= self.next {
-            self.next = pos + 10 * RATE as Samples;
-            self.emit(pos);
-        }
-    }
-
-    pub(super) fn emit(&self, pos: Samples) {
-        if let Some(f) = &self.progress {
-            f(&Progress::Decoded {
-                seconds: to_secs(pos),
-                pass: self.pass,
-            });
-        }
-    }
 }
 
 /// The decoding thread: stream → cutter → per-segment normalisation → WAV → channel.
@@ -157,26 +95,16 @@ fn produce(
             }
             Ok(true)
         };
-        let mut truncated = None;
-        loop {
-            let block = match stream.next_block() {
-                Ok(Some(b)) => b,
-                Ok(None) => break,
-                Err(e) => {
-                    truncated = Some(keep_truncation(e, keep_truncated, path)?);
-                    break;
-                }
-            };
+        let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
             if tx.is_closed() {
-                return Ok(());
+                return Ok(false);
             }
             cutter.push(block.samples, &mut out);
-            let pos = block.end();
-            if !send(&mut out, &mut index)? {
-                return Ok(());
-            }
-            report.at(pos);
-        }
+            send(&mut out, &mut index)
+        })?;
+        let Drove::End(truncated) = drove else {
+            return Ok(());
+        };
         cutter.finish(&mut out);
         if !send(&mut out, &mut index)? {
             return Ok(());

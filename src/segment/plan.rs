@@ -1,11 +1,8 @@
 //! [`SegmentPlan`]: the JSON manifest of a segmentation run.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 use super::{FrameStats, NoSpeech, Segment, Segmenter, SegmenterOptions};
-use crate::export::write_atomic;
 use crate::time::{self, Samples, RATE};
 use crate::{Error, ErrorKind, Result};
 
@@ -140,12 +137,6 @@ impl SegmentPlan {
         self.segments.is_empty()
     }
 
-    /// The file name used for segment `index` by [`SegmentPlan::write_segment_wav`]:
-    /// `seg-00000.wav`.
-    pub fn segment_file_name(index: usize) -> String {
-        format!("seg-{index:05}.wav")
-    }
-
     /// The manifest as pretty JSON.
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self).map_err(|e| {
@@ -163,29 +154,5 @@ impl SegmentPlan {
                 what: format!("segment manifest: {e}"),
             })
         })
-    }
-
-    /// Writes the manifest to `path` (temp file + rename).
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let json = self.to_json()?;
-        write_atomic(path, |w| Ok(w.write_all(json.as_bytes())?))
-    }
-
-    /// Writes segment `index`'s audio (16 kHz samples of that segment, e.g. from [`super::Cutter`]) as
-    /// `dir/seg-NNNNN.wav`, records the file name in the plan and returns the path.
-    pub fn write_segment_wav(
-        &mut self,
-        dir: &Path,
-        index: usize,
-        samples: &[f32],
-    ) -> Result<PathBuf> {
-        let name = Self::segment_file_name(index);
-        let path = dir.join(&name);
-        let bytes = crate::encode::wav_bytes(samples, time::RATE_NZ);
-        write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
-        if let Some(s) = self.segments.get_mut(index) {
-            s.file = Some(name);
-        }
-        Ok(path)
     }
 }

@@ -25,7 +25,10 @@ fn from_env_prefers_the_refresh_token_and_never_prints_it() {
         ("none", &[]),
         (
             "id_token",
-            &[("BOTLHALE_TOKEN", "id-token-VALUE"), ("BOTLHALE_ORG_ID", "org-7")],
+            &[
+                ("BOTLHALE_TOKEN", "id-token-VALUE"),
+                ("BOTLHALE_ORG_ID", "org-7"),
+            ],
         ),
         (
             "refresh",

@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use asr_pipeline::decode::{Decoder, Format};
+use asr_pipeline::decode::{AudioFormat, Decoder};
 use asr_pipeline::ErrorKind;
 
 fn fixture(name: &str) -> PathBuf {
@@ -125,7 +125,7 @@ fn check_tone(pcm: &[f32], rate: u32, freq: f64, onset_tol: usize, level_tol_db:
 #[test]
 fn flac_stereo_fixture_is_lossless() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.flac"));
-    assert_eq!(d.info().format, Format::Flac);
+    assert_eq!(d.info().format, AudioFormat::Flac);
     assert_eq!(d.info().sample_rate.get(), 44_100);
     assert_eq!(d.info().channels.get(), 2);
     assert_eq!(d.info().frames_hint, Some(66_150));
@@ -137,7 +137,7 @@ fn flac_stereo_fixture_is_lossless() {
 #[test]
 fn ulaw_wav_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_8k_ulaw.wav"));
-    assert_eq!(d.info().format, Format::Wav);
+    assert_eq!(d.info().format, AudioFormat::Wav);
     check_tone(&pcm, 8000, 440.0, 1, 0.1);
     let c = correlation(&pcm, &reference(8000, 440.0));
     assert!(c >= 0.99, "correlation {c}");
@@ -146,14 +146,14 @@ fn ulaw_wav_fixture() {
 #[test]
 fn vorbis_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.ogg"));
-    assert_eq!(d.info().format, Format::OggVorbis);
+    assert_eq!(d.info().format, AudioFormat::OggVorbis);
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
 
 #[test]
 fn opus_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_48k_mono.opus"));
-    assert_eq!(d.info().format, Format::OggOpus);
+    assert_eq!(d.info().format, AudioFormat::OggOpus);
     assert_eq!(d.info().sample_rate.get(), 48_000);
     assert_eq!(d.info().frames_hint, Some(72_000));
     check_tone(&pcm, 48_000, 1000.0, 48, 0.5);
@@ -163,7 +163,7 @@ fn opus_fixture() {
 #[test]
 fn mp3_fixture_gapless() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.mp3"));
-    assert_eq!(d.info().format, Format::Mp3);
+    assert_eq!(d.info().format, AudioFormat::Mp3);
     assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
@@ -194,7 +194,7 @@ fn mp3_without_lame_header_trims_the_decoder_delay() {
 #[test]
 fn m4a_fixture_priming_trimmed() {
     let (pcm, d) = decode_path(&fixture("tone_44k1_stereo.m4a"));
-    assert_eq!(d.info().format, Format::Mp4Aac);
+    assert_eq!(d.info().format, AudioFormat::Mp4Aac);
     assert_eq!(d.info().frames_hint, Some(66_150));
     check_tone(&pcm, 44_100, 1000.0, 44, 0.5);
 }
@@ -202,7 +202,7 @@ fn m4a_fixture_priming_trimmed() {
 #[test]
 fn amr_nb_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_8k.amr"));
-    assert_eq!(d.info().format, Format::AmrNb);
+    assert_eq!(d.info().format, AudioFormat::AmrNb);
     assert_eq!(d.info().sample_rate.get(), 8000);
     // AMR is a speech codec: its excitation builds up over the first frame of a sudden tone,
     // so the onset (by our half-amplitude threshold) comes up to one 20 ms frame late. The
@@ -364,7 +364,7 @@ fn wav_variants_decode_and_downmix_to_the_mean() {
                 );
                 let what = format!("tag {tag} bits {bits} ch {channels} ext {ext}");
                 let (pcm, d) = decode_bytes(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert_eq!(d.info().format, Format::Wav);
+                assert_eq!(d.info().format, AudioFormat::Wav);
                 assert_eq!(d.info().channels.get(), channels, "{what}");
                 assert_eq!(d.info().frames_hint, Some(n as u64), "{what}");
                 assert_eq!(pcm.len(), n, "{what}");
@@ -451,7 +451,7 @@ fn amr_nb_with_dtx_keeps_its_duration() {
         "{speech} {sid} {nodata}"
     );
     let (out, d) = decode_bytes(file).unwrap();
-    assert_eq!(d.info().format, Format::AmrNb);
+    assert_eq!(d.info().format, AudioFormat::AmrNb);
     assert_eq!(out.len(), 30 * rate, "30.00 s exactly");
     // The tone seconds are loud, the DTX seconds quiet.
     assert!(rms(&out[rate / 2..rate]) > 0.1);
@@ -489,7 +489,7 @@ fn amr_nb_no_data_sid_and_lost_frames_each_keep_20ms() {
 #[test]
 fn amr_wb_fixture() {
     let (pcm, d) = decode_path(&fixture("tone_16k_wb.amr"));
-    assert_eq!(d.info().format, Format::AmrWb);
+    assert_eq!(d.info().format, AudioFormat::AmrWb);
     assert_eq!(d.info().sample_rate.get(), 16_000);
     check_tone(&pcm, 16_000, 1000.0, 320, 3.0);
 }
@@ -506,7 +506,7 @@ fn amr_wb_tone_round_trip() {
     let (file, [speech, _, _]) = amr_encode(&pcm, true, false);
     assert_eq!(speech, 75);
     let (out, d) = decode_bytes(file).unwrap();
-    assert_eq!(d.info().format, Format::AmrWb);
+    assert_eq!(d.info().format, AudioFormat::AmrWb);
     assert_eq!(d.info().sample_rate.get(), rate);
     assert_eq!(out.len(), r * 3 / 2);
     check_tone(&out, rate, 1000.0, 320, 3.0);

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use asr_pipeline::decode::{Decoder, Format};
+use asr_pipeline::decode::{AudioFormat, Decoder};
 use asr_pipeline::encode::{quantize, wav_bytes, FlacWriter, WavWriter};
 use asr_pipeline::ErrorKind;
 
@@ -66,7 +66,7 @@ fn wav_writer_known_length_round_trips() {
     let bytes = w.finish().unwrap();
     assert_eq!(bytes.len(), 44 + 2 * x.len());
     let (y, d) = decode(bytes);
-    assert_eq!(d.info().format, Format::Wav);
+    assert_eq!(d.info().format, AudioFormat::Wav);
     assert_eq!(d.info().sample_rate, RATE);
     assert_eq!(d.info().frames_hint, Some(x.len() as u64));
     assert_eq!(y, quantised(&x));
@@ -120,7 +120,7 @@ fn flac_writer_round_trips_in_blocks_of_any_size() {
         }
         assert!(bytes.len() < 2 * n + 200, "FLAC compresses");
         let (y, d) = decode(bytes);
-        assert_eq!(d.info().format, Format::Flac);
+        assert_eq!(d.info().format, AudioFormat::Flac);
         assert_eq!(d.info().sample_rate, RATE);
         assert_eq!(y, quantised(&x), "n {n} block {block}");
     }
