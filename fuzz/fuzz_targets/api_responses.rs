@@ -5,9 +5,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use asr_pipeline::botlhale::types::{AsyncResult, JobStatus};
-use asr_pipeline::botlhale::upload::parse_s3_error;
-use asr_pipeline::botlhale::{retry::parse_retry_after, SyncTranscription};
+use asr_pipeline::botlhale::{AsyncResult, JobStatus};
+use asr_pipeline::botlhale::__fuzz::{parse_retry_after, parse_s3_error};
+use asr_pipeline::botlhale::SyncTranscription;
 use asr_pipeline::segment::SegmentPlan;
 use asr_pipeline::transcript::Transcript;
 use libfuzzer_sys::fuzz_target;

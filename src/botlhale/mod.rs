@@ -50,18 +50,18 @@
 //! # Ok(()) }
 //! ```
 
-pub mod asynch;
-pub mod auth;
-pub mod bot;
-pub mod chat;
-pub mod poll;
-pub mod retry;
-pub mod sync;
-pub mod translate;
-pub mod tts;
-pub mod types;
-pub mod upload;
-pub mod vela;
+mod asynch;
+mod auth;
+mod bot;
+mod chat;
+mod poll;
+mod retry;
+mod sync;
+mod translate;
+mod tts;
+mod types;
+mod upload;
+mod vela;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +91,13 @@ pub use types::{
 };
 pub use upload::UploadProgress;
 pub use vela::{VelaCallUpload, VelaMetadata};
+
+/// Internal parsers, reachable for the fuzz targets in `fuzz/` only: not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use super::retry::parse_retry_after;
+    pub use super::upload::parse_s3_error;
+}
 
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.botlhale.xyz";

@@ -32,7 +32,7 @@ const CHUNK: usize = 64 * 1024;
 pub const PROGRESS_STEP: u64 = 1024 * 1024;
 
 /// A callback told how far an upload has got: `(file bytes sent, file length)`. Called
-/// about every [`PROGRESS_STEP`] (1 MiB) and once when the whole file has been sent; counts
+/// about every MiB and once when the whole file has been sent; counts
 /// restart from 0 on a retried attempt. It runs on the runtime: keep it short.
 #[derive(Clone)]
 pub struct UploadProgress(Arc<dyn Fn(u64, u64) + Send + Sync>);
@@ -146,12 +146,6 @@ impl MultipartPlan {
         format!("multipart/form-data; boundary={}", self.boundary)
     }
 
-    /// The body as a stream over `file`; fails (rather than send a short body) when the file
-    /// holds fewer bytes than planned.
-    pub fn body(&self, file: tokio::fs::File) -> reqwest::Body {
-        reqwest::Body::wrap_stream(self.stream(file))
-    }
-
     /// The body as a stream that opens `path` itself (asynchronously, on tokio's blocking
     /// pool) when first polled: a request builder needs no file I/O on the runtime thread.
     /// An open failure ends the body with that error.
@@ -175,7 +169,8 @@ impl MultipartPlan {
         reqwest::Body::wrap_stream(s)
     }
 
-    /// The body as a stream of chunks (what [`MultipartPlan::body`] sends).
+    /// The body as a stream of chunks over an open file.
+    #[cfg(test)]
     pub fn stream(
         &self,
         file: tokio::fs::File,
@@ -453,6 +448,20 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plans_debug_shows_lengths_not_the_form_fields() {
+        let fields = vec![
+            ("key".to_string(), "uploads/a.wav".to_string()),
+            ("policy".to_string(), "c2VjcmV0LXBvbGljeQ==".to_string()),
+            ("x-amz-signature".to_string(), "deadbeefcafe".to_string()),
+        ];
+        let dbg = format!("{:?}", MultipartPlan::new(&fields, "a.wav", "audio/wav", 5));
+        assert!(
+            !dbg.contains("c2VjcmV0LXBvbGljeQ==") && !dbg.contains("deadbeefcafe"),
+            "{dbg}"
+        );
+    }
 
     #[test]
     fn multipart_layout_is_exact_and_ordered() {

@@ -17,8 +17,8 @@
 //!   while segment k is in the air, and at most `concurrency` segments wait, so memory does not
 //!   grow with the file.
 //! - [`Route::Async`]: a first pass measures loudness and finds the speech; the file is then
-//!   planned into parts of at most 400 minutes of uploaded audio (cut in silences; see
-//!   [`plan`]), optionally with long silences removed ([`PipelineBuilder::remove_silence`]).
+//!   planned into parts of at most 400 minutes of uploaded audio (cut in
+//!   silences), optionally with long silences removed ([`PipelineBuilder::remove_silence`]).
 //!   A second pass encodes each part as 16 kHz FLAC into a temporary file (streamed from disk
 //!   on upload); each part is uploaded, polled and fetched on its own, and the results are
 //!   merged with their offsets and time maps.
@@ -49,7 +49,7 @@
 
 mod api;
 mod asynch;
-pub mod plan;
+mod plan;
 mod source;
 mod split;
 mod sync;
