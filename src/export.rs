@@ -221,7 +221,7 @@ pub fn to_text<W: Write>(t: &Transcript, w: W) -> Result<()> {
 
 /// The RTTM file id for a source name: its file name without extension, whitespace replaced
 /// by `_`; `audio` when nothing is left.
-pub fn rttm_file_id(source: &str) -> String {
+pub(crate) fn rttm_file_id(source: &str) -> String {
     let name = Path::new(source)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

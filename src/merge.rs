@@ -11,7 +11,7 @@
 //!   Speaker labels are kept; with several parts they are prefixed by the part (`p2:speaker_0`),
 //!   because the server numbers speakers per job and nothing says `speaker_0` of part 1 is
 //!   `speaker_0` of part 2.
-//! - Optionally adjacent pieces of one speaker are joined for reading ([`join_adjacent`]).
+//! - Optionally adjacent pieces of one speaker are joined for reading (`MergeOptions`).
 
 use crate::time::{Samples, TimeMap};
 use crate::transcript::{Source, TranscriptSegment};
@@ -231,7 +231,7 @@ pub fn async_parts(
 /// Joins adjacent pieces of one speaker (same speaker, language and source) separated by at
 /// most `max_gap` samples, as long as the joined piece stays within `max_len` samples. Texts
 /// are joined with a space. For reading; RTTM users want the pieces as they came.
-pub fn join_adjacent(
+pub(crate) fn join_adjacent(
     segments: Vec<TranscriptSegment>,
     max_gap: Samples,
     max_len: Samples,

@@ -11,7 +11,7 @@
 //!   low background between phrases do not count. The meter uses ebur128's histogram mode, so
 //!   its memory is constant whatever the duration. Audio shorter than one 400 ms block is
 //!   measured ungated (K-weighted energy over its whole length).
-//! * **Gain** ([`Loudness::gain`], [`gain_for`]): `target_lufs − loudness`, at most
+//! * **Gain** ([`Loudness::gain`]): `target_lufs − loudness`, at most
 //!   `max_gain_db` (so near-silence and faint noise are not boosted absurdly), then lowered
 //!   further if needed so the sample peak lands at or below `ceiling_dbfs`: the output never
 //!   clips. Audio with no block above the −70 LUFS gate (digital silence) keeps gain 1.
@@ -137,7 +137,7 @@ impl DcBlocker {
     }
 }
 
-/// The result of a loudness measurement: what [`gain_for`] needs, small and `Copy`.
+/// The result of a loudness measurement: what the gain computation needs, small and `Copy`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct Loudness {
@@ -266,19 +266,19 @@ impl LoudnessMeter {
 
 /// The gain (linear) that brings what `meter` measured to the target; never clips
 /// (see [`Loudness::gain`]).
-pub fn gain_for(meter: &LoudnessMeter, opts: &NormalizeOptions) -> f32 {
+pub(crate) fn gain_for(meter: &LoudnessMeter, opts: &NormalizeOptions) -> f32 {
     meter.loudness().gain(opts)
 }
 
 /// Multiplies `samples` by `gain` in place (the gain pass).
-pub fn apply_gain(samples: &mut [f32], gain: f32) {
+pub(crate) fn apply_gain(samples: &mut [f32], gain: f32) {
     if gain != 1.0 {
         samples.iter_mut().for_each(|s| *s *= gain);
     }
 }
 
 /// Normalises one segment (16 kHz mono, DC already removed) in place: measures it, applies
-/// [`gain_for`] and returns the gain used. The result never exceeds `opts.ceiling_dbfs`.
+/// its gain (see [`Loudness::gain`]) and returns the gain used. The result never exceeds `opts.ceiling_dbfs`.
 pub fn normalize_in_place(samples: &mut [f32], opts: &NormalizeOptions) -> f32 {
     let mut meter = LoudnessMeter::new();
     meter.feed(samples);

@@ -15,7 +15,7 @@
 //!
 //! # FFT size
 //! The FFT block is the smallest multiple of the rate pair's minimum block
-//! (`rate / gcd(rate, 16000)`) that gives at least [`MIN_FFT_OUT`] output frames: a longer
+//! (`rate / gcd(rate, 16000)`) that gives at least 512 output frames: a longer
 //! block puts the anti-aliasing cutoff closer to 8 kHz (≈ 0.97 × Nyquist at 512) at the cost of
 //! delay, which is compensated anyway. The block count is kept even so both FFT sizes are even:
 //! with an odd input block, rubato's filter is centred half an input sample away from its
@@ -38,7 +38,7 @@ pub const MIN_RATE: u32 = 8_000;
 /// Highest input rate accepted, in Hz.
 pub const MAX_RATE: u32 = 192_000;
 /// Minimum FFT block on the output (16 kHz) side, in frames; see the module docs.
-pub const MIN_FFT_OUT: usize = 512;
+pub(crate) const MIN_FFT_OUT: usize = 512;
 /// Target input frames per call into rubato (rounded to whole FFT blocks).
 const TARGET_CHUNK_IN: usize = 8192;
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const RATE: u32 = 16_000;
 
 /// [`RATE`] as a `NonZeroU32`.
-pub const RATE_NZ: NonZeroU32 = match NonZeroU32::new(RATE) {
+pub(crate) const RATE_NZ: NonZeroU32 = match NonZeroU32::new(RATE) {
     Some(r) => r,
     None => panic!("RATE is not zero"),
 };

@@ -102,9 +102,9 @@ pub mod __fuzz {
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.botlhale.xyz";
 /// The documented data path.
-pub const DEFAULT_DATA_PATH: &str = "/asr/async/data";
+pub(crate) const DEFAULT_DATA_PATH: &str = "/asr/async/data";
 /// The path the vendor's example uses instead; tried on 404.
-pub const FALLBACK_DATA_PATH: &str = "/asr/async/getdata";
+pub(crate) const FALLBACK_DATA_PATH: &str = "/asr/async/getdata";
 
 /// Bodies larger than this are refused rather than buffered (JSON answers are small).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -217,13 +217,13 @@ impl ClientBuilder {
         self.retry = p;
         self
     }
-    /// The data path. Default [`DEFAULT_DATA_PATH`].
+    /// The data path. Default `/asr/async/data`.
     pub fn data_path(mut self, p: impl Into<String>) -> Self {
         self.data_path = p.into();
         self
     }
     /// The path tried when the data path answers 404; `None` disables the fallback. Default
-    /// [`FALLBACK_DATA_PATH`].
+    /// `/asr/async/getdata`.
     pub fn data_fallback_path(mut self, p: Option<String>) -> Self {
         self.data_fallback_path = p;
         self

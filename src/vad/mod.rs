@@ -9,17 +9,17 @@
 //!
 //! 1. **Energy gate.** The frame's energy in dB is compared with a running noise floor
 //!    (minimum tracker: starts at the first frame, follows drops at once, rises
-//!    [`FLOOR_RISE_DB`] dB per frame) and a running speech level (peak tracker: follows rises
-//!    at once, decays [`LEVEL_DECAY_DB`] dB per frame). A frame is *silent* when it is digital
-//!    silence or more than [`LEVEL_RANGE_DB`] below the speech level, and *quiet* when it is
-//!    silent or less than [`NOISE_MARGIN_DB`] above the floor. Silent frames are never voiced
+//!    0.06 dB per frame, 2 dB/s) and a running speech level (peak tracker: follows
+//!    rises at once, decays 0.03 dB per frame, 1 dB/s). A frame is *silent* when it is
+//!    digital silence or more than 45 dB below the speech level, and *quiet* when it is
+//!    silent or less than 3 dB above the floor. Silent frames are never voiced
 //!    and skip the neural model (what makes silence and dead air almost free); quiet frames
 //!    are voiced only when the model is sure on its own (see below), so that speech a few dB
 //!    above a noisy line is kept and the noise between words is not.
 //! 2. **Speech model.** A pure-Rust implementation of the Silero VAD network (v6, 16 kHz;
 //!    weights from the `silero-vad` package, MIT licence, embedded in the library) scores the
 //!    frame, after an automatic gain that lifts a quiet recording's running speech level to
-//!    [`TARGET_DBFS`] (at most [`MAX_GAIN_DB`]; louder sound is never turned down, so loud
+//!    −20 dBFS (at most 60 dB; louder sound is never turned down, so loud
 //!    music does not push the speech after it under), so that a recording at −45 dBFS and the
 //!    same at −20 dBFS reach the model alike. It was trained to answer *speech* and not music, noise or tones: this is
 //!    what keeps hold music out. A frame is speech once its probability reaches
@@ -34,7 +34,7 @@
 //! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
 //!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
-//!    [`MUSIC_STEADY_FRACTION`] of the loud frames in a centred window of
+//!    85 % of the loud frames in a centred window of
 //!    `2 * DELAY_FRAMES + 1` frames are steady, the frame is flagged and is not voiced. It costs
 //!    about five multiply-adds per sample.
 //!
@@ -54,21 +54,21 @@ pub const FRAME_U64: u64 = FRAME as u64;
 pub const DELAY_FRAMES: usize = 12;
 /// The automatic gain lifts the running speech level (frame RMS) to this, in dBFS, and never
 /// lowers it.
-pub const TARGET_DBFS: f32 = -20.0;
+pub(crate) const TARGET_DBFS: f32 = -20.0;
 /// The automatic gain never exceeds this, in dB (it is the floor of the speech-level estimate).
-pub const MAX_GAIN_DB: f32 = 60.0;
+pub(crate) const MAX_GAIN_DB: f32 = 60.0;
 /// The speech-level estimate decays by this many dB per frame (1 dB/s).
-pub const LEVEL_DECAY_DB: f32 = 0.03;
+pub(crate) const LEVEL_DECAY_DB: f32 = 0.03;
 /// The noise-floor estimate rises by this many dB per frame while frames are above it (2 dB/s).
-pub const FLOOR_RISE_DB: f32 = 0.06;
+pub(crate) const FLOOR_RISE_DB: f32 = 0.06;
 /// A frame less than this many dB above the noise floor is quiet.
-pub const NOISE_MARGIN_DB: f32 = 3.0;
+pub(crate) const NOISE_MARGIN_DB: f32 = 3.0;
 /// A frame at least this many dB above the noise floor (and within [`LOUD_RANGE_DB`] of the
 /// speech level) is *loud*: sound the segmenter keeps at the edges of an utterance even where
 /// the speech model has already stopped (soft onsets, fading word ends).
-pub const LOUD_MARGIN_DB: f32 = 10.0;
-/// See [`LOUD_MARGIN_DB`].
-pub const LOUD_RANGE_DB: f32 = 35.0;
+pub(crate) const LOUD_MARGIN_DB: f32 = 10.0;
+/// See 10 dB.
+pub(crate) const LOUD_RANGE_DB: f32 = 35.0;
 /// Skipped frames after sound that still go through the speech model (320 ms).
 const MODEL_QUIET_FRAMES: u32 = 10;
 /// Sounding frames the speech model calls not speech (about 1 s) after which the next pause
@@ -87,13 +87,13 @@ const PROBATION_FRAMES: u32 = 8;
 const PROBATION_PROB: f32 = 0.9;
 /// A recording whose speech level is at least this many dB above its noise floor is clean:
 /// its quiet frames skip the speech model.
-pub const CLEAN_SNR_DB: f32 = 40.0;
+pub(crate) const CLEAN_SNR_DB: f32 = 40.0;
 /// A frame more than this many dB below the speech level is quiet.
-pub const LEVEL_RANGE_DB: f32 = 45.0;
+pub(crate) const LEVEL_RANGE_DB: f32 = 45.0;
 /// Frame distance in the music check: features compared with the frame this many frames back.
-pub const STEADY_LAG: usize = 2;
+pub(crate) const STEADY_LAG: usize = 2;
 /// Fraction of loud frames in the music window that must be steady to call it music.
-pub const MUSIC_STEADY_FRACTION: f32 = 0.85;
+pub(crate) const MUSIC_STEADY_FRACTION: f32 = 0.85;
 
 const MIN_DB: f32 = -120.0;
 /// Frame energies are clamped to this (input far outside [−1, 1]).
@@ -156,7 +156,8 @@ pub struct FrameInfo {
     pub prob: f32,
     /// Frame energy in dBFS (mean square, floored at −120).
     pub db: f32,
-    /// Well above the noise floor and near the speech level (see [`LOUD_MARGIN_DB`]).
+    /// Well above the noise floor (10 dB or more) and within 35 dB of the speech level: sound
+    /// the segmenter keeps at the edges of an utterance where the model has already stopped.
     pub loud: bool,
     /// The running speech level above the running noise floor, in dB: how far word ends can
     /// fade before the noise hides them.
