@@ -119,24 +119,3 @@ fn banner(url: &str) {
          {line}"
     );
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_from_the_environment() {
-        let a = Access::from_vars(false, false, None).unwrap();
-        assert!(!a.credentials);
-        assert_eq!(a.identity(), "emulator");
-        let a = Access::from_vars(true, true, None).unwrap();
-        assert_eq!(a.identity(), DEFAULT_BASE_URL);
-        let a = Access::from_vars(true, true, Some("http://127.0.0.1:1".into())).unwrap();
-        assert_eq!(a.identity(), "http://127.0.0.1:1");
-        assert!(Access::from_vars(true, false, None).is_err(), "no org id");
-        assert!(
-            Access::from_vars(false, true, Some("http://x".into())).is_err(),
-            "an endpoint without credentials"
-        );
-    }
-}

@@ -281,31 +281,3 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hms_formats() {
-        assert_eq!(hms(0.0), "00:00:00");
-        assert_eq!(hms(3725.4), "01:02:05");
-        assert_eq!(hms(f64::NAN), "00:00:00");
-        assert_eq!(hms(-5.0), "00:00:00");
-    }
-
-    #[test]
-    fn status_line_reports_speed_and_eta() {
-        let p = Progress::new(false);
-        p.planned(4, Some(400.0));
-        let line = {
-            let mut s = p.state.lock().unwrap();
-            s.audio_done = 100.0;
-            s.files_done = 1;
-            p.status_line(&s)
-        };
-        assert!(line.starts_with("0.03 h of audio done, "), "{line}");
-        assert!(line.contains("x realtime, ETA "), "{line}");
-        assert!(!line.contains("--:--:--"), "{line}");
-    }
-}

@@ -630,3 +630,52 @@ async fn ctrl_c_stops_cleanly_with_a_consistent_journal() {
     }
     emu.shutdown().await;
 }
+
+/// Usage errors: exit status 2 and a message naming the problem, before anything is written.
+#[test]
+fn usage_errors_exit_2_with_a_message_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let out = dir.path().join("out");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let cases: [(&[&str], &str); 11] = [
+        (&[i], "--out"),
+        (&["--out", o], "INPUT"),
+        (&["--out", o, "--formats", "srt,docx", i], "docx"),
+        (&["--out", o, "--jobs", "0", i], "--jobs"),
+        (&["--out", o, "--concurrency", "0", i], "--concurrency"),
+        (&["--out", o, "--route", "fast", i], "fast"),
+        (&["--out", o, "--language", "zu ZA", i], "BCP-47"),
+        (&["--out", o, "--endpoint", "ftp://x", i], "http"),
+        (
+            &["--out", o, "--diarization", "--route", "sync", i],
+            "async route",
+        ),
+        (
+            &["--out", o, "--split-only", "--diarization", i],
+            "--diarization",
+        ),
+        // An endpoint without credentials (the environment's are removed).
+        (
+            &["--out", o, "--endpoint", "http://127.0.0.1:9", i],
+            "credentials",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut c = Command::new(binary());
+        c.args(args)
+            .env_remove("BOTLHALE_TOKEN")
+            .env_remove("BOTLHALE_REFRESH_TOKEN")
+            .env_remove("BOTLHALE_ORG_ID")
+            .env_remove("BOTLHALE_BASE_URL");
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(says),
+            "{args:?} should say {says:?}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{args:?} wrote the output folder");
+    }
+}
