@@ -287,8 +287,13 @@ impl Batch {
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
         let formats = if mode == Mode::Transcribe {
+            // JSON first, each format once.
             let mut f = vec![Format::Json];
-            f.extend(self.opts.formats.iter().filter(|&&f| f != Format::Json));
+            for &x in &self.opts.formats {
+                if !f.contains(&x) {
+                    f.push(x);
+                }
+            }
             f
         } else {
             Vec::new()
