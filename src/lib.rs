@@ -6,6 +6,7 @@ mod atomic;
 pub mod error;
 pub mod time;
 
+pub mod channels;
 pub mod decode;
 pub mod encode;
 pub mod normalize;

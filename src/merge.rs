@@ -32,12 +32,17 @@ pub struct SyncPiece {
     pub text: String,
     /// The language the server reported, if any.
     pub language: Option<String>,
+    /// The speaker: the channel's name when channels are transcribed separately.
+    pub speaker: Option<String>,
+    /// The file's channel the segment was cut from, when channels are transcribed separately.
+    pub channel: Option<u16>,
 }
 
 /// Places sync results at their segments' original times: sorted by start, zero-length and
-/// empty-text results dropped, text trimmed. Overlapping segments (never produced by the
-/// segmenter) are unlabelled, so a partial overlap is split at its midpoint like two async
-/// pieces of one speaker.
+/// empty-text results dropped, text trimmed. Segments of one track never overlap; segments of
+/// different channels (different speakers) may, and are kept as they are. Overlapping
+/// unlabelled segments (never produced by the segmenter) are split at their midpoint like
+/// two async pieces of one speaker.
 pub fn sync_segments(pieces: impl IntoIterator<Item = SyncPiece>) -> Vec<TranscriptSegment> {
     let mut out: Vec<TranscriptSegment> = pieces
         .into_iter()
@@ -49,10 +54,11 @@ pub fn sync_segments(pieces: impl IntoIterator<Item = SyncPiece>) -> Vec<Transcr
             Some(TranscriptSegment {
                 start: p.start,
                 end: p.end,
-                speaker: None,
+                speaker: p.speaker,
                 language: p.language.filter(|l| !l.trim().is_empty()),
                 text: text.to_string(),
                 source: Source::Sync { segment: p.segment },
+                channel: p.channel,
             })
         })
         .collect();
@@ -165,6 +171,12 @@ fn sort_and_trim(v: &mut Vec<TranscriptSegment>) {
     v.sort_by_key(|a| (a.start, a.end));
 }
 
+/// Sorts segments by (start, end) and trims overlaps between consecutive pieces of one
+/// speaker, as [`async_parts`] does (used to combine the tracks of several channels).
+pub(crate) fn sort_segments(v: &mut Vec<TranscriptSegment>) {
+    sort_and_trim(v);
+}
+
 /// Merges the async results of every part onto the original timeline; see the module docs.
 ///
 /// `file_len` is the original file's length in samples: nothing ends after it.
@@ -207,6 +219,7 @@ pub fn async_parts(
                         .map(str::to_string),
                     text: a.text.trim().to_string(),
                     source: Source::Async { part: p.part },
+                    channel: None,
                 })
             })
             .collect();
@@ -475,6 +488,23 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_segments_of_two_channels_are_both_kept() {
+        let piece = |segment, start, end, ch: u16| SyncPiece {
+            segment,
+            start,
+            end,
+            text: format!("t{segment}"),
+            language: None,
+            speaker: Some(format!("channel_{ch}")),
+            channel: Some(ch),
+        };
+        let v = sync_segments(vec![piece(1, 2 * S, 6 * S, 1), piece(0, S, 4 * S, 0)]);
+        let got: Vec<_> = v.iter().map(|s| (s.start, s.end, s.channel)).collect();
+        assert_eq!(got, vec![(S, 4 * S, Some(0)), (2 * S, 6 * S, Some(1))]);
+        assert_eq!(v[1].speaker.as_deref(), Some("channel_1"));
+    }
+
+    #[test]
     fn sync_results_sit_at_their_segments() {
         let v = sync_segments(vec![
             SyncPiece {
@@ -483,6 +513,8 @@ mod tests {
                 end: 9 * S,
                 text: " b ".into(),
                 language: Some("zu-ZA".into()),
+                speaker: None,
+                channel: None,
             },
             SyncPiece {
                 segment: 0,
@@ -490,6 +522,8 @@ mod tests {
                 end: 3 * S,
                 text: "a".into(),
                 language: None,
+                speaker: None,
+                channel: None,
             },
             SyncPiece {
                 segment: 2,
@@ -497,6 +531,8 @@ mod tests {
                 end: 12 * S,
                 text: "  ".into(),
                 language: None,
+                speaker: None,
+                channel: None,
             },
         ]);
         assert_eq!(v.len(), 2);

@@ -80,6 +80,11 @@ pub struct TranscriptSegment {
     pub text: String,
     /// Where this piece came from.
     pub source: Source,
+    /// The file's channel (0-based) this piece was transcribed from, when channels were
+    /// transcribed separately ([`crate::channels::ChannelMode`]); `None` for a mix. Absent
+    /// in JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
 }
 
 impl TranscriptSegment {
@@ -107,6 +112,9 @@ pub struct PartInfo {
     /// The server's file name of the job (`fields.key` of the upload form). A server-given
     /// name: never use it as a local path.
     pub file_name: String,
+    /// The file's channel the part carries, when channels were transcribed separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
 }
 
 /// Facts about the run that produced a transcript.
@@ -148,6 +156,34 @@ pub struct Metadata {
     /// input was whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncation>,
+    /// How the file's channels were transcribed: present for files of more than one channel
+    /// and whenever channels were transcribed separately. Absent in JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Channels>,
+}
+
+/// How a file's channels were transcribed (see [`crate::channels`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Channels {
+    /// Channels in the file.
+    pub file_channels: u16,
+    /// The channels transcribed separately, each with the name its segments carry as
+    /// `speaker`; empty when the channels were mixed.
+    #[serde(default)]
+    pub separate: Vec<NamedChannel>,
+    /// What [`crate::channels::ChannelMode::Auto`] measured, when it judged the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::channels::AutoStats>,
+}
+
+/// A channel transcribed on its own, and its speaker name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedChannel {
+    /// 0-based channel index in the file.
+    pub channel: u16,
+    /// The name its segments carry as `speaker` (`channel_0`, or a given name).
+    pub name: String,
 }
 
 /// A sync segment whose request failed for good; its audio is missing from the transcript.
@@ -255,6 +291,7 @@ mod tests {
                 language: None,
                 text: "a".into(),
                 source: Source::Async { part: 1 },
+                channel: None,
             }],
             metadata: Metadata {
                 source: "x.wav".into(),

@@ -340,6 +340,9 @@ mod tests {
             end: (i as u64 + 1) * 1000,
             time_map: None,
             file_len: 2000,
+            channel: None,
+            channels: Vec::new(),
+            file_channels: 1,
         }
     }
 

@@ -420,6 +420,9 @@ mod tests {
             end: size,
             time_map: None,
             file_len: size,
+            channel: None,
+            channels: Vec::new(),
+            file_channels: 1,
         }
     }
 

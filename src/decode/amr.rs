@@ -77,7 +77,7 @@ impl AmrBackend {
 }
 
 impl Backend for AmrBackend {
-    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+    fn next(&mut self, out: &mut Vec<f32>, _mix: bool) -> Result<usize> {
         let mut total = 0;
         for _ in 0..BATCH {
             let mut toc = [0u8; 1];

@@ -19,9 +19,11 @@
 //! built) are recognised and refused with [`ErrorKind::Unsupported`].
 //!
 //! # Downmix
-//! Every channel counts the same: mono sample = mean of all channels (`(L + R) / 2` for
-//! stereo). No channel weighting, no normalisation: a mono file comes out unchanged, a stereo
-//! file with the same signal in both channels too.
+//! [`Decoder::read_mono`]: every channel counts the same: mono sample = mean of all channels
+//! (`(L + R) / 2` for stereo). No channel weighting, no normalisation: a mono file comes out
+//! unchanged, a stereo file with the same signal in both channels too.
+//! [`Decoder::read_interleaved`] hands out every channel instead, from the same decoding (the
+//! channel-separated route of [`crate::channels`]).
 //!
 //! # Time 0 is the first real sample
 //! MP3 encoder delay and padding (LAME/Xing header) and Vorbis are trimmed by Symphonia's
@@ -147,11 +149,12 @@ pub struct SourceInfo {
     pub frames_hint: Option<u64>,
 }
 
-/// One decoding backend: appends ≥ 1 mono frames, or returns `Ok(0)` at the end.
+/// One decoding backend: appends ≥ 1 frames, mixed to mono (`mix`) or interleaved (every
+/// channel of [`SourceInfo::channels`]), and returns how many frames; `Ok(0)` at the end.
 /// Errors of kind [`ErrorKind::Truncated`] leave `decoded_frames` at 0 for the [`Decoder`]
 /// to fill in.
 trait Backend: Send {
-    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize>;
+    fn next(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize>;
     fn skipped_packets(&self) -> u64;
 }
 
@@ -404,12 +407,31 @@ impl Decoder {
     ///
     /// [`frames_decoded`]: Decoder::frames_decoded
     pub fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        self.read(out, true)
+    }
+
+    /// Like [`Decoder::read_mono`], but APPENDS every channel, interleaved (frame by frame:
+    /// `[c0, c1, .., c0, c1, ..]`, [`SourceInfo::channels`] values per frame). Returns the
+    /// number of FRAMES appended; the same truncation contract holds.
+    ///
+    /// This is what channel-separated transcription reads: the file is decoded once and
+    /// each channel is taken from the same frames.
+    pub fn read_interleaved(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        self.read(out, false)
+    }
+
+    fn read(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize> {
         if self.state == State::Finished {
             return Ok(0);
         }
         let before = out.len();
+        let width = if mix {
+            1
+        } else {
+            usize::from(self.info.channels.get())
+        };
         let backend = &mut self.backend;
-        let r = catch_unwind(AssertUnwindSafe(|| backend.next(out))).unwrap_or_else(|p| {
+        let r = catch_unwind(AssertUnwindSafe(|| backend.next(out, mix))).unwrap_or_else(|p| {
             Err(truncated(format!(
                 "the decoder panicked: {}",
                 panic_text(p.as_ref())
@@ -428,7 +450,7 @@ impl Decoder {
                 }
             }
             Ok(n) => {
-                debug_assert_eq!(out.len() - before, n);
+                debug_assert_eq!(out.len() - before, n * width);
                 self.frames += n as u64;
                 Ok(n)
             }

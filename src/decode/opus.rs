@@ -167,7 +167,7 @@ impl OpusBackend {
 }
 
 impl Backend for OpusBackend {
-    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+    fn next(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize> {
         while !self.done {
             let Some(pkt) = self.reader.read_packet().map_err(ogg_err)? else {
                 return Ok(0);
@@ -203,6 +203,7 @@ impl Backend for OpusBackend {
             let g = self.gain;
             match self.channels {
                 1 => out.extend(self.buf[s..n].iter().map(|&x| x * g)),
+                c if !mix => out.extend(self.buf[c * s..c * n].iter().map(|&x| x * g)),
                 _ => out.extend(
                     self.buf[2 * s..2 * n]
                         .chunks_exact(2)

@@ -215,23 +215,63 @@ where
     len
 }
 
-fn mix_generic(buf: &GenericAudioBufferRef<'_>, r: Range<usize>, out: &mut Vec<f32>) -> usize {
+/// Appends `range` of `buf` to `out` interleaved (frame by frame, every plane).
+fn interleave<S>(buf: &AudioBuffer<S>, r: Range<usize>, out: &mut Vec<f32>) -> usize
+where
+    S: Sample,
+    f32: FromSample<S>,
+{
+    let planes = buf.num_planes();
+    let len = r.len();
+    if planes == 0 {
+        return 0;
+    }
+    let start = out.len();
+    out.resize(start + len * planes, 0.0);
+    let dst = &mut out[start..];
+    for i in 0..planes {
+        if let Some(p) = buf.plane(i).and_then(|p| p.get(r.clone())) {
+            for (o, &s) in dst.iter_mut().skip(i).step_by(planes).zip(p) {
+                *o = f32::from_sample(s);
+            }
+        }
+    }
+    len
+}
+
+/// Mixes (`mix`) or interleaves `range` of `buf` into `out`; returns the frames appended.
+fn take_generic(
+    buf: &GenericAudioBufferRef<'_>,
+    r: Range<usize>,
+    out: &mut Vec<f32>,
+    mix_down: bool,
+) -> usize {
+    macro_rules! any {
+        ($b:expr) => {
+            if mix_down {
+                mix($b, r, out)
+            } else {
+                interleave($b, r, out)
+            }
+        };
+    }
     match buf {
-        GenericAudioBufferRef::U8(b) => mix(b, r, out),
-        GenericAudioBufferRef::U16(b) => mix(b, r, out),
-        GenericAudioBufferRef::U24(b) => mix(b, r, out),
-        GenericAudioBufferRef::U32(b) => mix(b, r, out),
-        GenericAudioBufferRef::S8(b) => mix(b, r, out),
-        GenericAudioBufferRef::S16(b) => mix(b, r, out),
-        GenericAudioBufferRef::S24(b) => mix(b, r, out),
-        GenericAudioBufferRef::S32(b) => mix(b, r, out),
-        GenericAudioBufferRef::F32(b) => mix(b, r, out),
-        GenericAudioBufferRef::F64(b) => mix(b, r, out),
+        GenericAudioBufferRef::U8(b) => any!(b),
+        GenericAudioBufferRef::U16(b) => any!(b),
+        GenericAudioBufferRef::U24(b) => any!(b),
+        GenericAudioBufferRef::U32(b) => any!(b),
+        GenericAudioBufferRef::S8(b) => any!(b),
+        GenericAudioBufferRef::S16(b) => any!(b),
+        GenericAudioBufferRef::S24(b) => any!(b),
+        GenericAudioBufferRef::S32(b) => any!(b),
+        GenericAudioBufferRef::F32(b) => any!(b),
+        GenericAudioBufferRef::F64(b) => any!(b),
     }
 }
 
 impl Backend for SymBackend {
-    fn next(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+    fn next(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize> {
+        let width = if mix { 1 } else { self.channels.max(1) };
         loop {
             let packet = match self.reader.next_packet() {
                 Ok(Some(p)) => p,
@@ -258,7 +298,7 @@ impl Backend for SymBackend {
             }
             if gap > 0 {
                 gap = self.allow_fill(gap as u64) as usize;
-                out.resize(out.len() + gap, 0.0);
+                out.resize(out.len() + gap * width, 0.0);
             }
             let n = gap
                 + match self.decoder.decode(&packet) {
@@ -276,7 +316,7 @@ impl Backend for SymBackend {
                             }
                             s..e
                         };
-                        let n = mix_generic(&buf, r.clone(), out);
+                        let n = take_generic(&buf, r.clone(), out, mix);
                         self.real += n as u64;
                         self.trim.skip -= r.start as u64;
                         if let Some(k) = self.trim.keep.as_mut() {
@@ -289,7 +329,7 @@ impl Backend for SymBackend {
                         self.skipped += 1;
                         let dur = self.allow_fill(packet.dur.get()) as usize;
                         let r = self.trimmed(dur);
-                        out.resize(out.len() + r.len(), 0.0);
+                        out.resize(out.len() + r.len() * width, 0.0);
                         r.len()
                     }
                     Err(SymError::ResetRequired) => {

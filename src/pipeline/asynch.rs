@@ -14,67 +14,110 @@ use tokio::sync::mpsc;
 use super::plan::{plan_parts, PartPlan};
 use super::source::{self, Cancel, CancelOnDrop, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
+use crate::channels::{ChannelMode, Choice, Lanes};
 use crate::encode::FlacWriter;
 use crate::merge::{async_parts, PartResult};
 use crate::normalize::{Loudness, NormalizeOptions};
 use crate::segment::{Segment, Segmenter, SegmenterOptions};
-use crate::stream::{Normalization, StreamOptions};
+use crate::stream::{Normalization, TrackOptions};
 use crate::time::{to_secs, Samples, RATE, RATE_NZ};
+use crate::transcript::Channels;
 use crate::transcript::{Metadata, PartInfo, Route, Transcript, Truncation};
 use crate::{Error, ErrorKind, Result};
+use source::Select;
 
 /// Silence kept on each side of speech when silences are removed: 250 ms.
 const REMOVAL_MARGIN: Samples = RATE as Samples / 4;
 
+/// What the analysis pass found for one track.
+struct TrackAnalysis {
+    /// The file's channel, when channels are transcribed separately.
+    channel: Option<u16>,
+    speech: Vec<(Samples, Samples)>,
+    loudness: Option<Loudness>,
+}
+
 /// What the analysis pass found.
 struct Analysis {
-    speech: Vec<(Samples, Samples)>,
+    tracks: Vec<TrackAnalysis>,
+    choice: Option<Choice>,
+    file_channels: u16,
     duration: Samples,
-    loudness: Option<Loudness>,
     truncated: Option<Truncation>,
 }
 
-/// Pass 1: decode, measure loudness, find speech. Runs on a blocking thread.
+/// Pass 1: decode, choose the tracks, measure each one's loudness, find its speech. Runs on a
+/// blocking thread.
+#[allow(clippy::too_many_arguments)]
 fn analyse(
     input: &Input,
     path: &Path,
+    mode: &ChannelMode,
     seg_opts: SegmenterOptions,
     keep_truncated: bool,
     progress: Option<ProgressFn>,
     cancel: &Cancel,
 ) -> Result<Analysis> {
-    let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
-    opts.measure = true;
-    let (mut stream, hint) = source::open(input, path, opts)?;
+    let opts = TrackOptions {
+        measure: true,
+        ..TrackOptions::default()
+    };
+    let (mut stream, hint) = source::open_tracks(input, path, Select::Mode(mode), opts)?;
     if let (Some(f), Some(h)) = (&progress, hint) {
         f(&Progress::DurationHint {
             seconds: to_secs(h),
         });
     }
-    let mut seg = Segmenter::new(seg_opts)?;
+    let mut segs: Vec<Segmenter> = Vec::new();
     let mut out: Vec<Segment> = Vec::new();
-    let mut speech = Vec::new();
+    let mut speech: Vec<Vec<(Samples, Samples)>> = Vec::new();
     let mut report = DecodeReporter::new(progress, 1);
     let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
         if cancel.is_set() {
             return Err(source::cancelled());
         }
-        seg.push(block.samples, &mut out);
-        speech.extend(out.drain(..).map(|s| (s.start, s.end)));
+        if segs.is_empty() {
+            for _ in block.tracks {
+                segs.push(Segmenter::new(seg_opts.clone())?);
+                speech.push(Vec::new());
+            }
+        }
+        for ((seg, sp), samples) in segs.iter_mut().zip(&mut speech).zip(block.tracks) {
+            seg.push(samples, &mut out);
+            sp.extend(out.drain(..).map(|s| (s.start, s.end)));
+        }
         Ok(true)
     })?;
     let truncated = match drove {
         Drove::End(t) => t,
         Drove::Stopped => None,
     };
-    seg.finish(&mut out);
-    speech.extend(out.drain(..).map(|s| (s.start, s.end)));
+    for (seg, sp) in segs.iter_mut().zip(&mut speech) {
+        seg.finish(&mut out);
+        sp.extend(out.drain(..).map(|s| (s.start, s.end)));
+    }
     let duration = stream.position();
     report.emit(duration);
+    let choice = stream.choice().cloned();
+    let channels: Vec<Option<u16>> = match choice.as_ref().and_then(|c| c.channels.clone()) {
+        Some(c) => c.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let loudness = stream.loudness();
+    let tracks = speech
+        .into_iter()
+        .enumerate()
+        .map(|(i, speech)| TrackAnalysis {
+            channel: channels.get(i).copied().flatten(),
+            speech,
+            loudness: loudness.get(i).copied(),
+        })
+        .collect();
     Ok(Analysis {
-        speech,
+        tracks,
+        choice,
+        file_channels: stream.file_channels(),
         duration,
-        loudness: stream.loudness(),
         truncated,
     })
 }
@@ -123,12 +166,14 @@ impl Drop for TempFile {
 
 /// An encoded part, ready to upload.
 struct Encoded {
+    track: usize,
     part: usize,
     file: TempFile,
     bytes: u64,
 }
 
 struct PartWriter {
+    track: usize,
     part: usize,
     file: TempFile,
     flac: FlacWriter<BufWriter<fs::File>>,
@@ -147,6 +192,7 @@ impl PartWriter {
             .map_err(|e| Error::io(Some(&self.file.path), e))?
             .len();
         Ok(Encoded {
+            track: self.track,
             part: self.part,
             file: self.file,
             bytes,
@@ -154,65 +200,70 @@ impl PartWriter {
     }
 }
 
-/// Pass 2: decode again (with the whole-file gain), write the kept audio of each part in
-/// `todo` as 16 kHz FLAC into a temporary file and send it as soon as it is complete.
-#[allow(clippy::too_many_arguments)]
-fn encode_parts(
-    input: &Input,
-    path: &Path,
-    gain: Option<f32>,
-    parts: &[PartPlan],
-    todo: &[bool],
-    temp_dir: &Path,
-    keep_truncated: bool,
-    progress: Option<ProgressFn>,
-    tx: &mpsc::Sender<Result<Encoded>>,
-) -> Result<()> {
-    let mut opts = StreamOptions::with_normalization(match gain {
-        Some(g) => Normalization::Fixed(g),
-        None => Normalization::DcOnly,
-    });
-    opts.measure = false;
-    let (mut stream, _) = source::open(input, path, opts)?;
-    let spans: Vec<Vec<(Samples, Samples)>> = parts.iter().map(PartPlan::spans).collect();
-    let mut report = DecodeReporter::new(progress, 2);
-    let mut pi = 0usize;
-    let mut si = 0usize;
-    let mut writer: Option<PartWriter> = None;
-    let open = |pi: usize| -> Result<Option<PartWriter>> {
-        if !todo.get(pi).copied().unwrap_or(false) {
+/// The parts of one track in the encoding pass: which span is next, and the open part.
+struct TrackParts<'a> {
+    track: usize,
+    spans: Vec<Vec<(Samples, Samples)>>,
+    todo: &'a [bool],
+    temp_dir: &'a Path,
+    pi: usize,
+    si: usize,
+    writer: Option<PartWriter>,
+}
+
+impl<'a> TrackParts<'a> {
+    fn new(track: usize, parts: &[PartPlan], todo: &'a [bool], temp_dir: &'a Path) -> Result<Self> {
+        let mut t = TrackParts {
+            track,
+            spans: parts.iter().map(PartPlan::spans).collect(),
+            todo,
+            temp_dir,
+            pi: 0,
+            si: 0,
+            writer: None,
+        };
+        if !t.spans.is_empty() {
+            t.writer = t.open(0)?;
+        }
+        Ok(t)
+    }
+
+    fn open(&self, pi: usize) -> Result<Option<PartWriter>> {
+        if !self.todo.get(pi).copied().unwrap_or(false) {
             return Ok(None);
         }
-        let (file, f) = TempFile::create(temp_dir, &format!("part{pi}.flac"))?;
+        let (file, f) = TempFile::create(self.temp_dir, &format!("t{}part{pi}.flac", self.track))?;
         let flac = FlacWriter::new(BufWriter::with_capacity(1 << 16, f), RATE_NZ)
             .map_err(|e| e.with_path(&file.path))?;
         Ok(Some(PartWriter {
+            track: self.track,
             part: pi,
             file,
             flac,
         }))
-    };
-    if !parts.is_empty() {
-        writer = open(0)?;
     }
-    // A truncated input: the analysis pass met the same break and planned the parts up to it.
-    let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
-        if tx.is_closed() {
-            return Ok(false);
-        }
-        let (bs, be) = (block.start, block.end());
-        while let Some(part_spans) = spans.get(pi) {
-            let Some(&(a, b)) = part_spans.get(si) else {
+
+    /// Writes what `samples` (starting at `bs`) holds of this track's parts; sends each part
+    /// as soon as it is complete. `false` when the receiver is gone.
+    fn feed(
+        &mut self,
+        bs: Samples,
+        samples: &[f32],
+        tx: &mpsc::Sender<Result<Encoded>>,
+    ) -> Result<bool> {
+        let be = bs + samples.len() as Samples;
+        while let Some(part_spans) = self.spans.get(self.pi) {
+            let Some(&(a, b)) = part_spans.get(self.si) else {
                 // This part is complete.
-                if let Some(w) = writer.take() {
+                if let Some(w) = self.writer.take() {
                     if tx.blocking_send(w.finish()).is_err() {
                         return Ok(false);
                     }
                 }
-                pi += 1;
-                si = 0;
-                if pi < parts.len() {
-                    writer = open(pi)?;
+                self.pi += 1;
+                self.si = 0;
+                if self.pi < self.spans.len() {
+                    self.writer = self.open(self.pi)?;
                 }
                 continue;
             };
@@ -221,15 +272,58 @@ fn encode_parts(
             }
             let (from, to) = (a.max(bs), b.min(be));
             if to > from {
-                if let Some(w) = writer.as_mut() {
-                    let s = &block.samples[(from - bs) as usize..(to - bs) as usize];
+                if let Some(w) = self.writer.as_mut() {
+                    let s = &samples[(from - bs) as usize..(to - bs) as usize];
                     w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
                 }
             }
             if be >= b {
-                si += 1;
+                self.si += 1;
             } else {
                 break;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Pass 2: decode again (same tracks as pass 1, each with its whole-track gain), write the
+/// kept audio of each part still to do as 16 kHz FLAC into a temporary file and send it as
+/// soon as it is complete.
+#[allow(clippy::too_many_arguments)]
+fn encode_parts(
+    input: &Input,
+    path: &Path,
+    lanes: Lanes,
+    gains: Vec<f32>,
+    plans: &[Vec<PartPlan>],
+    todo: &[Vec<bool>],
+    temp_dir: &Path,
+    keep_truncated: bool,
+    progress: Option<ProgressFn>,
+    tx: &mpsc::Sender<Result<Encoded>>,
+) -> Result<()> {
+    let opts = TrackOptions {
+        normalize: Normalization::Fixed(1.0),
+        gains,
+        ..TrackOptions::default()
+    };
+    let (mut stream, _) = source::open_tracks(input, path, Select::Lanes(lanes), opts)?;
+    let mut report = DecodeReporter::new(progress, 2);
+    let mut tracks = plans
+        .iter()
+        .zip(todo)
+        .enumerate()
+        .map(|(i, (p, t))| TrackParts::new(i, p, t, temp_dir))
+        .collect::<Result<Vec<_>>>()?;
+    // A truncated input: the analysis pass met the same break and planned the parts up to it.
+    let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
+        if tx.is_closed() {
+            return Ok(false);
+        }
+        for (t, samples) in tracks.iter_mut().zip(block.tracks) {
+            if !t.feed(block.start, samples, tx)? {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -240,52 +334,98 @@ fn encode_parts(
     report.emit(stream.position());
     // The stream ended: whatever part is open is complete (a shorter second pass only happens
     // if the input changed; the part then simply holds what there was).
-    if let Some(w) = writer.take() {
-        let _ = tx.blocking_send(w.finish());
+    for t in &mut tracks {
+        if let Some(w) = t.writer.take() {
+            let _ = tx.blocking_send(w.finish());
+        }
     }
     Ok(())
 }
 
-/// The resumed parts, when they describe a whole file consistently: every part
-/// `0..parts_total` present once, same total and file length.
+/// The resumed parts, when they describe a whole file consistently: every part of every
+/// track present once, same totals and file length.
 fn complete_resume(resume: &[UploadedPart]) -> Option<Vec<UploadedPart>> {
     let first = resume.first()?;
-    let mut by_part = BTreeMap::new();
+    let mut by_track: BTreeMap<Option<u16>, BTreeMap<usize, UploadedPart>> = BTreeMap::new();
     for u in resume {
-        if u.parts_total != first.parts_total || u.file_len != first.file_len {
+        if u.file_len != first.file_len
+            || u.channels != first.channels
+            || u.file_channels != first.file_channels
+        {
             return None;
         }
-        by_part.insert(u.part, u.clone());
+        by_track
+            .entry(u.channel)
+            .or_default()
+            .insert(u.part, u.clone());
     }
-    let all: Vec<UploadedPart> = by_part.into_values().collect();
-    let complete = all.len() == first.parts_total
-        && all
-            .iter()
-            .enumerate()
-            .all(|(i, u)| u.part == i && u.end >= u.offset);
-    complete.then_some(all)
+    let tracks: Vec<Option<u16>> = if first.channels.is_empty() {
+        vec![None]
+    } else {
+        first.channels.iter().copied().map(Some).collect()
+    };
+    if by_track.keys().copied().collect::<Vec<_>>() != {
+        let mut t = tracks.clone();
+        t.sort();
+        t
+    } {
+        return None;
+    }
+    let mut all = Vec::new();
+    for t in tracks {
+        let parts: Vec<UploadedPart> = by_track.remove(&t)?.into_values().collect();
+        let total = parts.first()?.parts_total;
+        let complete = parts.len() == total
+            && parts
+                .iter()
+                .enumerate()
+                .all(|(i, u)| u.part == i && u.parts_total == total && u.end >= u.offset);
+        if !complete {
+            return None;
+        }
+        all.extend(parts);
+    }
+    Some(all)
+}
+
+/// What the upload phase leaves for polling.
+struct Uploads {
+    parts: Vec<UploadedPart>,
+    file_len: Samples,
+    truncated: Option<Truncation>,
+    channels: Option<Channels>,
 }
 
 /// Runs the async route for one file.
 pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> Result<Transcript> {
-    let mut truncated = None;
-    let (uploaded, file_len) = match complete_resume(&resume) {
-        Some(all) => {
-            let file_len = all.first().map_or(0, |u| u.file_len);
-            (all, file_len)
+    let up = match complete_resume(&resume) {
+        Some(parts) => {
+            let first = parts.first();
+            let file_len = first.map_or(0, |u| u.file_len);
+            let choice = Choice {
+                channels: first
+                    .filter(|u| !u.channels.is_empty())
+                    .map(|u| u.channels.clone()),
+                auto: None,
+            };
+            let file_channels = first.map_or(1, |u| u.file_channels);
+            Uploads {
+                parts,
+                file_len,
+                truncated: None,
+                channels: inner.channels_metadata(file_channels, &choice),
+            }
         }
-        None => match upload_file(inner, ctx, &resume).await? {
-            (Some(all), file_len, t) => {
-                truncated = t;
-                (all, file_len)
-            }
-            (None, file_len, t) => {
-                let mut out = no_speech(inner, ctx, file_len);
-                out.metadata.truncated = t;
-                return Ok(out);
-            }
-        },
+        None => upload_file(inner, ctx, &resume).await?,
     };
+    let file_len = up.file_len;
+    if up.parts.is_empty() {
+        let mut out = no_speech(inner, ctx, file_len);
+        out.metadata.truncated = up.truncated;
+        out.metadata.channels = up.channels;
+        return Ok(out);
+    }
+    let uploaded = up.parts;
     // Poll and fetch every part (concurrently).
     let fetches = uploaded.iter().map(|u| async move {
         ctx.emit(Progress::Polling {
@@ -307,7 +447,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
     let results = try_join_all(fetches).await?;
     let mut requests = 0u64;
     let mut sent = 0;
-    let mut parts = Vec::with_capacity(uploaded.len());
+    let mut by_track: BTreeMap<Option<u16>, Vec<PartResult>> = BTreeMap::new();
     let mut infos = Vec::with_capacity(uploaded.len());
     for (u, r) in uploaded.iter().zip(results) {
         requests += r.requests;
@@ -318,8 +458,9 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
             offset: u.offset,
             duration: len,
             file_name: u.file_name.clone(),
+            channel: u.channel,
         });
-        parts.push(PartResult {
+        by_track.entry(u.channel).or_default().push(PartResult {
             part: u.part,
             offset: u.offset,
             len,
@@ -327,15 +468,31 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
             pieces: r.pieces,
         });
     }
+    let mut segments = Vec::new();
+    for (channel, parts) in by_track {
+        let mut v = async_parts(&parts, &inner.merge, file_len);
+        if let Some(c) = channel {
+            // Speakers are labelled by channel first: `agent`, or `agent:speaker_1` with
+            // diarization (which runs within the channel).
+            let name = inner.channel_name(c);
+            for s in &mut v {
+                s.channel = Some(c);
+                s.speaker = Some(match s.speaker.take() {
+                    Some(spk) if inner.diarization => format!("{name}:{spk}"),
+                    _ => name.clone(),
+                });
+            }
+        }
+        segments.extend(v);
+    }
+    crate::merge::sort_segments(&mut segments);
     let mut metadata = base_metadata(inner, ctx, file_len);
     metadata.requests = requests + 2 * uploaded.len() as u64;
     metadata.audio_seconds_sent = to_secs(sent);
     metadata.parts = infos;
-    metadata.truncated = truncated;
-    Ok(Transcript {
-        segments: async_parts(&parts, &inner.merge, file_len),
-        metadata,
-    })
+    metadata.truncated = up.truncated;
+    metadata.channels = up.channels;
+    Ok(Transcript { segments, metadata })
 }
 
 fn base_metadata(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Metadata {
@@ -361,23 +518,20 @@ fn no_speech(inner: &Inner, ctx: &Ctx, file_len: Samples) -> Transcript {
     }
 }
 
-/// Analyses, plans, encodes and uploads the parts not already in `resume`; also returns the
-/// file's length. `None` for the parts when the file has no speech.
-async fn upload_file(
-    inner: &Inner,
-    ctx: &Ctx,
-    resume: &[UploadedPart],
-) -> Result<(Option<Vec<UploadedPart>>, Samples, Option<Truncation>)> {
+/// Analyses, plans, encodes and uploads the parts not already in `resume`; the parts are
+/// empty when the file has no speech.
+async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Result<Uploads> {
     let analysis = {
         let input = ctx.input.clone();
         let path = ctx.path.clone();
         let seg_opts = inner.segmenter.clone();
         let keep = inner.keep_truncated;
         let progress = ctx.progress.clone();
+        let mode = inner.channels.clone();
         let guard = CancelOnDrop(Cancel::default());
         let cancel = guard.0.clone();
         let r = tokio::task::spawn_blocking(move || {
-            analyse(&input, &path, seg_opts, keep, progress, &cancel)
+            analyse(&input, &path, &mode, seg_opts, keep, progress, &cancel)
         })
         .await
         .map_err(|e| Error::internal(format!("analysis thread failed: {e}")))?
@@ -389,55 +543,97 @@ async fn upload_file(
     ctx.emit(Progress::Duration {
         seconds: to_secs(file_len),
     });
-    let truncated = analysis.truncated.clone();
-    if analysis.speech.is_empty() {
-        return Ok((None, file_len, truncated));
+    let choice = analysis.choice.clone().unwrap_or(Choice {
+        channels: None,
+        auto: None,
+    });
+    let channels_meta = inner.channels_metadata(analysis.file_channels, &choice);
+    if let Some(m) = &channels_meta {
+        ctx.emit(Progress::Channels(m.clone()));
+    }
+    let mut up = Uploads {
+        parts: Vec::new(),
+        file_len,
+        truncated: analysis.truncated.clone(),
+        channels: channels_meta,
+    };
+    if analysis.tracks.iter().all(|t| t.speech.is_empty()) {
+        return Ok(up);
     }
     let removal = inner.remove_silence.map(|g| (g, REMOVAL_MARGIN));
-    let parts = plan_parts(&analysis.speech, file_len, inner.max_part, removal);
-    let parts_total = parts.len();
+    let plans: Vec<Vec<PartPlan>> = analysis
+        .tracks
+        .iter()
+        .map(|t| {
+            if t.speech.is_empty() {
+                Vec::new()
+            } else {
+                plan_parts(&t.speech, file_len, inner.max_part, removal)
+            }
+        })
+        .collect();
     ctx.emit(Progress::PartsPlanned {
-        parts: parts_total,
-        upload_seconds: to_secs(parts.iter().map(PartPlan::uploaded_len).sum()),
+        parts: plans.iter().map(Vec::len).sum(),
+        upload_seconds: to_secs(plans.iter().flatten().map(PartPlan::uploaded_len).sum()),
     });
-    let as_uploaded = |p: &PartPlan, file_name: String| UploadedPart {
+    let separate = choice.channels.clone().unwrap_or_default();
+    let as_uploaded = |track: usize, p: &PartPlan, file_name: String| UploadedPart {
         part: p.index,
-        parts_total,
+        parts_total: plans.get(track).map_or(0, Vec::len),
         file_name,
         offset: p.start,
         end: p.end,
         time_map: p.time_map.clone(),
         file_len,
+        channel: analysis.tracks.get(track).and_then(|t| t.channel),
+        channels: separate.clone(),
+        file_channels: analysis.file_channels,
     };
     // Journaled parts that match this plan exactly are not uploaded again.
-    let mut done: Vec<Option<UploadedPart>> = parts
+    let mut done: Vec<Vec<Option<UploadedPart>>> = plans
         .iter()
-        .map(|p| {
-            resume
+        .enumerate()
+        .map(|(t, parts)| {
+            parts
                 .iter()
-                .find(|u| **u == as_uploaded(p, u.file_name.clone()))
-                .cloned()
+                .map(|p| {
+                    resume
+                        .iter()
+                        .find(|u| **u == as_uploaded(t, p, u.file_name.clone()))
+                        .cloned()
+                })
+                .collect()
         })
         .collect();
-    let todo: Vec<bool> = done.iter().map(Option::is_none).collect();
-    if todo.iter().any(|&t| t) {
-        let gain = inner
-            .normalize
-            .as_ref()
-            .zip(analysis.loudness)
-            .map(|(n, l): (&NormalizeOptions, Loudness)| l.gain(n));
+    let todo: Vec<Vec<bool>> = done
+        .iter()
+        .map(|d| d.iter().map(Option::is_none).collect())
+        .collect();
+    if todo.iter().flatten().any(|&t| t) {
+        let gains: Vec<f32> = analysis
+            .tracks
+            .iter()
+            .map(|t| {
+                inner
+                    .normalize
+                    .as_ref()
+                    .zip(t.loudness)
+                    .map_or(1.0, |(n, l): (&NormalizeOptions, Loudness)| l.gain(n))
+            })
+            .collect();
         let (tx, mut rx) = mpsc::channel::<Result<Encoded>>(1);
         let encoder = {
             let input = ctx.input.clone();
             let path = ctx.path.clone();
-            let parts = parts.clone();
+            let lanes = source::lanes_of(&choice);
+            let plans = plans.clone();
             let todo = todo.clone();
             let temp_dir = inner.temp_dir.clone();
             let keep = inner.keep_truncated;
             let progress = ctx.progress.clone();
             tokio::task::spawn_blocking(move || {
                 let r = encode_parts(
-                    &input, &path, gain, &parts, &todo, &temp_dir, keep, progress, &tx,
+                    &input, &path, lanes, gains, &plans, &todo, &temp_dir, keep, progress, &tx,
                 );
                 if let Err(e) = r {
                     let _ = tx.blocking_send(Err(e.with_path(&path)));
@@ -446,7 +642,7 @@ async fn upload_file(
         };
         while let Some(msg) = rx.recv().await {
             let enc = msg?;
-            let Some(plan) = parts.get(enc.part) else {
+            let Some(plan) = plans.get(enc.track).and_then(|p| p.get(enc.part)) else {
                 continue;
             };
             let uploaded = api::upload(
@@ -462,9 +658,9 @@ async fn upload_file(
             // Removed off the runtime thread, whatever the upload's outcome.
             enc.file.remove().await;
             let file_name = uploaded?;
-            let u = as_uploaded(plan, file_name);
+            let u = as_uploaded(enc.track, plan, file_name);
             ctx.emit(Progress::Uploaded(u.clone()));
-            if let Some(slot) = done.get_mut(plan.index) {
+            if let Some(slot) = done.get_mut(enc.track).and_then(|d| d.get_mut(plan.index)) {
                 *slot = Some(u);
             }
         }
@@ -472,22 +668,24 @@ async fn upload_file(
             .await
             .map_err(|e| Error::internal(format!("encoding thread failed: {e}")))?;
     }
-    let mut all = Vec::with_capacity(parts_total);
-    for (p, d) in parts.iter().zip(done) {
-        match d {
-            Some(u) => all.push(u),
-            None => {
-                return Err(Error::new(ErrorKind::Truncated {
-                    path: Some(ctx.path.clone()),
-                    decoded_frames: p.start,
-                    sample_rate: RATE,
-                    what: format!(
-                        "the encoding pass ended before part {} of {parts_total} (the input changed between passes?)",
-                        p.index + 1
-                    ),
-                }))
+    for (parts, d) in plans.iter().zip(done) {
+        let total = parts.len();
+        for (p, d) in parts.iter().zip(d) {
+            match d {
+                Some(u) => up.parts.push(u),
+                None => {
+                    return Err(Error::new(ErrorKind::Truncated {
+                        path: Some(ctx.path.clone()),
+                        decoded_frames: p.start,
+                        sample_rate: RATE,
+                        what: format!(
+                            "the encoding pass ended before part {} of {total} (the input changed between passes?)",
+                            p.index + 1
+                        ),
+                    }))
+                }
             }
         }
     }
-    Ok((Some(all), file_len, truncated))
+    Ok(up)
 }

@@ -62,12 +62,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::botlhale::{Client, PollOptions};
+use crate::channels::{ChannelMode, Choice};
 use crate::merge::MergeOptions;
 use crate::normalize::NormalizeOptions;
 use crate::segment::SegmenterOptions;
 use crate::stream::MonoSource;
 use crate::time::TimeMap;
 use crate::time::{Samples, RATE};
+use crate::transcript::NamedChannel;
 use crate::transcript::Transcript;
 use crate::{Error, Result};
 
@@ -102,10 +104,15 @@ pub enum Progress {
         /// The file's length in seconds.
         seconds: f64,
     },
+    /// How the file's channels are transcribed (sent once the channel mode is decided, for
+    /// files of more than one channel and whenever channels are separate).
+    Channels(crate::transcript::Channels),
     /// Sync route: a segment was cut and queued for sending.
     SegmentPlanned {
         /// 0-based index of the segment.
         index: usize,
+        /// The file's channel it was cut from, when channels are transcribed separately.
+        channel: Option<u16>,
         /// Start, seconds.
         start: f64,
         /// End, seconds.
@@ -182,9 +189,9 @@ pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// An uploaded async part: what a caller journals to resume polling without uploading again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadedPart {
-    /// 0-based part index.
+    /// 0-based part index (within its channel when channels are transcribed separately).
     pub part: usize,
-    /// How many parts the file was planned into.
+    /// How many parts the file (or its channel) was planned into.
     pub parts_total: usize,
     /// The server's file name of the job (never used as a local path).
     pub file_name: String,
@@ -196,6 +203,23 @@ pub struct UploadedPart {
     pub time_map: Option<TimeMap>,
     /// The whole file's length (samples at 16 kHz).
     pub file_len: Samples,
+    /// The file's channel this part carries, when channels are transcribed separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
+    /// Every channel transcribed separately (empty: the channels were mixed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<u16>,
+    /// Channels in the file.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub file_channels: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn is_one(n: &u16) -> bool {
+    *n == 1
 }
 
 /// What to transcribe: a path, a reader, or a ready source of samples, with per-file options.
@@ -305,6 +329,8 @@ pub struct PipelineBuilder {
     keep_truncated: bool,
     merge: MergeOptions,
     join_max_len: Duration,
+    channels: ChannelMode,
+    channel_names: Vec<String>,
 }
 
 /// Default of [`PipelineBuilder::join_max_len`]: 30 s.
@@ -335,6 +361,8 @@ impl Default for PipelineBuilder {
             keep_truncated: true,
             merge: MergeOptions::default(),
             join_max_len: DEFAULT_JOIN_MAX_LEN,
+            channels: ChannelMode::default(),
+            channel_names: Vec::new(),
         }
     }
 }
@@ -356,6 +384,8 @@ impl std::fmt::Debug for PipelineBuilder {
             .field("keep_truncated", &self.keep_truncated)
             .field("merge", &self.merge)
             .field("join_max_len", &self.join_max_len)
+            .field("channels", &self.channels)
+            .field("channel_names", &self.channel_names)
             .finish_non_exhaustive()
     }
 }
@@ -476,6 +506,22 @@ impl PipelineBuilder {
         self
     }
 
+    /// How the channels of a file are transcribed (see [`crate::channels`]). Default
+    /// [`ChannelMode::Auto`]: a 2-channel file whose channels carry different talkers (a
+    /// call recorded agent / customer) is transcribed per channel, anything else is mixed.
+    pub fn channels(mut self, mode: ChannelMode) -> Self {
+        self.channels = mode;
+        self
+    }
+
+    /// Names of the channels, by channel index (`["agent", "customer"]`): a segment of a
+    /// separately transcribed channel carries its name as `speaker`. Default none:
+    /// `channel_0`, `channel_1`, ...; a channel without a name here also gets its default.
+    pub fn channel_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.channel_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Checks the options and builds the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let client = self.client.ok_or_else(|| {
@@ -501,8 +547,23 @@ impl PipelineBuilder {
                 )));
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.channel_names {
+            let t = n.trim();
+            if t.is_empty() || t.chars().any(char::is_control) || !seen.insert(t.to_string()) {
+                return Err(Error::config(format!(
+                    "channel name {n:?}: names must be non-empty, distinct and on one line"
+                )));
+            }
+        }
         Ok(Pipeline {
             inner: Arc::new(Inner {
+                channels: self.channels,
+                channel_names: self
+                    .channel_names
+                    .iter()
+                    .map(|n| n.trim().to_string())
+                    .collect(),
                 client,
                 route: self.route,
                 language: self.language,
@@ -545,6 +606,42 @@ struct Inner {
     keep_truncated: bool,
     merge: MergeOptions,
     join_max_len: Samples,
+    channels: ChannelMode,
+    channel_names: Vec<String>,
+}
+
+impl Inner {
+    /// The speaker name of channel `i`.
+    pub(crate) fn channel_name(&self, i: u16) -> String {
+        self.channel_names
+            .get(usize::from(i))
+            .cloned()
+            .unwrap_or_else(|| format!("channel_{i}"))
+    }
+
+    /// The transcript's record of how the channels went: `None` for a mono file mixed.
+    pub(crate) fn channels_metadata(
+        &self,
+        file_channels: u16,
+        choice: &Choice,
+    ) -> Option<crate::transcript::Channels> {
+        if file_channels <= 1 && choice.channels.is_none() {
+            return None;
+        }
+        Some(crate::transcript::Channels {
+            file_channels,
+            separate: choice
+                .channels
+                .iter()
+                .flatten()
+                .map(|&channel| NamedChannel {
+                    channel,
+                    name: self.channel_name(channel),
+                })
+                .collect(),
+            auto: choice.auto,
+        })
+    }
 }
 
 /// The transcription pipeline; cheap to clone, shareable between tasks (one file per call).
@@ -604,8 +701,13 @@ impl Pipeline {
     /// `Debug` text (FNV-1a).
     pub(crate) fn settings_text(&self) -> String {
         let options = format!(
-            "{:?}{:?}{:?}{:?}",
-            self.inner.segmenter, self.inner.merge, self.inner.remove_silence, self.inner.max_part
+            "{:?}{:?}{:?}{:?}{:?}{:?}",
+            self.inner.segmenter,
+            self.inner.merge,
+            self.inner.remove_silence,
+            self.inner.max_part,
+            self.inner.channels,
+            self.inner.channel_names
         );
         let hash = options.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)

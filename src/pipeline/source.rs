@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Progress, ProgressFn, ReadSeek};
+use crate::channels::{self, ChannelMode, Choice, Lanes};
 use crate::decode::Decoder;
-use crate::stream::{AudioStream, Block, MonoSource, StreamOptions};
+use crate::stream::{
+    AudioStream, FrameSource, Mono, MonoSource, StreamOptions, TrackOptions, TrackStream, Tracks,
+};
 use crate::time::{rescale, to_secs, Samples, RATE};
 use crate::transcript::Truncation;
 use crate::{Error, ErrorKind, Result};
@@ -62,8 +65,11 @@ impl MonoSource for Dyn {
     }
 }
 
-/// The pipeline's stream type.
-pub(crate) type Stream = AudioStream<Dyn>;
+/// The split-only stream type (mono).
+pub(crate) type MonoStream = AudioStream<Dyn>;
+
+/// The routes' stream type.
+pub(crate) type Stream = TrackStream;
 
 /// The header's length hint of a decoder, in samples at 16 kHz.
 fn hint(d: &Decoder) -> Option<Samples> {
@@ -71,13 +77,14 @@ fn hint(d: &Decoder) -> Option<Samples> {
     info.frames_hint.map(|f| rescale(f, info.sample_rate))
 }
 
-/// Opens `input` as a 16 kHz stream; also returns the length the file's header announces (a
-/// hint for progress bars, never trusted for anything else). `name` names the file in errors.
-pub(crate) fn open(
+/// Opens `input` as a 16 kHz mono stream (the mean of its channels); also returns the length
+/// the file's header announces (a hint for progress bars, never trusted for anything else).
+/// `name` names the file in errors.
+pub(crate) fn open_mono(
     input: &Input,
     name: &Path,
     opts: StreamOptions,
-) -> Result<(Stream, Option<Samples>)> {
+) -> Result<(MonoStream, Option<Samples>)> {
     let (src, hint): (Box<dyn MonoSource>, _) = match input {
         Input::Path(p) => {
             let d = Decoder::open(p)?;
@@ -96,6 +103,53 @@ pub(crate) fn open(
     };
     let stream =
         AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))?;
+    Ok((stream, hint))
+}
+
+/// Which channels a pass takes: decided by a [`ChannelMode`] (first pass), or fixed lanes
+/// (a later pass repeating the first one's choice).
+pub(crate) enum Select<'a> {
+    Mode(&'a ChannelMode),
+    Lanes(Lanes),
+}
+
+/// The lanes that repeat `choice`.
+pub(crate) fn lanes_of(choice: &Choice) -> Lanes {
+    match &choice.channels {
+        None => Lanes::Mixed,
+        Some(c) => Lanes::Channels(c.clone()),
+    }
+}
+
+/// Opens `input` as 16 kHz tracks chosen by `select` (see [`crate::channels`]), with the
+/// header's length hint as for [`open_mono`].
+pub(crate) fn open_tracks(
+    input: &Input,
+    name: &Path,
+    select: Select<'_>,
+    opts: TrackOptions,
+) -> Result<(Stream, Option<Samples>)> {
+    let (src, hint): (Box<dyn FrameSource>, _) = match input {
+        Input::Path(p) => {
+            let d = Decoder::open(p)?;
+            let h = hint(&d);
+            (Box::new(d), h)
+        }
+        Input::Reader(r) => {
+            let mut r = r.clone();
+            r.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(Some(name), e))?;
+            let d = Decoder::from_reader(r, Some(name))?;
+            let h = hint(&d);
+            (Box::new(d), h)
+        }
+        Input::Source(make) => (Box::new(Mono(Dyn(make()?))), None),
+    };
+    let lanes = match select {
+        Select::Mode(m) => channels::lanes(m, src.channels()).map_err(|e| e.with_path(name))?,
+        Select::Lanes(l) => l,
+    };
+    let stream = TrackStream::new(src, &lanes, Some(name), opts)?;
     Ok((stream, hint))
 }
 
@@ -202,7 +256,7 @@ pub(super) fn drive(
     path: &Path,
     keep_truncated: bool,
     report: &mut DecodeReporter,
-    mut body: impl FnMut(Block<'_>) -> Result<bool>,
+    mut body: impl FnMut(Tracks<'_>) -> Result<bool>,
 ) -> Result<Drove> {
     loop {
         let block = match stream.next_block() {

@@ -79,7 +79,7 @@ pub(super) fn split_input(
     fs::create_dir_all(out_dir).map_err(|e| Error::io(Some(out_dir), e))?;
     let mut sopts = StreamOptions::with_normalization(Normalization::DcOnly);
     sopts.measure = false;
-    let (mut stream, _) = source::open(input, name, sopts)?;
+    let (mut stream, _) = source::open_mono(input, name, sopts)?;
     let mut cutter = Cutter::new(opts.segmenter.clone())?;
     let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
     let mut segments = Vec::new();

@@ -8,13 +8,15 @@ use tokio::sync::mpsc;
 
 use super::source::{self, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn};
+use crate::channels::{ChannelMode, Choice};
 use crate::merge::SyncPiece;
 use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmenterOptions};
-use crate::stream::{Normalization, StreamOptions};
+use crate::stream::TrackOptions;
 use crate::time::{to_secs, Samples};
 use crate::transcript::{FailedSegment, Metadata, Route, Transcript, Truncation};
 use crate::{Error, Result};
+use source::Select;
 
 /// Errors after which no other request of the file can succeed: stop at once (the crate's
 /// one error policy, [`Error::stops_batch`]).
@@ -24,9 +26,12 @@ fn dooms_the_rest(e: &Error) -> bool {
 
 /// What the decoding thread sends.
 enum Item {
-    /// A segment, ready to send.
+    /// Which tracks come (before the first segment).
+    Tracks(Announced),
+    /// A segment of track `track`, ready to send.
     Segment {
         index: usize,
+        track: usize,
         seg: Segment,
         wav: Vec<u8>,
     },
@@ -37,12 +42,20 @@ enum Item {
     },
 }
 
+/// The tracks of a file, as the decoding thread decided them.
+struct Announced {
+    file_channels: u16,
+    choice: Choice,
+}
+
 /// The decoding thread: stream → cutter → per-segment normalisation → WAV → channel.
 /// Returns when the input ends, on an error (sent as the last item), or when the receiver is
 /// gone (the run was abandoned).
+#[allow(clippy::too_many_arguments)]
 fn produce(
     input: Input,
     path: &Path,
+    mode: &ChannelMode,
     seg_opts: SegmenterOptions,
     norm: Option<NormalizeOptions>,
     keep_truncated: bool,
@@ -50,20 +63,24 @@ fn produce(
     tx: &mpsc::Sender<Result<Item>>,
 ) {
     let run = || -> Result<()> {
-        let mut opts = StreamOptions::with_normalization(Normalization::DcOnly);
-        opts.measure = false;
-        let (mut stream, hint) = source::open(&input, path, opts)?;
+        let (mut stream, hint) =
+            source::open_tracks(&input, path, Select::Mode(mode), TrackOptions::default())?;
         if let (Some(f), Some(h)) = (&progress, hint) {
             f(&Progress::DurationHint {
                 seconds: to_secs(h),
             });
         }
-        // Created on the decoding thread, where it runs.
-        let mut cutter = Cutter::new(seg_opts)?;
+        // One cutter per track, created on the decoding thread (where they run) once the
+        // tracks are known.
+        let mut cutters: Vec<(Cutter, Option<u16>)> = Vec::new();
         let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
         let mut index = 0usize;
         let mut report = DecodeReporter::new(progress.clone(), 1);
-        let send = |out: &mut Vec<(Segment, Vec<f32>)>, index: &mut usize| -> Result<bool> {
+        let file_channels = stream.file_channels();
+        let send = |out: &mut Vec<(Segment, Vec<f32>)>,
+                    (track, channel): (usize, Option<u16>),
+                    index: &mut usize|
+         -> Result<bool> {
             for (seg, mut audio) in out.drain(..) {
                 if let Some(n) = &norm {
                     normalize_in_place(&mut audio, n);
@@ -73,6 +90,7 @@ fn produce(
                 if let Some(f) = &progress {
                     f(&Progress::SegmentPlanned {
                         index: *index,
+                        channel,
                         start: to_secs(seg.start),
                         end: to_secs(seg.end),
                         kept: seg
@@ -85,6 +103,7 @@ fn produce(
                 }
                 let item = Item::Segment {
                     index: *index,
+                    track,
                     seg,
                     wav,
                 };
@@ -99,15 +118,39 @@ fn produce(
             if tx.is_closed() {
                 return Ok(false);
             }
-            cutter.push(block.samples, &mut out);
-            send(&mut out, &mut index)
+            if cutters.is_empty()
+                && !announce(
+                    Some(block.choice),
+                    file_channels,
+                    &seg_opts,
+                    &mut cutters,
+                    tx,
+                )?
+            {
+                return Ok(false);
+            }
+            for (track, ((cutter, ch), samples)) in cutters.iter_mut().zip(block.tracks).enumerate()
+            {
+                cutter.push(samples, &mut out);
+                if !send(&mut out, (track, *ch), &mut index)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         })?;
         let Drove::End(truncated) = drove else {
             return Ok(());
         };
-        cutter.finish(&mut out);
-        if !send(&mut out, &mut index)? {
+        if cutters.is_empty()
+            && !announce(stream.choice(), file_channels, &seg_opts, &mut cutters, tx)?
+        {
             return Ok(());
+        }
+        for (track, (cutter, ch)) in cutters.iter_mut().enumerate() {
+            cutter.finish(&mut out);
+            if !send(&mut out, (track, *ch), &mut index)? {
+                return Ok(());
+            }
         }
         let duration = stream.position();
         report.emit(duration);
@@ -127,6 +170,33 @@ fn produce(
     }
 }
 
+/// Creates one cutter per track of `choice` and tells the receiving side which tracks come;
+/// `false` when the receiver is gone.
+fn announce(
+    choice: Option<&Choice>,
+    file_channels: u16,
+    seg_opts: &SegmenterOptions,
+    cutters: &mut Vec<(Cutter, Option<u16>)>,
+    tx: &mpsc::Sender<Result<Item>>,
+) -> Result<bool> {
+    let Some(choice) = choice else {
+        return Ok(true);
+    };
+    match &choice.channels {
+        None => cutters.push((Cutter::new(seg_opts.clone())?, None)),
+        Some(c) => {
+            for &i in c {
+                cutters.push((Cutter::new(seg_opts.clone())?, Some(i)));
+            }
+        }
+    }
+    let t = Announced {
+        file_channels,
+        choice: choice.clone(),
+    };
+    Ok(tx.blocking_send(Ok(Item::Tracks(t))).is_ok())
+}
+
 /// Runs the sync route for one file.
 pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     let (tx, mut rx) = mpsc::channel::<Result<Item>>(inner.concurrency);
@@ -137,8 +207,9 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         let norm = inner.normalize;
         let keep = inner.keep_truncated;
         let progress = ctx.progress.clone();
+        let mode = inner.channels.clone();
         tokio::task::spawn_blocking(move || {
-            produce(input, &path, seg_opts, norm, keep, progress, &tx)
+            produce(input, &path, &mode, seg_opts, norm, keep, progress, &tx)
         })
     };
     let language = inner.language.as_deref();
@@ -152,10 +223,14 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
     let mut planned = 0usize;
     let mut requests = 0u64;
     let mut sent: Samples = 0;
+    // Per track: (channel, speaker) when channels are separate.
+    let mut labels: Vec<(Option<u16>, Option<String>)> = vec![(None, None)];
+    let mut channels = None;
     loop {
         tokio::select! {
-            Some((index, seg, res)) = inflight.next(), if !inflight.is_empty() => {
+            Some((index, track, seg, res)) = inflight.next(), if !inflight.is_empty() => {
                 let seg: Segment = seg;
+                let (channel, speaker) = labels.get(track).cloned().unwrap_or_default();
                 let r: api::SyncText = match res {
                     Ok(r) => r,
                     Err(e) if dooms_the_rest(&e) => return Err(e),
@@ -175,10 +250,23 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                     end: seg.end,
                     text: r.text,
                     language: r.language,
+                    speaker,
+                    channel,
                 });
             }
             item = rx.recv(), if open && inflight.len() < inner.concurrency => match item {
-                Some(Ok(Item::Segment { index, seg, wav })) => {
+                Some(Ok(Item::Tracks(a))) => {
+                    let meta = inner.channels_metadata(a.file_channels, &a.choice);
+                    if let Some(m) = &meta {
+                        ctx.emit(Progress::Channels(m.clone()));
+                    }
+                    labels = match &a.choice.channels {
+                        None => vec![(None, None)],
+                        Some(c) => c.iter().map(|&i| (Some(i), Some(inner.channel_name(i)))).collect(),
+                    };
+                    channels = meta;
+                }
+                Some(Ok(Item::Segment { index, track, seg, wav })) => {
                     planned += 1;
                     requests += 1;
                     sent += seg.billed();
@@ -186,7 +274,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                     let client = &inner.client;
                     inflight.push(async move {
                         let r = api::transcribe_segment(client, wav, index, language).await;
-                        (index, seg, r)
+                        (index, track, seg, r)
                     });
                 }
                 Some(Ok(Item::End { duration: d, truncated: t })) => {
@@ -227,6 +315,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
         segments_planned: planned as u64,
         failed_segments: failed,
         truncated,
+        channels,
         ..Metadata::default()
     };
     Ok(Transcript {

@@ -169,6 +169,7 @@ fn seg(start: u64, end: u64, speaker: Option<&str>, text: &str, i: usize) -> Tra
         language: Some("zu-ZA".into()),
         text: text.into(),
         source: Source::Async { part: i },
+        channel: None,
     }
 }
 

@@ -27,6 +27,10 @@
 //! error, `next_block` returns `Ok(None)`. A caller that wants to keep a broken file's audio
 //! just keeps what it received before the error.
 
+mod tracks;
+
+pub(crate) use tracks::{FrameSource, Mono, TrackOptions, TrackStream, Tracks};
+
 use std::io::{Read, Seek};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,505 @@
+//! Stage `channels`: which channels of a recording are transcribed, mixed or each on its own.
+//!
+//! Call-centre systems usually record each party on its own channel (agent left, customer
+//! right). Mixing them to mono puts overlapping speech into one request and loses who spoke;
+//! transcribing each channel on its own keeps both and labels every segment with its channel.
+//! [`ChannelMode`] chooses:
+//!
+//! - [`ChannelMode::Mix`]: the mean of all channels, one track (what a mono file is anyway).
+//! - [`ChannelMode::Separate`]: each channel (or each listed channel) is its own track, with
+//!   its own resampler, normaliser and segmenter; segments are labelled with the channel's
+//!   name.
+//! - [`ChannelMode::Auto`] (the default): a 2-channel file is judged on its first minutes
+//!   (at most [`AUTO_WINDOW_SECS`] s, earlier once both channels have spoken enough):
+//!   channels with little correlation and mostly disjoint activity are different talkers and
+//!   go [`ChannelMode::Separate`]; stereo music, a duplicated mono signal, a channel that is
+//!   silent all along, and any file with more than 2 channels are mixed.
+//!
+//! The file is decoded once whatever the mode: the channels are taken from the same decoded
+//! frames. Auto's judging window is held in memory (at most `AUTO_WINDOW_SECS` s of both
+//! channels at 16 kHz, 15 MB) and then handed on unchanged, so the decision costs no second
+//! decoding and no audio.
+//!
+//! The judge and the chooser here are state machines without I/O: they see 16 kHz blocks of
+//! each channel and hand out blocks of the chosen tracks.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{Samples, RATE};
+use crate::{Error, Result};
+
+/// How the channels of a recording are transcribed. Default [`ChannelMode::Auto`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ChannelMode {
+    /// Mix every channel to mono (mean of the channels) and transcribe one track.
+    Mix,
+    /// Transcribe each channel on its own: every channel when the list is empty, else the
+    /// listed channel indices (0-based, each once; e.g. `vec![2]` for the centre channel of
+    /// a 5.1 file). A listed index the file does not have is an
+    /// [`crate::ErrorKind::InvalidConfig`] error for that file.
+    Separate(Vec<u16>),
+    /// [`ChannelMode::Separate`] for 2-channel files whose channels carry different
+    /// talkers, [`ChannelMode::Mix`] otherwise (see the module docs).
+    #[default]
+    Auto,
+}
+
+impl ChannelMode {
+    /// Parses `mix`, `auto`, `separate` or `separate:0,2` (the CLI's `--channels`).
+    pub fn from_name(s: &str) -> Result<ChannelMode> {
+        let s = s.trim();
+        match s {
+            "mix" => return Ok(ChannelMode::Mix),
+            "auto" => return Ok(ChannelMode::Auto),
+            "separate" => return Ok(ChannelMode::Separate(Vec::new())),
+            _ => {}
+        }
+        let bad = || {
+            Error::config(format!(
+                "channel mode {s:?}: expected mix, auto, separate or separate:<indices> (e.g. separate:0,2)"
+            ))
+        };
+        let list = s.strip_prefix("separate:").ok_or_else(bad)?;
+        let mut v = Vec::new();
+        for i in list.split(',') {
+            let i: u16 = i.trim().parse().map_err(|_| bad())?;
+            if v.contains(&i) {
+                return Err(bad());
+            }
+            v.push(i);
+        }
+        Ok(ChannelMode::Separate(v))
+    }
+
+    /// The mode as text (what [`ChannelMode::from_name`] reads back).
+    pub fn name(&self) -> String {
+        match self {
+            ChannelMode::Mix => "mix".into(),
+            ChannelMode::Auto => "auto".into(),
+            ChannelMode::Separate(v) if v.is_empty() => "separate".into(),
+            ChannelMode::Separate(v) => format!(
+                "separate:{}",
+                v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+}
+
+/// The longest stretch [`ChannelMode::Auto`] judges before deciding: 120 s.
+pub const AUTO_WINDOW_SECS: u32 = 120;
+
+/// Auto decides early once this much audio was judged (30 s) ...
+const EARLY_AFTER: Samples = 30 * RATE as Samples;
+/// ... and each channel was active for at least this long (5 s).
+const EARLY_ACTIVE: Samples = 5 * RATE as Samples;
+/// Judging frame: 20 ms.
+const FRAME: usize = RATE as usize / 50;
+/// A channel active for less than this (1 s) in the window is treated as silent: mixed.
+const MIN_ACTIVE: Samples = RATE as Samples;
+/// Different talkers: |correlation| below this ...
+const MAX_CORRELATION: f64 = 0.5;
+/// ... and at most this share of the active frames with both channels active.
+const MAX_OVERLAP: f64 = 0.5;
+
+/// What [`ChannelMode::Auto`] measured on a 2-channel file, recorded in the transcript.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoStats {
+    /// Seconds of audio judged.
+    pub judged_secs: f64,
+    /// Correlation of the two channels at lag 0 over the frames where either is active
+    /// (1 for a duplicated mono signal, about 0 for two talkers).
+    pub correlation: f64,
+    /// Frames where both channels are active, as a share of those where either is.
+    pub overlap: f64,
+    /// Seconds each channel was active.
+    pub active_secs: [f64; 2],
+}
+
+/// Per-frame measurements of two channels: the judge of [`ChannelMode::Auto`].
+#[derive(Debug, Default)]
+struct Judge {
+    /// (energy of channel 0, energy of channel 1, cross product) per complete frame.
+    frames: Vec<[f64; 3]>,
+    /// The frame being summed.
+    acc: [f64; 3],
+    fill: usize,
+}
+
+impl Judge {
+    fn push(&mut self, a: &[f32], b: &[f32]) {
+        for (&x, &y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(x), f64::from(y));
+            self.acc[0] += x * x;
+            self.acc[1] += y * y;
+            self.acc[2] += x * y;
+            self.fill += 1;
+            if self.fill == FRAME {
+                self.frames.push(self.acc);
+                self.acc = [0.0; 3];
+                self.fill = 0;
+            }
+        }
+    }
+
+    fn judged(&self) -> Samples {
+        (self.frames.len() * FRAME) as Samples
+    }
+
+    /// Which frames each channel is active in: 12 dB over its noise floor (10th percentile
+    /// of frame energies), at most 40 dB under its loud frames (95th percentile), and above
+    /// −70 dBFS.
+    fn activity(&self, ch: usize) -> Vec<bool> {
+        let db = |e: f64| 10.0 * (e / FRAME as f64 + 1e-20).log10();
+        let mut sorted: Vec<f64> = self.frames.iter().map(|f| db(f[ch])).collect();
+        sorted.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(-200.0)
+        };
+        let threshold = (pick(0.10) + 12.0).max(pick(0.95) - 40.0).max(-70.0);
+        self.frames.iter().map(|f| db(f[ch]) > threshold).collect()
+    }
+
+    fn stats(&self) -> AutoStats {
+        let (a, b) = (self.activity(0), self.activity(1));
+        let (mut both, mut any) = (0usize, 0usize);
+        let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+        for ((f, &x), &y) in self.frames.iter().zip(&a).zip(&b) {
+            if x || y {
+                any += 1;
+                sxx += f[0];
+                syy += f[1];
+                sxy += f[2];
+            }
+            if x && y {
+                both += 1;
+            }
+        }
+        let secs = |n: usize| (n * FRAME) as f64 / f64::from(RATE);
+        let correlation = if sxx > 0.0 && syy > 0.0 {
+            sxy / (sxx * syy).sqrt()
+        } else {
+            0.0
+        };
+        AutoStats {
+            judged_secs: secs(self.frames.len()),
+            correlation,
+            overlap: if any > 0 {
+                both as f64 / any as f64
+            } else {
+                0.0
+            },
+            active_secs: [
+                secs(a.iter().filter(|&&x| x).count()),
+                secs(b.iter().filter(|&&x| x).count()),
+            ],
+        }
+    }
+}
+
+/// Whether `s` says the two channels carry different talkers.
+fn different_talkers(s: &AutoStats) -> bool {
+    let min_active = MIN_ACTIVE as f64 / f64::from(RATE);
+    s.active_secs.iter().all(|&t| t >= min_active)
+        && s.correlation.abs() < MAX_CORRELATION
+        && s.overlap < MAX_OVERLAP
+}
+
+/// What the chooser decided.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Choice {
+    /// The file's channel index of each track; `None`: the one track is the mix.
+    pub(crate) channels: Option<Vec<u16>>,
+    /// Auto's measurements, when it judged.
+    pub(crate) auto: Option<AutoStats>,
+}
+
+/// How the stream feeds the chooser: what each lane is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Lanes {
+    /// One lane: the decoder's mix (or a mono file).
+    Mixed,
+    /// One lane per listed channel of the file, decided already.
+    Channels(Vec<u16>),
+    /// Both channels of a 2-channel file, for Auto to judge.
+    Judge,
+}
+
+/// Which lanes a file needs under `mode`, given its channel count.
+pub(crate) fn lanes(mode: &ChannelMode, channels: u16) -> Result<Lanes> {
+    Ok(match mode {
+        ChannelMode::Mix => Lanes::Mixed,
+        ChannelMode::Auto if channels == 2 => Lanes::Judge,
+        ChannelMode::Auto => Lanes::Mixed,
+        ChannelMode::Separate(list) if list.is_empty() => Lanes::Channels((0..channels).collect()),
+        ChannelMode::Separate(list) => {
+            if let Some(bad) = list.iter().find(|&&i| i >= channels) {
+                return Err(Error::config(format!(
+                    "channel {bad} was asked for; the file has {channels} channel(s) (0 to {})",
+                    channels.saturating_sub(1)
+                )));
+            }
+            Lanes::Channels(list.clone())
+        }
+    })
+}
+
+/// Holds lanes of 16 kHz audio until it knows which tracks to hand out, then hands them out
+/// in order, each block covering the same stretch of time on every track.
+#[derive(Debug)]
+pub(crate) struct Chooser {
+    judge: Option<Judge>,
+    choice: Option<Choice>,
+    /// Lane samples not handed out yet (one queue per lane).
+    held: Vec<VecDeque<f32>>,
+    window: Samples,
+    next_look: Samples,
+}
+
+impl Chooser {
+    /// A chooser for `lanes` (from [`lanes`]).
+    pub(crate) fn new(lanes: &Lanes) -> Chooser {
+        let (n, judge, choice) = match lanes {
+            Lanes::Mixed => (
+                1,
+                None,
+                Some(Choice {
+                    channels: None,
+                    auto: None,
+                }),
+            ),
+            Lanes::Channels(c) => (
+                c.len(),
+                None,
+                Some(Choice {
+                    channels: Some(c.clone()),
+                    auto: None,
+                }),
+            ),
+            Lanes::Judge => (2, Some(Judge::default()), None),
+        };
+        Chooser {
+            judge,
+            choice,
+            held: vec![VecDeque::new(); n],
+            window: Samples::from(AUTO_WINDOW_SECS) * RATE as Samples,
+            next_look: RATE as Samples,
+        }
+    }
+
+    /// How many tracks will come out, once decided.
+    pub(crate) fn choice(&self) -> Option<&Choice> {
+        self.choice.as_ref()
+    }
+
+    /// Takes one block of every lane (all the same length).
+    pub(crate) fn push(&mut self, lanes: &[&[f32]]) {
+        for (q, l) in self.held.iter_mut().zip(lanes) {
+            q.extend(l.iter().copied());
+        }
+        if let (Some(j), [a, b]) = (self.judge.as_mut(), lanes) {
+            j.push(a, b);
+            // Look again about once a second of audio.
+            if j.judged() >= self.next_look {
+                self.next_look = j.judged() + RATE as Samples;
+                self.consider(false);
+            }
+        }
+    }
+
+    /// The input ended: decide with what was seen.
+    pub(crate) fn finish(&mut self) {
+        self.consider(true);
+    }
+
+    fn consider(&mut self, end: bool) {
+        let Some(j) = &self.judge else {
+            return;
+        };
+        let s = j.stats();
+        let judged = j.judged();
+        let min_active = EARLY_ACTIVE as f64 / f64::from(RATE);
+        let early = judged >= EARLY_AFTER && s.active_secs.iter().all(|&t| t >= min_active);
+        if !(end || early || judged >= self.window) {
+            return;
+        }
+        let separate = different_talkers(&s);
+        tracing::debug!(
+            separate,
+            correlation = s.correlation,
+            overlap = s.overlap,
+            judged_secs = s.judged_secs,
+            "channels judged"
+        );
+        self.choice = Some(Choice {
+            channels: separate.then(|| vec![0, 1]),
+            auto: Some(s),
+        });
+        self.judge = None;
+    }
+
+    /// Hands out up to `max` samples of every chosen track into `out` (cleared first; one
+    /// `Vec` per track); returns how many samples each got (0: nothing ready).
+    pub(crate) fn take(&mut self, out: &mut Vec<Vec<f32>>, max: usize) -> usize {
+        let Some(choice) = &self.choice else {
+            return 0;
+        };
+        let n = self.held.first().map_or(0, VecDeque::len).min(max);
+        let tracks = if choice.channels.is_none() {
+            1
+        } else {
+            self.held.len()
+        };
+        out.resize_with(tracks, Vec::new);
+        out.iter_mut().for_each(Vec::clear);
+        if n == 0 {
+            return 0;
+        }
+        if choice.channels.is_none() && self.held.len() > 1 {
+            // Auto chose the mix: the mean of the lanes.
+            let k = 1.0 / self.held.len() as f32;
+            let (first, rest) = self.held.split_at_mut(1);
+            let t = &mut out[0];
+            t.extend(first[0].drain(..n));
+            for q in rest {
+                for (o, x) in t.iter_mut().zip(q.drain(..n)) {
+                    *o += x;
+                }
+            }
+            t.iter_mut().for_each(|x| *x *= k);
+        } else {
+            for (t, q) in out.iter_mut().zip(self.held.iter_mut()) {
+                t.extend(q.drain(..n));
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(n: usize, f: f32, amp: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| amp * (std::f32::consts::TAU * f * i as f32 / RATE as f32).sin())
+            .collect()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in [
+            ChannelMode::Mix,
+            ChannelMode::Auto,
+            ChannelMode::Separate(vec![]),
+            ChannelMode::Separate(vec![2, 0]),
+        ] {
+            assert_eq!(ChannelMode::from_name(&m.name()).unwrap(), m);
+        }
+        for bad in ["", "both", "separate:", "separate:1,1", "separate:x"] {
+            assert!(ChannelMode::from_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lanes_follow_the_mode_and_the_channel_count() {
+        assert_eq!(lanes(&ChannelMode::Auto, 1).unwrap(), Lanes::Mixed);
+        assert_eq!(lanes(&ChannelMode::Auto, 2).unwrap(), Lanes::Judge);
+        assert_eq!(lanes(&ChannelMode::Auto, 6).unwrap(), Lanes::Mixed);
+        assert_eq!(
+            lanes(&ChannelMode::Separate(vec![]), 3).unwrap(),
+            Lanes::Channels(vec![0, 1, 2])
+        );
+        assert_eq!(
+            lanes(&ChannelMode::Separate(vec![2]), 6).unwrap(),
+            Lanes::Channels(vec![2])
+        );
+        assert!(lanes(&ChannelMode::Separate(vec![2]), 2).is_err());
+    }
+
+    /// Talkers taking turns: 2 s bursts alternating between the channels.
+    fn turns(secs: usize) -> (Vec<f32>, Vec<f32>) {
+        let n = secs * RATE as usize;
+        let mut a = vec![0.0; n];
+        let mut b = vec![0.0; n];
+        let t = tone(n, 220.0, 0.3);
+        let u = tone(n, 330.0, 0.3);
+        for i in 0..n {
+            if (i / (2 * RATE as usize)).is_multiple_of(2) {
+                a[i] = t[i];
+            } else {
+                b[i] = u[i];
+            }
+        }
+        (a, b)
+    }
+
+    fn run(a: &[f32], b: &[f32]) -> (Chooser, Vec<Vec<f32>>) {
+        let mut c = Chooser::new(&Lanes::Judge);
+        let mut got = Vec::new();
+        let mut out = Vec::new();
+        for (x, y) in a.chunks(4000).zip(b.chunks(4000)) {
+            c.push(&[x, y]);
+            while c.take(&mut out, 1000) > 0 {
+                got.resize_with(out.len(), Vec::new);
+                for (g, o) in got.iter_mut().zip(&out) {
+                    g.extend_from_slice(o);
+                }
+            }
+        }
+        c.finish();
+        while c.take(&mut out, 1000) > 0 {
+            got.resize_with(out.len(), Vec::new);
+            for (g, o) in got.iter_mut().zip(&out) {
+                g.extend_from_slice(o);
+            }
+        }
+        (c, got)
+    }
+
+    #[test]
+    fn turns_on_two_channels_are_separated_early_and_nothing_is_lost() {
+        let (a, b) = turns(60);
+        let (c, got) = run(&a, &b);
+        let choice = c.choice().unwrap();
+        assert_eq!(choice.channels, Some(vec![0, 1]));
+        let s = choice.auto.unwrap();
+        assert!(s.judged_secs < 40.0, "{s:?}");
+        assert_eq!(got, vec![a, b]);
+    }
+
+    #[test]
+    fn the_same_signal_twice_is_mixed() {
+        let (a, b) = turns(60);
+        let m: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let (c, got) = run(&m, &m);
+        assert_eq!(c.choice().unwrap().channels, None);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].len(), m.len());
+        assert!(got[0].iter().zip(&m).all(|(x, y)| (x - y).abs() < 1e-6));
+    }
+
+    #[test]
+    fn one_silent_channel_is_mixed() {
+        let (a, _) = turns(20);
+        let z = vec![0.0; a.len()];
+        let (c, _) = run(&a, &z);
+        assert_eq!(c.choice().unwrap().channels, None);
+    }
+
+    #[test]
+    fn nothing_comes_out_before_the_decision() {
+        let (a, b) = turns(10);
+        let mut c = Chooser::new(&Lanes::Judge);
+        let mut out = Vec::new();
+        c.push(&[&a, &b]);
+        assert_eq!(c.take(&mut out, usize::MAX), 0);
+        c.finish();
+        assert_eq!(c.take(&mut out, usize::MAX), a.len());
+    }
+}

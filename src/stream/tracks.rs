@@ -1,0 +1,339 @@
+//! The pipeline's front end with channels: one decoding, one 16 kHz lane per channel it
+//! needs, the [`Chooser`] deciding which tracks come out (see [`crate::channels`]), and the
+//! per-track loudness meter and gain.
+//!
+//! Same contract as [`super::AudioStream`]: block `start`s are positions at 16 kHz on the
+//! original timeline, every track of a block covers the same samples, the total length is
+//! exactly `rescale(frames decoded, native rate)`, and a source that fails part way first
+//! delivers everything decoded before the break; the error comes with the next call.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use super::{MonoSource, Normalization};
+use crate::channels::{Choice, Chooser, Lanes};
+use crate::decode::Decoder;
+use crate::normalize::{apply_gain, DcBlocker, Loudness, LoudnessMeter};
+use crate::resample::Resampler;
+use crate::time::Samples;
+use crate::{Error, Result};
+
+/// Most samples per track in one block handed out of the judging window (1 s).
+const MAX_BLOCK: usize = 16_000;
+
+/// A source of frames, mixed or interleaved: the [`Decoder`], or any [`MonoSource`] (one
+/// channel).
+pub(crate) trait FrameSource: Send {
+    fn sample_rate(&self) -> NonZeroU32;
+    fn channels(&self) -> u16;
+    /// Appends frames, mixed (one value per frame) or interleaved ([`FrameSource::channels`]
+    /// values per frame); returns the frames appended, `Ok(0)` only at the end.
+    fn read_frames(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize>;
+}
+
+impl FrameSource for Decoder {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.info().sample_rate
+    }
+    fn channels(&self) -> u16 {
+        self.info().channels.get()
+    }
+    fn read_frames(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize> {
+        if mix {
+            self.read_mono(out)
+        } else {
+            self.read_interleaved(out)
+        }
+    }
+}
+
+/// A [`MonoSource`] as a one-channel [`FrameSource`].
+pub(crate) struct Mono<S>(pub(crate) S);
+
+impl<S: MonoSource> FrameSource for Mono<S> {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.0.sample_rate()
+    }
+    fn channels(&self) -> u16 {
+        1
+    }
+    fn read_frames(&mut self, out: &mut Vec<f32>, _mix: bool) -> Result<usize> {
+        self.0.read_mono(out)
+    }
+}
+
+/// One channel on its way to 16 kHz.
+struct Lane {
+    /// The file's channel it takes (`None`: the decoder's mix).
+    channel: Option<usize>,
+    resampler: Resampler,
+    dc: DcBlocker,
+    out: Vec<f32>,
+}
+
+/// One block of every chosen track.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tracks<'a> {
+    /// Position of each track's first sample, at 16 kHz on the original timeline.
+    pub(crate) start: Samples,
+    /// The tracks' samples, all of the same length.
+    pub(crate) tracks: &'a [Vec<f32>],
+    /// What the tracks are.
+    pub(crate) choice: &'a Choice,
+}
+
+impl Tracks<'_> {
+    /// Samples in each track.
+    pub(crate) fn len(&self) -> usize {
+        self.tracks.first().map_or(0, Vec::len)
+    }
+    /// The position just past the block.
+    pub(crate) fn end(&self) -> Samples {
+        self.start + self.len() as Samples
+    }
+}
+
+/// Options of a [`TrackStream`].
+#[derive(Debug, Clone)]
+pub(crate) struct TrackOptions {
+    /// DC removal (always, in the lanes) and a gain per track: `Fixed` gains come from
+    /// `gains` (one per track; missing ones are 1).
+    pub(crate) normalize: Normalization,
+    pub(crate) gains: Vec<f32>,
+    /// Measure each track's loudness.
+    pub(crate) measure: bool,
+    /// Least samples per track per block (except at the end).
+    pub(crate) min_block: usize,
+}
+
+impl Default for TrackOptions {
+    fn default() -> Self {
+        TrackOptions {
+            normalize: Normalization::DcOnly,
+            gains: Vec::new(),
+            measure: false,
+            min_block: 4000,
+        }
+    }
+}
+
+enum State {
+    Running,
+    /// The source ended; what the chooser holds is still to come.
+    Ended,
+    /// The source failed after the chooser got everything before the break.
+    Failed(Error),
+    Done,
+}
+
+/// The pipeline's front end: decode once, 16 kHz lanes, choose tracks, meter and gain.
+pub(crate) struct TrackStream {
+    source: Box<dyn FrameSource>,
+    path: Option<PathBuf>,
+    channels: usize,
+    mixed_read: bool,
+    lanes: Vec<Lane>,
+    chooser: Chooser,
+    opts: TrackOptions,
+    meters: Vec<LoudnessMeter>,
+    decoded: Vec<f32>,
+    scratch: Vec<f32>,
+    out: Vec<Vec<f32>>,
+    pos: Samples,
+    state: State,
+}
+
+impl TrackStream {
+    /// A stream over `source` with the lanes `lanes` needs. `name` is used in errors.
+    pub(crate) fn new(
+        source: Box<dyn FrameSource>,
+        lanes: &Lanes,
+        name: Option<&Path>,
+        opts: TrackOptions,
+    ) -> Result<TrackStream> {
+        let rate = source.sample_rate();
+        let channels = usize::from(source.channels());
+        let named = |e: Error| match name {
+            Some(p) => e.with_path(p),
+            None => e,
+        };
+        let picks: Vec<Option<usize>> = match lanes {
+            Lanes::Mixed => vec![None],
+            Lanes::Channels(c) => c.iter().map(|&i| Some(usize::from(i))).collect(),
+            Lanes::Judge => (0..channels).map(Some).collect(),
+        };
+        if picks.iter().flatten().any(|&c| c >= channels) {
+            return Err(named(Error::config(format!(
+                "a channel the source does not have was asked for ({channels} channel(s))"
+            ))));
+        }
+        let mut lane_v = Vec::with_capacity(picks.len());
+        for channel in picks {
+            lane_v.push(Lane {
+                channel,
+                resampler: Resampler::new(rate).map_err(named)?,
+                dc: DcBlocker::new(),
+                out: Vec::new(),
+            });
+        }
+        if let Normalization::Fixed(g) = opts.normalize {
+            if !(g.is_finite() && g >= 0.0 && opts.gains.iter().all(|g| g.is_finite() && *g >= 0.0))
+            {
+                return Err(Error::config("track gains must be finite and ≥ 0"));
+            }
+        }
+        // A mono file, or a mix asked for: the decoder mixes (cheapest, one lane).
+        let mixed_read = lane_v.len() == 1 && lane_v[0].channel.is_none();
+        Ok(TrackStream {
+            source,
+            path: name.map(Path::to_path_buf),
+            channels,
+            mixed_read,
+            lanes: lane_v,
+            chooser: Chooser::new(lanes),
+            opts: TrackOptions {
+                min_block: opts.min_block.max(1),
+                ..opts
+            },
+            meters: Vec::new(),
+            decoded: Vec::new(),
+            scratch: Vec::new(),
+            out: Vec::new(),
+            pos: 0,
+            state: State::Running,
+        })
+    }
+
+    /// What was chosen, once known (always known before the first block).
+    pub(crate) fn choice(&self) -> Option<&Choice> {
+        self.chooser.choice()
+    }
+
+    /// Channels in the source.
+    pub(crate) fn file_channels(&self) -> u16 {
+        u16::try_from(self.channels).unwrap_or(u16::MAX)
+    }
+
+    /// Position of the next block (= samples per track handed out so far).
+    pub(crate) fn position(&self) -> Samples {
+        self.pos
+    }
+
+    /// Each track's loudness so far (with [`TrackOptions::measure`]).
+    pub(crate) fn loudness(&self) -> Vec<Loudness> {
+        self.meters.iter().map(LoudnessMeter::loudness).collect()
+    }
+
+    fn name(&self, e: Error) -> Error {
+        match &self.path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+
+    /// The next block of every chosen track; `None` at the end.
+    pub(crate) fn next_block(&mut self) -> Result<Option<Tracks<'_>>> {
+        loop {
+            let n = self.chooser.take(&mut self.out, MAX_BLOCK);
+            if n > 0 {
+                self.post();
+                let start = self.pos;
+                self.pos += n as Samples;
+                let choice = self
+                    .chooser
+                    .choice()
+                    .ok_or_else(|| Error::internal("tracks handed out before the choice"))?;
+                return Ok(Some(Tracks {
+                    start,
+                    tracks: &self.out,
+                    choice,
+                }));
+            }
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Running => self.state = State::Running,
+                State::Ended | State::Done => return Ok(None),
+                State::Failed(e) => return Err(e),
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads the source until every lane has `min_block` new samples (or the source ends or
+    /// fails), and hands the lanes to the chooser.
+    fn fill(&mut self) -> Result<()> {
+        self.lanes.iter_mut().for_each(|l| l.out.clear());
+        let mut end = None;
+        while self.lanes[0].out.len() < self.opts.min_block {
+            self.decoded.clear();
+            match self.source.read_frames(&mut self.decoded, self.mixed_read) {
+                Ok(0) => {
+                    end = Some(State::Ended);
+                    break;
+                }
+                Ok(_) => {
+                    for l in &mut self.lanes {
+                        let start = l.out.len();
+                        let r = match l.channel {
+                            None => l.resampler.process(&self.decoded, &mut l.out),
+                            Some(c) => {
+                                self.scratch.clear();
+                                self.scratch.extend(
+                                    self.decoded.iter().skip(c).step_by(self.channels.max(1)),
+                                );
+                                l.resampler.process(&self.scratch, &mut l.out)
+                            }
+                        };
+                        if let Err(e) = r {
+                            self.state = State::Done;
+                            return Err(self.name(e));
+                        }
+                        if let Some(new) = l.out.get_mut(start..) {
+                            l.dc.process(new);
+                        }
+                    }
+                }
+                Err(e) => {
+                    end = Some(State::Failed(self.name(e)));
+                    break;
+                }
+            }
+        }
+        if end.is_some() {
+            for l in &mut self.lanes {
+                let start = l.out.len();
+                if let Err(e) = l.resampler.finish(&mut l.out) {
+                    self.state = State::Done;
+                    return Err(self.name(e));
+                }
+                if let Some(new) = l.out.get_mut(start..) {
+                    l.dc.process(new);
+                }
+            }
+        }
+        let n = self.lanes.iter().map(|l| l.out.len()).min().unwrap_or(0);
+        let slices: Vec<&[f32]> = self.lanes.iter().map(|l| &l.out[..n]).collect();
+        self.chooser.push(&slices);
+        if let Some(s) = end {
+            self.chooser.finish();
+            self.state = s;
+        }
+        Ok(())
+    }
+
+    /// Metering and gain on the block in `out`.
+    fn post(&mut self) {
+        if self.opts.measure && self.meters.len() != self.out.len() {
+            self.meters.resize_with(self.out.len(), LoudnessMeter::new);
+        }
+        for (i, t) in self.out.iter_mut().enumerate() {
+            if let Some(m) = self.meters.get_mut(i) {
+                m.feed(t);
+            }
+            if let Normalization::Fixed(g) = self.opts.normalize {
+                let g = self.opts.gains.get(i).copied().unwrap_or(g);
+                apply_gain(t, g);
+                t.iter_mut().for_each(|s| *s = s.clamp(-1.0, 1.0));
+            }
+        }
+    }
+}
