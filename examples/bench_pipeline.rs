@@ -5,6 +5,8 @@
 //! cargo run --release --example bench_pipeline -- --minutes 400 [--every 4] [--concurrency 4]
 //!     [--base-url URL --refresh-token TOKEN --org-id ORG]   # an emulator in another process
 //!     [--route async]      # analysis pass + FLAC encoding pass + upload + poll, in-process
+//!     [--channels 2]       # a 2-channel file, turns alternating between the channels
+//!                          # (ChannelMode::Auto transcribes each channel on its own)
 //!                          # emulator only (its processing speed is set to be instant)
 //! ```
 //!
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asr_pipeline::botlhale::{Client, Credentials, PollOptions, Secret};
+use asr_pipeline::channels::ChannelMode;
 use asr_pipeline::pipeline::{Job, Pipeline, Progress, Route};
 use botlhale_emulator::{Emulator, EmulatorConfig};
 
@@ -34,26 +37,28 @@ const SR: u64 = 16_000;
 struct SynthWav {
     len: u64,
     pos: u64,
-    /// Sorted by start: (start sample, unit).
-    placed: Vec<(u64, Arc<Vec<i16>>)>,
+    channels: u64,
+    /// Sorted by start: (start frame, unit, channel).
+    placed: Vec<(u64, Arc<Vec<i16>>, u64)>,
 }
 
 impl SynthWav {
     fn total(&self) -> u64 {
-        44 + 2 * self.len
+        44 + 2 * self.channels * self.len
     }
     fn header(&self) -> [u8; 44] {
-        let data = u32::try_from(self.len * 2).expect("input under 4 GiB");
+        let ch = self.channels;
+        let data = u32::try_from(self.len * 2 * ch).expect("input under 4 GiB");
         let mut h = [0u8; 44];
         h[0..4].copy_from_slice(b"RIFF");
         h[4..8].copy_from_slice(&(36 + data).to_le_bytes());
         h[8..16].copy_from_slice(b"WAVEfmt ");
         h[16..20].copy_from_slice(&16u32.to_le_bytes());
         h[20..22].copy_from_slice(&1u16.to_le_bytes());
-        h[22..24].copy_from_slice(&1u16.to_le_bytes());
+        h[22..24].copy_from_slice(&(ch as u16).to_le_bytes());
         h[24..28].copy_from_slice(&16_000u32.to_le_bytes());
-        h[28..32].copy_from_slice(&32_000u32.to_le_bytes());
-        h[32..34].copy_from_slice(&2u16.to_le_bytes());
+        h[28..32].copy_from_slice(&(32_000 * ch as u32).to_le_bytes());
+        h[32..34].copy_from_slice(&(2 * ch as u16).to_le_bytes());
         h[34..36].copy_from_slice(&16u16.to_le_bytes());
         h[36..40].copy_from_slice(b"data");
         h[40..44].copy_from_slice(&data.to_le_bytes());
@@ -82,18 +87,23 @@ impl Read for SynthWav {
             buf[(at - lo) as usize] = h[at as usize];
         }
         // units overlapping [lo, hi)
+        let w = 2 * self.channels;
         let first = self
             .placed
-            .partition_point(|(s, u)| 44 + 2 * (s + u.len() as u64) <= lo);
-        for (s, u) in &self.placed[first..] {
-            let ua = 44 + 2 * s;
+            .partition_point(|(s, u, _)| 44 + w * (s + u.len() as u64) <= lo);
+        for (s, u, c) in &self.placed[first..] {
+            let ua = 44 + w * s;
             if ua >= hi {
                 break;
             }
-            let ub = ua + 2 * u.len() as u64;
+            let ub = ua + w * u.len() as u64;
             for at in ua.max(lo)..ub.min(hi) {
-                let k = ((at - ua) / 2) as usize;
-                buf[(at - lo) as usize] = u[k].to_le_bytes()[((at - ua) % 2) as usize];
+                let off = at - ua;
+                if off % w / 2 != *c {
+                    continue;
+                }
+                let k = (off / w) as usize;
+                buf[(at - lo) as usize] = u[k].to_le_bytes()[(off % 2) as usize];
             }
         }
         self.pos = hi;
@@ -141,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let mut minutes = 400.0f64;
     let mut every = 4.0f64;
     let mut concurrency = 4usize;
+    let mut channels = 1u64;
     let mut route = Route::Sync;
     let mut external: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let mut args = std::env::args().skip(1);
@@ -153,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             "--minutes" => minutes = val()?.parse()?,
             "--every" => every = val()?.parse()?,
             "--concurrency" => concurrency = val()?.parse()?,
+            "--channels" => channels = val()?.parse()?,
             "--route" => {
                 route = match val()?.as_str() {
                     "sync" => Route::Sync,
@@ -176,13 +188,15 @@ async fn main() -> anyhow::Result<()> {
         if t + u.len() as u64 + SR > len {
             break;
         }
-        placed.push((t, u.clone()));
+        // Turns alternate between the channels of a 2-channel file.
+        placed.push((t, u.clone(), k as u64 % channels));
         t += u.len() as u64 + SR / 2 + (rng.f64() * every * SR as f64) as u64;
         k += 1;
     }
     let wav = SynthWav {
         len,
         pos: 0,
+        channels,
         placed,
     };
 
@@ -215,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
         .client(client)
         .route(route)
         .concurrency(concurrency)
+        .channels(ChannelMode::Auto)
         .poll_options(Some(PollOptions::default().with_delays(
             Duration::from_millis(50),
             Duration::from_millis(500),
@@ -246,6 +261,8 @@ async fn main() -> anyhow::Result<()> {
             "x_realtime": audio / wall,
             "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
             "concurrency": concurrency,
+            "file_channels": channels,
+            "separate_channels": transcript.metadata.channels.as_ref().map_or(0, |c| c.separate.len()),
             "emulator": if emu.is_some() { "in-process" } else { "external" },
         })
     );

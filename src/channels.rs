@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::time::{Samples, RATE};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// How the channels of a recording are transcribed. Default [`ChannelMode::Auto`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
@@ -38,8 +38,8 @@ pub enum ChannelMode {
     Mix,
     /// Transcribe each channel on its own: every channel when the list is empty, else the
     /// listed channel indices (0-based, each once; e.g. `vec![2]` for the centre channel of
-    /// a 5.1 file). A listed index the file does not have is an
-    /// [`crate::ErrorKind::InvalidConfig`] error for that file.
+    /// a 5.1 file). A file without a listed channel fails with
+    /// [`crate::ErrorKind::Unsupported`] (a per-file error: a batch goes on).
     Separate(Vec<u16>),
     /// [`ChannelMode::Separate`] for 2-channel files whose channels carry different
     /// talkers, [`ChannelMode::Mix`] otherwise (see the module docs).
@@ -239,10 +239,13 @@ pub(crate) fn lanes(mode: &ChannelMode, channels: u16) -> Result<Lanes> {
         ChannelMode::Separate(list) if list.is_empty() => Lanes::Channels((0..channels).collect()),
         ChannelMode::Separate(list) => {
             if let Some(bad) = list.iter().find(|&&i| i >= channels) {
-                return Err(Error::config(format!(
-                    "channel {bad} was asked for; the file has {channels} channel(s) (0 to {})",
-                    channels.saturating_sub(1)
-                )));
+                return Err(Error::new(ErrorKind::Unsupported {
+                    path: None,
+                    what: format!(
+                        "channel {bad} was asked for; the file has {channels} channel(s) (0 to {})",
+                        channels.saturating_sub(1)
+                    ),
+                }));
             }
             Lanes::Channels(list.clone())
         }
@@ -376,6 +379,14 @@ impl Chooser {
             for (t, q) in out.iter_mut().zip(self.held.iter_mut()) {
                 t.extend(q.drain(..n));
             }
+        }
+        if self
+            .held
+            .first()
+            .is_some_and(|q| q.is_empty() && q.capacity() > 4 * max)
+        {
+            // The judging window is handed on: its memory is not needed again.
+            self.held.iter_mut().for_each(VecDeque::shrink_to_fit);
         }
         n
     }

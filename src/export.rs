@@ -169,9 +169,11 @@ pub fn to_vtt<W: Write>(t: &Transcript, w: W) -> Result<()> {
     Ok(())
 }
 
-/// Writes RTTM: one `SPEAKER <file> 1 <start> <dur> <NA> <NA> <speaker> <NA> <NA>` line per
-/// segment (seconds with 3 decimals). `<file>` is the source's name without extension, and
+/// Writes RTTM: one `SPEAKER <file> <chnl> <start> <dur> <NA> <NA> <speaker> <NA> <NA>` line
+/// per segment (seconds with 3 decimals). `<file>` is the source's name without extension, and
 /// the speaker label, with whitespace replaced by `_`; a segment without speaker is `unknown`.
+/// `<chnl>` is the 1-based channel of a separately transcribed channel
+/// ([`TranscriptSegment::channel`] + 1), else 1.
 pub fn to_rttm<W: Write>(t: &Transcript, w: W) -> Result<()> {
     let mut w = BufWriter::new(w);
     let file = rttm_file_id(&t.metadata.source);
@@ -183,9 +185,10 @@ pub fn to_rttm<W: Write>(t: &Transcript, w: W) -> Result<()> {
             .map(no_space)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown".to_string());
+        let chnl = seg.channel.map_or(1, |c| u32::from(c) + 1);
         writeln!(
             w,
-            "SPEAKER {file} 1 {} {} <NA> <NA> {speaker} <NA> <NA>",
+            "SPEAKER {file} {chnl} {} {} <NA> <NA> {speaker} <NA> <NA>",
             secs3(a),
             secs3(b - a)
         )?;

@@ -100,6 +100,8 @@ pub async fn connect(
         .route(route)
         .language(args.language.clone())
         .diarization(args.diarization)
+        .channels(args.channels.clone())
+        .channel_names(args.channel_names.iter().map(|n| n.trim()))
         .concurrency(args.concurrency.get())
         .build()
         .context("building the pipeline")?;

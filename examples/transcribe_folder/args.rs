@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+use asr_pipeline::channels::ChannelMode;
 use asr_pipeline::export::Format;
 use clap::{Parser, ValueEnum};
 
@@ -43,6 +44,17 @@ pub struct Args {
     #[arg(long)]
     pub diarization: bool,
 
+    /// How the channels of a file are transcribed: `auto` (a 2-channel call with one talker
+    /// per channel is transcribed per channel, anything else mixed), `mix`, `separate` (each
+    /// channel on its own) or `separate:2` / `separate:0,2` (only those channels, 0-based).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_channels)]
+    pub channels: ChannelMode,
+
+    /// Names of the channels, comma separated (`agent,customer`): the speaker of each
+    /// channel's segments. Default `channel_0`, `channel_1`, ...
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub channel_names: Vec<String>,
+
     /// Files processed in parallel.
     #[arg(long, value_name = "N", default_value = "2")]
     pub jobs: NonZeroUsize,
@@ -58,7 +70,7 @@ pub struct Args {
 
     /// No API at all: write each input's speech segments as 16 kHz WAV files plus a
     /// `manifest.json` (start/end in ms), for use with another ASR system.
-    #[arg(long, conflicts_with_all = ["route", "language", "diarization", "endpoint"])]
+    #[arg(long, conflicts_with_all = ["route", "language", "diarization", "endpoint", "channels", "channel_names"])]
     pub split_only: bool,
 
     /// No progress bars: plain log lines on stderr (also the behaviour when stderr is not a
@@ -103,6 +115,12 @@ impl Args {
         if self.diarization && self.route == RouteArg::Sync {
             anyhow::bail!("--diarization needs the async route: use --route async or auto");
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.channel_names {
+            if n.trim().is_empty() || !seen.insert(n.trim()) {
+                anyhow::bail!("--channel-names: names must be non-empty and distinct ({n:?})");
+            }
+        }
         Ok(())
     }
 
@@ -122,6 +140,10 @@ impl Args {
             })
             .collect()
     }
+}
+
+fn parse_channels(s: &str) -> Result<ChannelMode, String> {
+    ChannelMode::from_name(s).map_err(|e| e.to_string())
 }
 
 fn parse_language(s: &str) -> Result<String, String> {

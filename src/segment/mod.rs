@@ -586,12 +586,25 @@ impl Segmenter {
     fn onset(&self, a: Samples) -> Samples {
         let limit = self.last_utt_end.unwrap_or(0);
         let mut s = a;
-        // The newest frame in `recent_loud` is the voiced frame at `a` itself.
-        for &loud in self.recent_loud.iter().rev().skip(1).take(EDGE_FRAMES) {
-            if !loud || s < limit + FRAME_U64 {
+        // The newest frame in `recent_loud` is the voiced frame at `a` itself. One frame
+        // that is not loud between loud ones (a stop consonant's closure, the dip after a
+        // breath) does not end the onset.
+        let back: Vec<bool> = self
+            .recent_loud
+            .iter()
+            .rev()
+            .skip(1)
+            .take(EDGE_FRAMES)
+            .copied()
+            .collect();
+        let mut i = 0;
+        while let Some(&loud) = back.get(i) {
+            let bridged = !loud && back.get(i + 1).copied().unwrap_or(false);
+            if (!loud && !bridged) || s < limit + FRAME_U64 {
                 break;
             }
             s -= FRAME_U64;
+            i += 1;
         }
         s
     }

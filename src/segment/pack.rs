@@ -226,8 +226,10 @@ impl Packer {
             let gap = v.start.saturating_sub(u.end);
             if gap > self.max_gap {
                 // Keep the gap's edges (where words fade in and out), leave out its middle.
-                let tail = self.max_gap - self.max_gap / 2;
-                let head = self.max_gap / 2;
+                // Word ends fade longer than onsets rise (onsets are already moved out over
+                // the loud frames before them): 70 % of the gap kept goes after the end.
+                let tail = self.max_gap * 7 / 10;
+                let head = self.max_gap - tail;
                 let span_end = (u.end + tail).min(end);
                 // Spans are in order by construction; a failed push only drops a span.
                 let _ = kept.push(span_start, span_end.saturating_sub(span_start));

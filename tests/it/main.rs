@@ -3,6 +3,7 @@
 
 mod corpus;
 
+mod channels;
 mod client;
 mod client_emulator;
 mod client_env;

@@ -30,7 +30,7 @@ const SR: u64 = 16_000;
 /// 10 ms in samples: the acceptance tolerance.
 const TOL: u64 = 160;
 
-fn units() -> Vec<Arc<Vec<i16>>> {
+pub(crate) fn units() -> Vec<Arc<Vec<i16>>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/speech");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -57,13 +57,13 @@ fn units() -> Vec<Arc<Vec<i16>>> {
 
 /// Where a unit was put: `[start, end)` in samples.
 #[derive(Clone, Copy, Debug)]
-struct Placed {
-    start: u64,
-    end: u64,
+pub(crate) struct Placed {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 /// Places `units[k]` at each `(position, k)`; returns the placements.
-fn place(units: &[Arc<Vec<i16>>], at: &[(u64, usize)]) -> Vec<(Placed, Arc<Vec<i16>>)> {
+pub(crate) fn place(units: &[Arc<Vec<i16>>], at: &[(u64, usize)]) -> Vec<(Placed, Arc<Vec<i16>>)> {
     at.iter()
         .map(|&(pos, k)| {
             let u = units[k % units.len()].clone();
@@ -80,7 +80,7 @@ fn place(units: &[Arc<Vec<i16>>], at: &[(u64, usize)]) -> Vec<(Placed, Arc<Vec<i
 
 /// The whole signal: units in digital silence with a faint deterministic noise floor
 /// (−80 dBFS).
-fn render(len: u64, placed: &[(Placed, Arc<Vec<i16>>)]) -> Vec<i16> {
+pub(crate) fn render(len: u64, placed: &[(Placed, Arc<Vec<i16>>)]) -> Vec<i16> {
     let mut rng = fastrand::Rng::with_seed(5);
     let mut x: Vec<i16> = (0..len).map(|_| rng.i16(-3..=3)).collect();
     for (p, u) in placed {
@@ -105,7 +105,7 @@ fn write_wav(path: &Path, x: &[i16]) {
     w.finalize().unwrap();
 }
 
-async fn emulator() -> RunningEmulator {
+pub(crate) async fn emulator() -> RunningEmulator {
     let mut cfg = EmulatorConfig::default();
     cfg.async_base_delay = Duration::from_millis(20);
     cfg.async_speed = 1.0e7;
@@ -129,7 +129,7 @@ fn fast_poll() -> PollOptions {
     )
 }
 
-fn builder(emu: &RunningEmulator) -> PipelineBuilder {
+pub(crate) fn builder(emu: &RunningEmulator) -> PipelineBuilder {
     Pipeline::builder()
         .client(client(emu))
         .poll_options(Some(fast_poll()))
@@ -176,7 +176,7 @@ fn parse_sync_text(t: &str) -> (f64, u32) {
 /// timeline; no result outside a unit; a unit never split between parts. (The units have
 /// sharp edges, so the emulator's energy detector hears them exactly at their first and last
 /// sample, whatever the phase of its 10 ms frames.)
-fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i16>>)]) {
+pub(crate) fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i16>>)]) {
     assert!(!t.segments.is_empty());
     for s in &t.segments {
         let hits = placed
@@ -217,7 +217,7 @@ fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i16>>)]) {
     );
 }
 
-fn collector() -> (
+pub(crate) fn collector() -> (
     Arc<Mutex<Vec<Progress>>>,
     impl Fn(&Progress) + Send + Sync + 'static,
 ) {

@@ -639,7 +639,12 @@ fn usage_errors_exit_2_with_a_message_and_write_nothing() {
     std::fs::create_dir(&input).unwrap();
     let out = dir.path().join("out");
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 13] = [
+        (&["--out", o, "--channels", "left", i], "channel mode"),
+        (
+            &["--out", o, "--channel-names", "agent,agent", i],
+            "distinct",
+        ),
         (&[i], "--out"),
         (&["--out", o], "INPUT"),
         (&["--out", o, "--formats", "srt,docx", i], "docx"),
@@ -678,4 +683,61 @@ fn usage_errors_exit_2_with_a_message_and_write_nothing() {
         );
         assert!(!out.exists(), "{args:?} wrote the output folder");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stereo_call_is_transcribed_per_channel_with_the_given_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    fs::create_dir(&input).unwrap();
+    let (_, wav) = crate::channels::stereo_call();
+    fs::write(input.join("call.wav"), wav).unwrap();
+    let out = dir.path().join("out");
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let mut c = command(&emu);
+    c.arg("--out")
+        .arg(&out)
+        .args([
+            "--formats",
+            "vtt,txt,rttm",
+            "--channel-names",
+            "agent,customer",
+        ])
+        .arg(&input);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = json(&out.join("call.json"));
+    let segs = t["segments"].as_array().unwrap();
+    assert!(!segs.is_empty());
+    for s in segs {
+        let (ch, spk) = (s["channel"].as_u64(), s["speaker"].as_str());
+        assert!(
+            matches!(
+                (ch, spk),
+                (Some(0), Some("agent")) | (Some(1), Some("customer"))
+            ),
+            "{s}"
+        );
+    }
+    let names: Vec<&str> = t["metadata"]["channels"]["separate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["agent", "customer"]);
+    let vtt = fs::read_to_string(out.join("call.vtt")).unwrap();
+    assert!(vtt.contains("<v agent>") && vtt.contains("<v customer>"));
+    let txt = fs::read_to_string(out.join("call.txt")).unwrap();
+    assert!(txt.lines().any(|l| l.starts_with("agent: ")));
+    assert!(txt.lines().any(|l| l.starts_with("customer: ")));
+    let rttm = fs::read_to_string(out.join("call.rttm")).unwrap();
+    let speakers: std::collections::BTreeSet<&str> = rttm
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .collect();
+    assert_eq!(
+        speakers.into_iter().collect::<Vec<_>>(),
+        ["agent", "customer"]
+    );
 }

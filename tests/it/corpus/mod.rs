@@ -358,9 +358,39 @@ pub struct CallSpec {
 
 /// Assembles a two-speaker conversation from clip pools `a` and `b` and hold music `music`.
 pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> Case {
+    assemble_inner(spec, a, b, music, false).0
+}
+
+/// The same call recorded the way call-centre systems record it: speaker 0 (the agent, with
+/// the hold music) on channel 0, speaker 1 (the customer) on channel 1, the line noise on
+/// both. Returns the case (its `audio` is the mono mix, as [`assemble`] gives) and the two
+/// channels at the case's rate.
+pub fn assemble_stereo(
+    spec: &CallSpec,
+    a: &[Clip],
+    b: &[Clip],
+    music: &[Vec<f32>],
+) -> (Case, [Vec<f32>; 2]) {
+    let (case, ch) = assemble_inner(spec, a, b, music, true);
+    let [l, r] = ch.unwrap_or_default();
+    (case, [l, r])
+}
+
+fn assemble_inner(
+    spec: &CallSpec,
+    a: &[Clip],
+    b: &[Clip],
+    music: &[Vec<f32>],
+    stereo: bool,
+) -> (Case, Option<[Vec<f32>; 2]>) {
     let mut rng = Rng::new(spec.seed);
     let total = (spec.secs * RATE as f64) as usize;
     let mut audio = vec![0f32; total + 120 * RATE];
+    let mut per: [Vec<f32>; 2] = if stereo {
+        [audio.clone(), audio.clone()]
+    } else {
+        [Vec::new(), Vec::new()]
+    };
     let mut utts: Vec<Utterance> = Vec::new();
     let mut music_spans = Vec::new();
     let mut t = RATE / 2 + rng.below(RATE);
@@ -396,6 +426,9 @@ pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> 
                         if let Some(o) = audio.get_mut(start + i) {
                             *o += v;
                         }
+                        if let Some(o) = per[0].get_mut(start + i) {
+                            *o += v;
+                        }
                     }
                     music_spans.push((start, start + m.len()));
                     t = start + m.len();
@@ -421,6 +454,9 @@ pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> 
             let at = t;
             for (i, v) in body.iter().enumerate() {
                 if let Some(o) = audio.get_mut(at + i) {
+                    *o += v;
+                }
+                if let Some(o) = per[usize::from(speaker)].get_mut(at + i) {
                     *o += v;
                 }
             }
@@ -456,6 +492,10 @@ pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> 
     audio.truncate(len);
     let noise = line_noise(&mut rng, len, spec.noise_dbfs);
     audio.iter_mut().zip(&noise).for_each(|(a, n)| *a += n);
+    for p in &mut per {
+        p.truncate(len);
+        p.iter_mut().zip(&noise).for_each(|(a, n)| *a += n);
+    }
     utts.sort_by_key(|u| (u.start, u.end));
     let mut case = Case {
         name: spec.name.clone(),
@@ -467,8 +507,38 @@ pub fn assemble(spec: &CallSpec, a: &[Clip], b: &[Clip], music: &[Vec<f32>]) -> 
     };
     if spec.telephone {
         case = to_telephone(case);
+        if stereo {
+            per = [telephone(&per[0]), telephone(&per[1])];
+        }
     }
-    case
+    (case, stereo.then_some(per))
+}
+
+/// A WAV file (16-bit PCM) of `channels` (all the same length) at `rate`.
+pub fn wav_bytes_channels(rate: usize, channels: &[&[f32]]) -> Vec<u8> {
+    let ch = channels.len();
+    let n = channels.first().map_or(0, |c| c.len());
+    let data_len = n * ch * 2;
+    let mut v = Vec::with_capacity(44 + data_len);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&(ch as u16).to_le_bytes());
+    v.extend_from_slice(&(rate as u32).to_le_bytes());
+    v.extend_from_slice(&((rate * ch * 2) as u32).to_le_bytes());
+    v.extend_from_slice(&((ch * 2) as u16).to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(data_len as u32).to_le_bytes());
+    for i in 0..n {
+        for c in channels {
+            let s = (c[i].clamp(-1.0, 1.0) * 32767.0).round() as i16;
+            v.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    v
 }
 
 /// The case through a telephone channel at 8 kHz (positions halved).
