@@ -11,6 +11,12 @@ for t in decoder stream; do
   # The smallest speech clips only: small seeds keep the decoder target fast.
   for f in ../testdata/speech/u2_hello.wav ../testdata/speech/u3_hold.wav; do cp "$f" "corpus/$t/"; done
 done
+# Channels: the first byte picks the mode (0 Auto, 2 Separate), the rest is an audio file.
+mkdir -p corpus/channels
+for f in ../testdata/formats/*.*; do
+  [ "$(basename "$f")" = README.md ] && continue
+  for m in 0 2; do { printf "\\x0$m"; cat "$f"; } >"corpus/channels/$m-$(basename "$f")"; done
+done
 mkdir -p corpus/api_responses
 seed() { printf "\\x$(printf %02x "$1")%s" "$2" >"corpus/api_responses/$1_$3"; }
 seed 0 '{"data":[{"start":"0.5","end":1200,"speaker":"speaker_0","text":"sawubona","language":"zu-ZA"}],"status":"completed"}' async

@@ -12,8 +12,9 @@
 //! - [`ChannelMode::Auto`] (the default): a 2-channel file is judged on its first minutes
 //!   (at most [`AUTO_WINDOW_SECS`] s, earlier once both channels have spoken enough):
 //!   channels with little correlation and mostly disjoint activity are different talkers and
-//!   go [`ChannelMode::Separate`]; stereo music, a duplicated mono signal, a channel that is
-//!   silent all along, and any file with more than 2 channels are mixed.
+//!   go [`ChannelMode::Separate`] (also when one channel is still silent at the end of the
+//!   window: a party that has not spoken yet); stereo music, a duplicated mono signal, a
+//!   file without sound, and any file with more than 2 channels are mixed.
 //!
 //! The file is decoded once whatever the mode: the channels are taken from the same decoded
 //! frames. Auto's judging window is held in memory (at most `AUTO_WINDOW_SECS` s of both
@@ -97,7 +98,7 @@ const EARLY_AFTER: Samples = 30 * RATE as Samples;
 const EARLY_ACTIVE: Samples = 5 * RATE as Samples;
 /// Judging frame: 20 ms.
 const FRAME: usize = RATE as usize / 50;
-/// A channel active for less than this (1 s) in the window is treated as silent: mixed.
+/// Separation needs at least one channel active for this long (1 s) in the window.
 const MIN_ACTIVE: Samples = RATE as Samples;
 /// Different talkers: |correlation| below this ...
 const MAX_CORRELATION: f64 = 0.5;
@@ -202,10 +203,13 @@ impl Judge {
     }
 }
 
-/// Whether `s` says the two channels carry different talkers.
+/// Whether `s` says the two channels carry different talkers. A channel silent all through
+/// the window counts as a party that has not spoken yet (a call that starts with the agent's
+/// greeting or hold music): separating costs nothing there (a silent channel sends nothing)
+/// and keeps who speaks once it does.
 fn different_talkers(s: &AutoStats) -> bool {
     let min_active = MIN_ACTIVE as f64 / f64::from(RATE);
-    s.active_secs.iter().all(|&t| t >= min_active)
+    s.active_secs.iter().any(|&t| t >= min_active)
         && s.correlation.abs() < MAX_CORRELATION
         && s.overlap < MAX_OVERLAP
 }
@@ -383,7 +387,7 @@ impl Chooser {
         if self
             .held
             .first()
-            .is_some_and(|q| q.is_empty() && q.capacity() > 4 * max)
+            .is_some_and(|q| q.is_empty() && q.capacity() > max.saturating_mul(4))
         {
             // The judging window is handed on: its memory is not needed again.
             self.held.iter_mut().for_each(VecDeque::shrink_to_fit);
@@ -496,10 +500,21 @@ mod tests {
     }
 
     #[test]
-    fn one_silent_channel_is_mixed() {
-        let (a, _) = turns(20);
+    fn a_channel_silent_through_the_window_is_still_separated() {
+        let (a, _) = turns(150);
         let z = vec![0.0; a.len()];
-        let (c, _) = run(&a, &z);
+        let (c, got) = run(&a, &z);
+        let choice = c.choice().unwrap();
+        assert_eq!(choice.channels, Some(vec![0, 1]));
+        // It waited the whole window for the silent party.
+        assert!(choice.auto.unwrap().judged_secs >= f64::from(AUTO_WINDOW_SECS));
+        assert_eq!(got, vec![a, z]);
+    }
+
+    #[test]
+    fn silence_on_both_channels_is_mixed() {
+        let z = vec![0.0; 20 * RATE as usize];
+        let (c, _) = run(&z, &z);
         assert_eq!(c.choice().unwrap().channels, None);
     }
 
@@ -512,5 +527,44 @@ mod tests {
         assert_eq!(c.take(&mut out, usize::MAX), 0);
         c.finish();
         assert_eq!(c.take(&mut out, usize::MAX), a.len());
+    }
+}
+
+/// For the fuzz target `fuzz/fuzz_targets/channels.rs` only: not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::ChannelMode;
+    use crate::decode::Decoder;
+    use crate::stream::{TrackOptions, TrackStream};
+
+    /// Decodes `data` into the tracks `mode` chooses, up to `cap` samples per track,
+    /// checking that blocks follow each other on the timeline and that every track of a
+    /// block has the same length. Errors of the input end the run.
+    pub fn tracks(data: &[u8], mode: &ChannelMode, cap: u64) {
+        let Ok(d) = Decoder::from_reader(std::io::Cursor::new(data.to_vec()), None) else {
+            return;
+        };
+        let Ok(lanes) = super::lanes(mode, d.info().channels.get()) else {
+            return;
+        };
+        let Ok(mut s) = TrackStream::new(Box::new(d), &lanes, None, TrackOptions::default()) else {
+            return;
+        };
+        let mut next = 0u64;
+        while next < cap {
+            match s.next_block() {
+                Ok(Some(b)) => {
+                    assert_eq!(b.start, next, "a block off the timeline");
+                    let n = b.len();
+                    assert!(
+                        b.tracks.iter().all(|t| t.len() == n),
+                        "tracks of unequal length"
+                    );
+                    assert!(b.tracks.iter().flatten().all(|v| v.is_finite()));
+                    next += n as u64;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ use asr_pipeline::ErrorKind;
 
 use crate::corpus::{self, CallSpec, Case};
 use crate::pipeline::{
-    assert_on_true_times, builder, collector, emulator, place, render, units, Placed,
+    assert_on_true_times, builder, collector, emulator, journaled, place, render, units, Placed,
 };
 
 const SR: u64 = 16_000;
@@ -476,4 +476,52 @@ async fn a_channel_list_takes_only_those_channels() {
     assert!(matches!(e.kind(), ErrorKind::Unsupported { .. }), "{e}");
     assert!(e.is_bad_input() && !e.stops_batch());
     assert!(e.to_string().contains("three.wav"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
+    let u = units();
+    let len = 30 * SR;
+    let a = place(&u, &every(SR / 2, 30, 5));
+    let b = place(&u, &every(2 * SR, 30, 6));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("call.wav");
+    write_channels(&path, &[&render(len, &a), &render(len, &b)]);
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .normalize(None)
+        .channels(ChannelMode::Separate(vec![]))
+        .temp_dir(dir.path())
+        .build()
+        .unwrap();
+    let (events, sink) = collector();
+    let first = p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
+    let journal = journaled(&events.lock().unwrap());
+    let channels: Vec<Option<u16>> = journal.iter().map(|u| u.channel).collect();
+    assert_eq!(channels.len(), 2, "one upload per channel: {channels:?}");
+    let uploads = |emu: &botlhale_emulator::RunningEmulator| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.path.contains("upload") || r.path.starts_with("/s3"))
+            .count()
+    };
+    // Half a journal (one channel uploaded): only the other channel goes up again.
+    emu.clear_requests();
+    let half = p
+        .transcribe(Job::path(&path).resume(journal[..1].to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(half.segments, first.segments);
+    assert_eq!(uploads(&emu), 2, "one upload (form + storage POST)");
+    // A complete journal does not even need the audio.
+    emu.clear_requests();
+    std::fs::remove_file(&path).unwrap();
+    let again = p
+        .transcribe(Job::path(&path).resume(journal))
+        .await
+        .unwrap();
+    assert_eq!(again.segments, first.segments);
+    assert_eq!(uploads(&emu), 0);
+    assert_eq!(again.metadata.channels.unwrap().separate.len(), 2);
 }

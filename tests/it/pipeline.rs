@@ -217,6 +217,19 @@ pub(crate) fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i1
     );
 }
 
+/// The uploads reported in `events` (what a batch journals), through a JSON round trip as the
+/// CLI stores them.
+pub(crate) fn journaled(events: &[Progress]) -> Vec<UploadedPart> {
+    let v: Vec<UploadedPart> = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Uploaded(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap()
+}
+
 pub(crate) fn collector() -> (
     Arc<Mutex<Vec<Progress>>>,
     impl Fn(&Progress) + Send + Sync + 'static,
@@ -604,19 +617,8 @@ async fn resumed_async_jobs_are_polled_not_uploaded_again() {
         .unwrap();
     let (events, sink) = collector();
     let first = p.transcribe(Job::path(&path).progress(sink)).await.unwrap();
-    let journal: Vec<UploadedPart> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Progress::Uploaded(u) => Some(u.clone()),
-            _ => None,
-        })
-        .collect();
+    let journal = journaled(&events.lock().unwrap());
     assert_eq!(journal.len(), 1);
-    // The journal survives a round trip through JSON (the CLI stores it).
-    let journal: Vec<UploadedPart> =
-        serde_json::from_str(&serde_json::to_string(&journal).unwrap()).unwrap();
     emu.clear_requests();
     let again = p
         .transcribe(Job::path(&path).resume(journal.clone()))
