@@ -11,7 +11,8 @@
 //!   name.
 //! - [`ChannelMode::Auto`] (the default): a 2-channel file is judged on its first minutes
 //!   (at most [`AUTO_WINDOW_SECS`] s, earlier once both channels have spoken enough):
-//!   channels with little correlation and mostly disjoint activity are different talkers and
+//!   channels with little correlation whose sound is mostly one channel's at a time (one
+//!   channel 12 dB or more above the other in most 20 ms frames) are different talkers and
 //!   go [`ChannelMode::Separate`] (also when one channel is still silent at the end of the
 //!   window: a party that has not spoken yet); stereo music, a duplicated mono signal, a
 //!   file without sound, and any file with more than 2 channels are mixed.
@@ -102,8 +103,10 @@ const FRAME: usize = RATE as usize / 50;
 const MIN_ACTIVE: Samples = RATE as Samples;
 /// Different talkers: |correlation| below this ...
 const MAX_CORRELATION: f64 = 0.5;
-/// ... and at most this share of the active frames with both channels active.
-const MAX_OVERLAP: f64 = 0.5;
+/// ... and at most this share of the sounding frames with both channels sounding.
+const MAX_OVERLAP: f64 = 0.4;
+/// A channel this much louder than the other in a frame has it to itself: 12 dB.
+const DOMINANT_DB: f64 = 12.0;
 
 /// What [`ChannelMode::Auto`] measured on a 2-channel file, recorded in the transcript.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -113,7 +116,13 @@ pub struct AutoStats {
     /// Correlation of the two channels at lag 0 over the frames where either is active
     /// (1 for a duplicated mono signal, about 0 for two talkers).
     pub correlation: f64,
-    /// Frames where both channels are active, as a share of those where either is.
+    /// Correlation of the two channels' loudness (dB per 20 ms frame) over the frames where
+    /// either is active: near 1 when both follow the same sound (music, one voice twice), 0 or
+    /// below when they take turns.
+    pub envelope: f64,
+    /// Of the frames where either channel sounds, the share where neither is 12 dB or more
+    /// louder than the other: both sound at once (low for two parties taking turns, high for
+    /// music or one signal twice).
     pub overlap: f64,
     /// Seconds each channel was active.
     pub active_secs: [f64; 2],
@@ -168,16 +177,24 @@ impl Judge {
 
     fn stats(&self) -> AutoStats {
         let (a, b) = (self.activity(0), self.activity(1));
+        let db = |e: f64| 10.0 * (e / FRAME as f64 + 1e-20).log10();
         let (mut both, mut any) = (0usize, 0usize);
         let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+        let mut pairs = Vec::new();
         for ((f, &x), &y) in self.frames.iter().zip(&a).zip(&b) {
-            if x || y {
-                any += 1;
-                sxx += f[0];
-                syy += f[1];
-                sxy += f[2];
+            if !(x || y) {
+                continue;
             }
-            if x && y {
+            any += 1;
+            sxx += f[0];
+            syy += f[1];
+            sxy += f[2];
+            let (d0, d1) = (db(f[0]), db(f[1]));
+            pairs.push((d0, d1));
+            // Both sound in this frame: neither channel is DOMINANT_DB above the other (one
+            // talker with the other party silent is 30 dB and more apart; music, one voice
+            // twice, a stereo recording of one room are within a few dB).
+            if (d0 - d1).abs() < DOMINANT_DB {
                 both += 1;
             }
         }
@@ -190,6 +207,7 @@ impl Judge {
         AutoStats {
             judged_secs: secs(self.frames.len()),
             correlation,
+            envelope: pearson(&pairs),
             overlap: if any > 0 {
                 both as f64 / any as f64
             } else {
@@ -200,6 +218,28 @@ impl Judge {
                 secs(b.iter().filter(|&&x| x).count()),
             ],
         }
+    }
+}
+
+/// Pearson correlation of the pairs (0 when undefined).
+fn pearson(v: &[(f64, f64)]) -> f64 {
+    let n = v.len() as f64;
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = v
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in v {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx > 0.0 && syy > 0.0 {
+        sxy / (sxx * syy).sqrt()
+    } else {
+        0.0
     }
 }
 

@@ -441,7 +441,9 @@ impl PipelineBuilder {
 
     /// Async route: cut silences at least this long out of the upload (saves billed minutes;
     /// a time map restores original times; 250 ms of silence is kept on each side of speech).
-    /// Default `None` (everything is uploaded). At least 2 s.
+    /// Default `None`: everything is uploaded, except for channels transcribed separately
+    /// ([`PipelineBuilder::channels`]), whose silences of 2 s or more (the other party's turns)
+    /// are left out. At least 2 s.
     pub fn remove_silence(mut self, min_silence: Option<Duration>) -> Self {
         self.remove_silence = min_silence;
         self

@@ -364,6 +364,18 @@ async fn async_route_sends_one_job_per_channel_and_keeps_true_times() {
     let t = p.transcribe_path(&path).await.unwrap();
     let parts: Vec<Option<u16>> = t.metadata.parts.iter().map(|p| p.channel).collect();
     assert_eq!(parts, vec![Some(0), Some(1)], "one job per channel");
+    // Silences of 2 s and more (the other party's turns) are left out of each channel's
+    // upload: far less than twice the file's length.
+    let secs = len as f64 / SR as f64;
+    eprintln!(
+        "uploaded {:.1} s for a {secs} s 2-channel file",
+        t.metadata.audio_seconds_sent
+    );
+    assert!(
+        t.metadata.audio_seconds_sent < 1.2 * secs,
+        "{:?}",
+        t.metadata
+    );
     for (c, name, placed) in [(0u16, "agent", &a), (1, "customer", &b)] {
         let mine = Transcript {
             segments: t
@@ -399,22 +411,20 @@ async fn async_route_sends_one_job_per_channel_and_keeps_true_times() {
 async fn auto_mixes_stereo_music_and_a_duplicated_mono_signal() {
     let emu = emulator().await;
     let p = builder(&emu).route(Route::Sync).build().unwrap();
-    // Real stereo music (orchestral, Vorbis 44.1 kHz).
+    // Real stereo music (orchestral, Vorbis 44.1 kHz): six tracks.
     corpus::require();
-    let track = corpus::music_files()
-        .into_iter()
-        .next()
-        .expect("a music file");
-    let t = p.transcribe_path(&track).await.unwrap();
-    let ch = t
-        .metadata
-        .channels
-        .expect("a stereo file records its channels");
-    eprintln!("stereo music: {:?}", ch.auto);
-    assert_eq!(ch.file_channels, 2);
-    assert!(ch.separate.is_empty(), "music is mixed: {:?}", ch.auto);
-    assert!(ch.auto.is_some());
-    assert!(t.segments.iter().all(|s| s.channel.is_none()));
+    for track in corpus::music_files().iter().take(6) {
+        let t = p.transcribe_path(track).await.unwrap();
+        let ch = t
+            .metadata
+            .channels
+            .expect("a stereo file records its channels");
+        eprintln!("stereo music {}: {:?}", track.display(), ch.auto);
+        assert_eq!(ch.file_channels, 2);
+        assert!(ch.separate.is_empty(), "music is mixed: {:?}", ch.auto);
+        assert!(ch.auto.is_some());
+        assert!(t.segments.iter().all(|s| s.channel.is_none()));
+    }
 
     // The call's mono mix on both channels.
     let (case, _) = stereo_call();
