@@ -110,6 +110,7 @@ const DOMINANT_DB: f64 = 12.0;
 
 /// What [`ChannelMode::Auto`] measured on a 2-channel file, recorded in the transcript.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AutoStats {
     /// Seconds of audio judged.
     pub judged_secs: f64,
@@ -121,8 +122,9 @@ pub struct AutoStats {
     /// below when they take turns.
     pub envelope: f64,
     /// Of the frames where either channel sounds, the share where neither is 12 dB or more
-    /// louder than the other: both sound at once (low for two parties taking turns, high for
-    /// music or one signal twice).
+    /// louder than the other, each measured from its own loud level (95th percentile of its
+    /// frames): both sound at once (low for two parties taking turns, high for music or one
+    /// signal twice).
     pub overlap: f64,
     /// Seconds each channel was active.
     pub active_secs: [f64; 2],
@@ -158,10 +160,10 @@ impl Judge {
         (self.frames.len() * FRAME) as Samples
     }
 
-    /// Which frames each channel is active in: 12 dB over its noise floor (10th percentile
+    /// Which frames channel `ch` is active in: 12 dB over its noise floor (10th percentile
     /// of frame energies), at most 40 dB under its loud frames (95th percentile), and above
-    /// −70 dBFS.
-    fn activity(&self, ch: usize) -> Vec<bool> {
+    /// −70 dBFS; and the level of its loud frames.
+    fn activity(&self, ch: usize) -> (Vec<bool>, f64) {
         let db = |e: f64| 10.0 * (e / FRAME as f64 + 1e-20).log10();
         let mut sorted: Vec<f64> = self.frames.iter().map(|f| db(f[ch])).collect();
         sorted.sort_by(f64::total_cmp);
@@ -171,12 +173,24 @@ impl Judge {
                 .copied()
                 .unwrap_or(-200.0)
         };
-        let threshold = (pick(0.10) + 12.0).max(pick(0.95) - 40.0).max(-70.0);
-        self.frames.iter().map(|f| db(f[ch]) > threshold).collect()
+        let loud = pick(0.95);
+        let threshold = (pick(0.10) + 12.0).max(loud - 40.0).max(-70.0);
+        (
+            self.frames.iter().map(|f| db(f[ch]) > threshold).collect(),
+            loud,
+        )
     }
 
     fn stats(&self) -> AutoStats {
-        let (a, b) = (self.activity(0), self.activity(1));
+        let ((a, mut loud0), (b, mut loud1)) = (self.activity(0), self.activity(1));
+        // A channel that has not spoken has no level of its own: compare it on the other's.
+        let spoke =
+            |v: &[bool]| (v.iter().filter(|&&x| x).count() * FRAME) as Samples >= MIN_ACTIVE;
+        match (spoke(&a), spoke(&b)) {
+            (true, false) => loud1 = loud0,
+            (false, true) => loud0 = loud1,
+            _ => {}
+        }
         let db = |e: f64| 10.0 * (e / FRAME as f64 + 1e-20).log10();
         let (mut both, mut any) = (0usize, 0usize);
         let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
@@ -191,10 +205,11 @@ impl Judge {
             sxy += f[2];
             let (d0, d1) = (db(f[0]), db(f[1]));
             pairs.push((d0, d1));
-            // Both sound in this frame: neither channel is DOMINANT_DB above the other (one
-            // talker with the other party silent is 30 dB and more apart; music, one voice
-            // twice, a stereo recording of one room are within a few dB).
-            if (d0 - d1).abs() < DOMINANT_DB {
+            // Both sound in this frame: neither channel is DOMINANT_DB above the other, each
+            // measured from its own loud level (the two legs of a call are recorded at
+            // different levels). One talker with the other party silent is 25 dB and more
+            // apart; music, one voice twice, a stereo recording of one room a few dB.
+            if ((d0 - loud0) - (d1 - loud1)).abs() < DOMINANT_DB {
                 both += 1;
             }
         }
@@ -529,6 +544,22 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_leg_and_a_noisy_leg_are_still_separated() {
+        // Agent at about −33 dBFS on a clean line, customer at −20 dBFS over line noise at
+        // −45 dBFS: in absolute terms the agent barely rises over the customer's noise.
+        let (a, b) = turns(60);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let a: Vec<f32> = a.iter().map(|x| x * 0.075).collect();
+        let b: Vec<f32> = b
+            .iter()
+            .map(|x| x + 0.0056 * 1.7 * (rng.f32() - 0.5) * 2.0)
+            .collect();
+        let (c, _) = run(&a, &b);
+        let choice = c.choice().unwrap();
+        assert_eq!(choice.channels, Some(vec![0, 1]), "{:?}", choice.auto);
+    }
+
+    #[test]
     fn the_same_signal_twice_is_mixed() {
         let (a, b) = turns(60);
         let m: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
@@ -603,7 +634,14 @@ pub mod __fuzz {
                     assert!(b.tracks.iter().flatten().all(|v| v.is_finite()));
                     next += n as u64;
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => {
+                    // Everything decoded was handed out, exactly, whether the input ended
+                    // or broke; after the end or the error, nothing more.
+                    let want = crate::time::rescale(s.frames_in(), s.rate_in());
+                    assert_eq!(next, want, "samples handed out vs frames decoded");
+                    assert!(matches!(s.next_block(), Ok(None)), "output after the end");
+                    break;
+                }
             }
         }
     }

@@ -179,6 +179,7 @@ pub struct Channels {
 
 /// A channel transcribed on its own, and its speaker name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NamedChannel {
     /// 0-based channel index in the file.
     pub channel: u16,
@@ -199,6 +200,9 @@ pub struct FailedSegment {
     pub end: Samples,
     /// The error, as text (tokens redacted by the client).
     pub error: String,
+    /// The channel it was cut from, when channels are transcribed separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
 }
 
 /// The input ended early: only its first `decoded_secs` seconds were transcribed.

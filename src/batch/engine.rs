@@ -156,9 +156,10 @@ impl Events {
                 .parts
                 .lock()
                 .map_err(|_| Error::internal("the parts lock is poisoned"))?;
-            p.retain(|q| q.part != part.part);
+            // Parts are numbered per channel when channels are transcribed separately.
+            p.retain(|q| (q.channel, q.part) != (part.channel, part.part));
             p.push(part);
-            p.sort_by_key(|q| q.part);
+            p.sort_by_key(|q| (q.channel, q.part));
             p.clone()
         };
         self.record(State::Uploaded { parts })

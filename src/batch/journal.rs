@@ -290,12 +290,16 @@ fn merge(prev: Option<&Record>, mut r: Record) -> Record {
     ) = (prev, &mut r.state)
     {
         if *key == r.key && *settings == r.settings {
+            // Parts are numbered per channel when channels are transcribed separately.
             for p in old {
-                if !parts.iter().any(|q| q.part == p.part) {
+                if !parts
+                    .iter()
+                    .any(|q| (q.channel, q.part) == (p.channel, p.part))
+                {
                     parts.push(p.clone());
                 }
             }
-            parts.sort_by_key(|p| p.part);
+            parts.sort_by_key(|p| (p.channel, p.part));
         }
     }
     r
@@ -350,6 +354,39 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = OutDir::open(&d.path().join("out"), &[], &[]).unwrap();
         (d, out)
+    }
+
+    #[test]
+    fn parts_of_two_channels_with_the_same_number_are_both_kept() {
+        let (_d, out) = tmp_out();
+        let k = key("/call", 1);
+        let on = |c: u16, n: &str| UploadedPart {
+            channel: Some(c),
+            channels: vec![0, 1],
+            file_channels: 2,
+            parts_total: 1,
+            ..part(0, n)
+        };
+        {
+            let j = FileJournal::open(&out).unwrap();
+            j.append(&rec(&k, State::Planned)).unwrap();
+            for (c, n) in [(1, "asr_c1"), (0, "asr_c0")] {
+                j.append(&rec(
+                    &k,
+                    State::Uploaded {
+                        parts: vec![on(c, n)],
+                    },
+                ))
+                .unwrap();
+            }
+        }
+        let j = FileJournal::open(&out).unwrap();
+        assert_eq!(
+            Plan::of(j.latest(&k.path).as_ref(), &k, "s", "o", |_| true),
+            Plan::Todo {
+                resume: vec![on(0, "asr_c0"), on(1, "asr_c1")]
+            }
+        );
     }
 
     #[test]

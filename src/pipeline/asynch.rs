@@ -299,7 +299,7 @@ fn encode_parts(
     input: &Input,
     path: &Path,
     lanes: Lanes,
-    gains: Vec<f32>,
+    gains: Vec<Option<f32>>,
     plans: &[Vec<PartPlan>],
     todo: &[Vec<bool>],
     temp_dir: &Path,
@@ -307,10 +307,15 @@ fn encode_parts(
     progress: Option<ProgressFn>,
     tx: &mpsc::Sender<Result<Encoded>>,
 ) -> Result<()> {
-    let opts = TrackOptions {
-        normalize: Normalization::Fixed(1.0),
-        gains,
-        ..TrackOptions::default()
+    // Without normalisation the level goes up as recorded (DC removed), as for a mono file.
+    let opts = if gains.iter().any(Option::is_some) {
+        TrackOptions {
+            normalize: Normalization::Fixed(1.0),
+            gains: gains.iter().map(|g| g.unwrap_or(1.0)).collect(),
+            ..TrackOptions::default()
+        }
+    } else {
+        TrackOptions::default()
     };
     let (mut stream, _) = source::open_tracks(input, path, Select::Lanes(lanes), opts)?;
     let mut report = DecodeReporter::new(progress, 2);
@@ -434,6 +439,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
     let fetches = uploaded.iter().map(|u| async move {
         ctx.emit(Progress::Polling {
             part: u.part,
+            channel: u.channel,
             file_name: u.file_name.clone(),
         });
         let audio = Duration::from_secs_f64(to_secs(
@@ -444,6 +450,7 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
         let r = api::wait(&inner.client, &u.file_name, audio, inner.poll.as_ref()).await?;
         ctx.emit(Progress::PartDone {
             part: u.part,
+            channel: u.channel,
             pieces: r.pieces.len(),
         });
         Ok::<_, Error>(r)
@@ -586,7 +593,15 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
         parts: plans.iter().map(Vec::len).sum(),
         upload_seconds: to_secs(plans.iter().flatten().map(PartPlan::uploaded_len).sum()),
     });
-    let separate = choice.channels.clone().unwrap_or_default();
+    // The separated channels that have parts (a channel without speech has none): what a
+    // complete journal must hold parts for.
+    let separate: Vec<u16> = analysis
+        .tracks
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| !p.is_empty())
+        .filter_map(|(t, _)| t.channel)
+        .collect();
     let as_uploaded = |track: usize, p: &PartPlan, file_name: String| UploadedPart {
         part: p.index,
         parts_total: plans.get(track).map_or(0, Vec::len),
@@ -620,7 +635,7 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
         .map(|d| d.iter().map(Option::is_none).collect())
         .collect();
     if todo.iter().flatten().any(|&t| t) {
-        let gains: Vec<f32> = analysis
+        let gains: Vec<Option<f32>> = analysis
             .tracks
             .iter()
             .map(|t| {
@@ -628,7 +643,7 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
                     .normalize
                     .as_ref()
                     .zip(t.loudness)
-                    .map_or(1.0, |(n, l): (&NormalizeOptions, Loudness)| l.gain(n))
+                    .map(|(n, l): (&NormalizeOptions, Loudness)| l.gain(n))
             })
             .collect();
         let (tx, mut rx) = mpsc::channel::<Result<Encoded>>(1);

@@ -168,6 +168,8 @@ pub enum Progress {
     Polling {
         /// 0-based part index.
         part: usize,
+        /// The channel it carries, when channels are transcribed separately.
+        channel: Option<u16>,
         /// The server's file name of the job.
         file_name: String,
     },
@@ -175,6 +177,8 @@ pub enum Progress {
     PartDone {
         /// 0-based part index.
         part: usize,
+        /// The channel it carries, when channels are transcribed separately.
+        channel: Option<u16>,
         /// Timestamps in its result.
         pieces: usize,
     },
@@ -206,7 +210,8 @@ pub struct UploadedPart {
     /// The file's channel this part carries, when channels are transcribed separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<u16>,
-    /// Every channel transcribed separately (empty: the channels were mixed).
+    /// The channels transcribed separately that have parts (a channel without speech has
+    /// none); empty when the channels were mixed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<u16>,
     /// Channels in the file.
@@ -550,11 +555,28 @@ impl PipelineBuilder {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        for n in &self.channel_names {
+        for (i, n) in self.channel_names.iter().enumerate() {
             let t = n.trim();
-            if t.is_empty() || t.chars().any(char::is_control) || !seen.insert(t.to_string()) {
+            // `channel_3` may only name channel 3: it is channel 3's default name.
+            let default_of_another = t
+                .strip_prefix("channel_")
+                .and_then(|k| k.parse::<usize>().ok())
+                .is_some_and(|k| k != i);
+            if t.is_empty()
+                || t.chars().any(char::is_control)
+                || !seen.insert(t.to_string())
+                || default_of_another
+            {
                 return Err(Error::config(format!(
-                    "channel name {n:?}: names must be non-empty, distinct and on one line"
+                    "channel name {n:?}: names must be non-empty, distinct, on one line, and not another channel's default name"
+                )));
+            }
+        }
+        if let ChannelMode::Separate(list) = &self.channels {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = list.iter().find(|&&c| !seen.insert(c)) {
+                return Err(Error::config(format!(
+                    "channel {dup} is listed twice in ChannelMode::Separate"
                 )));
             }
         }
@@ -702,15 +724,18 @@ impl Pipeline {
     /// finished files. The segmenter, merge and silence options enter as a hash of their
     /// `Debug` text (FNV-1a).
     pub(crate) fn settings_text(&self) -> String {
-        let options = format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}",
-            self.inner.segmenter,
-            self.inner.merge,
-            self.inner.remove_silence,
-            self.inner.max_part,
-            self.inner.channels,
-            self.inner.channel_names
+        let mut options = format!(
+            "{:?}{:?}{:?}{:?}",
+            self.inner.segmenter, self.inner.merge, self.inner.remove_silence, self.inner.max_part
         );
+        // Channel options enter only when they are not the defaults, so that journals written
+        // before channels existed still match (a mono file's result does not depend on them).
+        if self.inner.channels != ChannelMode::default() || !self.inner.channel_names.is_empty() {
+            options.push_str(&format!(
+                "{:?}{:?}",
+                self.inner.channels, self.inner.channel_names
+            ));
+        }
         let hash = options.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });

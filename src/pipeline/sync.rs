@@ -238,7 +238,8 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx) -> Result<Transcript> {
                         let error = e.to_string();
                         tracing::warn!(index, %error, "segment failed; the run goes on without it");
                         ctx.emit(Progress::SegmentFailed { index, error: error.clone() });
-                        failed.push(FailedSegment { index, start: seg.start, end: seg.end, error });
+                        let channel = labels.get(track).and_then(|l: &(Option<u16>, Option<String>)| l.0);
+                        failed.push(FailedSegment { index, start: seg.start, end: seg.end, error, channel });
                         first_error.get_or_insert(e);
                         continue;
                     }

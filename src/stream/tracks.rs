@@ -140,6 +140,8 @@ pub(crate) struct TrackStream {
     scratch: Vec<f32>,
     out: Vec<Vec<f32>>,
     pos: Samples,
+    /// Frames read from the source.
+    frames_in: u64,
     state: State,
 }
 
@@ -200,6 +202,7 @@ impl TrackStream {
             scratch: Vec::new(),
             out: Vec::new(),
             pos: 0,
+            frames_in: 0,
             state: State::Running,
         })
     }
@@ -207,6 +210,16 @@ impl TrackStream {
     /// What was chosen, once known (always known before the first block).
     pub(crate) fn choice(&self) -> Option<&Choice> {
         self.chooser.choice()
+    }
+
+    /// Frames read from the source so far (at its native rate).
+    pub(crate) fn frames_in(&self) -> u64 {
+        self.frames_in
+    }
+
+    /// The source's native rate.
+    pub(crate) fn rate_in(&self) -> NonZeroU32 {
+        self.source.sample_rate()
     }
 
     /// Channels in the source.
@@ -270,7 +283,8 @@ impl TrackStream {
                     end = Some(State::Ended);
                     break;
                 }
-                Ok(_) => {
+                Ok(n) => {
+                    self.frames_in += n as u64;
                     for l in &mut self.lanes {
                         let start = l.out.len();
                         let r = match l.channel {

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use asr_pipeline::channels::ChannelMode;
 use asr_pipeline::pipeline::{Job, Progress, Route};
-use asr_pipeline::transcript::{NamedChannel, Source, Transcript};
+use asr_pipeline::transcript::{Source, Transcript};
 use asr_pipeline::ErrorKind;
 
 use crate::corpus::{self, CallSpec, Case};
@@ -126,18 +126,14 @@ async fn a_two_channel_call_is_transcribed_per_channel_every_utterance_once() {
 
     let ch = t.metadata.channels.as_ref().expect("channels recorded");
     assert_eq!(ch.file_channels, 2);
+    let separate: Vec<(u16, &str)> = ch
+        .separate
+        .iter()
+        .map(|c| (c.channel, c.name.as_str()))
+        .collect();
     assert_eq!(
-        ch.separate,
-        vec![
-            NamedChannel {
-                channel: 0,
-                name: "agent".into()
-            },
-            NamedChannel {
-                channel: 1,
-                name: "customer".into()
-            }
-        ],
+        separate,
+        [(0, "agent"), (1, "customer")],
         "Auto separates a call with one talker per channel: {:?}",
         ch.auto
     );
@@ -477,6 +473,16 @@ async fn a_channel_list_takes_only_those_channels() {
     let ch = t.metadata.channels.unwrap();
     assert!(ch.separate.is_empty() && ch.auto.is_none());
 
+    // A channel listed twice, a name that is another channel's default: refused up front.
+    for b in [
+        builder(&emu).channels(ChannelMode::Separate(vec![2, 2])),
+        builder(&emu).channel_names(["channel_1"]),
+        builder(&emu).channel_names(["agent", "agent"]),
+    ] {
+        let e = b.build().unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidConfig { .. }), "{e}");
+    }
+
     // A channel the file does not have: an error for this file (a batch goes on), naming it.
     let p = builder(&emu)
         .channels(ChannelMode::Separate(vec![3]))
@@ -534,4 +540,18 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
     assert_eq!(again.segments, first.segments);
     assert_eq!(uploads(&emu), 0);
     assert_eq!(again.metadata.channels.unwrap().separate.len(), 2);
+
+    // Speech on one channel only: the silent channel has no part, and the journal of the
+    // other is complete on its own.
+    let one = dir.path().join("one.wav");
+    write_channels(&one, &[&render(len, &a), &render(len, &[])]);
+    let (events, sink) = collector();
+    let first = p.transcribe(Job::path(&one).progress(sink)).await.unwrap();
+    let journal = journaled(&events.lock().unwrap());
+    assert_eq!(journal.len(), 1);
+    emu.clear_requests();
+    std::fs::remove_file(&one).unwrap();
+    let again = p.transcribe(Job::path(&one).resume(journal)).await.unwrap();
+    assert_eq!(again.segments, first.segments);
+    assert_eq!(uploads(&emu), 0);
 }
