@@ -52,6 +52,14 @@
 //! Every request is recorded ([`RunningEmulator::requests`]) with a key identifying the
 //! logical request, so tests can count retries.
 //!
+//! # Capacity, latency, bandwidth
+//! To test a client's concurrency control and slow uplinks:
+//! [`EmulatorConfig::asr_capacity`] serves at most that many `POST /asr` at once and answers
+//! 429 beyond it, [`EmulatorConfig::asr_latency`] holds each accepted request that long,
+//! and [`RunningEmulator::asr_stats`] reports requests accepted and refused and the peak and
+//! time-weighted mean in flight. [`EmulatorConfig::upload_bytes_per_sec`] reads storage
+//! uploads no faster than that.
+//!
 //! # Memory
 //! Uploads to the S3 route are streamed to a file in the upload directory, never held in
 //! memory, whatever their size. Bodies of the other routes (at most 128 MB) are buffered, as
@@ -80,6 +88,7 @@
 #![allow(clippy::result_large_err)]
 
 mod asr;
+mod capacity;
 pub mod faults;
 mod s3;
 pub mod sigv4;
@@ -105,6 +114,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+pub use capacity::AsrStats;
 pub use faults::{FaultConfig, FaultKind};
 use sha2::{Digest, Sha256};
 use state::{dmy_hms, FormInfo, Shared};
@@ -176,6 +186,16 @@ pub struct EmulatorConfig {
     pub faults: FaultConfig,
     /// Extra latency added to every response. Default 0.
     pub latency: Duration,
+    /// Most `POST /asr` requests served at once; beyond it the service answers 429 (without
+    /// `Retry-After`, as a busy service may). Default `None` (no limit).
+    /// [`RunningEmulator::asr_stats`] counts what was in flight.
+    pub asr_capacity: Option<usize>,
+    /// How long each accepted `POST /asr` request is held before its answer (the service's
+    /// processing time; it counts against [`EmulatorConfig::asr_capacity`]). Default 0.
+    pub asr_latency: Duration,
+    /// Upload bandwidth of the storage route (`POST /s3/...`), bytes per second: the body
+    /// is read no faster (a slow uplink). Default `None` (as fast as it comes).
+    pub upload_bytes_per_sec: Option<u64>,
     /// Fixed processing time of an async job (emulated). Default 2 s.
     pub async_base_delay: Duration,
     /// Async processing speed in audio seconds per emulated second. Default 60.0.
@@ -229,6 +249,9 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("time_scale", &self.time_scale)
             .field("faults", &self.faults)
             .field("latency", &self.latency)
+            .field("asr_capacity", &self.asr_capacity)
+            .field("asr_latency", &self.asr_latency)
+            .field("upload_bytes_per_sec", &self.upload_bytes_per_sec)
             .field("async_base_delay", &self.async_base_delay)
             .field("async_speed", &self.async_speed)
             .field("async_max_seconds", &self.async_max_seconds)
@@ -260,6 +283,9 @@ impl Default for EmulatorConfig {
             time_scale: 1.0,
             faults: FaultConfig::default(),
             latency: Duration::ZERO,
+            asr_capacity: None,
+            asr_latency: Duration::ZERO,
+            upload_bytes_per_sec: None,
             async_base_delay: Duration::from_secs(2),
             async_speed: 60.0,
             async_max_seconds: 24_000.0,
@@ -413,6 +439,17 @@ impl RunningEmulator {
     /// Forgets the request log (not the fault counters).
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
+    }
+
+    /// What the `POST /asr` route saw since the start (or [`RunningEmulator::reset_asr_stats`]):
+    /// requests accepted and refused at capacity, peak and mean in flight.
+    pub fn asr_stats(&self) -> AsrStats {
+        self.shared.capacity.stats()
+    }
+
+    /// Starts the `/asr` statistics afresh.
+    pub fn reset_asr_stats(&self) {
+        self.shared.capacity.reset();
     }
 
     /// Mints an IdToken directly, as `/generateAuthToken` would (not logged as a request).
@@ -718,9 +755,36 @@ async fn front(
         }
         tokio::time::sleep(sh.cfg.faults.latency).await;
     }
+    // The service's capacity and processing time (sync transcription only).
+    let slot = if path == "/asr" && method == "POST" {
+        match sh.capacity.try_enter(sh.cfg.asr_capacity) {
+            Some(slot) => Some(slot),
+            None => {
+                let resp = api_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "the service is at capacity; try again later",
+                );
+                sh.record(RequestRecord {
+                    method,
+                    path,
+                    status: resp.status().as_u16(),
+                    attempt_key: Some(key),
+                    fault: None,
+                });
+                return resp;
+            }
+        }
+    } else {
+        None
+    };
+    if slot.is_some() && !sh.cfg.asr_latency.is_zero() {
+        tokio::time::sleep(sh.cfg.asr_latency).await;
+    }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    drop(slot);
     sh.record(RequestRecord {
         method,
         path,

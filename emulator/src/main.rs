@@ -46,6 +46,15 @@ struct Args {
     /// Extra latency per response, milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Most `POST /asr` requests served at once (429 beyond). Default: no limit.
+    #[arg(long)]
+    asr_capacity: Option<usize>,
+    /// Processing time of each `POST /asr` request, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    asr_latency_ms: u64,
+    /// Upload bandwidth of the storage route, bytes per second. Default: no limit.
+    #[arg(long)]
+    upload_bytes_per_sec: Option<u64>,
     /// Which data path exists: data, getdata or both.
     #[arg(long, default_value = "both")]
     data_route: String,
@@ -77,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.time_scale = a.time_scale;
     cfg.token_lifetime = Duration::from_secs(a.token_lifetime);
     cfg.latency = Duration::from_millis(a.latency_ms);
+    cfg.asr_capacity = a.asr_capacity;
+    cfg.asr_latency = Duration::from_millis(a.asr_latency_ms);
+    cfg.upload_bytes_per_sec = a.upload_bytes_per_sec;
     let mut faults = FaultConfig::with_rate(a.fault_rate);
     faults.retry_after_secs = a.retry_after;
     cfg.faults = faults;

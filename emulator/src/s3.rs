@@ -164,11 +164,20 @@ async fn receive_file(
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut broken = false;
+    let started = std::time::Instant::now();
     loop {
         match file.chunk().await {
             Ok(Some(c)) => {
                 hasher.update(&c);
                 size += c.len() as u64;
+                if let Some(rate) = sh.cfg.upload_bytes_per_sec.filter(|&r| r > 0) {
+                    // A slow uplink: the body is read no faster than `rate` (TCP holds the
+                    // sender back meanwhile).
+                    let due = std::time::Duration::from_secs_f64(size as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 if size > limit {
                     out = None;
                 }

@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub refresh_token: String,
     pub s3_creds: Credentials,
     pub upload_dir: PathBuf,
+    pub capacity: super::capacity::Capacity,
     inner: Mutex<Inner>,
 }
 
@@ -78,6 +79,7 @@ impl Shared {
             refresh_token,
             s3_creds,
             upload_dir,
+            capacity: Default::default(),
             inner: Mutex::new(Inner {
                 rng,
                 tokens: HashMap::new(),

@@ -1469,3 +1469,57 @@ fn config_debug_redacts_the_refresh_token() {
     let d = format!("{creds:?}");
     assert!(!d.contains("s3cr3t-key") && !d.contains("tok-123"), "{d}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asr_capacity_refuses_beyond_it_and_counts_what_was_in_flight() {
+    let mut c = cfg();
+    c.asr_capacity = Some(3);
+    c.asr_latency = Duration::from_millis(300);
+    let emu = start(c).await;
+    let h = http();
+    let tok = id_token(&emu, &h).await;
+    let audio = wav(16_000, 0.5, &[(0.1, 0.4, 440.0)]);
+    // Eight at once against a capacity of three: three served, five refused with 429.
+    let all = futures_util::future::join_all(
+        (0..8).map(|_| post_asr(&emu, &h, &tok, audio.clone(), "16000")),
+    )
+    .await;
+    let ok = all.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<&(u16, String)> = all.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!((ok, busy.len()), (3, 5), "{all:?}");
+    assert!(busy.iter().all(|(_, b)| error_code(b) == "TooManyRequests"));
+    let s = emu.asr_stats();
+    assert_eq!((s.accepted, s.refused, s.peak_in_flight), (3, 5, 3));
+    // Three held 300 ms together, from the first request to the last one's end.
+    assert!(s.mean_in_flight > 2.0 && s.mean_in_flight <= 3.0, "{s:?}");
+    // One at a time: never more than one in flight, each held the latency.
+    emu.reset_asr_stats();
+    let t = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(
+            post_asr(&emu, &h, &tok, audio.clone(), "16000").await.0,
+            200
+        );
+    }
+    assert!(t.elapsed() >= Duration::from_millis(600));
+    let s = emu.asr_stats();
+    assert_eq!((s.accepted, s.refused, s.peak_in_flight), (2, 0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_no_faster_than_the_bandwidth_limit() {
+    let mut c = cfg();
+    c.upload_bytes_per_sec = Some(200_000);
+    let emu = start(c).await;
+    let h = http();
+    let tok = id_token(&emu, &h).await;
+    let (url, fields) = upload_form(&emu, &h, &tok, false).await;
+    // 10 s of 16 kHz audio: 320 kB through 200 kB/s takes 1.6 s at least.
+    let file = wav(16_000, 10.0, &[(1.0, 2.0, 440.0)]);
+    let t = std::time::Instant::now();
+    let (status, body) = s3_post(&h, &url, &fields, file).await;
+    let took = t.elapsed();
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
