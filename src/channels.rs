@@ -560,6 +560,21 @@ mod tests {
     }
 
     #[test]
+    fn echo_of_the_agent_on_the_customer_line_is_still_separated() {
+        // The customer's line carries the agent's voice back 15 dB down, 40 ms late.
+        let (a, b) = turns(60);
+        let delay = 640;
+        let b: Vec<f32> = b
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.18 * i.checked_sub(delay).map_or(0.0, |j| a[j]))
+            .collect();
+        let (c, _) = run(&a, &b);
+        let choice = c.choice().unwrap();
+        assert_eq!(choice.channels, Some(vec![0, 1]), "{:?}", choice.auto);
+    }
+
+    #[test]
     fn the_same_signal_twice_is_mixed() {
         let (a, b) = turns(60);
         let m: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
