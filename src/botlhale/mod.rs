@@ -19,7 +19,8 @@
 //!   body); an exhausted quota is [`crate::ErrorKind::QuotaExhausted`] and never retried.
 //!   Request bodies are rebuilt for every attempt.
 //! - A concurrency limit shared by all clones of a client; configurable base URL, timeouts and
-//!   user agent.
+//!   user agent. Uploads have no overall time limit: an attempt fails when it stalls
+//!   ([`ClientBuilder::upload_stall_timeout`]).
 //!
 //! ```no_run
 //! use std::num::NonZeroU32;
@@ -64,8 +65,8 @@ mod upload;
 mod vela;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -120,7 +121,7 @@ pub struct ClientBuilder {
     org_id: Option<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
-    upload_min_rate: u64,
+    upload_stall: Duration,
     user_agent: String,
     concurrency: usize,
     retry: RetryPolicy,
@@ -155,7 +156,7 @@ impl Default for ClientBuilder {
             org_id: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
-            upload_min_rate: 256 * 1024,
+            upload_stall: Duration::from_secs(60),
             user_agent: format!("asr-pipeline/{}", env!("CARGO_PKG_VERSION")),
             concurrency: 8,
             retry: RetryPolicy::default(),
@@ -190,16 +191,18 @@ impl ClientBuilder {
         self.connect_timeout = d;
         self
     }
-    /// Timeout of one API request, response included. Default 120 s. Uploads get this plus
-    /// the time to send the file at [`ClientBuilder::upload_min_rate`].
+    /// Timeout of one API request, response included. Default 120 s. An upload has no overall
+    /// limit: it fails when it stalls ([`ClientBuilder::upload_stall_timeout`]), or when its
+    /// answer has not come this long (plus as long again as handing the file over took: the
+    /// network's buffers drain at the link's rate) after the whole file was handed over.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
         self
     }
-    /// The slowest upload rate tolerated, in bytes per second, which sets the upload timeout.
-    /// Default 256 KiB/s.
-    pub fn upload_min_rate(mut self, bytes_per_sec: u64) -> Self {
-        self.upload_min_rate = bytes_per_sec.max(1);
+    /// An upload attempt fails when no byte of it went out for this long (a dead link); a slow
+    /// link that keeps moving completes, however long the file. Default 60 s.
+    pub fn upload_stall_timeout(mut self, d: Duration) -> Self {
+        self.upload_stall = d.max(Duration::from_millis(100));
         self
     }
     /// The `User-Agent` header. Default `asr-pipeline/<version>`.
@@ -312,7 +315,7 @@ impl ClientBuilder {
                 sem: Arc::new(Semaphore::new(self.concurrency)),
                 retry: self.retry,
                 request_timeout: self.request_timeout,
-                upload_min_rate: self.upload_min_rate,
+                upload_stall: self.upload_stall,
                 data_path: self.data_path,
                 data_fallback_path: self.data_fallback_path,
                 data_use_fallback: AtomicBool::new(false),
@@ -340,7 +343,7 @@ struct Inner {
     sem: Arc<Semaphore>,
     retry: RetryPolicy,
     request_timeout: Duration,
-    upload_min_rate: u64,
+    upload_stall: Duration,
     data_path: String,
     data_fallback_path: Option<String>,
     data_use_fallback: AtomicBool,
@@ -377,6 +380,74 @@ pub(crate) struct Call<'a> {
     pub detect_quota: bool,
     /// Overrides the client's request timeout.
     pub timeout: Option<Duration>,
+    /// An upload: no overall timeout; the attempt fails when its body stalls or when the
+    /// answer is late after the body has gone. Made afresh per attempt by the `build` closure.
+    pub watch: Option<Arc<Mutex<Option<Watch>>>>,
+}
+
+/// Watches one upload attempt: when its body last moved, and when it ended.
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    start: Instant,
+    /// Milliseconds from `start` of the last chunk sent.
+    last: Arc<AtomicU64>,
+    /// Milliseconds from `start` when the last chunk went (`u64::MAX`: not yet).
+    done: Arc<AtomicU64>,
+    stall: Duration,
+    answer: Duration,
+}
+
+impl Watch {
+    fn new(stall: Duration, answer: Duration) -> Watch {
+        Watch {
+            start: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            done: Arc::new(AtomicU64::new(u64::MAX)),
+            stall,
+            answer,
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A chunk of the body went out.
+    pub(crate) fn moved(&self) {
+        self.last.store(self.ms(), Ordering::Relaxed);
+    }
+
+    /// The whole body went out.
+    pub(crate) fn finished(&self) {
+        self.done.store(self.ms(), Ordering::Relaxed);
+    }
+
+    /// Resolves when the attempt should be abandoned, with why.
+    async fn expired(&self) -> String {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.ms();
+            let done = self.done.load(Ordering::Relaxed);
+            if done == u64::MAX {
+                let idle = now.saturating_sub(self.last.load(Ordering::Relaxed));
+                if Duration::from_millis(idle) >= self.stall {
+                    return format!("the upload stalled: nothing sent for {idle} ms");
+                }
+            } else {
+                // The last chunk left the client, not the machine: the network's buffers may
+                // still hold megabytes, drained at the link's rate. They took at most as long
+                // to fill as the body took to hand over, so that much more is allowed, plus
+                // the time the service may take to answer.
+                let grace = self.answer + Duration::from_millis(done);
+                if Duration::from_millis(now.saturating_sub(done)) >= grace {
+                    return format!(
+                        "no answer {:.0} s after the whole upload was handed to the network",
+                        grace.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl Client {
@@ -459,6 +530,7 @@ impl Client {
                 auth: false,
                 detect_quota: false,
                 timeout: None,
+                watch: None,
             },
             |http| Ok(http.post(&url).form(&[("REFRESH_TOKEN", refresh.expose())])),
         ))
@@ -579,6 +651,14 @@ impl Client {
             if let Some(t) = call.timeout {
                 rb = rb.timeout(t);
             }
+            // An upload's attempt is watched instead of timed as a whole (see `Watch`).
+            let watch = call
+                .watch
+                .as_ref()
+                .and_then(|w| w.lock().ok().and_then(|g| g.clone()));
+            if watch.is_some() {
+                rb = rb.timeout(Duration::from_secs(7 * 24 * 3600));
+            }
             let result = {
                 let _permit = self
                     .inner
@@ -586,7 +666,13 @@ impl Client {
                     .acquire()
                     .await
                     .map_err(|_| Error::config("client closed"))?;
-                exchange(rb).await
+                match &watch {
+                    None => exchange(rb).await,
+                    Some(w) => tokio::select! {
+                        r = exchange(rb) => r,
+                        why = w.expired() => Err((Outcome::Timeout, why)),
+                    },
+                }
             };
             match result {
                 Ok((status, _, body)) if (200..300).contains(&status) => {
@@ -695,6 +781,7 @@ impl Client {
                     auth: true,
                     detect_quota,
                     timeout: None,
+                    watch: None,
                 },
                 build,
             )
@@ -721,6 +808,7 @@ impl Client {
                     auth: true,
                     detect_quota,
                     timeout: None,
+                    watch: None,
                 },
                 build,
             )
@@ -738,8 +826,9 @@ impl Client {
         })
     }
 
-    pub(crate) fn upload_timeout(&self, bytes: u64) -> Duration {
-        self.inner.request_timeout + Duration::from_secs(bytes / self.inner.upload_min_rate)
+    /// A fresh watch for one upload attempt's body.
+    pub(crate) fn upload_watch(&self) -> Watch {
+        Watch::new(self.inner.upload_stall, self.inner.request_timeout)
     }
 
     pub(crate) fn data_paths(&self) -> (String, Option<String>) {

@@ -22,6 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::types::PresignedPost;
+use super::Watch;
 use super::{Call, Client};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -154,12 +155,13 @@ impl MultipartPlan {
         &self,
         path: std::path::PathBuf,
         progress: Option<UploadProgress>,
+        watch: Option<Watch>,
     ) -> reqwest::Body {
         let plan = self.clone();
         let s = stream::once(async move { tokio::fs::File::open(&path).await })
             .map(move |r| match r {
                 Ok(file) => plan
-                    .stream_with_progress(file, progress.clone())
+                    .stream_with_progress(file, progress.clone(), watch.clone())
                     .left_stream(),
                 Err(e) => {
                     stream::once(std::future::ready(Err::<Bytes, io::Error>(e))).right_stream()
@@ -175,7 +177,7 @@ impl MultipartPlan {
         &self,
         file: tokio::fs::File,
     ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
-        self.stream_with_progress(file, None)
+        self.stream_with_progress(file, None, None)
     }
 
     /// [`MultipartPlan::stream`], reporting the file bytes sent to `progress` about every
@@ -184,6 +186,7 @@ impl MultipartPlan {
         &self,
         file: tokio::fs::File,
         progress: Option<UploadProgress>,
+        watch: Option<Watch>,
     ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
         let expected = self.file_len;
         let seen = Arc::new(AtomicU64::new(0));
@@ -193,6 +196,14 @@ impl MultipartPlan {
                 let n = b.len() as u64;
                 let before = counter.fetch_add(n, Ordering::Relaxed);
                 let now = before + n;
+                if let Some(w) = &watch {
+                    // The transport pulls the next chunk only when the previous one is on
+                    // its way: pulls are progress.
+                    w.moved();
+                    if now >= expected {
+                        w.finished();
+                    }
+                }
                 if let Some(p) = &progress {
                     if now / PROGRESS_STEP > before / PROGRESS_STEP || now == expected {
                         p.report(now, expected);
@@ -398,22 +409,33 @@ impl Client {
         let plan = MultipartPlan::new(&form.fields, &file_name, mime, meta.len());
         let len = plan.content_length();
         let url = form.url.clone();
+        let slot = Arc::new(std::sync::Mutex::new(None));
         let result = self
             .send(
                 Call {
                     endpoint: EP,
                     auth: false,
                     detect_quota: false,
-                    timeout: Some(self.upload_timeout(len)),
+                    timeout: None,
+                    watch: Some(slot.clone()),
                 },
                 |http| {
+                    // A fresh watch per attempt: the body stream reports to it.
+                    let watch = self.upload_watch();
+                    if let Ok(mut g) = slot.lock() {
+                        *g = Some(watch.clone());
+                    }
                     // The file is (re)opened by the body stream itself, off the runtime
                     // thread; `metadata` above already checked it is there.
                     Ok(http
                         .post(&url)
                         .header(reqwest::header::CONTENT_TYPE, plan.content_type())
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(plan.body_from_path(path.to_path_buf(), progress.clone())))
+                        .body(plan.body_from_path(
+                            path.to_path_buf(),
+                            progress.clone(),
+                            Some(watch),
+                        )))
                 },
             )
             .await;

@@ -554,3 +554,86 @@ async fn thirty_percent_faults_all_calls_complete_within_the_policy() {
     assert!(worst > 1, "some request was retried");
     emu.shutdown().await;
 }
+
+/// An upload on a slow link finishes in one attempt, however long it takes, as long as it
+/// moves (the loopback's socket buffers swallow most of this file at once: what is measured
+/// is that the answer is waited for while they drain, and nothing is sent twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_that_keeps_moving_completes_in_one_attempt() {
+    let mut c = cfg();
+    c.upload_bytes_per_sec = Some(150_000);
+    let emu = Emulator::start(c).await.unwrap();
+    let client = Client::builder()
+        .base_url(emu.base_url())
+        .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
+        .org_id(emu.org_id())
+        .request_timeout(Duration::from_secs(6))
+        .upload_stall_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    // 20 s of 16 kHz audio: 640 kB, over 4 s at 150 kB/s.
+    let audio = wav(16_000, 20.0, &[(1.0, 3.0, 300.0)]);
+    let (_d, path) = write_temp(&audio, "slow.wav");
+    let t = std::time::Instant::now();
+    let job = client
+        .upload_async(AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+    let uploads = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/s3"))
+        .count();
+    assert_eq!(uploads, 1, "one attempt");
+    assert_eq!(
+        std::fs::read(emu.uploaded_file(&job.file_name).unwrap()).unwrap(),
+        audio
+    );
+}
+
+/// A link that stops moving fails the attempt after the stall timeout, not after the whole
+/// file's worth of time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_fails_after_the_stall_timeout() {
+    // A storage endpoint that accepts the connection and never reads.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            keep.push(s);
+        }
+    });
+    let emu = Emulator::start(cfg()).await.unwrap();
+    let client = Client::builder()
+        .base_url(emu.base_url())
+        .credentials(Credentials::RefreshToken(Secret::new(emu.refresh_token())))
+        .org_id(emu.org_id())
+        .retry(RetryPolicy::new(
+            1,
+            Duration::from_millis(5),
+            Duration::from_millis(40),
+        ))
+        .request_timeout(Duration::from_secs(30))
+        .upload_stall_timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    // 8 MB: far more than the socket buffers hold.
+    let audio = wav(16_000, 250.0, &[(1.0, 3.0, 300.0)]);
+    let (_d, path) = write_temp(&audio, "stuck.wav");
+    let mut form = client
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    form.url = format!("http://{addr}/");
+    let t = std::time::Instant::now();
+    let e = client
+        .upload_to_form(&form, &path, "audio/wav")
+        .await
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(e.to_string().contains("stalled"), "{e}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    held.abort();
+}
