@@ -359,13 +359,48 @@ impl Chooser {
         self.choice.as_ref()
     }
 
-    /// Takes one block of every lane (all the same length).
-    pub(crate) fn push(&mut self, lanes: &[&[f32]]) {
+    /// Hands the lanes' new samples (all the same length) straight out as the tracks when
+    /// the choice is made and nothing is held: swapped into `out` (one `Vec` per track), or
+    /// mixed into `out[0]`. Returns the samples per track, or `None` when the chooser must
+    /// hold them ([`Chooser::push`]).
+    pub(crate) fn pass(
+        &mut self,
+        lanes: &mut [Vec<f32>],
+        out: &mut Vec<Vec<f32>>,
+    ) -> Option<usize> {
+        let choice = self.choice.as_ref()?;
+        if self.held.iter().any(|q| !q.is_empty()) {
+            return None;
+        }
+        let n = lanes.iter().map(Vec::len).min().unwrap_or(0);
+        lanes.iter_mut().for_each(|l| l.truncate(n));
+        if choice.channels.is_none() && lanes.len() > 1 {
+            // Auto chose the mix: the mean of the lanes.
+            out.resize_with(1, Vec::new);
+            let t = &mut out[0];
+            t.clear();
+            t.extend_from_slice(&lanes[0]);
+            for l in &lanes[1..] {
+                t.iter_mut().zip(l).for_each(|(o, x)| *o += x);
+            }
+            let k = 1.0 / lanes.len() as f32;
+            t.iter_mut().for_each(|x| *x *= k);
+        } else {
+            out.resize_with(lanes.len(), Vec::new);
+            for (t, l) in out.iter_mut().zip(lanes.iter_mut()) {
+                std::mem::swap(t, l);
+            }
+        }
+        Some(n)
+    }
+
+    /// Holds one block of every lane (all the same length).
+    pub(crate) fn push<L: AsRef<[f32]>>(&mut self, lanes: &[L]) {
         for (q, l) in self.held.iter_mut().zip(lanes) {
-            q.extend(l.iter().copied());
+            q.extend(l.as_ref().iter().copied());
         }
         if let (Some(j), [a, b]) = (self.judge.as_mut(), lanes) {
-            j.push(a, b);
+            j.push(a.as_ref(), b.as_ref());
             // Look again about once a second of audio.
             if j.judged() >= self.next_look {
                 self.next_look = j.judged() + RATE as Samples;
@@ -509,25 +544,32 @@ mod tests {
         (a, b)
     }
 
+    /// Feeds `a` and `b` the way the stream does (straight through once decided and empty,
+    /// held otherwise) and collects every track handed out.
     fn run(a: &[f32], b: &[f32]) -> (Chooser, Vec<Vec<f32>>) {
         let mut c = Chooser::new(&Lanes::Judge);
-        let mut got = Vec::new();
+        let mut got: Vec<Vec<f32>> = Vec::new();
         let mut out = Vec::new();
+        let mut collect = |out: &Vec<Vec<f32>>| {
+            got.resize_with(out.len(), Vec::new);
+            for (g, o) in got.iter_mut().zip(out) {
+                g.extend_from_slice(o);
+            }
+        };
         for (x, y) in a.chunks(4000).zip(b.chunks(4000)) {
-            c.push(&[x, y]);
+            let mut lanes = vec![x.to_vec(), y.to_vec()];
+            if c.pass(&mut lanes, &mut out).is_some() {
+                collect(&out);
+            } else {
+                c.push(&lanes);
+            }
             while c.take(&mut out, 1000) > 0 {
-                got.resize_with(out.len(), Vec::new);
-                for (g, o) in got.iter_mut().zip(&out) {
-                    g.extend_from_slice(o);
-                }
+                collect(&out);
             }
         }
         c.finish();
         while c.take(&mut out, 1000) > 0 {
-            got.resize_with(out.len(), Vec::new);
-            for (g, o) in got.iter_mut().zip(&out) {
-                g.extend_from_slice(o);
-            }
+            collect(&out);
         }
         (c, got)
     }

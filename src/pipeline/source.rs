@@ -77,6 +77,26 @@ fn hint(d: &Decoder) -> Option<Samples> {
     info.frames_hint.map(|f| rescale(f, info.sample_rate))
 }
 
+/// What an input opens as: a decoder (file or reader; a reader is rewound, each pass
+/// decodes from the start), or a ready source of samples.
+enum Opened {
+    Decoder(Decoder),
+    Source(Box<dyn MonoSource>),
+}
+
+fn open_input(input: &Input, name: &Path) -> Result<Opened> {
+    Ok(match input {
+        Input::Path(p) => Opened::Decoder(Decoder::open(p)?),
+        Input::Reader(r) => {
+            let mut r = r.clone();
+            r.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(Some(name), e))?;
+            Opened::Decoder(Decoder::from_reader(r, Some(name))?)
+        }
+        Input::Source(make) => Opened::Source(make()?),
+    })
+}
+
 /// Opens `input` as a 16 kHz mono stream (the mean of its channels); also returns the length
 /// the file's header announces (a hint for progress bars, never trusted for anything else).
 /// `name` names the file in errors.
@@ -85,21 +105,12 @@ pub(crate) fn open_mono(
     name: &Path,
     opts: StreamOptions,
 ) -> Result<(MonoStream, Option<Samples>)> {
-    let (src, hint): (Box<dyn MonoSource>, _) = match input {
-        Input::Path(p) => {
-            let d = Decoder::open(p)?;
+    let (src, hint): (Box<dyn MonoSource>, _) = match open_input(input, name)? {
+        Opened::Decoder(d) => {
             let h = hint(&d);
             (Box::new(d), h)
         }
-        Input::Reader(r) => {
-            let mut r = r.clone();
-            r.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io(Some(name), e))?;
-            let d = Decoder::from_reader(r, Some(name))?;
-            let h = hint(&d);
-            (Box::new(d), h)
-        }
-        Input::Source(make) => (make()?, None),
+        Opened::Source(s) => (s, None),
     };
     let stream =
         AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))?;
@@ -129,21 +140,12 @@ pub(crate) fn open_tracks(
     select: Select<'_>,
     opts: TrackOptions,
 ) -> Result<(Stream, Option<Samples>)> {
-    let (src, hint): (Box<dyn FrameSource>, _) = match input {
-        Input::Path(p) => {
-            let d = Decoder::open(p)?;
+    let (src, hint): (Box<dyn FrameSource>, _) = match open_input(input, name)? {
+        Opened::Decoder(d) => {
             let h = hint(&d);
             (Box::new(d), h)
         }
-        Input::Reader(r) => {
-            let mut r = r.clone();
-            r.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io(Some(name), e))?;
-            let d = Decoder::from_reader(r, Some(name))?;
-            let h = hint(&d);
-            (Box::new(d), h)
-        }
-        Input::Source(make) => (Box::new(Mono(Dyn(make()?))), None),
+        Opened::Source(s) => (Box::new(Mono(Dyn(s))), None),
     };
     let lanes = match select {
         Select::Mode(m) => channels::lanes(m, src.channels()).map_err(|e| e.with_path(name))?,

@@ -68,7 +68,6 @@ struct Lane {
     channel: Option<usize>,
     resampler: Resampler,
     dc: DcBlocker,
-    out: Vec<f32>,
 }
 
 /// One block of every chosen track.
@@ -138,7 +137,13 @@ pub(crate) struct TrackStream {
     meters: Vec<LoudnessMeter>,
     decoded: Vec<f32>,
     scratch: Vec<f32>,
+    /// Each lane's new 16 kHz samples (reused).
+    outs: Vec<Vec<f32>>,
+    /// The tracks of the block being handed out (reused; swapped with `outs` when they
+    /// pass straight through).
     out: Vec<Vec<f32>>,
+    /// Samples per track already in `out`, passed through by the last fill.
+    ready: usize,
     pos: Samples,
     /// Frames read from the source.
     frames_in: u64,
@@ -164,9 +169,9 @@ impl TrackStream {
             Lanes::Channels(c) => c.iter().map(|&i| Some(usize::from(i))).collect(),
             Lanes::Judge => (0..channels).map(Some).collect(),
         };
-        if picks.iter().flatten().any(|&c| c >= channels) {
+        if picks.is_empty() || picks.iter().flatten().any(|&c| c >= channels) {
             return Err(named(Error::config(format!(
-                "a channel the source does not have was asked for ({channels} channel(s))"
+                "no channel, or one the source does not have, was asked for ({channels} channel(s))"
             ))));
         }
         let mut lane_v = Vec::with_capacity(picks.len());
@@ -175,7 +180,6 @@ impl TrackStream {
                 channel,
                 resampler: Resampler::new(rate).map_err(named)?,
                 dc: DcBlocker::new(),
-                out: Vec::new(),
             });
         }
         if let Normalization::Fixed(g) = opts.normalize {
@@ -186,6 +190,7 @@ impl TrackStream {
         }
         // A mono file, or a mix asked for: the decoder mixes (cheapest, one lane).
         let mixed_read = lane_v.len() == 1 && lane_v[0].channel.is_none();
+        let n_lanes = lane_v.len();
         Ok(TrackStream {
             source,
             path: name.map(Path::to_path_buf),
@@ -200,7 +205,9 @@ impl TrackStream {
             meters: Vec::new(),
             decoded: Vec::new(),
             scratch: Vec::new(),
+            outs: vec![Vec::new(); n_lanes],
             out: Vec::new(),
+            ready: 0,
             pos: 0,
             frames_in: 0,
             state: State::Running,
@@ -247,7 +254,10 @@ impl TrackStream {
     /// The next block of every chosen track; `None` at the end.
     pub(crate) fn next_block(&mut self) -> Result<Option<Tracks<'_>>> {
         loop {
-            let n = self.chooser.take(&mut self.out, MAX_BLOCK);
+            let n = match std::mem::take(&mut self.ready) {
+                0 => self.chooser.take(&mut self.out, MAX_BLOCK),
+                n => n,
+            };
             if n > 0 {
                 self.post();
                 let start = self.pos;
@@ -274,9 +284,9 @@ impl TrackStream {
     /// Reads the source until every lane has `min_block` new samples (or the source ends or
     /// fails), and hands the lanes to the chooser.
     fn fill(&mut self) -> Result<()> {
-        self.lanes.iter_mut().for_each(|l| l.out.clear());
+        self.outs.iter_mut().for_each(Vec::clear);
         let mut end = None;
-        while self.lanes[0].out.len() < self.opts.min_block {
+        while self.outs.first().map_or(0, Vec::len) < self.opts.min_block {
             self.decoded.clear();
             match self.source.read_frames(&mut self.decoded, self.mixed_read) {
                 Ok(0) => {
@@ -285,23 +295,23 @@ impl TrackStream {
                 }
                 Ok(n) => {
                     self.frames_in += n as u64;
-                    for l in &mut self.lanes {
-                        let start = l.out.len();
+                    for (l, out) in self.lanes.iter_mut().zip(&mut self.outs) {
+                        let start = out.len();
                         let r = match l.channel {
-                            None => l.resampler.process(&self.decoded, &mut l.out),
+                            None => l.resampler.process(&self.decoded, out),
                             Some(c) => {
                                 self.scratch.clear();
                                 self.scratch.extend(
                                     self.decoded.iter().skip(c).step_by(self.channels.max(1)),
                                 );
-                                l.resampler.process(&self.scratch, &mut l.out)
+                                l.resampler.process(&self.scratch, out)
                             }
                         };
                         if let Err(e) = r {
                             self.state = State::Done;
                             return Err(self.name(e));
                         }
-                        if let Some(new) = l.out.get_mut(start..) {
+                        if let Some(new) = out.get_mut(start..) {
                             l.dc.process(new);
                         }
                     }
@@ -313,20 +323,24 @@ impl TrackStream {
             }
         }
         if end.is_some() {
-            for l in &mut self.lanes {
-                let start = l.out.len();
-                if let Err(e) = l.resampler.finish(&mut l.out) {
+            for (l, out) in self.lanes.iter_mut().zip(&mut self.outs) {
+                let start = out.len();
+                if let Err(e) = l.resampler.finish(out) {
                     self.state = State::Done;
                     return Err(self.name(e));
                 }
-                if let Some(new) = l.out.get_mut(start..) {
+                if let Some(new) = out.get_mut(start..) {
                     l.dc.process(new);
                 }
             }
         }
-        let n = self.lanes.iter().map(|l| l.out.len()).min().unwrap_or(0);
-        let slices: Vec<&[f32]> = self.lanes.iter().map(|l| &l.out[..n]).collect();
-        self.chooser.push(&slices);
+        // Decided and nothing held: the lanes become the tracks without a copy; else the
+        // chooser holds them (judging, or handing out what it held first).
+        if let Some(n) = self.chooser.pass(&mut self.outs, &mut self.out) {
+            self.ready = n;
+        } else {
+            self.chooser.push(&self.outs);
+        }
         if let Some(s) = end {
             self.chooser.finish();
             self.state = s;

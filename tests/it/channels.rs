@@ -20,7 +20,8 @@ use asr_pipeline::ErrorKind;
 
 use crate::corpus::{self, CallSpec, Case};
 use crate::pipeline::{
-    assert_on_true_times, builder, collector, emulator, journaled, place, render, units, Placed,
+    assert_on_true_times, builder, collector, emulator, journaled, place, render, units,
+    upload_requests, Placed,
 };
 
 const SR: u64 = 16_000;
@@ -516,12 +517,6 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
     let journal = journaled(&events.lock().unwrap());
     let channels: Vec<Option<u16>> = journal.iter().map(|u| u.channel).collect();
     assert_eq!(channels.len(), 2, "one upload per channel: {channels:?}");
-    let uploads = |emu: &botlhale_emulator::RunningEmulator| {
-        emu.requests()
-            .iter()
-            .filter(|r| r.path.contains("upload") || r.path.starts_with("/s3"))
-            .count()
-    };
     // Half a journal (one channel uploaded): only the other channel goes up again.
     emu.clear_requests();
     let half = p
@@ -529,7 +524,7 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
         .await
         .unwrap();
     assert_eq!(half.segments, first.segments);
-    assert_eq!(uploads(&emu), 2, "one upload (form + storage POST)");
+    assert_eq!(upload_requests(&emu), 2, "one upload (form + storage POST)");
     // A complete journal does not even need the audio.
     emu.clear_requests();
     std::fs::remove_file(&path).unwrap();
@@ -538,7 +533,7 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
         .await
         .unwrap();
     assert_eq!(again.segments, first.segments);
-    assert_eq!(uploads(&emu), 0);
+    assert_eq!(upload_requests(&emu), 0);
     assert_eq!(again.metadata.channels.unwrap().separate.len(), 2);
 
     // Speech on one channel only: the silent channel has no part, and the journal of the
@@ -553,5 +548,5 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
     std::fs::remove_file(&one).unwrap();
     let again = p.transcribe(Job::path(&one).resume(journal)).await.unwrap();
     assert_eq!(again.segments, first.segments);
-    assert_eq!(uploads(&emu), 0);
+    assert_eq!(upload_requests(&emu), 0);
 }

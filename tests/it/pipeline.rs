@@ -217,6 +217,14 @@ pub(crate) fn assert_on_true_times(t: &Transcript, placed: &[(Placed, Arc<Vec<i1
     );
 }
 
+/// Requests that upload (upload forms and storage POSTs) the emulator has seen.
+pub(crate) fn upload_requests(emu: &RunningEmulator) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.path.contains("upload") || r.path.starts_with("/s3"))
+        .count()
+}
+
 /// The uploads reported in `events` (what a batch journals), through a JSON round trip as the
 /// CLI stores them.
 pub(crate) fn journaled(events: &[Progress]) -> Vec<UploadedPart> {
@@ -625,12 +633,7 @@ async fn resumed_async_jobs_are_polled_not_uploaded_again() {
         .await
         .unwrap();
     assert_eq!(again.segments, first.segments);
-    let uploads = emu
-        .requests()
-        .iter()
-        .filter(|r| r.path.contains("upload") || r.path.starts_with("/s3"))
-        .count();
-    assert_eq!(uploads, 0, "{:?}", emu.requests());
+    assert_eq!(upload_requests(&emu), 0, "{:?}", emu.requests());
     // A complete journal does not even need the audio.
     std::fs::remove_file(&path).unwrap();
     let third = p
