@@ -165,6 +165,13 @@ pub enum ErrorKind {
         /// What failed.
         what: String,
     },
+    /// The shared work queue of a [`crate::batch`] run by several workers (for example a
+    /// Redis server) could not be reached or answered wrongly. Every further file would
+    /// fail the same way, so the batch stops; a later run goes on where the job was.
+    Queue {
+        /// What failed, naming the queue's address (never its password).
+        what: String,
+    },
 }
 
 impl Error {
@@ -250,7 +257,9 @@ impl Error {
     /// faults that outlived the retry policy). Final answers (4xx, bad input, quota) are false.
     pub fn is_transient(&self) -> bool {
         match &*self.0 {
-            ErrorKind::Transport { .. } | ErrorKind::PollDeadline { .. } => true,
+            ErrorKind::Transport { .. }
+            | ErrorKind::PollDeadline { .. }
+            | ErrorKind::Queue { .. } => true,
             ErrorKind::Api { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -281,6 +290,7 @@ impl Error {
                 | ErrorKind::QuotaExhausted { .. }
                 | ErrorKind::InvalidConfig { .. }
                 | ErrorKind::Cancelled
+                | ErrorKind::Queue { .. }
         )
     }
 
@@ -307,6 +317,7 @@ impl Error {
             ErrorKind::Cancelled => "Cancelled",
             ErrorKind::Output { .. } => "Output",
             ErrorKind::Internal { .. } => "Internal",
+            ErrorKind::Queue { .. } => "Queue",
         }
     }
 }
@@ -403,6 +414,7 @@ impl fmt::Display for Error {
                 write!(f, "{}: cannot write the output: {what}", path.display())
             }
             ErrorKind::Internal { what } => write!(f, "internal error (a bug): {what}"),
+            ErrorKind::Queue { what } => write!(f, "work queue: {what}"),
         }
     }
 }

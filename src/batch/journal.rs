@@ -24,15 +24,24 @@ use super::outputs::{OutDir, JOURNAL};
 use super::walk::InputFile;
 use crate::{Error, Result};
 
-/// Identifies an input's content: a changed size or time is a new input.
+/// Identifies an input and its content: a changed size, time or content hash is a new input.
+///
+/// A local batch keys inputs by canonical path, size and modification time. A batch shared
+/// by several machines through a [`super::WorkQueue`] keys them by their output name (the
+/// same on every machine), size and the SHA-256 of their content (times differ between
+/// copies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileKey {
-    /// The canonical path: itself when it is UTF-8, else `bytes:` and its bytes in hex.
+    /// The canonical path (itself when it is UTF-8, else `bytes:` and its bytes in hex), or
+    /// in a shared batch the output name.
     pub path: String,
     /// Size in bytes.
     pub size: u64,
-    /// Modification time, ns since the Unix epoch.
+    /// Modification time, ns since the Unix epoch (0 in a shared batch).
     pub mtime_ns: i64,
+    /// SHA-256 of the content, in hex (shared batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl FileKey {
@@ -42,7 +51,34 @@ impl FileKey {
             path: path_text(&f.canonical),
             size: f.size,
             mtime_ns: f.mtime_ns,
+            content: None,
         }
+    }
+
+    /// The key of a walked input in a shared batch: its output name, size, and content hash
+    /// when it is known (`None` before the file is read: then only name and size are
+    /// compared).
+    pub(crate) fn shared(name: String, f: &InputFile, content: Option<String>) -> FileKey {
+        FileKey {
+            path: name,
+            size: f.size,
+            mtime_ns: 0,
+            content,
+        }
+    }
+
+    /// True when `self` and `other` name the same input with the same content: equal paths
+    /// and sizes, and equal content hashes when both have one, else equal times.
+    pub fn same_input(&self, other: &FileKey) -> bool {
+        self.path == other.path
+            && self.size == other.size
+            && match (&self.content, &other.content) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => self.mtime_ns == other.mtime_ns,
+                // A shared batch offers files before hashing them: the worker that takes a
+                // file compares the hashes.
+                _ => true,
+            }
     }
 }
 
@@ -251,7 +287,7 @@ impl Plan {
         let Some(r) = latest else {
             return todo;
         };
-        if r.key != *key || r.settings != settings {
+        if !r.key.same_input(key) || r.settings != settings {
             return todo;
         }
         match &r.state {
@@ -289,7 +325,7 @@ fn merge(prev: Option<&Record>, mut r: Record) -> Record {
         State::Uploaded { parts },
     ) = (prev, &mut r.state)
     {
-        if *key == r.key && *settings == r.settings {
+        if key.same_input(&r.key) && *settings == r.settings {
             // Parts are numbered per channel when channels are transcribed separately.
             for p in old {
                 if !parts
@@ -322,6 +358,7 @@ mod tests {
             path: p.into(),
             size,
             mtime_ns: 7,
+            content: None,
         }
     }
 

@@ -44,6 +44,7 @@ use crate::{Error, Result};
 mod engine;
 mod journal;
 mod outputs;
+mod queue;
 mod run;
 mod split;
 mod summary;
@@ -52,6 +53,7 @@ mod testutil;
 mod walk;
 
 pub use journal::{FileJournal, FileKey, Journal, Record, State};
+pub use queue::{JobCounts, Lease, WorkQueue};
 pub use summary::{Counts, FileRow, SkipRow, Status, Summary};
 
 use engine::PipelineEngine;
@@ -59,6 +61,9 @@ use journal::now;
 use outputs::{OutDir, OutName, LOCK};
 use run::{Decision, Outcome, Runner};
 use walk::{InputKind, Walked};
+
+/// The `queue` argument of a batch run by one process alone.
+const NO_QUEUE: Option<&queue::NoQueue> = None;
 
 /// The name of the summary file at the top of the output folder.
 pub const SUMMARY_FILE: &str = outputs::SUMMARY;
@@ -141,6 +146,9 @@ pub enum Event<'a> {
         /// The seconds reported for it through [`Event::Audio`].
         reported_secs: f64,
     },
+    /// The whole job's state, about once a second, in a batch shared through a
+    /// [`WorkQueue`].
+    Job(JobCounts),
 }
 
 /// Receives a batch's [`Event`]s (progress bars, logs, metrics). Called from the batch's
@@ -162,13 +170,14 @@ pub struct Batch {
     walked: Walked,
     names: Vec<OutName>,
     out: OutDir,
-    journal: Arc<dyn Journal>,
+    /// The state (`None` in a shared batch: the queue's).
+    journal: Option<Arc<dyn Journal>>,
     observer: Arc<dyn Observer>,
     opts: BatchOptions,
     started_at: u64,
     clock: Instant,
-    /// Held (locked) while the batch lives: one run per output folder.
-    _lock: File,
+    /// Held (locked) while the batch lives: one run per output folder (none when shared).
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -187,6 +196,19 @@ impl Batch {
     /// an input folder), takes its lock (one batch per output folder at a time: an
     /// [`crate::ErrorKind::InvalidConfig`] error otherwise) and opens its [`FileJournal`].
     pub fn open(inputs: &[PathBuf], out: &Path, opts: BatchOptions) -> Result<Batch> {
+        Batch::prepare(inputs, out, opts, false)
+    }
+
+    /// Like [`Batch::open`], for one worker of a batch shared with others through a
+    /// [`WorkQueue`]: run it with [`Batch::transcribe_queued`] or
+    /// [`Batch::split_only_queued`]. The output folder is not locked (the workers share it)
+    /// and the state is kept in the queue's journal. Inputs are keyed by their output name
+    /// and content hash, so that workers that reach the input tree by other paths agree.
+    pub fn open_shared(inputs: &[PathBuf], out: &Path, opts: BatchOptions) -> Result<Batch> {
+        Batch::prepare(inputs, out, opts, true)
+    }
+
+    fn prepare(inputs: &[PathBuf], out: &Path, opts: BatchOptions, shared: bool) -> Result<Batch> {
         if opts.jobs == 0 {
             return Err(Error::config("batch jobs must be at least 1"));
         }
@@ -195,28 +217,34 @@ impl Batch {
         let walked = walk::walk(inputs).map_err(|e| Error::io(None, e))?;
         let canonical: Vec<PathBuf> = walked.files.iter().map(|f| f.canonical.clone()).collect();
         let out_dir = OutDir::open(out, inputs, &canonical)?;
-        let lock_path = out_dir.root().join(LOCK);
-        let lock = File::create(&lock_path).map_err(|e| Error::io(Some(&lock_path), e))?;
-        if lock.try_lock().is_err() {
-            return Err(Error::config(format!(
-                "another batch is writing to {}; wait for it or choose another output folder",
-                out.display()
-            )));
-        }
-        let journal = FileJournal::open(&out_dir)?;
-        if journal.ignored_lines() > 0 {
-            tracing::info!(
-                "journal: ignored {} unreadable line(s) left by an interrupted write",
-                journal.ignored_lines()
-            );
-        }
+        let (journal, lock): (Option<Arc<dyn Journal>>, _) = match shared {
+            true => (None, None),
+            false => {
+                let lock_path = out_dir.root().join(LOCK);
+                let lock = File::create(&lock_path).map_err(|e| Error::io(Some(&lock_path), e))?;
+                if lock.try_lock().is_err() {
+                    return Err(Error::config(format!(
+                        "another batch is writing to {}; wait for it or choose another output folder",
+                        out.display()
+                    )));
+                }
+                let journal = FileJournal::open(&out_dir)?;
+                if journal.ignored_lines() > 0 {
+                    tracing::info!(
+                        "journal: ignored {} unreadable line(s) left by an interrupted write",
+                        journal.ignored_lines()
+                    );
+                }
+                (Some(Arc::new(journal) as Arc<dyn Journal>), Some(lock))
+            }
+        };
         let names = outputs::plan(&walked.files);
         Ok(Batch {
             inputs: inputs.to_vec(),
             walked,
             names,
             out: out_dir,
-            journal: Arc::new(journal),
+            journal,
             observer: Arc::new(|_: &Event<'_>| {}),
             opts,
             started_at,
@@ -227,7 +255,7 @@ impl Batch {
 
     /// Keeps state in `journal` instead of the output folder's [`FileJournal`].
     pub fn with_journal(mut self, journal: impl Journal + 'static) -> Batch {
-        self.journal = Arc::new(journal);
+        self.journal = Some(Arc::new(journal));
         self
     }
 
@@ -251,16 +279,62 @@ impl Batch {
         pipeline: &Pipeline,
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
-        let service = self
-            .opts
-            .service
-            .clone()
-            .unwrap_or_else(|| pipeline.base_url().to_string());
-        let settings = format!("transcribe api={service} {}", pipeline.settings_text());
         let engine = PipelineEngine { pipeline };
         let endpoint = Some(pipeline.base_url().to_string());
-        self.run(Mode::Transcribe, settings, endpoint, &engine, cancel)
+        let settings = self.settings(Some(pipeline));
+        self.run(Mode::Transcribe, settings, endpoint, &engine, NO_QUEUE, cancel)
             .await
+    }
+
+    /// Like [`Batch::transcribe`], as one worker of a job shared through `queue` (opened with
+    /// [`Batch::open_shared`]): offers the files it finds unfinished, then transcribes files
+    /// taken from the queue, `jobs` at a time, until the whole job is drained (every file of
+    /// every worker finished) or `cancel` completes. A file whose holder dies is taken over
+    /// when its lease expires; its async uploads are polled, not made again. The summary
+    /// covers this worker's inputs with the job's states. An `Err` means the summary could
+    /// not be written; a queue that fails stops the run with [`Summary::stopped_by`] set.
+    pub async fn transcribe_queued<Q: WorkQueue>(
+        self,
+        pipeline: &Pipeline,
+        queue: &Q,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Summary> {
+        let engine = PipelineEngine { pipeline };
+        let endpoint = Some(pipeline.base_url().to_string());
+        let settings = self.settings(Some(pipeline));
+        self.run(Mode::Transcribe, settings, endpoint, &engine, Some(queue), cancel)
+            .await
+    }
+
+    /// The name of this batch's job in a [`WorkQueue`]: derived from the output folder and
+    /// the settings that shape the results (`pipeline`; `None` for split-only), so that
+    /// workers of the same job agree on it and two different jobs never share one.
+    pub fn job_name(&self, pipeline: Option<&Pipeline>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(journal::path_text(self.out.root()).as_bytes());
+        h.update(b"\n");
+        h.update(self.settings(pipeline).as_bytes());
+        let hex: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("asrp-{hex}")
+    }
+
+    /// The settings fingerprint the journal keeps (`None`: split-only).
+    fn settings(&self, pipeline: Option<&Pipeline>) -> String {
+        match pipeline {
+            Some(pipeline) => {
+                let service = self
+                    .opts
+                    .service
+                    .clone()
+                    .unwrap_or_else(|| pipeline.base_url().to_string());
+                format!("transcribe api={service} {}", pipeline.settings_text())
+            }
+            None => split::SETTINGS.to_string(),
+        }
     }
 
     /// Splits every input that is not finished into `<name>.segments/` (16 kHz mono WAV
@@ -268,22 +342,44 @@ impl Batch {
     /// timeline; see [`crate::pipeline::split_only`]) without calling any API, until done or
     /// until `cancel` completes, and writes `summary.json`.
     pub async fn split_only(self, cancel: impl Future<Output = ()>) -> Result<Summary> {
+        let settings = self.settings(None);
         self.run(
             Mode::SplitOnly,
-            split::SETTINGS.to_string(),
+            settings,
             None,
             &split::SplitEngine,
+            NO_QUEUE,
             cancel,
         )
         .await
     }
 
-    async fn run<E: engine::Engine>(
+    /// Like [`Batch::split_only`], as one worker of a job shared through `queue` (see
+    /// [`Batch::transcribe_queued`]).
+    pub async fn split_only_queued<Q: WorkQueue>(
+        self,
+        queue: &Q,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Summary> {
+        let settings = self.settings(None);
+        self.run(
+            Mode::SplitOnly,
+            settings,
+            None,
+            &split::SplitEngine,
+            Some(queue),
+            cancel,
+        )
+        .await
+    }
+
+    async fn run<E: engine::Engine, Q: WorkQueue>(
         self,
         mode: Mode,
         settings: String,
         endpoint: Option<String>,
         engine: &E,
+        queue: Option<&Q>,
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
         let formats = if mode == Mode::Transcribe {
@@ -298,16 +394,26 @@ impl Batch {
         } else {
             Vec::new()
         };
+        let journal = match (queue, &self.journal) {
+            (Some(q), _) => q.journal(),
+            (None, Some(j)) => j.clone(),
+            (None, None) => {
+                return Err(Error::config(
+                    "a batch opened with Batch::open_shared runs with a work queue (transcribe_queued, split_only_queued)",
+                ))
+            }
+        };
         let runner = Runner {
             files: &self.walked.files,
             names: &self.names,
             out: &self.out,
-            journal: self.journal.clone(),
+            journal,
             settings: settings.clone(),
             mode,
             formats,
             force: self.opts.force,
             observer: self.observer.clone(),
+            shared: self._lock.is_none(),
         };
         let decisions = runner.decide();
         let to_do: Vec<usize> = decisions
@@ -329,7 +435,12 @@ impl Batch {
             skipped: self.walked.skipped.len(),
             audio_secs,
         });
-        let outcome = if to_do.is_empty() {
+        let outcome = if let Some(queue) = queue {
+            // Other workers may have work left even when this one has none of its own.
+            runner
+                .run_queued(queue, engine, self.opts.jobs, cancel)
+                .await
+        } else if to_do.is_empty() {
             Outcome {
                 rows: decisions
                     .into_iter()

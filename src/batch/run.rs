@@ -1,21 +1,26 @@
 //! The batch: decide per file from the journal, run the files `jobs` at a time, record every
 //! state change, and collect the summary rows. One file's failure never stops the batch.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use super::engine::{Engine, Events, FileError, Finished, Job};
-use super::journal::{FileKey, Journal, Plan, State};
+use super::journal::{now, FileKey, Journal, Plan, Record, State};
 use super::outputs::{OutDir, OutName};
+use super::queue::{Lease, WorkQueue};
 use super::summary::{FileRow, Status};
 use super::walk::{InputFile, InputKind};
 use super::{Event, Mode, Observer};
 use crate::export::Format;
 use crate::pipeline::UploadedPart;
+use crate::{Error, Result};
 
 /// Suffix of a failed file's error report.
 pub const ERROR_SUFFIX: &str = ".error.json";
@@ -42,6 +47,9 @@ pub struct Runner<'a> {
     pub force: bool,
     /// Where progress goes.
     pub observer: Arc<dyn Observer>,
+    /// Shared by several workers through a work queue: inputs are keyed by output name and
+    /// content hash instead of canonical path and time.
+    pub shared: bool,
 }
 
 /// What to do with one input.
@@ -86,11 +94,20 @@ impl Runner<'_> {
         self.files
             .iter()
             .zip(self.names)
-            .map(|(f, n)| self.decide_one(f, n))
+            .map(|(f, n)| self.decide_one(f, n, &self.key(f, n, None)))
             .collect()
     }
 
-    fn decide_one(&self, f: &InputFile, n: &OutName) -> Decision {
+    /// The journal key of an input (`content`: its hash, in a shared batch, once known).
+    fn key(&self, f: &InputFile, n: &OutName, content: Option<String>) -> FileKey {
+        if self.shared {
+            FileKey::shared(n.display(), f, content)
+        } else {
+            FileKey::of(f)
+        }
+    }
+
+    fn decide_one(&self, f: &InputFile, n: &OutName, key: &FileKey) -> Decision {
         if self.force {
             return Decision::Run {
                 resume: Vec::new(),
@@ -103,11 +120,10 @@ impl Runner<'_> {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let missing_formats = std::cell::Cell::new(false);
-        let key = FileKey::of(f);
         let latest = self.journal.latest(&key.path);
         let plan = Plan::of(
             latest.as_ref(),
-            &key,
+            key,
             &self.settings,
             &n.display(),
             |outs| {
@@ -175,12 +191,12 @@ impl Runner<'_> {
                 }
             }
         }
-        let work =
-            stream::iter(todo)
-                .map(|(i, resume, reexport)| async move {
-                    (i, self.one(i, resume, reexport, engine).await)
-                })
-                .buffer_unordered(jobs.max(1));
+        let work = stream::iter(todo)
+            .map(|(i, resume, reexport)| async move {
+                let key = self.key(&self.files[i], &self.names[i], None);
+                (i, self.one(i, key, resume, reexport, engine).await)
+            })
+            .buffer_unordered(jobs.max(1));
         tokio::pin!(work);
         tokio::pin!(cancel);
         let mut interrupted = false;
@@ -217,6 +233,7 @@ impl Runner<'_> {
     async fn one<E: Engine>(
         &self,
         i: usize,
+        key: FileKey,
         resume: Vec<UploadedPart>,
         reexport: bool,
         engine: &E,
@@ -226,7 +243,7 @@ impl Runner<'_> {
         let events = Events::new(
             self.journal.clone(),
             self.observer.clone(),
-            FileKey::of(f),
+            key,
             self.settings.clone(),
             n.display(),
             resume.clone(),
@@ -306,6 +323,183 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs the batch as one worker of a job shared through `queue`: offers the files this
+    /// worker finds unfinished, then takes files (`jobs` at a time) until the job is drained
+    /// or `cancel` completes. Rows are per local input, from the shared journal at the end.
+    pub async fn run_queued<E: Engine, Q: WorkQueue>(
+        &self,
+        queue: &Q,
+        engine: &E,
+        jobs: usize,
+        cancel: impl Future<Output = ()>,
+    ) -> Outcome {
+        let jobs = jobs.max(1);
+        let index: HashMap<String, usize> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.display(), i))
+            .collect();
+        // Offered on a cheap check (name, size, settings, outputs present); the worker that
+        // takes a file reads its content hash and decides again.
+        let offers: Vec<String> = self
+            .decide()
+            .iter()
+            .zip(self.names)
+            .filter(|(d, _)| matches!(d, Decision::Run { .. }))
+            .map(|(_, n)| n.display())
+            .collect();
+        let mut mine: HashMap<usize, FileRow> = HashMap::new();
+        let mut interrupted = false;
+        let mut stopped = None;
+        if let Err(e) = queue.offer(&offers).await {
+            stopped = Some(e.to_string());
+        }
+        type Taking<'q, L> = Pin<Box<dyn Future<Output = Result<Option<L>>> + Send + 'q>>;
+        let mut taking: Option<Taking<'_, Q::Lease>> = None;
+        if stopped.is_none() {
+            taking = Some(Box::pin(queue.take()));
+        }
+        let mut drained = stopped.is_some();
+        let mut work = FuturesUnordered::new();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut unreachable = 0;
+        tokio::pin!(cancel);
+        while !(drained && work.is_empty()) {
+            tokio::select! {
+                biased;
+                () = &mut cancel => { interrupted = true; break; }
+                taken = async { taking.as_mut().expect("guarded").await }, if taking.is_some() => {
+                    taking = None;
+                    match taken {
+                        Ok(Some(lease)) => work.push(self.leased(lease, &index, queue, engine)),
+                        Ok(None) => drained = true,
+                        Err(e) => { stopped = Some(e.to_string()); break; }
+                    }
+                }
+                Some(leased) = work.next(), if !work.is_empty() => match leased {
+                    Leased::Row(i, row, end) => {
+                        unreachable = match end {
+                            End::Ok | End::Failed => 0,
+                            End::Unreachable => unreachable + 1,
+                            End::Stop => UNREACHABLE_STOP,
+                        };
+                        let error = row.error.clone();
+                        mine.insert(i, row);
+                        if unreachable >= UNREACHABLE_STOP {
+                            stopped = error;
+                            break;
+                        }
+                    }
+                    Leased::Abandoned => {}
+                    Leased::Queue(e) => { stopped = Some(e.to_string()); break; }
+                },
+                _ = ticker.tick() => {
+                    if let Ok(c) = queue.counts().await {
+                        self.observer.event(&Event::Job(c));
+                    }
+                }
+            }
+            if !drained && taking.is_none() && work.len() < jobs {
+                taking = Some(Box::pin(queue.take()));
+            }
+        }
+        if let Ok(c) = queue.counts().await {
+            self.observer.event(&Event::Job(c));
+        }
+        // Every input's row: this worker's own, else what the shared journal says now.
+        let rows = self
+            .decide()
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| match (mine.remove(&i), d) {
+                (Some(row), _) => row,
+                (None, Decision::Keep(row)) => row,
+                (None, Decision::Run { .. }) => FileRow {
+                    input: self.files[i].path.to_string_lossy().into_owned(),
+                    output: self.names[i].display(),
+                    status: Status::Pending,
+                    this_run: false,
+                    audio_seconds: None,
+                    outputs: vec![],
+                    error: None,
+                },
+            })
+            .collect();
+        Outcome {
+            rows,
+            interrupted,
+            stopped,
+        }
+    }
+
+    /// One file taken from the queue: hashed, decided again from the journal, processed
+    /// while the lease holds, then finished on the queue.
+    async fn leased<E: Engine, Q: WorkQueue>(
+        &self,
+        lease: Q::Lease,
+        index: &HashMap<String, usize>,
+        queue: &Q,
+        engine: &E,
+    ) -> Leased {
+        let name = lease.name().to_string();
+        let Some(&i) = index.get(&name) else {
+            // Offered by a worker that sees other inputs: fail it for the job (a rerun on a
+            // worker that has it offers it again).
+            let record = Record {
+                key: FileKey {
+                    path: name.clone(),
+                    size: 0,
+                    mtime_ns: 0,
+                    content: None,
+                },
+                settings: self.settings.clone(),
+                out: name.clone(),
+                at: now(),
+                state: State::Failed {
+                    error: format!(
+                        "{name}: not among this worker's inputs; every worker of a job must be given the same input tree"
+                    ),
+                    retry: true,
+                    parts: Vec::new(),
+                },
+            };
+            if let Err(e) = self.journal.append(&record) {
+                return Leased::Queue(e);
+            }
+            return match queue.finish(lease).await {
+                Ok(()) => Leased::Abandoned,
+                Err(e) => Leased::Queue(e),
+            };
+        };
+        let (f, n) = (&self.files[i], &self.names[i]);
+        let content = hash_file(&f.path).await;
+        let key = self.key(f, n, content);
+        let decided = self.decide_one(f, n, &key);
+        let (row, end) = match decided {
+            // Finished by another worker meanwhile.
+            Decision::Keep(row) => (row, End::Ok),
+            Decision::Run { resume, reexport } => {
+                let work = self.one(i, key, resume, reexport, engine);
+                tokio::select! {
+                    r = work => r,
+                    revoked = lease.revoked() => return match revoked {
+                        Ok(()) => {
+                            tracing::info!("{}: taken over by another worker", f.path.display());
+                            Leased::Abandoned
+                        }
+                        Err(e) => Leased::Queue(e),
+                    },
+                }
+            }
+        };
+        match queue.finish(lease).await {
+            Ok(()) => Leased::Row(i, row, end),
+            Err(e) => Leased::Queue(e),
+        }
+    }
+
     /// A file's outputs are written: drop a stale error report, then journal it done.
     fn finish(&self, n: &OutName, events: &Events, fin: Finished) -> Result<Finished, FileError> {
         self.out.remove(&n.rel(ERROR_SUFFIX))?;
@@ -374,6 +568,46 @@ enum End {
     Unreachable,
     /// Failed in a way every further file would (credentials, quota, cancelled).
     Stop,
+}
+
+/// How a file taken from a work queue ended.
+enum Leased {
+    /// Finished (outcome journaled, lease finished): its input's index and row.
+    Row(usize, FileRow, End),
+    /// Taken over by another worker, or not this worker's input.
+    Abandoned,
+    /// The queue failed: the batch stops.
+    Queue(Error),
+}
+
+/// The SHA-256 of a file's content in hex, read off the async threads; `None` when it cannot
+/// be read (the engine then reports why).
+async fn hash_file(path: &Path) -> Option<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path).ok()?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => h.update(&buf[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        Some(
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        )
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// How a batch run ended.
@@ -553,6 +787,7 @@ mod tests {
             formats,
             force,
             observer: Arc::new(|_: &Event<'_>| {}),
+            shared: false,
         };
         let decisions = batch.decide();
         let o = batch.run(decisions.clone(), fake, 2, cancel).await;
@@ -686,6 +921,7 @@ mod tests {
             formats: vec![Format::Json],
             force: false,
             observer: Arc::new(|_: &Event<'_>| {}),
+            shared: false,
         };
         let o = batch
             .run(batch.decide(), &fake, 1, std::future::pending())

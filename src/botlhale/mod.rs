@@ -55,6 +55,7 @@ mod asynch;
 mod auth;
 mod bot;
 mod chat;
+mod limit;
 mod poll;
 mod retry;
 mod sync;
@@ -80,6 +81,7 @@ pub use asynch::{AsyncJob, AsyncUpload};
 pub use auth::{Credentials, Secret};
 pub use bot::{MessageContent, MessageRequest, ResponseType, StartConversation};
 pub use chat::{ChatMessage, ChatMetadata, ChatSender, ChatUpload};
+pub use limit::{Limiter, Permit};
 pub use poll::PollOptions;
 pub use retry::{decide, Decision, Outcome, RetryPolicy};
 pub use sync::SyncRequest;
@@ -131,6 +133,7 @@ pub struct ClientBuilder {
     token_margin: Duration,
     form_max_age: Duration,
     form_expiry_margin: Duration,
+    limiter: Option<Arc<dyn Limiter>>,
 }
 
 /// How many form secret values [`Client::redact`] remembers (a few forms' worth).
@@ -143,6 +146,7 @@ impl fmt::Debug for ClientBuilder {
             .field("credentials", &self.credentials)
             .field("org_id", &self.org_id)
             .field("concurrency", &self.concurrency)
+            .field("limiter", &self.limiter.as_ref().map(|_| "shared"))
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -166,6 +170,7 @@ impl Default for ClientBuilder {
             token_margin: Duration::from_secs(300),
             form_max_age: Duration::from_secs(55 * 60),
             form_expiry_margin: Duration::from_secs(60),
+            limiter: None,
         }
     }
 }
@@ -213,6 +218,13 @@ impl ClientBuilder {
     /// The most requests in flight at once, across all clones of the client. Default 8.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
+        self
+    }
+    /// A further limit on requests in flight, asked before each attempt once the client's own
+    /// [`ClientBuilder::concurrency`] slot is held: for example one shared by every worker of
+    /// a distributed batch. Default none.
+    pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = Some(limiter);
         self
     }
     /// The retry policy. Default [`RetryPolicy::default`].
@@ -323,6 +335,7 @@ impl ClientBuilder {
                 chats_path: self.chats_path,
                 form_max_age: self.form_max_age,
                 form_expiry_margin: self.form_expiry_margin,
+                limiter: self.limiter,
             }),
         })
     }
@@ -350,6 +363,7 @@ struct Inner {
     chats_path: Option<String>,
     form_max_age: Duration,
     form_expiry_margin: Duration,
+    limiter: Option<Arc<dyn Limiter>>,
     /// Credential values of the most recent upload forms (policy, signature, session token,
     /// credential), so [`Client::redact`] removes them from error texts too. Bounded.
     form_secrets: std::sync::Mutex<std::collections::VecDeque<String>>,
@@ -666,6 +680,10 @@ impl Client {
                     .acquire()
                     .await
                     .map_err(|_| Error::config("client closed"))?;
+                let _shared = match &self.inner.limiter {
+                    Some(l) => Some(l.acquire().await?),
+                    None => None,
+                };
                 match &watch {
                     None => exchange(rb).await,
                     Some(w) => tokio::select! {
