@@ -2,7 +2,7 @@
 //! and the pipeline built from them and the arguments.
 
 use anyhow::{bail, Context};
-use asr_pipeline::botlhale::{Client, Credentials, Secret, DEFAULT_BASE_URL};
+use asr_pipeline::botlhale::{Client, ClientBuilder, Credentials, Secret, DEFAULT_BASE_URL};
 use asr_pipeline::pipeline::{Pipeline, Route};
 use botlhale_emulator::{EmulatorConfig, RunningEmulator};
 
@@ -63,12 +63,12 @@ impl Access {
     }
 }
 
-/// Connects (starting the emulator, loudly, when there are no credentials): the pipeline, and
-/// the emulator behind it, which answers while it is kept.
-pub async fn connect(
+/// Where requests go (starting the emulator, loudly, when there are no credentials): the
+/// client's settings, and the emulator behind them, which answers while it is kept.
+pub async fn client(
     access: &Access,
     args: &Args,
-) -> anyhow::Result<(Pipeline, Option<RunningEmulator>)> {
+) -> anyhow::Result<(ClientBuilder, Option<RunningEmulator>)> {
     let (builder, emulator) = if access.credentials {
         let b = Client::builder()
             .from_env()
@@ -86,16 +86,28 @@ pub async fn connect(
             .org_id(emu.org_id());
         (b, Some(emu))
     };
-    let client = builder
-        .concurrency(args.concurrency.get())
+    Ok((builder.concurrency(args.concurrency.get()), emulator))
+}
+
+/// A client that is never used to send anything: the settings of a pipeline built on it name
+/// a shared job (what answers is in the batch's options, not in the client).
+pub fn idle_client() -> anyhow::Result<Client> {
+    Client::builder()
+        .base_url("http://127.0.0.1:9")
+        .credentials(Credentials::IdToken(Secret::new("unused")))
+        .org_id("unused")
         .build()
-        .context("building the API client")?;
+        .context("building a client")
+}
+
+/// The pipeline the arguments describe, on `client`.
+pub fn pipeline(args: &Args, client: Client) -> anyhow::Result<Pipeline> {
     let route = match args.route {
         RouteArg::Auto => Route::Auto,
         RouteArg::Sync => Route::Sync,
         RouteArg::Async => Route::Async,
     };
-    let pipeline = Pipeline::builder()
+    Pipeline::builder()
         .client(client)
         .route(route)
         .language(args.language.clone())
@@ -104,8 +116,7 @@ pub async fn connect(
         .channel_names(args.channel_names.iter().map(|n| n.trim()))
         .concurrency(args.concurrency.get())
         .build()
-        .context("building the pipeline")?;
-    Ok((pipeline, emulator))
+        .context("building the pipeline")
 }
 
 /// The loud notice that the answers are placeholders.

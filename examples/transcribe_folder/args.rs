@@ -81,6 +81,25 @@ pub struct Args {
     /// Redo every file, even those the journal says are finished.
     #[arg(long)]
     pub force: bool,
+
+    /// Share the job with other workers through this Redis server
+    /// (`redis://[:password@]host:port/[db]`): run the same command (same inputs, same
+    /// `--out` on shared storage, same options) on one machine or many, start more later,
+    /// stop any of them; each takes files until the whole job is done. The job's state is
+    /// kept in Redis instead of `journal.jsonl`; `--concurrency` is then the limit of requests
+    /// in flight over all workers together.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+
+    /// With `--queue`: print the job's counts (files queued, in progress, done, failed) and
+    /// exit.
+    #[arg(long, requires = "queue")]
+    pub status: bool,
+
+    /// With `--queue`: seconds after which a file held by a worker that stopped (killed, cut
+    /// off from Redis) is taken over by another worker.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub lease: f64,
 }
 
 /// An output format.
@@ -139,6 +158,13 @@ impl Args {
                 OutFormat::Txt => Format::Text,
             })
             .collect()
+    }
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.2..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: seconds between 0.2 and 86400")),
     }
 }
 

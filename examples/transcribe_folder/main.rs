@@ -5,13 +5,15 @@
 //! cargo run --release --example transcribe_folder -- --out out testdata/
 //! ```
 //!
-//! Exit status: 0 when every file is done, 1 when any file failed (see `summary.json` and the
-//! table printed at the end), 2 for a usage or setup error, 130 when interrupted (Ctrl-C; run
-//! the same command again to resume).
+//! Exit status: 0 when every file is done, 1 when any file failed or the run stopped early
+//! (see `summary.json` and the table printed at the end), 2 for a usage or setup error (an
+//! unreachable `--queue` among them), 130 when interrupted (Ctrl-C; run the same command
+//! again to resume).
 
 mod api;
 mod args;
 mod progress;
+mod shared;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use asr_pipeline::batch::{Batch, BatchOptions, Event, SUMMARY_FILE};
+use asr_pipeline::batch::{Batch, BatchOptions, Event, Summary, SUMMARY_FILE};
 use clap::Parser;
 
 use crate::args::Args;
@@ -79,6 +81,9 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
     opts.formats = args.formats();
     opts.force = args.force;
     opts.service = access.as_ref().map(api::Access::identity);
+    if let Some(url) = &args.queue {
+        return shared::run(&args, url, access.as_ref(), opts, bars, log).await;
+    }
     let progress = Arc::new(Progress::new(bars));
     let observer = progress.clone();
     let batch = Batch::open(&args.inputs, &args.out, opts)
@@ -86,33 +91,44 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
         .with_observer(move |e: &Event<'_>| observer.on(e));
     let out_dir = batch.out_dir().to_path_buf();
     log.attach(progress.multi());
-    // Ctrl-C: the files in progress are abandoned, the journal stays consistent.
-    let cancel = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
     let summary = match &access {
-        None => batch.split_only(cancel).await?,
+        None => batch.split_only(ctrl_c()).await?,
         Some(access) => {
-            let (pipeline, _emulator) = api::connect(access, &args).await?;
-            batch.transcribe(&pipeline, cancel).await?
+            let (client, _emulator) = api::client(access, &args).await?;
+            let client = client.build().context("building the API client")?;
+            let pipeline = api::pipeline(&args, client)?;
+            batch.transcribe(&pipeline, ctrl_c()).await?
         }
     };
     progress.finish();
     log.attach(None);
+    Ok(report(&summary, &progress, &out_dir))
+}
 
-    // The report.
+/// Completes on Ctrl-C: the files in progress are abandoned, the journal stays consistent.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Prints the run's report; returns the exit status.
+fn report(summary: &Summary, progress: &Progress, out_dir: &std::path::Path) -> u8 {
     let counts = &summary.counts;
     let where_ = out_dir.display();
-    if progress.to_do() == Some(0) {
+    if progress.to_do() == Some(0) && progress.job().is_none() {
         eprintln!(
             "Nothing to do: all {} file(s) under {where_} are up to date ({} done, {} failed earlier on bad input; --force redoes everything).",
             counts.files, counts.done, counts.failed
         );
     } else {
+        let unchanged = if progress.job().is_some() {
+            "done by other workers or earlier"
+        } else {
+            "unchanged"
+        };
         eprintln!(
-            "{} done this run ({:.2} h of audio in {}), {} unchanged, {} failed, {} pending; {} skipped ({} not audio). Summary: {where_}/{SUMMARY_FILE}",
+            "{} done this run ({:.2} h of audio in {}), {} {unchanged}, {} failed, {} pending; {} skipped ({} not audio). Summary: {where_}/{SUMMARY_FILE}",
             counts.done_this_run,
             summary.audio_seconds_this_run / 3600.0,
             progress::hms(summary.wall_seconds),
@@ -136,7 +152,11 @@ async fn real_main(args: Args, bars: bool, log: LogWriter) -> anyhow::Result<u8>
             "Interrupted: {} file(s) not finished. The journal is consistent: run the same command again to resume.",
             counts.pending
         );
-        return Ok(EXIT_INTERRUPTED);
+        return EXIT_INTERRUPTED;
     }
-    Ok(if counts.failed > 0 { EXIT_FAILED } else { 0 })
+    if counts.failed > 0 || summary.stopped_by.is_some() {
+        EXIT_FAILED
+    } else {
+        0
+    }
 }

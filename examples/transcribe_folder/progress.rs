@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use asr_pipeline::batch::Event;
+use asr_pipeline::batch::{Event, JobCounts};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Progress of the batch.
@@ -34,6 +34,10 @@ struct Counters {
     audio_running: f64,
     /// Expected audio seconds of the files to do, when known.
     audio_total: Option<f64>,
+    /// The whole job's counts, in a job shared through a queue.
+    job: Option<JobCounts>,
+    /// When the job's counts were last logged (log mode).
+    job_logged: Option<Instant>,
 }
 
 impl Progress {
@@ -89,6 +93,7 @@ impl Progress {
                 audio_secs,
                 reported_secs,
             } => self.file_finished(&input.to_string_lossy(), *ok, *audio_secs, *reported_secs),
+            Event::Job(c) => self.job_counts(*c),
             _ => {}
         }
     }
@@ -106,6 +111,50 @@ impl Progress {
                     .set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             }
         }
+    }
+
+    /// A shared job's counts: the files bar shows the whole job.
+    fn job_counts(&self, c: JobCounts) {
+        let log_now = {
+            let Ok(mut s) = self.state.lock() else { return };
+            let changed = s.job != Some(c);
+            s.job = Some(c);
+            let due = s
+                .job_logged
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+            if changed && due && self.bars.is_none() {
+                s.job_logged = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        };
+        if let Some(b) = &self.bars {
+            b.files.set_length(c.files);
+            b.files.set_position(c.done + c.failed);
+            b.files.set_message(format!(
+                "(whole job: {} in progress, {} queued, {} failed)",
+                c.running, c.queued, c.failed
+            ));
+            if c.files > 0 {
+                b.multi
+                    .set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            }
+        } else if log_now {
+            tracing::info!(
+                "job: {}/{} file(s) finished ({} failed), {} in progress, {} queued",
+                c.done + c.failed,
+                c.files,
+                c.failed,
+                c.running,
+                c.queued
+            );
+        }
+    }
+
+    /// The shared job's latest counts, if this is one of its workers.
+    pub fn job(&self) -> Option<JobCounts> {
+        self.state.lock().ok().and_then(|s| s.job)
     }
 
     /// Files the batch processes in this run, once it said.
@@ -144,7 +193,9 @@ impl Progress {
             )
         };
         if let Some(b) = &self.bars {
-            b.files.set_position(done);
+            if self.job().is_none() {
+                b.files.set_position(done);
+            }
             b.audio.set_message(line);
         } else if ok {
             tracing::info!("[{done}/{total}] done {name} ({audio_secs:.1} s of audio); {line}");

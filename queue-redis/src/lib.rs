@@ -174,10 +174,13 @@ impl RedisQueue {
     /// [`ErrorKind::Queue`] when the server cannot be reached.
     pub async fn connect(url: &str, job: &str, opts: QueueOptions) -> Result<RedisQueue> {
         if job.is_empty() || job.contains(['{', '}']) {
-            return Err(Error::config(format!("queue job name {job:?}: must be non-empty, without braces")));
+            return Err(Error::config(format!(
+                "queue job name {job:?}: must be non-empty, without braces"
+            )));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::config(format!("queue address: {}", redact(url, &e.to_string()))))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::config(format!("queue address: {}", redact(url, &e.to_string())))
+        })?;
         let address = client.get_connection_info().addr().to_string();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.timeout))
@@ -185,7 +188,13 @@ impl RedisQueue {
         let con = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| queue_error(&address, "cannot connect (is redis-server running there?)", e))?;
+            .map_err(|e| {
+                queue_error(
+                    &address,
+                    "cannot connect (is redis-server running there?)",
+                    e,
+                )
+            })?;
         let keys = Keys::of(job);
         let shared = Shared {
             client,
@@ -250,9 +259,7 @@ impl RedisQueue {
             .map_err(|e| self.shared.err("reading the log", e))?;
         lines
             .iter()
-            .map(|l| {
-                serde_json::from_str(l).map_err(|e| self.shared.err("a log record", e))
-            })
+            .map(|l| serde_json::from_str(l).map_err(|e| self.shared.err("a log record", e)))
             .collect()
     }
 }
@@ -289,6 +296,7 @@ impl WorkQueue for RedisQueue {
         Arc::new(RedisJournal {
             shared: self.shared.clone(),
             con: Mutex::new(None),
+            read_failed: Default::default(),
         })
     }
 
@@ -336,7 +344,11 @@ impl WorkQueue for RedisQueue {
                     if how == "claimed" {
                         tracing::info!("{}: taken over from a worker whose lease expired", r[2]);
                     }
-                    return Ok(Some(RedisLease::start(self.shared.clone(), r[1].clone(), r[2].clone())));
+                    return Ok(Some(RedisLease::start(
+                        self.shared.clone(),
+                        r[1].clone(),
+                        r[2].clone(),
+                    )));
                 }
                 Some("wait") if r.get(1).map(String::as_str) == Some("0") => return Ok(None),
                 Some("wait") => {
@@ -367,24 +379,29 @@ impl WorkQueue for RedisQueue {
     async fn counts(&self) -> Result<JobCounts> {
         let s = &self.shared;
         let mut con = s.con.clone();
-        let (files, len, pending, done, failed): (u64, u64, redis::Value, Option<i64>, Option<i64>) =
-            redis::pipe()
-                .cmd("SCARD")
-                .arg(&s.keys.names)
-                .cmd("XLEN")
-                .arg(&s.keys.q)
-                .cmd("XPENDING")
-                .arg(&s.keys.q)
-                .arg(GROUP)
-                .cmd("HGET")
-                .arg(&s.keys.counts)
-                .arg("done")
-                .cmd("HGET")
-                .arg(&s.keys.counts)
-                .arg("failed")
-                .query_async(&mut con)
-                .await
-                .map_err(|e| s.err("reading the job's counts", e))?;
+        let (files, len, pending, done, failed): (
+            u64,
+            u64,
+            redis::Value,
+            Option<i64>,
+            Option<i64>,
+        ) = redis::pipe()
+            .cmd("SCARD")
+            .arg(&s.keys.names)
+            .cmd("XLEN")
+            .arg(&s.keys.q)
+            .cmd("XPENDING")
+            .arg(&s.keys.q)
+            .arg(GROUP)
+            .cmd("HGET")
+            .arg(&s.keys.counts)
+            .arg("done")
+            .cmd("HGET")
+            .arg(&s.keys.counts)
+            .arg("failed")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| s.err("reading the job's counts", e))?;
         let running = match pending {
             redis::Value::Array(v) => match v.first() {
                 Some(redis::Value::Int(n)) => *n as u64,
@@ -493,6 +510,8 @@ impl Lease for RedisLease {
 pub struct RedisJournal {
     shared: Arc<Shared>,
     con: Mutex<Option<redis::Connection>>,
+    /// A read failed (reported once).
+    read_failed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisJournal {
@@ -508,7 +527,11 @@ impl RedisJournal {
     /// Runs `f` on the blocking connection (opened on first use, dropped after an error so
     /// that the next call reconnects). The batch calls the journal from its tasks, as it
     /// does the local journal's synced writes: each call is one round trip.
-    fn with<T>(&self, what: &str, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
         let s = &self.shared;
         let mut guard = self
             .con
@@ -519,8 +542,10 @@ impl RedisJournal {
                 .client
                 .get_connection_with_timeout(s.opts.timeout)
                 .map_err(|e| s.err(what, e))?;
-            con.set_read_timeout(Some(s.opts.timeout)).map_err(|e| s.err(what, e))?;
-            con.set_write_timeout(Some(s.opts.timeout)).map_err(|e| s.err(what, e))?;
+            con.set_read_timeout(Some(s.opts.timeout))
+                .map_err(|e| s.err(what, e))?;
+            con.set_write_timeout(Some(s.opts.timeout))
+                .map_err(|e| s.err(what, e))?;
             *guard = Some(con);
         }
         let con = guard.as_mut().ok_or_else(|| s.err(what, "no connection"))?;
@@ -540,8 +565,14 @@ impl Journal for RedisJournal {
         }) {
             Ok(t) => t,
             Err(e) => {
-                // The batch goes on as if nothing were known; the queue's own calls stop it.
-                tracing::error!("{e}");
+                // The batch goes on as if nothing were known (the file is done again); the
+                // queue's own calls stop the batch.
+                if !self
+                    .read_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::error!("{e}");
+                }
                 None
             }
         };
@@ -676,7 +707,8 @@ impl Limiter for RedisLimiter {
                         release: self.release.clone(),
                     }));
                 }
-                tokio::time::sleep(Duration::from_millis(wait_ms + fastrand::u64(..=wait_ms))).await;
+                tokio::time::sleep(Duration::from_millis(wait_ms + fastrand::u64(..=wait_ms)))
+                    .await;
                 wait_ms = (wait_ms * 2).min(40);
             }
         })

@@ -28,9 +28,15 @@ fn names(n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_queued_once_and_taken_once_until_drained() {
     let redis = RedisServer::start();
-    let a = RedisQueue::connect(&redis.url(), "job-a", quick()).await.unwrap();
-    let b = RedisQueue::connect(&redis.url(), "job-a", quick()).await.unwrap();
-    let other = RedisQueue::connect(&redis.url(), "job-b", quick()).await.unwrap();
+    let a = RedisQueue::connect(&redis.url(), "job-a", quick())
+        .await
+        .unwrap();
+    let b = RedisQueue::connect(&redis.url(), "job-a", quick())
+        .await
+        .unwrap();
+    let other = RedisQueue::connect(&redis.url(), "job-b", quick())
+        .await
+        .unwrap();
     // Both workers offer the same files, one of them twice.
     a.offer(&names(20)).await.unwrap();
     b.offer(&names(20)).await.unwrap();
@@ -64,8 +70,12 @@ async fn files_are_queued_once_and_taken_once_until_drained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_whose_holder_stops_renewing_is_taken_over() {
     let redis = RedisServer::start();
-    let a = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap();
-    let b = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap();
+    let a = RedisQueue::connect(&redis.url(), "job", quick())
+        .await
+        .unwrap();
+    let b = RedisQueue::connect(&redis.url(), "job", quick())
+        .await
+        .unwrap();
     a.offer(&names(1)).await.unwrap();
     let held = a.take().await.unwrap().unwrap();
     // While `a` renews, `b` waits.
@@ -79,7 +89,9 @@ async fn a_file_whose_holder_stops_renewing_is_taken_over() {
     assert_eq!(took.name(), "dir/file 0");
     assert!(t0.elapsed() < Duration::from_secs(3));
     // A worker that was only slow learns it lost the file.
-    let a2 = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap();
+    let a2 = RedisQueue::connect(&redis.url(), "job", quick())
+        .await
+        .unwrap();
     b.finish(took).await.unwrap();
     assert!(a2.take().await.unwrap().is_none(), "drained");
 
@@ -112,7 +124,9 @@ async fn the_shared_limit_holds_across_workers_and_slots_of_the_dead_expire() {
     let redis = RedisServer::start();
     let mut limiters = Vec::new();
     for _ in 0..3 {
-        let q = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap();
+        let q = RedisQueue::connect(&redis.url(), "job", quick())
+            .await
+            .unwrap();
         limiters.push(q.limiter(3));
     }
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -136,7 +150,11 @@ async fn the_shared_limit_holds_across_workers_and_slots_of_the_dead_expire() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(peak.load(Ordering::SeqCst), 3, "the limit is reached, never passed");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "the limit is reached, never passed"
+    );
     // A worker that dies holding slots (its runtime, renewal task included, vanishes with
     // the slots still held): they expire.
     let url = redis.url();
@@ -154,7 +172,10 @@ async fn the_shared_limit_holds_across_workers_and_slots_of_the_dead_expire() {
     })
     .join()
     .unwrap();
-    let fresh = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap().limiter(2);
+    let fresh = RedisQueue::connect(&redis.url(), "job", quick())
+        .await
+        .unwrap()
+        .limiter(2);
     let got = tokio::time::timeout(Duration::from_secs(5), fresh.acquire()).await;
     assert!(got.is_ok(), "the dead worker's slots expired");
 }
@@ -178,7 +199,9 @@ fn record(name: &str, state: State) -> Record {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_done_twice_is_logged_once_and_stays_done() {
     let redis = RedisServer::start();
-    let q = RedisQueue::connect(&redis.url(), "job", quick()).await.unwrap();
+    let q = RedisQueue::connect(&redis.url(), "job", quick())
+        .await
+        .unwrap();
     let j = q.journal();
     let done = State::Done {
         audio_secs: 1.0,
@@ -217,9 +240,13 @@ async fn an_unreachable_server_is_a_queue_error_that_names_it() {
         .local_addr()
         .unwrap()
         .port();
-    let e = RedisQueue::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"), "job", quick())
-        .await
-        .unwrap_err();
+    let e = RedisQueue::connect(
+        &format!("redis://:hunter2@127.0.0.1:{port}/"),
+        "job",
+        quick(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Queue { .. }), "{e:?}");
     let text = e.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");

@@ -282,8 +282,15 @@ impl Batch {
         let engine = PipelineEngine { pipeline };
         let endpoint = Some(pipeline.base_url().to_string());
         let settings = self.settings(Some(pipeline));
-        self.run(Mode::Transcribe, settings, endpoint, &engine, NO_QUEUE, cancel)
-            .await
+        self.run(
+            Mode::Transcribe,
+            settings,
+            endpoint,
+            &engine,
+            NO_QUEUE,
+            cancel,
+        )
+        .await
     }
 
     /// Like [`Batch::transcribe`], as one worker of a job shared through `queue` (opened with
@@ -302,8 +309,15 @@ impl Batch {
         let engine = PipelineEngine { pipeline };
         let endpoint = Some(pipeline.base_url().to_string());
         let settings = self.settings(Some(pipeline));
-        self.run(Mode::Transcribe, settings, endpoint, &engine, Some(queue), cancel)
-            .await
+        self.run(
+            Mode::Transcribe,
+            settings,
+            endpoint,
+            &engine,
+            Some(queue),
+            cancel,
+        )
+        .await
     }
 
     /// The name of this batch's job in a [`WorkQueue`]: derived from the output folder and

@@ -121,16 +121,10 @@ impl Runner<'_> {
             .collect();
         let missing_formats = std::cell::Cell::new(false);
         let latest = self.journal.latest(&key.path);
-        let plan = Plan::of(
-            latest.as_ref(),
-            key,
-            &self.settings,
-            &n.display(),
-            |outs| {
-                missing_formats.set(!expected.iter().all(|e| outs.contains(e)));
-                outs.iter().all(|o| self.out.exists(o.as_ref()))
-            },
-        );
+        let plan = Plan::of(latest.as_ref(), key, &self.settings, &n.display(), |outs| {
+            missing_formats.set(!expected.iter().all(|e| outs.contains(e)));
+            outs.iter().all(|o| self.out.exists(o.as_ref()))
+        });
         match plan {
             Plan::Finished { .. } if missing_formats.get() => Decision::Run {
                 resume: Vec::new(),
@@ -212,7 +206,7 @@ impl Runner<'_> {
                         unreachable = match end {
                             End::Ok | End::Failed => 0,
                             End::Unreachable => unreachable + 1,
-                            End::Stop => UNREACHABLE_STOP,
+                            End::Stop | End::QueueLost => UNREACHABLE_STOP,
                         };
                         if unreachable >= UNREACHABLE_STOP {
                             stopped = rows[i].error.clone();
@@ -294,6 +288,26 @@ impl Runner<'_> {
                 };
                 (row, End::Ok)
             }
+            Err(e) if e.kind == "Queue" => {
+                // The shared queue is gone, not this file: nothing to report against it; the
+                // job's next run does it.
+                self.observer.event(&Event::FileFinished {
+                    input: &f.path,
+                    ok: false,
+                    audio_secs: 0.0,
+                    reported_secs: events.audio_reported(),
+                });
+                let row = FileRow {
+                    input: display,
+                    output: n.display(),
+                    status: Status::Pending,
+                    this_run: false,
+                    audio_seconds: None,
+                    outputs: vec![],
+                    error: Some(e.message),
+                };
+                (row, End::QueueLost)
+            }
             Err(e) => {
                 let outputs = self.fail(f, n, &events, &e);
                 self.observer.event(&Event::FileFinished {
@@ -352,8 +366,11 @@ impl Runner<'_> {
         let mut mine: HashMap<usize, FileRow> = HashMap::new();
         let mut interrupted = false;
         let mut stopped = None;
+        // The queue failed: the journal cannot be read either.
+        let mut queue_lost = false;
         if let Err(e) = queue.offer(&offers).await {
             stopped = Some(e.to_string());
+            queue_lost = true;
         }
         type Taking<'q, L> = Pin<Box<dyn Future<Output = Result<Option<L>>> + Send + 'q>>;
         let mut taking: Option<Taking<'_, Q::Lease>> = None;
@@ -375,7 +392,7 @@ impl Runner<'_> {
                     match taken {
                         Ok(Some(lease)) => work.push(self.leased(lease, &index, queue, engine)),
                         Ok(None) => drained = true,
-                        Err(e) => { stopped = Some(e.to_string()); break; }
+                        Err(e) => { stopped = Some(e.to_string()); queue_lost = true; break; }
                     }
                 }
                 Some(leased) = work.next(), if !work.is_empty() => match leased {
@@ -384,6 +401,10 @@ impl Runner<'_> {
                             End::Ok | End::Failed => 0,
                             End::Unreachable => unreachable + 1,
                             End::Stop => UNREACHABLE_STOP,
+                            End::QueueLost => {
+                                queue_lost = true;
+                                UNREACHABLE_STOP
+                            }
                         };
                         let error = row.error.clone();
                         mine.insert(i, row);
@@ -393,7 +414,7 @@ impl Runner<'_> {
                         }
                     }
                     Leased::Abandoned => {}
-                    Leased::Queue(e) => { stopped = Some(e.to_string()); break; }
+                    Leased::Queue(e) => { stopped = Some(e.to_string()); queue_lost = true; break; }
                 },
                 _ = ticker.tick() => {
                     if let Ok(c) = queue.counts().await {
@@ -405,12 +426,25 @@ impl Runner<'_> {
                 taking = Some(Box::pin(queue.take()));
             }
         }
-        if let Ok(c) = queue.counts().await {
-            self.observer.event(&Event::Job(c));
+        if !queue_lost {
+            if let Ok(c) = queue.counts().await {
+                self.observer.event(&Event::Job(c));
+            }
         }
-        // Every input's row: this worker's own, else what the shared journal says now.
-        let rows = self
-            .decide()
+        // Every input's row: this worker's own, else what the shared journal says now (when
+        // the queue is gone: pending).
+        let decisions = if queue_lost {
+            vec![
+                Decision::Run {
+                    resume: Vec::new(),
+                    reexport: false
+                };
+                self.files.len()
+            ]
+        } else {
+            self.decide()
+        };
+        let rows = decisions
             .into_iter()
             .enumerate()
             .map(|(i, d)| match (mine.remove(&i), d) {
@@ -568,6 +602,8 @@ enum End {
     Unreachable,
     /// Failed in a way every further file would (credentials, quota, cancelled).
     Stop,
+    /// The shared work queue failed (not the file's fault): the batch stops.
+    QueueLost,
 }
 
 /// How a file taken from a work queue ended.

@@ -9,6 +9,7 @@ mod client_emulator;
 mod client_env;
 mod client_memory;
 mod decode;
+mod distributed;
 mod encode;
 mod export;
 mod pipeline;

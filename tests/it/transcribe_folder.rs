@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// The example binary: `cargo test` builds the examples beside the test binaries, in the same
 /// profile, before it runs any test (no cargo invocation from inside a test).
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         // target/<profile>/deps/<this test> → target/<profile>/examples/transcribe_folder
@@ -37,7 +37,7 @@ fn binary() -> &'static Path {
 }
 
 /// The command with the emulator's credentials and nothing from the host environment.
-fn command(emu: &RunningEmulator) -> Command {
+pub(crate) fn command(emu: &RunningEmulator) -> Command {
     let mut c = Command::new(binary());
     c.env_remove("BOTLHALE_TOKEN")
         .env_remove("BOTLHALE_BASE_URL")
@@ -50,7 +50,7 @@ fn command(emu: &RunningEmulator) -> Command {
     c
 }
 
-fn run(mut c: Command) -> Output {
+pub(crate) fn run(mut c: Command) -> Output {
     let out = c.output().expect("running transcribe_folder");
     eprintln!(
         "--- exit {:?}\n--- stderr:\n{}",
@@ -60,7 +60,7 @@ fn run(mut c: Command) -> Output {
     out
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -75,7 +75,7 @@ fn unit(name: &str) -> Vec<i16> {
 
 /// Speech units (committed fixtures) separated by `gap_ms` of silence, as a 16 kHz WAV with
 /// `channels` identical channels.
-fn speech_wav(path: &Path, units: &[&str], gap_ms: u32, channels: u16) {
+pub(crate) fn speech_wav(path: &Path, units: &[&str], gap_ms: u32, channels: u16) {
     let spec = hound::WavSpec {
         channels,
         sample_rate: 16_000,
@@ -119,27 +119,31 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
     m
 }
 
-fn json(path: &Path) -> Value {
+pub(crate) fn json(path: &Path) -> Value {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn count_requests(emu: &RunningEmulator, method: &str, pred: impl Fn(&str) -> bool) -> usize {
+pub(crate) fn count_requests(
+    emu: &RunningEmulator,
+    method: &str,
+    pred: impl Fn(&str) -> bool,
+) -> usize {
     emu.requests()
         .iter()
         .filter(|r| r.method == method && pred(&r.path) && r.status / 100 == 2)
         .count()
 }
 
-fn upload_forms(emu: &RunningEmulator) -> usize {
+pub(crate) fn upload_forms(emu: &RunningEmulator) -> usize {
     count_requests(emu, "POST", |p| p == "/asr/async/upload")
 }
 
-fn s3_uploads(emu: &RunningEmulator) -> usize {
+pub(crate) fn s3_uploads(emu: &RunningEmulator) -> usize {
     count_requests(emu, "POST", |p| p.starts_with("/s3/"))
 }
 
-fn sync_requests(emu: &RunningEmulator) -> usize {
+pub(crate) fn sync_requests(emu: &RunningEmulator) -> usize {
     count_requests(emu, "POST", |p| p == "/asr")
 }
 
@@ -391,7 +395,7 @@ fn journaled_uploads(out: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(child: &mut Child, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(child: &mut Child, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !f() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -404,7 +408,7 @@ fn wait_for(child: &mut Child, what: &str, mut f: impl FnMut() -> bool) {
 
 /// Transcript contents that do not depend on how the run went (server file names and request
 /// counts differ between an interrupted and an uninterrupted run).
-fn stable(t: &Value) -> Value {
+pub(crate) fn stable(t: &Value) -> Value {
     serde_json::json!({
         "segments": t["segments"],
         "duration": t["metadata"]["duration"],

@@ -1,0 +1,422 @@
+//! Acceptance tests of distributed jobs: several `examples/transcribe_folder --queue` worker
+//! processes share one job through a real `redis-server` on 127.0.0.1 (started here, data in a
+//! temporary folder) against one emulator started in this test process.
+
+#[path = "../../queue-redis/tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use asr_pipeline::batch::{Journal, State, WorkQueue};
+use asr_pipeline_redis::{QueueOptions, RedisQueue};
+use botlhale_emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use redis_server::RedisServer;
+
+use crate::transcribe_folder::{command, json, s3_uploads, speech_wav, stderr, upload_forms};
+
+const UNITS: [&str; 9] = [
+    "u1_yes_please",
+    "u2_hello",
+    "u3_hold",
+    "u4_tn",
+    "u5_af",
+    "u6_number",
+    "r1_please_hold",
+    "r2_one_moment",
+    "r3_two_nine",
+];
+
+/// `n` distinct recordings (two speech units each, gaps that differ per file) in four
+/// folders; returns their output bases.
+fn recordings(root: &Path, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let rel = format!("batch {}/call {i:03}", i % 4);
+            fs::create_dir_all(root.join(format!("batch {}", i % 4))).expect("dirs");
+            let units = [UNITS[i % 9], UNITS[(i / 9 + 4) % 9]];
+            speech_wav(&root.join(format!("{rel}.wav")), &units, 300 + i as u32, 1);
+            rel
+        })
+        .collect()
+}
+
+/// A worker's command: the emulator's credentials, the shared queue, a short lease.
+fn worker(emu: &RunningEmulator, redis: &RedisServer, out: &Path, input: &Path) -> Command {
+    let mut c = command(emu);
+    c.arg("--queue")
+        .arg(redis.url())
+        .args(["--lease", "2"])
+        .arg("--out")
+        .arg(out)
+        .arg(input);
+    c
+}
+
+fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    eprintln!(
+        "--- worker exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `--status`: the job's name and its counts (files, queued, in progress, done, failed).
+fn status(mut c: Command) -> (String, [u64; 5]) {
+    let o = c.arg("--status").output().expect("status");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    // "job NAME on HOST: N file(s): Q queued, R in progress, D done, F failed"
+    let job = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let nums: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    let n = nums.len();
+    assert!(n >= 5, "{text}");
+    (
+        job,
+        [
+            nums[n - 5],
+            nums[n - 4],
+            nums[n - 3],
+            nums[n - 2],
+            nums[n - 1],
+        ],
+    )
+}
+
+/// Every output file (not the batch's own files) with its bytes.
+fn outputs(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(root).expect("prefix").to_path_buf();
+            let top = rel.components().count() == 1;
+            let name = rel.to_string_lossy();
+            if top
+                && (name.ends_with("summary.json")
+                    || name.contains("journal")
+                    || name.starts_with('.'))
+            {
+                continue;
+            }
+            m.insert(rel, fs::read(&p).expect("read"));
+        }
+    }
+    m
+}
+
+/// What a transcript says, without what depends on how the run went (request counts,
+/// server file names).
+fn content(bytes: &[u8]) -> serde_json::Value {
+    let t: serde_json::Value = serde_json::from_slice(bytes).expect("json");
+    serde_json::json!({
+        "segments": t["segments"],
+        "duration": t["metadata"]["duration"],
+        "route": t["metadata"]["route"],
+        "channels": t["metadata"]["channels"],
+        "no_speech": t["metadata"]["no_speech"],
+    })
+}
+
+async fn queue(redis: &RedisServer, job: &str) -> RedisQueue {
+    RedisQueue::connect(&redis.url(), job, QueueOptions::default())
+        .await
+        .expect("queue")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_do_200_files_once_each_within_one_request_limit() {
+    let redis = RedisServer::start();
+    let mut cfg = EmulatorConfig::default();
+    // Requests last long enough to overlap across workers.
+    cfg.asr_latency = Duration::from_millis(40);
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 200);
+    let limit = [
+        "--concurrency",
+        "3",
+        "--jobs",
+        "2",
+        "--formats",
+        "json,srt,txt",
+    ];
+
+    // The reference: one process alone.
+    let single = dir.path().join("single");
+    let mut c = command(&emu);
+    c.args(limit).arg("--out").arg(&single).arg(&input);
+    let o = tokio::task::spawn_blocking(move || c.output().expect("run"))
+        .await
+        .expect("join");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Three workers of one job.
+    emu.reset_asr_stats();
+    let shared = dir.path().join("shared");
+    let children: Vec<Child> = (0..3)
+        .map(|_| {
+            let mut c = worker(&emu, &redis, &shared, &input);
+            c.args(limit).stdout(Stdio::null()).stderr(Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Output> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+            .await
+            .expect("join");
+    let mut done_here = 0;
+    for o in &outs {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "every worker drains the job and exits 0"
+        );
+        let text = stderr(o);
+        let n: usize = text
+            .lines()
+            .find_map(|l| {
+                l.split(" done this run")
+                    .next()
+                    .filter(|_| l.contains(" done this run"))
+            })
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        done_here += n;
+    }
+    assert_eq!(done_here, 200, "each file done by exactly one worker");
+
+    let stats = emu.asr_stats();
+    eprintln!("requests in flight over all workers: {stats:?}");
+    assert!(
+        stats.peak_in_flight <= 3,
+        "the limit holds across workers: {stats:?}"
+    );
+    assert!(
+        stats.peak_in_flight >= 2,
+        "the workers did overlap: {stats:?}"
+    );
+
+    let (job, counts) = status(worker(&emu, &redis, &shared, &input));
+    assert_eq!(
+        counts,
+        [200, 0, 0, 200, 0],
+        "files, queued, running, done, failed"
+    );
+    let q = queue(&redis, &job).await;
+    let log = q.log().await.expect("log");
+    let names: BTreeSet<&str> = log.iter().map(|r| r.key.path.as_str()).collect();
+    assert_eq!(log.len(), 200, "each file in the journal once");
+    assert_eq!(names.len(), 200);
+    assert!(log.iter().all(|r| matches!(r.state, State::Done { .. })));
+    assert!(log
+        .iter()
+        .all(|r| r.key.content.as_ref().is_some_and(|h| h.len() == 64)));
+
+    // The same outputs as the single process: text formats byte for byte, transcripts in
+    // everything but request counts and server names.
+    let (a, b) = (outputs(&single), outputs(&shared));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert_eq!(a.len(), 3 * bases.len());
+    for (k, v) in &a {
+        if k.extension().is_some_and(|e| e == "json") {
+            assert_eq!(content(v), content(&b[k]), "{}", k.display());
+        } else {
+            assert_eq!(v, &b[k], "{}", k.display());
+        }
+    }
+    let s = json(&shared.join("summary.json"));
+    assert_eq!(s["counts"]["done"], 200, "{s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_nothing_and_no_upload_is_made_twice() {
+    let redis = RedisServer::start();
+    let mut cfg = EmulatorConfig::default();
+    // Each async job takes a few seconds: time to kill a worker between upload and result.
+    cfg.async_base_delay = Duration::from_secs(3);
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 6);
+    let out = dir.path().join("out");
+    let args = ["--route", "async", "--diarization", "--jobs", "3"];
+    let (job, _) = status({
+        let mut c = worker(&emu, &redis, &out, &input);
+        c.args(args);
+        c
+    });
+    let q = queue(&redis, &job).await;
+    let journal = q.journal();
+
+    let mut c = worker(&emu, &redis, &out, &input);
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut victim = c.spawn().expect("spawn");
+    let journaled = |j: &dyn Journal| -> (usize, usize) {
+        let mut uploaded = 0;
+        let mut done = 0;
+        for b in &bases {
+            match j.latest(b).map(|r| r.state) {
+                Some(State::Uploaded { parts }) => uploaded += parts.len(),
+                Some(State::Done { .. }) => done += 1,
+                _ => {}
+            }
+        }
+        (uploaded, done)
+    };
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no upload journaled"
+        );
+        assert!(
+            victim.try_wait().expect("try_wait").is_none(),
+            "ended too early"
+        );
+        if journaled(&*journal).0 >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    // SIGKILL: no chance to clean up, its leases are simply no longer renewed.
+    victim.kill().expect("kill");
+    victim.wait().expect("wait");
+    let (forms_at_kill, s3_at_kill) = (upload_forms(&emu), s3_uploads(&emu));
+    let (uploaded, done) = journaled(&*journal);
+    assert!(done < bases.len(), "killed midway");
+    eprintln!("at the kill: {uploaded} part(s) journaled, {done} file(s) done");
+
+    // Another worker takes the job over once the leases expire.
+    let mut c = worker(&emu, &redis, &out, &input);
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    let o = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    assert_eq!(o.status.code(), Some(0));
+    let new_forms = upload_forms(&emu) - forms_at_kill;
+    assert_eq!(
+        new_forms,
+        bases.len() - uploaded - done,
+        "the {uploaded} journaled part(s) were polled, not uploaded again"
+    );
+    assert_eq!(s3_uploads(&emu) - s3_at_kill, new_forms);
+    let counts = q.counts().await.expect("counts");
+    assert_eq!((counts.done, counts.failed), (bases.len() as u64, 0));
+    for b in &bases {
+        let t = json(&out.join(format!("{b}.json")));
+        assert!(
+            !t["segments"].as_array().expect("segments").is_empty(),
+            "{b}"
+        );
+    }
+    let log = q.log().await.expect("log");
+    assert_eq!(log.len(), bases.len(), "done once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_stops_workers_and_a_rerun_finishes_without_redoing() {
+    let mut redis = RedisServer::start();
+    let mut cfg = EmulatorConfig::default();
+    cfg.asr_latency = Duration::from_millis(150);
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 30);
+    let out = dir.path().join("out");
+    let args = ["--concurrency", "2", "--jobs", "1"];
+    let (job, _) = status({
+        let mut c = worker(&emu, &redis, &out, &input);
+        c.args(args);
+        c
+    });
+    let q = queue(&redis, &job).await;
+
+    let mut c = worker(&emu, &redis, &out, &input);
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "ended too early"
+        );
+        if q.counts().await.expect("counts").done >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.stop();
+    let stopped = Instant::now();
+    let o = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    let text = stderr(&o);
+    assert!(
+        matches!(o.status.code(), Some(c) if c != 0),
+        "a worker that lost Redis exits non-zero"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "it stops promptly"
+    );
+    assert!(
+        text.contains(&format!("Redis at 127.0.0.1:{}", redis.port)),
+        "the message says what was lost: {text}"
+    );
+
+    redis.restart();
+    let q = queue(&redis, &job).await;
+    let journal = q.journal();
+    let done_before: Vec<(String, std::time::SystemTime)> = bases
+        .iter()
+        .filter(|b| matches!(journal.latest(b).map(|r| r.state), Some(State::Done { .. })))
+        .map(|b| {
+            let p = out.join(format!("{b}.json"));
+            (
+                b.clone(),
+                fs::metadata(&p).and_then(|m| m.modified()).expect("output"),
+            )
+        })
+        .collect();
+    assert!(done_before.len() >= 5, "the journal survived the restart");
+    let mut c = worker(&emu, &redis, &out, &input);
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    let o = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    assert_eq!(o.status.code(), Some(0));
+    let counts = q.counts().await.expect("counts");
+    assert_eq!((counts.done, counts.failed, counts.queued), (30, 0, 0));
+    for (b, t) in &done_before {
+        let now = fs::metadata(out.join(format!("{b}.json")))
+            .and_then(|m| m.modified())
+            .expect("output");
+        assert_eq!(&now, t, "{b} was finished before and not redone");
+    }
+    let log = q.log().await.expect("log");
+    let names: BTreeSet<&str> = log.iter().map(|r| r.key.path.as_str()).collect();
+    assert_eq!((log.len(), names.len()), (30, 30), "done once each");
+}
