@@ -579,6 +579,34 @@ impl Journal for RedisJournal {
         text.and_then(|t| serde_json::from_str(&t).ok())
     }
 
+    fn latest_many(&self, paths: &[&str]) -> Vec<Option<Record>> {
+        let key = self.shared.keys.journal.clone();
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(1000) {
+            let texts: Vec<Option<String>> = match self.with("reading the journal", |c| {
+                redis::cmd("HMGET").arg(&key).arg(chunk).query(c)
+            }) {
+                Ok(t) => t,
+                Err(e) => {
+                    if !self
+                        .read_failed
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::error!("{e}");
+                    }
+                    vec![None; chunk.len()]
+                }
+            };
+            out.extend(
+                texts
+                    .into_iter()
+                    .map(|t| t.and_then(|t| serde_json::from_str(&t).ok())),
+            );
+        }
+        out.resize(paths.len(), None);
+        out
+    }
+
     fn append(&self, record: &Record) -> Result<()> {
         let s = &self.shared;
         let line = serde_json::to_string(record).map_err(|e| s.err("encoding a record", e))?;

@@ -231,6 +231,13 @@ async fn a_file_done_twice_is_logged_once_and_stays_done() {
     let c = q.counts().await.unwrap();
     assert_eq!((c.done, c.failed), (2, 0));
     assert!(j.latest("nothing").is_none());
+    let many = j.latest_many(&["b", "nothing", "a"]);
+    assert!(matches!(
+        many[0].as_ref().map(|r| &r.state),
+        Some(State::Done { .. })
+    ));
+    assert!(many[1].is_none());
+    assert_eq!(many[2].as_ref().map(|r| r.key.path.as_str()), Some("a"));
 }
 
 #[tokio::test]

@@ -159,6 +159,11 @@ pub trait Journal: Send + Sync {
     /// time or settings may differ from the current ones: the batch compares), with the async
     /// parts of successive `uploaded` records gathered.
     fn latest(&self, path: &str) -> Option<Record>;
+    /// [`Journal::latest`] of each of `paths`, in order. The default asks one by one; a
+    /// journal on a server answers many in one round trip.
+    fn latest_many(&self, paths: &[&str]) -> Vec<Option<Record>> {
+        paths.iter().map(|p| self.latest(p)).collect()
+    }
     /// Records `record` durably.
     fn append(&self, record: &Record) -> Result<()>;
 }

@@ -91,10 +91,19 @@ impl Runner<'_> {
 
     /// Decides every input from the journal (no work done).
     pub fn decide(&self) -> Vec<Decision> {
+        let keys: Vec<FileKey> = self
+            .files
+            .iter()
+            .zip(self.names)
+            .map(|(f, n)| self.key(f, n, None))
+            .collect();
+        let paths: Vec<&str> = keys.iter().map(|k| k.path.as_str()).collect();
+        let latest = self.journal.latest_many(&paths);
         self.files
             .iter()
             .zip(self.names)
-            .map(|(f, n)| self.decide_one(f, n, &self.key(f, n, None)))
+            .zip(keys.iter().zip(latest))
+            .map(|((f, n), (key, latest))| self.decide_one(f, n, key, latest))
             .collect()
     }
 
@@ -107,7 +116,13 @@ impl Runner<'_> {
         }
     }
 
-    fn decide_one(&self, f: &InputFile, n: &OutName, key: &FileKey) -> Decision {
+    fn decide_one(
+        &self,
+        f: &InputFile,
+        n: &OutName,
+        key: &FileKey,
+        latest: Option<Record>,
+    ) -> Decision {
         if self.force {
             return Decision::Run {
                 resume: Vec::new(),
@@ -120,7 +135,6 @@ impl Runner<'_> {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let missing_formats = std::cell::Cell::new(false);
-        let latest = self.journal.latest(&key.path);
         let plan = Plan::of(latest.as_ref(), key, &self.settings, &n.display(), |outs| {
             missing_formats.set(!expected.iter().all(|e| outs.contains(e)));
             outs.iter().all(|o| self.out.exists(o.as_ref()))
@@ -510,7 +524,8 @@ impl Runner<'_> {
         let (f, n) = (&self.files[i], &self.names[i]);
         let content = hash_file(&f.path).await;
         let key = self.key(f, n, content);
-        let decided = self.decide_one(f, n, &key);
+        let latest = self.journal.latest(&key.path);
+        let decided = self.decide_one(f, n, &key, latest);
         let (row, end) = match decided {
             // Finished by another worker meanwhile.
             Decision::Keep(row) => (row, End::Ok),

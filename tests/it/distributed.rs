@@ -420,3 +420,103 @@ async fn losing_redis_stops_workers_and_a_rerun_finishes_without_redoing() {
     let names: BTreeSet<&str> = log.iter().map(|r| r.key.path.as_str()).collect();
     assert_eq!((log.len(), names.len()), (30, 30), "done once each");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_fails_once_for_the_whole_job_and_is_not_retried() {
+    let redis = RedisServer::start();
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 6);
+    fs::write(
+        input.join("broken.wav"),
+        b"RIFF\x10\x00\x00\x00WAVEjunk that is not audio",
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let spawn_two = || -> Vec<Child> {
+        (0..2)
+            .map(|_| {
+                let mut c = worker(&emu, &redis, &out, &input);
+                c.stdout(Stdio::null()).stderr(Stdio::piped());
+                c.spawn().expect("spawn")
+            })
+            .collect()
+    };
+    let children = spawn_two();
+    let outs: Vec<Output> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+            .await
+            .expect("join");
+    for o in &outs {
+        assert_eq!(o.status.code(), Some(1), "a file of the job failed");
+    }
+    let (job, counts) = status(worker(&emu, &redis, &out, &input));
+    assert_eq!(
+        counts,
+        [7, 0, 0, 6, 1],
+        "files, queued, running, done, failed"
+    );
+    let q = queue(&redis, &job).await;
+    let log = q.log().await.expect("log");
+    let failed: Vec<&str> = log
+        .iter()
+        .filter(|r| matches!(r.state, State::Failed { retry: false, .. }))
+        .map(|r| r.key.path.as_str())
+        .collect();
+    assert_eq!(failed, vec!["broken"], "recorded once, as final");
+    assert!(out.join("broken.error.json").exists());
+    assert_eq!(bases.len() + 1, log.len());
+
+    // The same command again: nothing is offered, nothing is sent.
+    let requests = emu.requests().len();
+    let children = spawn_two();
+    let outs: Vec<Output> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+            .await
+            .expect("join");
+    for o in &outs {
+        assert_eq!(o.status.code(), Some(1), "the failure still stands");
+    }
+    assert_eq!(
+        emu.requests().len(),
+        requests,
+        "no request: nothing retried"
+    );
+    assert_eq!(q.log().await.expect("log").len(), log.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_only_jobs_are_shared_too() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 12);
+    let out = dir.path().join("out");
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            let mut c = Command::new(crate::transcribe_folder::binary());
+            c.args(["--split-only", "--quiet", "--lease", "2", "--queue"])
+                .arg(redis.url())
+                .arg("--out")
+                .arg(&out)
+                .arg(&input)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Output> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+            .await
+            .expect("join");
+    for o in &outs {
+        assert_eq!(o.status.code(), Some(0));
+    }
+    for b in &bases {
+        let m = json(&out.join(format!("{b}.segments/manifest.json")));
+        assert!(m.is_object(), "{b}");
+    }
+}
