@@ -1023,4 +1023,179 @@ mod tests {
             "finished before the interruption"
         );
     }
+
+    /// A work queue in memory: names taken in offer order; leases of `revoke` are taken over
+    /// at once; `take` fails once `fail_after` files were taken.
+    struct MemQueue {
+        journal: Arc<FileJournal>,
+        queued: Mutex<std::collections::VecDeque<String>>,
+        offered: Mutex<Vec<String>>,
+        finished: Mutex<Vec<String>>,
+        revoke: Option<&'static str>,
+        fail_after: Option<usize>,
+        taken: Mutex<usize>,
+    }
+
+    struct MemLease {
+        name: String,
+        revoked: bool,
+    }
+
+    impl Lease for MemLease {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        async fn revoked(&self) -> Result<()> {
+            if !self.revoked {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
+
+    impl WorkQueue for MemQueue {
+        type Lease = MemLease;
+        fn journal(&self) -> Arc<dyn Journal> {
+            self.journal.clone()
+        }
+        async fn offer(&self, names: &[String]) -> Result<()> {
+            self.offered.lock().unwrap().extend(names.iter().cloned());
+            self.queued.lock().unwrap().extend(names.iter().cloned());
+            Ok(())
+        }
+        async fn take(&self) -> Result<Option<MemLease>> {
+            let mut taken = self.taken.lock().unwrap();
+            if self.fail_after.is_some_and(|n| *taken >= n) {
+                return Err(crate::Error::new(crate::ErrorKind::Queue {
+                    what: "Redis at 127.0.0.1:1: connection refused".into(),
+                }));
+            }
+            *taken += 1;
+            Ok(self
+                .queued
+                .lock()
+                .unwrap()
+                .pop_front()
+                .map(|name| MemLease {
+                    revoked: self.revoke.is_some_and(|r| name.contains(r)),
+                    name,
+                }))
+        }
+        async fn finish(&self, lease: MemLease) -> Result<()> {
+            self.finished.lock().unwrap().push(lease.name);
+            Ok(())
+        }
+        async fn counts(&self) -> Result<super::super::JobCounts> {
+            Ok(super::super::JobCounts::default())
+        }
+    }
+
+    async fn run_queued_with(
+        s: &Setup,
+        fake: &Fake,
+        revoke: Option<&'static str>,
+        fail_after: Option<usize>,
+    ) -> (Outcome, MemQueue) {
+        let walked = walk(std::slice::from_ref(&s.input)).unwrap();
+        let names = plan(&walked.files);
+        let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
+        let queue = MemQueue {
+            journal: Arc::new(FileJournal::open(&out).unwrap()),
+            queued: Mutex::default(),
+            offered: Mutex::default(),
+            finished: Mutex::default(),
+            revoke,
+            fail_after,
+            taken: Mutex::new(0),
+        };
+        let runner = Runner {
+            files: &walked.files,
+            names: &names,
+            out: &out,
+            journal: queue.journal(),
+            settings: "test".into(),
+            mode: Mode::Transcribe,
+            formats: vec![Format::Json],
+            force: false,
+            observer: Arc::new(|_: &Event<'_>| {}),
+            shared: true,
+        };
+        let o = runner
+            .run_queued(&queue, fake, 2, std::future::pending())
+            .await;
+        (o, queue)
+    }
+
+    #[tokio::test]
+    async fn a_file_taken_over_by_another_worker_is_abandoned_not_finished() {
+        let s = setup();
+        let fake = Fake {
+            hang_on: Some("a.wav"),
+            ..Fake::default()
+        };
+        let (o, q) = run_queued_with(&s, &fake, Some("a.wav"), None).await;
+        assert!(o.stopped.is_none() && !o.interrupted);
+        assert_eq!(
+            q.offered.lock().unwrap().len(),
+            5,
+            "every unfinished file offered"
+        );
+        let finished = q.finished.lock().unwrap().clone();
+        assert_eq!(finished.len(), 4, "{finished:?}");
+        assert!(
+            !finished.contains(&"a.wav".to_string()),
+            "left to its new holder"
+        );
+        assert_eq!(
+            statuses(&o.rows),
+            vec![
+                ("a.mp3".into(), Status::Done),
+                ("a.wav".into(), Status::Pending),
+                ("sub/async é".into(), Status::Done),
+                ("sub/bad one".into(), Status::Failed),
+                ("sub/corrupt".into(), Status::Failed),
+            ]
+        );
+        assert!(!s.out_path.join("a.wav.json").exists());
+        // Keyed by output name and content hash, not by path and time.
+        let r = q.journal.latest("a.mp3").expect("journaled");
+        assert_eq!(r.key.mtime_ns, 0);
+        assert_eq!(r.key.content.as_ref().map(String::len), Some(64));
+
+        // Offered again by a later worker: finished files are not offered.
+        let (_, q2) = run_queued_with(&s, &Fake::default(), None, None).await;
+        assert_eq!(
+            *q2.offered.lock().unwrap(),
+            vec!["a.wav".to_string(), "sub/bad one".to_string()],
+            "the abandoned file and the retryable failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_queue_stops_the_worker_and_blames_no_file() {
+        let s = setup();
+        let fake = Fake::default();
+        let (o, q) = run_queued_with(&s, &fake, None, Some(2)).await;
+        assert!(
+            o.stopped
+                .as_deref()
+                .is_some_and(|e| e.contains("127.0.0.1:1")),
+            "{:?}",
+            o.stopped
+        );
+        // Two files were taken; a third take failed: the worker stops at once (a file still
+        // in progress is abandoned to its lease).
+        let finished = q.finished.lock().unwrap().len();
+        assert!(finished <= 2);
+        let pending = o
+            .rows
+            .iter()
+            .filter(|r| r.status == Status::Pending)
+            .count();
+        assert_eq!(pending, 5 - finished, "the rest stays for the next run");
+        for r in o.rows.iter().filter(|r| r.status == Status::Pending) {
+            let report = s.out_path.join(format!("{}.error.json", r.output));
+            assert!(!report.exists(), "no error report against {}", r.output);
+        }
+    }
 }
