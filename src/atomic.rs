@@ -25,10 +25,13 @@ pub(crate) fn write_atomic(
         .ok_or_else(|| Error::config(format!("{}: not a file path", path.display())))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
+    // Process id, counter and a random part: workers on several machines (containers often
+    // share process ids) may write into one shared folder.
     tmp_name.push(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{:08x}.tmp",
         std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
     ));
     let tmp = dir.join(tmp_name);
     let result = (|| -> Result<()> {

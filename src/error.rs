@@ -257,9 +257,7 @@ impl Error {
     /// faults that outlived the retry policy). Final answers (4xx, bad input, quota) are false.
     pub fn is_transient(&self) -> bool {
         match &*self.0 {
-            ErrorKind::Transport { .. }
-            | ErrorKind::PollDeadline { .. }
-            | ErrorKind::Queue { .. } => true,
+            ErrorKind::Transport { .. } | ErrorKind::PollDeadline { .. } => true,
             ErrorKind::Api { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

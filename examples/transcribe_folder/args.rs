@@ -78,8 +78,10 @@ pub struct Args {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Redo every file, even those the journal says are finished.
-    #[arg(long)]
+    /// Redo every file, even those the journal says are finished (not with `--queue`: a job
+    /// shared by workers that start at different times would redo files once per worker; use
+    /// another `--out` to redo a shared job).
+    #[arg(long, conflicts_with = "queue")]
     pub force: bool,
 
     /// Share the job with other workers through this Redis server

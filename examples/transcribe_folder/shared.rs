@@ -33,13 +33,20 @@ pub async fn run(
         Some(_) => Some(api::pipeline(args, api::idle_client()?)?),
         None => None,
     };
-    let job = batch.job_name(naming.as_ref());
+    let job = batch.job_name(naming.as_ref())?;
     let mut qopts = QueueOptions::default();
     qopts.lease = Duration::from_secs_f64(args.lease);
-    let queue = RedisQueue::connect(url, &job, qopts)
-        .await
-        .context("connecting to the job's queue")?;
     if args.status {
+        // Looks, creates nothing.
+        let Some(queue) = RedisQueue::existing(url, &job, qopts)
+            .await
+            .context("connecting to the job's queue")?
+        else {
+            println!(
+                "job {job}: not started on this Redis server (no worker of this command ran yet)"
+            );
+            return Ok(0);
+        };
         let c = queue.counts().await.context("reading the job's counts")?;
         println!(
             "job {job} on {}: {} file(s): {} queued, {} in progress, {} done, {} failed",
@@ -52,6 +59,9 @@ pub async fn run(
         );
         return Ok(0);
     }
+    let queue = RedisQueue::connect(url, &job, qopts)
+        .await
+        .context("connecting to the job's queue")?;
     tracing::info!(
         "worker {} of job {job} on {} (output {})",
         queue.consumer(),

@@ -23,7 +23,8 @@
 //!
 //! Errors are [`ErrorKind::Queue`]: a batch that loses its Redis server stops (nothing is
 //! half-written: outputs are renamed into place whole), and the same command run later goes on
-//! where the job was, as long as Redis kept its data (persistence on, or never restarted).
+//! where the job was, as long as Redis kept its data (`appendonly yes`, and nothing evicted:
+//! `maxmemory-policy noeviction`). Redis 6.2 or later (`XAUTOCLAIM`), a single server.
 //!
 //! ```no_run
 //! use asr_pipeline::batch::{Batch, BatchOptions};
@@ -41,7 +42,7 @@
 //! let client = Client::builder().from_env()?;
 //! // The job's name: from the output folder and the settings that shape the results.
 //! let naming = Pipeline::builder().client(client.clone().build()?).build()?;
-//! let job = batch.job_name(Some(&naming));
+//! let job = batch.job_name(Some(&naming))?;
 //! let queue = RedisQueue::connect("redis://queue.example:6379/", &job, QueueOptions::default()).await?;
 //! // At most 8 requests in flight over all workers together.
 //! let client = client.concurrency(8).limiter(queue.limiter(8)).build()?;
@@ -151,7 +152,8 @@ fn queue_error(address: &str, what: &str, e: impl std::fmt::Display) -> Error {
     })
 }
 
-/// One worker's connection to a job's queue on a Redis server (5.0 or later; 7 tested).
+/// One worker's connection to a job's queue on a Redis server (6.2 or later, for
+/// `XAUTOCLAIM`; 7.0 tested).
 #[derive(Clone)]
 pub struct RedisQueue {
     shared: Arc<Shared>,
@@ -173,6 +175,25 @@ impl RedisQueue {
     /// its stream and consumer group when they do not exist. Fails with
     /// [`ErrorKind::Queue`] when the server cannot be reached.
     pub async fn connect(url: &str, job: &str, opts: QueueOptions) -> Result<RedisQueue> {
+        let q = RedisQueue::open(url, job, opts).await?;
+        let mut con = q.shared.con.clone();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&q.shared.keys.q)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut con)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(q.shared.err("creating the job's stream", e)),
+        }
+        Ok(q)
+    }
+
+    async fn open(url: &str, job: &str, opts: QueueOptions) -> Result<RedisQueue> {
         if job.is_empty() || job.contains(['{', '}']) {
             return Err(Error::config(format!(
                 "queue job name {job:?}: must be non-empty, without braces"
@@ -205,23 +226,22 @@ impl RedisQueue {
             address,
             opts,
         };
-        let mut con = shared.con.clone();
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&shared.keys.q)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut con)
-            .await;
-        match created {
-            Ok(()) => {}
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(shared.err("creating the job's stream", e)),
-        }
         Ok(RedisQueue {
             shared: Arc::new(shared),
         })
+    }
+
+    /// Connects to the job `job` on the Redis server at `url` only if the job exists (for a
+    /// status report: nothing is created). `Ok(None)` when no worker ever started it there.
+    pub async fn existing(url: &str, job: &str, opts: QueueOptions) -> Result<Option<RedisQueue>> {
+        let q = RedisQueue::open(url, job, opts).await?;
+        let mut con = q.shared.con.clone();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&q.shared.keys.q)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| q.shared.err("looking for the job", e))?;
+        Ok((exists == 1).then_some(q))
     }
 
     /// The job's name, as given.
@@ -275,14 +295,16 @@ fn consumer_name() -> String {
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
-/// Removes a password from a Redis URL quoted in a message.
+/// Removes the credentials of a Redis URL quoted in a message.
 fn redact(url: &str, text: &str) -> String {
     let mut t = text.replace(url, "<the queue URL>");
-    if let Some(at) = url.find('@') {
-        if let Some(scheme_end) = url.find("://") {
-            let secret = &url[scheme_end + 3..at];
-            if !secret.is_empty() {
-                t = t.replace(secret, "***");
+    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
+        if scheme_end + 3 <= at {
+            let userinfo = &url[scheme_end + 3..at];
+            for secret in [userinfo, userinfo.rsplit(':').next().unwrap_or("")] {
+                if secret.len() >= 3 {
+                    t = t.replace(secret, "***");
+                }
             }
         }
     }
@@ -340,14 +362,16 @@ impl WorkQueue for RedisQueue {
                 .await
                 .map_err(|e| s.err("taking a file", e))?;
             match r.first().map(String::as_str) {
-                Some(how @ ("new" | "claimed")) if r.len() == 3 => {
+                Some(how @ ("new" | "claimed")) if r.len() == 4 => {
                     if how == "claimed" {
                         tracing::info!("{}: taken over from a worker whose lease expired", r[2]);
                     }
+                    let deliveries = r[3].parse().unwrap_or(1);
                     return Ok(Some(RedisLease::start(
                         self.shared.clone(),
                         r[1].clone(),
                         r[2].clone(),
+                        deliveries,
                     )));
                 }
                 Some("wait") if r.get(1).map(String::as_str) == Some("0") => return Ok(None),
@@ -373,6 +397,22 @@ impl WorkQueue for RedisQueue {
             .invoke_async(&mut con)
             .await
             .map_err(|e| s.err("finishing a file", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, lease: RedisLease) -> Result<()> {
+        let s = &self.shared;
+        lease.renewal.abort();
+        let mut con = s.con.clone();
+        let _: i64 = Script::new(scripts::RELEASE)
+            .key(&s.keys.q)
+            .arg(GROUP)
+            .arg(&s.consumer)
+            .arg(&lease.id)
+            .arg(s.opts.lease.as_millis().max(1) as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| s.err("handing a file back", e))?;
         Ok(())
     }
 
@@ -423,6 +463,7 @@ impl WorkQueue for RedisQueue {
 pub struct RedisLease {
     id: String,
     name: String,
+    deliveries: u64,
     state: watch::Receiver<Option<std::result::Result<(), String>>>,
     renewal: tokio::task::JoinHandle<()>,
     address: String,
@@ -444,7 +485,7 @@ impl Drop for RedisLease {
 }
 
 impl RedisLease {
-    fn start(shared: Arc<Shared>, id: String, name: String) -> RedisLease {
+    fn start(shared: Arc<Shared>, id: String, name: String, deliveries: u64) -> RedisLease {
         let (tx, rx) = watch::channel(None);
         let address = shared.address.clone();
         let entry = id.clone();
@@ -480,6 +521,7 @@ impl RedisLease {
         RedisLease {
             id,
             name,
+            deliveries,
             state: rx,
             renewal,
             address,
@@ -490,6 +532,10 @@ impl RedisLease {
 impl Lease for RedisLease {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn deliveries(&self) -> u64 {
+        self.deliveries
     }
 
     async fn revoked(&self) -> Result<()> {
@@ -530,43 +576,67 @@ impl RedisJournal {
     fn with<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        // Blocking network I/O: on a multi-threaded runtime the other tasks of this worker
+        // thread (lease renewals among them) move elsewhere meanwhile.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.with_blocking(what, f))
+            }
+            _ => self.with_blocking(what, f),
+        }
+    }
+
+    fn with_blocking<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         let s = &self.shared;
         let mut guard = self
             .con
             .lock()
             .map_err(|_| s.err(what, "the connection's lock is poisoned"))?;
-        if guard.is_none() {
-            let con = s
-                .client
-                .get_connection_with_timeout(s.opts.timeout)
-                .map_err(|e| s.err(what, e))?;
-            con.set_read_timeout(Some(s.opts.timeout))
-                .map_err(|e| s.err(what, e))?;
-            con.set_write_timeout(Some(s.opts.timeout))
-                .map_err(|e| s.err(what, e))?;
-            *guard = Some(con);
+        // Once more on a fresh connection when the kept one failed (an idle connection that
+        // a firewall or the server's `timeout` closed). Each call is safe to repeat.
+        let mut last = None;
+        for _ in 0..2 {
+            if guard.is_none() {
+                let con = match s.client.get_connection_with_timeout(s.opts.timeout) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
+                con.set_read_timeout(Some(s.opts.timeout))
+                    .map_err(|e| s.err(what, e))?;
+                con.set_write_timeout(Some(s.opts.timeout))
+                    .map_err(|e| s.err(what, e))?;
+                *guard = Some(con);
+            }
+            let Some(con) = guard.as_mut() else { continue };
+            match f(con) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    *guard = None;
+                    last = Some(e);
+                }
+            }
         }
-        let con = guard.as_mut().ok_or_else(|| s.err(what, "no connection"))?;
-        let r = f(con);
-        if r.is_err() {
-            *guard = None;
-        }
-        r.map_err(|e| s.err(what, e))
+        Err(match last {
+            Some(e) => s.err(what, e),
+            None => s.err(what, "no connection"),
+        })
     }
 }
 
 impl Journal for RedisJournal {
     fn latest(&self, path: &str) -> Option<Record> {
-        let key = self.shared.keys.journal.clone();
-        let text: Option<String> = match self.with("reading the journal", |c| {
-            redis::cmd("HGET").arg(&key).arg(path).query(c)
-        }) {
-            Ok(t) => t,
+        match self.try_latest(path) {
+            Ok(r) => r,
             Err(e) => {
-                // The batch goes on as if nothing were known (the file is done again); the
-                // queue's own calls stop the batch.
                 if !self
                     .read_failed
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -575,28 +645,24 @@ impl Journal for RedisJournal {
                 }
                 None
             }
-        };
-        text.and_then(|t| serde_json::from_str(&t).ok())
+        }
     }
 
-    fn latest_many(&self, paths: &[&str]) -> Vec<Option<Record>> {
-        let key = self.shared.keys.journal.clone();
+    fn try_latest(&self, path: &str) -> Result<Option<Record>> {
+        let key = &self.shared.keys.journal;
+        let text: Option<String> = self.with("reading the journal", |c| {
+            redis::cmd("HGET").arg(key).arg(path).query(c)
+        })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    fn latest_many(&self, paths: &[&str]) -> Result<Vec<Option<Record>>> {
+        let key = &self.shared.keys.journal;
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(1000) {
-            let texts: Vec<Option<String>> = match self.with("reading the journal", |c| {
-                redis::cmd("HMGET").arg(&key).arg(chunk).query(c)
-            }) {
-                Ok(t) => t,
-                Err(e) => {
-                    if !self
-                        .read_failed
-                        .swap(true, std::sync::atomic::Ordering::Relaxed)
-                    {
-                        tracing::error!("{e}");
-                    }
-                    vec![None; chunk.len()]
-                }
-            };
+            let texts: Vec<Option<String>> = self.with("reading the journal", |c| {
+                redis::cmd("HMGET").arg(key).arg(chunk).query(c)
+            })?;
             out.extend(
                 texts
                     .into_iter()
@@ -604,7 +670,7 @@ impl Journal for RedisJournal {
             );
         }
         out.resize(paths.len(), None);
-        out
+        Ok(out)
     }
 
     fn append(&self, record: &Record) -> Result<()> {
@@ -619,6 +685,8 @@ impl Journal for RedisJournal {
             State::Failed { .. } => "failed",
         };
         let keys = &s.keys;
+        // -1: refused, the input was done before for the same identity (a second holder
+        // failing at it does not undo the first one's result).
         self.with("writing the journal", |c| {
             let _: i64 = Script::new(scripts::APPEND)
                 .key(&keys.journal)
@@ -651,8 +719,9 @@ impl RedisLimiter {
         let (s, h) = (shared.clone(), held.clone());
         tokio::spawn(async move {
             let mut con = s.con.clone();
-            let life = s.opts.slot_lifetime.as_millis().max(1) as u64;
-            let mut tick = tokio::time::interval(s.opts.slot_lifetime / 3);
+            let lifetime = s.opts.slot_lifetime.max(Duration::from_millis(30));
+            let life = lifetime.as_millis() as u64;
+            let mut tick = tokio::time::interval(lifetime / 3);
             loop {
                 tokio::select! {
                     id = rx.recv() => {
@@ -713,7 +782,11 @@ impl Limiter for RedisLimiter {
             let s = &self.shared;
             let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let id = format!("{}:{n}", s.consumer);
-            let life = s.opts.slot_lifetime.as_millis().max(1) as u64;
+            let life = s
+                .opts
+                .slot_lifetime
+                .max(Duration::from_millis(30))
+                .as_millis() as u64;
             let script = Script::new(scripts::ACQUIRE);
             let mut con = s.con.clone();
             let mut wait_ms = 2u64;

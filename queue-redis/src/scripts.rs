@@ -1,7 +1,6 @@
 //! The Lua scripts that make each step of the queue one atomic operation on the server.
 //!
-//! Keys of a job `J` (all with the hash tag `{J}`, so that a Redis Cluster keeps them on one
-//! node): `{J}:q` the stream of queued files (group `workers`), `{J}:queued` output name →
+//! Keys of a job `J` (all with the hash tag `{J}`): `{J}:q` the stream of queued files (group `workers`), `{J}:queued` output name →
 //! stream entry of each file queued or held, `{J}:names` every name ever offered,
 //! `{J}:journal` name → latest journal record, `{J}:final` name → the last final state and
 //! the identity of the input it was reached for, `{J}:log` every final record in order,
@@ -21,19 +20,27 @@ end
 return added
 "#;
 
-/// Takes a file: a new entry, else one whose holder's lease expired. `KEYS` = q; `ARGV` =
-/// group, consumer, lease in ms. Returns `{'new'|'claimed', id, name}`, or `{'wait', n}` with
-/// `n` the files held by other consumers (0: the job is drained for this consumer).
+/// Takes a file: first one whose holder's lease expired (so that a dead worker's files,
+/// async uploads included, resume promptly), else a new entry. `KEYS` = q; `ARGV` = group,
+/// consumer, lease in ms. Returns `{'claimed'|'new', id, name, deliveries}`, or `{'wait', n}`
+/// with `n` the files held by other consumers (0: the job is drained for this consumer).
 pub const TAKE: &str = r#"
+local cursor = '0-0'
+repeat
+  local c = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
+  if c[2][1] and c[2][1][2] then
+    local e = c[2][1]
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    local n = 1
+    if p[1] then n = p[1][4] end
+    return {'claimed', e[1], e[2][2], tostring(n)}
+  end
+  cursor = c[1]
+until cursor == '0-0'
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
 if r and r[1] and r[1][2][1] then
   local e = r[1][2][1]
-  return {'new', e[1], e[2][2]}
-end
-local c = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', 1)
-if c[2][1] and c[2][1][2] then
-  local e = c[2][1]
-  return {'claimed', e[1], e[2][2]}
+  return {'new', e[1], e[2][2], '1'}
 end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1])
 local others = p[1]
@@ -43,6 +50,16 @@ if p[4] then
   end
 end
 return {'wait', tostring(others)}
+"#;
+
+/// Hands a file back at once (this worker stops without it): its idle time is set to the
+/// lease, so the next worker that looks takes it. `KEYS` = q; `ARGV` = group, consumer, id,
+/// lease in ms. Returns 1 when handed back, 0 when this consumer no longer held it.
+pub const RELEASE: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #p == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+return 1
 "#;
 
 /// Renews a lease if this consumer still holds the entry. `KEYS` = q; `ARGV` = group,
@@ -77,8 +94,8 @@ if prev == now then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   return 0
 end
+if prev == 'done\n' .. ARGV[4] then return -1 end
 if not final then
-  if prev == 'done\n' .. ARGV[4] then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   return 1
 end

@@ -97,7 +97,8 @@ async fn a_file_whose_holder_stops_renewing_is_taken_over() {
 
     a.offer(&names(2)).await.unwrap();
     let slow = a.take().await.unwrap().unwrap();
-    // Simulate a stall longer than the lease: another worker claims the entry directly.
+    // A worker that was only slow learns it lost the file. Simulate a stall longer than the
+    // lease: another worker claims the entry directly.
     let mut con = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -213,6 +214,17 @@ async fn a_file_done_twice_is_logged_once_and_stays_done() {
     j.append(&record("a", State::Planned)).unwrap();
     assert!(matches!(j.latest("a").unwrap().state, State::Done { .. }));
     j.append(&record("a", done.clone())).unwrap();
+    // ... or fails at it: the first result stands.
+    j.append(&record(
+        "a",
+        State::Failed {
+            error: "late".into(),
+            retry: true,
+            parts: vec![],
+        },
+    ))
+    .unwrap();
+    assert!(matches!(j.latest("a").unwrap().state, State::Done { .. }));
     let failed = State::Failed {
         error: "x".into(),
         retry: true,
@@ -231,7 +243,7 @@ async fn a_file_done_twice_is_logged_once_and_stays_done() {
     let c = q.counts().await.unwrap();
     assert_eq!((c.done, c.failed), (2, 0));
     assert!(j.latest("nothing").is_none());
-    let many = j.latest_many(&["b", "nothing", "a"]);
+    let many = j.latest_many(&["b", "nothing", "a"]).unwrap();
     assert!(matches!(
         many[0].as_ref().map(|r| &r.state),
         Some(State::Done { .. })

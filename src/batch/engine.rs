@@ -58,6 +58,8 @@ pub struct FileError {
     pub stops: bool,
     /// A later call may succeed ([`Error::is_transient`]).
     pub transient: bool,
+    /// The shared work queue failed ([`ErrorKind::Queue`]), not the file.
+    pub queue_lost: bool,
 }
 
 impl FileError {
@@ -70,6 +72,21 @@ impl FileError {
             parts_valid: false,
             stops: false,
             transient: false,
+            queue_lost: false,
+        }
+    }
+
+    /// A file of a shared batch that every worker it was handed to stopped on: tried again
+    /// on a later run.
+    pub fn gave_up(message: String) -> FileError {
+        FileError {
+            message,
+            kind: "Abandoned".into(),
+            retry: true,
+            parts_valid: true,
+            stops: false,
+            transient: false,
+            queue_lost: false,
         }
     }
 
@@ -91,6 +108,7 @@ impl FileError {
             parts_valid,
             stops: e.stops_batch(),
             transient: e.is_transient(),
+            queue_lost: matches!(e.kind(), K::Queue { .. }),
         }
     }
 }
@@ -123,6 +141,8 @@ struct EventsInner {
     out: String,
     parts: Mutex<Vec<UploadedPart>>,
     audio: Mutex<f64>,
+    /// When this attempt started (s since the epoch).
+    started_at: u64,
 }
 
 impl Events {
@@ -144,6 +164,7 @@ impl Events {
                 out,
                 parts: Mutex::new(parts),
                 audio: Mutex::new(0.0),
+                started_at: now(),
             }),
         }
     }
@@ -185,6 +206,19 @@ impl Events {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
+    }
+
+    /// True when the journal says another worker finished this very input with these
+    /// settings since this attempt started (a shared batch whose lease on it had expired).
+    pub fn done_elsewhere(&self) -> bool {
+        let i = &self.inner;
+        matches!(
+            i.journal.try_latest(&i.key.path),
+            Ok(Some(r)) if matches!(r.state, State::Done { .. })
+                && r.key.same_input(&i.key)
+                && r.settings == i.settings
+                && r.at >= i.started_at
+        )
     }
 
     /// Appends a state for this file to the journal.

@@ -159,10 +159,15 @@ pub trait Journal: Send + Sync {
     /// time or settings may differ from the current ones: the batch compares), with the async
     /// parts of successive `uploaded` records gathered.
     fn latest(&self, path: &str) -> Option<Record>;
-    /// [`Journal::latest`] of each of `paths`, in order. The default asks one by one; a
+    /// [`Journal::latest`], failing when the journal cannot be read (a journal on a server
+    /// that is unreachable) instead of answering that nothing is known. Default: `latest`.
+    fn try_latest(&self, path: &str) -> Result<Option<Record>> {
+        Ok(self.latest(path))
+    }
+    /// [`Journal::try_latest`] of each of `paths`, in order. The default asks one by one; a
     /// journal on a server answers many in one round trip.
-    fn latest_many(&self, paths: &[&str]) -> Vec<Option<Record>> {
-        paths.iter().map(|p| self.latest(p)).collect()
+    fn latest_many(&self, paths: &[&str]) -> Result<Vec<Option<Record>>> {
+        paths.iter().map(|p| self.try_latest(p)).collect()
     }
     /// Records `record` durably.
     fn append(&self, record: &Record) -> Result<()>;

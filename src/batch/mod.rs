@@ -62,6 +62,9 @@ use outputs::{OutDir, OutName, LOCK};
 use run::{Decision, Outcome, Runner};
 use walk::{InputKind, Walked};
 
+/// The file naming the shared job that writes into an output folder.
+const JOB_FILE: &str = ".asr-pipeline-job";
+
 /// The `queue` argument of a batch run by one process alone.
 const NO_QUEUE: Option<&queue::NoQueue> = None;
 
@@ -322,18 +325,72 @@ impl Batch {
 
     /// The name of this batch's job in a [`WorkQueue`]: derived from the output folder and
     /// the settings that shape the results (`pipeline`; `None` for split-only), so that
-    /// workers of the same job agree on it and two different jobs never share one.
-    pub fn job_name(&self, pipeline: Option<&Pipeline>) -> String {
+    /// workers of the same job agree on it and two different jobs never share one. Fails
+    /// when the output folder already belongs to another shared job (its first worker
+    /// wrote `.asr-pipeline-job` there): workers with other options or other credentials
+    /// would otherwise overwrite each other's results.
+    pub fn job_name(&self, pipeline: Option<&Pipeline>) -> Result<String> {
+        let settings = self.settings(pipeline);
+        let name = self.job_of(&settings);
+        self.check_job(&name, &settings, false)?;
+        Ok(name)
+    }
+
+    fn job_of(&self, settings: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(journal::path_text(self.out.root()).as_bytes());
         h.update(b"\n");
-        h.update(self.settings(pipeline).as_bytes());
+        h.update(settings.as_bytes());
         let hex: String = h.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         format!("asrp-{hex}")
+    }
+
+    /// Checks the output folder's job file against this job; with `claim`, writes it when
+    /// there is none (exactly one worker does).
+    fn check_job(&self, name: &str, settings: &str, claim: bool) -> Result<()> {
+        let path = self.out.root().join(JOB_FILE);
+        let mine = serde_json::json!({ "job": name, "settings": settings });
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && claim => {
+                // Written whole under a temporary name, then linked into place: a link
+                // never replaces a file, so the first worker's stays.
+                let tmp = self
+                    .out
+                    .root()
+                    .join(format!(".{JOB_FILE}.{:016x}.tmp", fastrand::u64(..)));
+                let body = serde_json::to_vec_pretty(&mine)
+                    .map_err(|e| Error::internal(format!("encoding the job file: {e}")))?;
+                crate::atomic::write_atomic(&tmp, |w| {
+                    w.write_all(&body).map_err(|e| Error::io(Some(&tmp), e))
+                })?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::read_to_string(&path).map_err(|e| Error::io(Some(&path), e))?
+                    }
+                    Err(e) => return Err(Error::io(Some(&path), e)),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(Some(&path), e)),
+        };
+        let theirs: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if theirs["job"] == mine["job"] {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "{} belongs to the shared job {} ({}), this command makes job {name} ({settings}): every worker of a job runs the same command, with the same options and the same credentials (or none); choose another output folder for another job",
+            self.out.root().display(),
+            theirs["job"].as_str().unwrap_or("?"),
+            theirs["settings"].as_str().unwrap_or("?"),
+        )))
     }
 
     /// The settings fingerprint the journal keeps (`None`: split-only).
@@ -409,7 +466,15 @@ impl Batch {
             Vec::new()
         };
         let journal = match (queue, &self.journal) {
-            (Some(q), _) => q.journal(),
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "a batch run with a work queue is opened with Batch::open_shared (its inputs are keyed by output name and content, the same on every worker)",
+                ))
+            }
+            (Some(q), None) => {
+                self.check_job(&self.job_of(&settings), &settings, true)?;
+                q.journal()
+            }
             (None, Some(j)) => j.clone(),
             (None, None) => {
                 return Err(Error::config(
@@ -429,7 +494,7 @@ impl Batch {
             observer: self.observer.clone(),
             shared: self._lock.is_none(),
         };
-        let decisions = runner.decide();
+        let decisions = runner.decide()?;
         let to_do: Vec<usize> = decisions
             .iter()
             .enumerate()

@@ -39,6 +39,10 @@ pub trait WorkQueue: Send + Sync {
     /// The file is finished (its outcome journaled): it leaves the queue.
     fn finish(&self, lease: Self::Lease) -> impl Future<Output = Result<()>> + Send;
 
+    /// Hands a file back untouched (this worker cannot do it, for example because it is not
+    /// among its inputs): another worker may take it at once.
+    fn release(&self, lease: Self::Lease) -> impl Future<Output = Result<()>> + Send;
+
     /// The whole job's counts, for progress.
     fn counts(&self) -> impl Future<Output = Result<JobCounts>> + Send;
 }
@@ -47,6 +51,12 @@ pub trait WorkQueue: Send + Sync {
 pub trait Lease: Send + Sync {
     /// The file's output name, as offered.
     fn name(&self) -> &str;
+
+    /// How many times the file was handed to a worker, this time included (more than one:
+    /// earlier holders died or gave it back). Default 1.
+    fn deliveries(&self) -> u64 {
+        1
+    }
 
     /// Completes when this worker no longer holds the file: `Ok` when another worker took it
     /// over (this worker's lease expired: it abandons the file), `Err` when the lease could
@@ -98,6 +108,9 @@ impl WorkQueue for NoQueue {
         match *self {}
     }
     async fn finish(&self, _: NoQueue) -> Result<()> {
+        match *self {}
+    }
+    async fn release(&self, _: NoQueue) -> Result<()> {
         match *self {}
     }
     async fn counts(&self) -> Result<JobCounts> {

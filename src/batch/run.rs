@@ -20,7 +20,7 @@ use super::walk::{InputFile, InputKind};
 use super::{Event, Mode, Observer};
 use crate::export::Format;
 use crate::pipeline::UploadedPart;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Suffix of a failed file's error report.
 pub const ERROR_SUFFIX: &str = ".error.json";
@@ -90,7 +90,7 @@ impl Runner<'_> {
     }
 
     /// Decides every input from the journal (no work done).
-    pub fn decide(&self) -> Vec<Decision> {
+    pub fn decide(&self) -> Result<Vec<Decision>> {
         let keys: Vec<FileKey> = self
             .files
             .iter()
@@ -98,13 +98,14 @@ impl Runner<'_> {
             .map(|(f, n)| self.key(f, n, None))
             .collect();
         let paths: Vec<&str> = keys.iter().map(|k| k.path.as_str()).collect();
-        let latest = self.journal.latest_many(&paths);
-        self.files
+        let latest = self.journal.latest_many(&paths)?;
+        Ok(self
+            .files
             .iter()
             .zip(self.names)
             .zip(keys.iter().zip(latest))
             .map(|((f, n), (key, latest))| self.decide_one(f, n, key, latest))
-            .collect()
+            .collect())
     }
 
     /// The journal key of an input (`content`: its hash, in a shared batch, once known).
@@ -248,14 +249,7 @@ impl Runner<'_> {
     ) -> (FileRow, End) {
         let (f, n) = (&self.files[i], &self.names[i]);
         let display = f.path.to_string_lossy().into_owned();
-        let events = Events::new(
-            self.journal.clone(),
-            self.observer.clone(),
-            key,
-            self.settings.clone(),
-            n.display(),
-            resume.clone(),
-        );
+        let events = self.events(i, key, resume.clone());
         self.observer.event(&Event::FileStarted { input: &f.path });
         let started = if resume.is_empty() {
             events.record(State::Planned)
@@ -283,53 +277,87 @@ impl Runner<'_> {
             }
         };
         let result = result.and_then(|fin| self.finish(n, &events, fin));
+        self.conclude(i, &events, result)
+    }
+
+    /// Where input `i`'s work reports (`resume`: its async parts already on the server).
+    fn events(&self, i: usize, key: FileKey, resume: Vec<UploadedPart>) -> Events {
+        Events::new(
+            self.journal.clone(),
+            self.observer.clone(),
+            key,
+            self.settings.clone(),
+            self.names[i].display(),
+            resume,
+        )
+    }
+
+    /// The row of a file whose work ended with `result`; a failure is reported and journaled.
+    fn conclude(
+        &self,
+        i: usize,
+        events: &Events,
+        result: Result<Finished, FileError>,
+    ) -> (FileRow, End) {
+        let (f, n) = (&self.files[i], &self.names[i]);
+        let display = f.path.to_string_lossy().into_owned();
+        let finished = |ok: bool, audio_secs: f64| {
+            self.observer.event(&Event::FileFinished {
+                input: &f.path,
+                ok,
+                audio_secs,
+                reported_secs: events.audio_reported(),
+            })
+        };
+        let row = |status, this_run, audio_seconds, outputs, error| FileRow {
+            input: display.clone(),
+            output: n.display(),
+            status,
+            this_run,
+            audio_seconds,
+            outputs,
+            error,
+        };
         match result {
             Ok(fin) => {
-                self.observer.event(&Event::FileFinished {
-                    input: &f.path,
-                    ok: true,
-                    audio_secs: fin.audio_secs,
-                    reported_secs: events.audio_reported(),
-                });
-                let row = FileRow {
-                    input: display,
-                    output: n.display(),
-                    status: Status::Done,
-                    this_run: true,
-                    audio_seconds: Some(fin.audio_secs),
-                    outputs: rel_strings(&fin.outputs),
-                    error: None,
-                };
-                (row, End::Ok)
+                finished(true, fin.audio_secs);
+                let outputs = rel_strings(&fin.outputs);
+                (
+                    row(Status::Done, true, Some(fin.audio_secs), outputs, None),
+                    End::Ok,
+                )
             }
-            Err(e) if e.kind == "Queue" => {
-                // The shared queue is gone, not this file: nothing to report against it; the
-                // job's next run does it.
-                self.observer.event(&Event::FileFinished {
-                    input: &f.path,
-                    ok: false,
-                    audio_secs: 0.0,
-                    reported_secs: events.audio_reported(),
-                });
-                let row = FileRow {
-                    input: display,
-                    output: n.display(),
-                    status: Status::Pending,
-                    this_run: false,
-                    audio_seconds: None,
-                    outputs: vec![],
-                    error: Some(e.message),
-                };
-                (row, End::QueueLost)
+            // The shared queue is gone, not this file: nothing is reported against it; the
+            // job's next run does it.
+            Err(e) if e.queue_lost => {
+                finished(false, 0.0);
+                (
+                    row(Status::Pending, false, None, vec![], Some(e.message)),
+                    End::QueueLost,
+                )
+            }
+            // In a shared batch, another worker (this one's lease had expired) finished the
+            // file meanwhile: its result stands.
+            Err(e) if self.shared && events.done_elsewhere() => {
+                tracing::info!(
+                    "{}: finished by another worker meanwhile (this attempt: {})",
+                    f.path.display(),
+                    e.message
+                );
+                finished(true, 0.0);
+                (row(Status::Done, false, None, vec![], None), End::Ok)
             }
             Err(e) => {
-                let outputs = self.fail(f, n, &events, &e);
-                self.observer.event(&Event::FileFinished {
-                    input: &f.path,
-                    ok: false,
-                    audio_secs: 0.0,
-                    reported_secs: events.audio_reported(),
-                });
+                let (outputs, journaled) = self.fail(f, n, events, &e);
+                finished(false, 0.0);
+                if let Err(j) = journaled {
+                    if matches!(j.kind(), crate::ErrorKind::Queue { .. }) {
+                        return (
+                            row(Status::Pending, false, None, vec![], Some(j.to_string())),
+                            End::QueueLost,
+                        );
+                    }
+                }
                 let end = if e.stops {
                     End::Stop
                 } else if e.transient {
@@ -337,16 +365,10 @@ impl Runner<'_> {
                 } else {
                     End::Failed
                 };
-                let row = FileRow {
-                    input: display,
-                    output: n.display(),
-                    status: Status::Failed,
-                    this_run: true,
-                    audio_seconds: None,
-                    outputs,
-                    error: Some(e.message),
-                };
-                (row, end)
+                (
+                    row(Status::Failed, true, None, outputs, Some(e.message)),
+                    end,
+                )
             }
         }
     }
@@ -361,6 +383,7 @@ impl Runner<'_> {
         jobs: usize,
         cancel: impl Future<Output = ()>,
     ) -> Outcome {
+        tokio::pin!(cancel);
         let jobs = jobs.max(1);
         let index: HashMap<String, usize> = self
             .names
@@ -368,36 +391,48 @@ impl Runner<'_> {
             .enumerate()
             .map(|(i, n)| (n.display(), i))
             .collect();
-        // Offered on a cheap check (name, size, settings, outputs present); the worker that
-        // takes a file reads its content hash and decides again.
-        let offers: Vec<String> = self
-            .decide()
-            .iter()
-            .zip(self.names)
-            .filter(|(d, _)| matches!(d, Decision::Run { .. }))
-            .map(|(_, n)| n.display())
-            .collect();
         let mut mine: HashMap<usize, FileRow> = HashMap::new();
         let mut interrupted = false;
         let mut stopped = None;
         // The queue failed: the journal cannot be read either.
         let mut queue_lost = false;
-        if let Err(e) = queue.offer(&offers).await {
-            stopped = Some(e.to_string());
-            queue_lost = true;
+        // Offered on a cheap check (name, size, settings, outputs present); the worker that
+        // takes a file reads its content hash and decides again.
+        let initial = match self.decide() {
+            Ok(d) => d,
+            Err(e) => {
+                stopped = Some(e.to_string());
+                queue_lost = true;
+                Vec::new()
+            }
+        };
+        let offers: Vec<String> = initial
+            .iter()
+            .zip(self.names)
+            .filter(|(d, _)| matches!(d, Decision::Run { .. }))
+            .map(|(_, n)| n.display())
+            .collect();
+        if !queue_lost {
+            tokio::select! {
+                biased;
+                () = &mut cancel => interrupted = true,
+                offered = queue.offer(&offers) => if let Err(e) = offered {
+                    stopped = Some(e.to_string());
+                    queue_lost = true;
+                },
+            }
         }
         type Taking<'q, L> = Pin<Box<dyn Future<Output = Result<Option<L>>> + Send + 'q>>;
         let mut taking: Option<Taking<'_, Q::Lease>> = None;
-        if stopped.is_none() {
+        if stopped.is_none() && !interrupted {
             taking = Some(Box::pin(queue.take()));
         }
-        let mut drained = stopped.is_some();
+        let mut drained = stopped.is_some() || interrupted;
         let mut work = FuturesUnordered::new();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut unreachable = 0;
-        tokio::pin!(cancel);
-        while !(drained && work.is_empty()) {
+        while !(interrupted || drained && work.is_empty()) {
             tokio::select! {
                 biased;
                 () = &mut cancel => { interrupted = true; break; }
@@ -428,10 +463,11 @@ impl Runner<'_> {
                         }
                     }
                     Leased::Abandoned => {}
-                    Leased::Queue(e) => { stopped = Some(e.to_string()); queue_lost = true; break; }
+                    Leased::Queue(e) => { stopped = Some(e); queue_lost = true; break; }
                 },
                 _ = ticker.tick() => {
-                    if let Ok(c) = queue.counts().await {
+                    // Progress only: never held up long by a slow queue.
+                    if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), queue.counts()).await {
                         self.observer.event(&Event::Job(c));
                     }
                 }
@@ -440,23 +476,28 @@ impl Runner<'_> {
                 taking = Some(Box::pin(queue.take()));
             }
         }
-        if !queue_lost {
+        if !queue_lost && !interrupted {
             if let Ok(c) = queue.counts().await {
                 self.observer.event(&Event::Job(c));
             }
         }
         // Every input's row: this worker's own, else what the shared journal says now (when
-        // the queue is gone: pending).
-        let decisions = if queue_lost {
-            vec![
+        // the queue is gone or the run was interrupted: what it said at the start).
+        let fresh = if queue_lost || interrupted {
+            None
+        } else {
+            self.decide().ok()
+        };
+        let decisions = match fresh {
+            Some(d) => d,
+            None if initial.len() == self.files.len() => initial,
+            None => vec![
                 Decision::Run {
                     resume: Vec::new(),
                     reexport: false
                 };
                 self.files.len()
-            ]
-        } else {
-            self.decide()
+            ],
         };
         let rows = decisions
             .into_iter()
@@ -492,9 +533,19 @@ impl Runner<'_> {
         engine: &E,
     ) -> Leased {
         let name = lease.name().to_string();
+        let deliveries = lease.deliveries();
         let Some(&i) = index.get(&name) else {
-            // Offered by a worker that sees other inputs: fail it for the job (a rerun on a
-            // worker that has it offers it again).
+            // Offered by a worker that sees other inputs (a tree that grew, a copy not yet in
+            // sync): handed back for a worker that has it, unless no worker managed it.
+            if deliveries <= MAX_DELIVERIES {
+                tracing::warn!(
+                    "{name}: not among this worker's inputs (every worker of a job needs the same input tree); handed back"
+                );
+                return match queue.release(lease).await {
+                    Ok(()) => Leased::Abandoned,
+                    Err(e) => Leased::Queue(e.to_string()),
+                };
+            }
             let record = Record {
                 key: FileKey {
                     path: name.clone(),
@@ -507,28 +558,41 @@ impl Runner<'_> {
                 at: now(),
                 state: State::Failed {
                     error: format!(
-                        "{name}: not among this worker's inputs; every worker of a job must be given the same input tree"
+                        "{name}: handed to {deliveries} workers, none of which had it among its inputs"
                     ),
                     retry: true,
                     parts: Vec::new(),
                 },
             };
             if let Err(e) = self.journal.append(&record) {
-                return Leased::Queue(e);
+                return Leased::Queue(e.to_string());
             }
             return match queue.finish(lease).await {
                 Ok(()) => Leased::Abandoned,
-                Err(e) => Leased::Queue(e),
+                Err(e) => Leased::Queue(e.to_string()),
             };
         };
         let (f, n) = (&self.files[i], &self.names[i]);
         let content = hash_file(&f.path).await;
         let key = self.key(f, n, content);
-        let latest = self.journal.latest(&key.path);
+        let latest = match self.journal.try_latest(&key.path) {
+            Ok(l) => l,
+            Err(e) => return Leased::Queue(e.to_string()),
+        };
         let decided = self.decide_one(f, n, &key, latest);
         let (row, end) = match decided {
             // Finished by another worker meanwhile.
             Decision::Keep(row) => (row, End::Ok),
+            // Every earlier holder died on it (a file that crashes or exhausts its worker):
+            // failed for this run instead of taking every worker down in turn.
+            Decision::Run { resume, .. } if deliveries > MAX_DELIVERIES => {
+                let events = self.events(i, key, resume);
+                let e = FileError::gave_up(format!(
+                    "{}: handed to {deliveries} workers, each of which stopped (died or was cut off) before finishing it; left for a later run",
+                    f.path.display()
+                ));
+                self.conclude(i, &events, Err(e))
+            }
             Decision::Run { resume, reexport } => {
                 let work = self.one(i, key, resume, reexport, engine);
                 tokio::select! {
@@ -538,14 +602,18 @@ impl Runner<'_> {
                             tracing::info!("{}: taken over by another worker", f.path.display());
                             Leased::Abandoned
                         }
-                        Err(e) => Leased::Queue(e),
+                        Err(e) => Leased::Queue(e.to_string()),
                     },
                 }
             }
         };
+        if end == End::QueueLost {
+            // Its outcome is not journaled: it stays on the queue.
+            return Leased::Queue(row.error.unwrap_or_default());
+        }
         match queue.finish(lease).await {
             Ok(()) => Leased::Row(i, row, end),
-            Err(e) => Leased::Queue(e),
+            Err(e) => Leased::Queue(e.to_string()),
         }
     }
 
@@ -560,8 +628,15 @@ impl Runner<'_> {
     }
 
     /// A file failed: remove any transcript of it (never leave one that is not this run's
-    /// whole result), write `<base>.error.json`, journal it failed.
-    fn fail(&self, f: &InputFile, n: &OutName, events: &Events, e: &FileError) -> Vec<String> {
+    /// whole result), write `<base>.error.json`, journal it failed. Returns the report written
+    /// and whether the failure was journaled.
+    fn fail(
+        &self,
+        f: &InputFile,
+        n: &OutName,
+        events: &Events,
+        e: &FileError,
+    ) -> (Vec<String>, Result<()>) {
         for p in Self::all_outputs(n) {
             if let Err(err) = self.out.remove(&p) {
                 tracing::warn!("could not remove the stale output {}: {err}", p.display());
@@ -587,17 +662,18 @@ impl Runner<'_> {
         } else {
             Vec::new()
         };
-        if let Err(err) = events.record(State::Failed {
+        let journaled = events.record(State::Failed {
             error: e.message.clone(),
             retry: e.retry,
             parts,
-        }) {
+        });
+        if let Err(err) = &journaled {
             tracing::error!(
                 "could not journal the failure of {}: {err}",
                 f.path.display()
             );
         }
-        written
+        (written, journaled)
     }
 }
 
@@ -605,6 +681,10 @@ impl Runner<'_> {
 /// retries) before the batch stops: the API is unreachable or down, and every further file
 /// would only wait for its retries.
 const UNREACHABLE_STOP: usize = 3;
+
+/// Times a file of a shared batch is handed to a worker before it is failed for the run (its
+/// earlier holders all died on it, or none had it).
+const MAX_DELIVERIES: u64 = 5;
 
 /// How one file ended, for the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -627,8 +707,8 @@ enum Leased {
     Row(usize, FileRow, End),
     /// Taken over by another worker, or not this worker's input.
     Abandoned,
-    /// The queue failed: the batch stops.
-    Queue(Error),
+    /// The queue failed: the batch stops (the error).
+    Queue(String),
 }
 
 /// The SHA-256 of a file's content in hex, read off the async threads; `None` when it cannot
@@ -840,7 +920,7 @@ mod tests {
             observer: Arc::new(|_: &Event<'_>| {}),
             shared: false,
         };
-        let decisions = batch.decide();
+        let decisions = batch.decide().unwrap();
         let o = batch.run(decisions.clone(), fake, 2, cancel).await;
         (o.rows, o.interrupted, decisions)
     }
@@ -975,7 +1055,7 @@ mod tests {
             shared: false,
         };
         let o = batch
-            .run(batch.decide(), &fake, 1, std::future::pending())
+            .run(batch.decide().unwrap(), &fake, 1, std::future::pending())
             .await;
         assert!(o.stopped.is_some_and(|e| e.contains(error)));
         assert!(!o.interrupted);
@@ -1031,7 +1111,10 @@ mod tests {
         queued: Mutex<std::collections::VecDeque<String>>,
         offered: Mutex<Vec<String>>,
         finished: Mutex<Vec<String>>,
+        released: Mutex<Vec<String>>,
         revoke: Option<&'static str>,
+        /// Names handed out as if for the 6th time.
+        worn: Option<&'static str>,
         fail_after: Option<usize>,
         taken: Mutex<usize>,
     }
@@ -1039,11 +1122,15 @@ mod tests {
     struct MemLease {
         name: String,
         revoked: bool,
+        deliveries: u64,
     }
 
     impl Lease for MemLease {
         fn name(&self) -> &str {
             &self.name
+        }
+        fn deliveries(&self) -> u64 {
+            self.deliveries
         }
         async fn revoked(&self) -> Result<()> {
             if !self.revoked {
@@ -1078,11 +1165,20 @@ mod tests {
                 .pop_front()
                 .map(|name| MemLease {
                     revoked: self.revoke.is_some_and(|r| name.contains(r)),
+                    deliveries: if self.worn.is_some_and(|w| name.contains(w)) {
+                        MAX_DELIVERIES + 1
+                    } else {
+                        1
+                    },
                     name,
                 }))
         }
         async fn finish(&self, lease: MemLease) -> Result<()> {
             self.finished.lock().unwrap().push(lease.name);
+            Ok(())
+        }
+        async fn release(&self, lease: MemLease) -> Result<()> {
+            self.released.lock().unwrap().push(lease.name);
             Ok(())
         }
         async fn counts(&self) -> Result<super::super::JobCounts> {
@@ -1104,7 +1200,9 @@ mod tests {
             queued: Mutex::default(),
             offered: Mutex::default(),
             finished: Mutex::default(),
+            released: Mutex::default(),
             revoke,
+            worn: None,
             fail_after,
             taken: Mutex::new(0),
         };
@@ -1169,6 +1267,62 @@ mod tests {
             vec!["a.wav".to_string(), "sub/bad one".to_string()],
             "the abandoned file and the retryable failure"
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_every_holder_died_on_is_failed_for_the_run_and_foreign_names_handed_back() {
+        let s = setup();
+        let fake = Fake::default();
+        let walked = walk(std::slice::from_ref(&s.input)).unwrap();
+        let names = plan(&walked.files);
+        let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
+        let queue = MemQueue {
+            journal: Arc::new(FileJournal::open(&out).unwrap()),
+            queued: Mutex::new(["not here".to_string()].into()),
+            offered: Mutex::default(),
+            finished: Mutex::default(),
+            released: Mutex::default(),
+            revoke: None,
+            worn: Some("a.mp3"),
+            fail_after: None,
+            taken: Mutex::new(0),
+        };
+        let runner = Runner {
+            files: &walked.files,
+            names: &names,
+            out: &out,
+            journal: queue.journal(),
+            settings: "test".into(),
+            mode: Mode::Transcribe,
+            formats: vec![Format::Json],
+            force: false,
+            observer: Arc::new(|_: &Event<'_>| {}),
+            shared: true,
+        };
+        let o = runner
+            .run_queued(&queue, &fake, 1, std::future::pending())
+            .await;
+        assert_eq!(
+            *queue.released.lock().unwrap(),
+            vec!["not here".to_string()]
+        );
+        assert!(
+            !fake.calls.lock().unwrap().iter().any(|c| c == "a.mp3"),
+            "not tried again"
+        );
+        let row = &o.rows[0];
+        assert_eq!((row.output.as_str(), row.status), ("a.mp3", Status::Failed));
+        assert!(
+            row.error
+                .as_deref()
+                .is_some_and(|e| e.contains("handed to 6 workers")),
+            "{row:?}"
+        );
+        assert!(matches!(
+            queue.journal.latest("a.mp3").map(|r| r.state),
+            Some(State::Failed { retry: true, .. })
+        ));
+        assert_eq!(queue.finished.lock().unwrap().len(), 5);
     }
 
     #[tokio::test]

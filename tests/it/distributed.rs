@@ -71,12 +71,17 @@ fn status(mut c: Command) -> (String, [u64; 5]) {
     let o = c.arg("--status").output().expect("status");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    // "job NAME on HOST: N file(s): Q queued, R in progress, D done, F failed"
+    // "job NAME on HOST: N file(s): Q queued, R in progress, D done, F failed", or
+    // "job NAME: not started ..."
     let job = text
         .split_whitespace()
         .nth(1)
         .unwrap_or_else(|| panic!("{text}"))
+        .trim_end_matches(':')
         .to_string();
+    if text.contains("not started") {
+        return (job, [0; 5]);
+    }
     let nums: Vec<u64> = text
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
