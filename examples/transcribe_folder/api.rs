@@ -86,7 +86,10 @@ pub async fn client(
             .org_id(emu.org_id());
         (b, Some(emu))
     };
-    Ok((builder.concurrency(args.concurrency.get()), emulator))
+    let builder = builder
+        .concurrency(args.concurrency.get())
+        .adaptive_concurrency(!args.fixed_concurrency);
+    Ok((builder, emulator))
 }
 
 /// A client that is never used to send anything: the settings of a pipeline built on it name

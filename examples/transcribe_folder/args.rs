@@ -59,9 +59,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "2")]
     pub jobs: NonZeroUsize,
 
-    /// Requests in flight at once, over all files.
-    #[arg(long, value_name = "N", default_value = "4")]
+    /// The most API requests in flight at once, over all files. The number actually in
+    /// flight adapts to what the service accepts: it starts at 4, grows while answers come
+    /// back without 429/503, and backs off when they do (`--fixed-concurrency` keeps it at N).
+    #[arg(long, value_name = "N", default_value = "16")]
     pub concurrency: NonZeroUsize,
+
+    /// Keep exactly `--concurrency` requests in flight instead of adapting.
+    #[arg(long)]
+    pub fixed_concurrency: bool,
 
     /// Base URL of the API (default: `BOTLHALE_BASE_URL`, else https://api.botlhale.xyz).
     /// Needs credentials in the environment.

@@ -51,6 +51,7 @@
 //! # Ok(()) }
 //! ```
 
+mod adaptive;
 mod asynch;
 mod auth;
 mod bot;
@@ -72,7 +73,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -126,6 +126,7 @@ pub struct ClientBuilder {
     upload_stall: Duration,
     user_agent: String,
     concurrency: usize,
+    adaptive: bool,
     retry: RetryPolicy,
     data_path: String,
     data_fallback_path: Option<String>,
@@ -162,7 +163,8 @@ impl Default for ClientBuilder {
             request_timeout: Duration::from_secs(120),
             upload_stall: Duration::from_secs(60),
             user_agent: format!("asr-pipeline/{}", env!("CARGO_PKG_VERSION")),
-            concurrency: 8,
+            concurrency: 16,
+            adaptive: true,
             retry: RetryPolicy::default(),
             data_path: DEFAULT_DATA_PATH.to_string(),
             data_fallback_path: Some(FALLBACK_DATA_PATH.to_string()),
@@ -215,9 +217,25 @@ impl ClientBuilder {
         self.user_agent = ua.into();
         self
     }
-    /// The most requests in flight at once, across all clones of the client. Default 8.
+    /// The most requests in flight at once, across all clones of the client. Default 16.
+    /// With [`ClientBuilder::adaptive_concurrency`] (the default) this is the ceiling of the
+    /// adaptive limit; without, the limit itself.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
+        self
+    }
+    /// Adapt the number of requests in flight to what the service accepts. Default true.
+    ///
+    /// The limit starts at 4 (or the [`ClientBuilder::concurrency`] ceiling if lower). It
+    /// grows by about one per round of requests while the limit is in use and no 429 or 503
+    /// comes back, and it is multiplied by 0.75 on each 429 or 503, which is retried as
+    /// [`RetryPolicy`] says, `Retry-After` honoured. The limit just below the one that
+    /// overloaded is remembered: the limit regrows to it quickly, then tries one more only
+    /// after 64 requests answered at it. So a service that takes 3 at once sees a 429 about
+    /// once per 65 requests, not every few.
+    /// [`Client::concurrency_limit`] tells the current limit.
+    pub fn adaptive_concurrency(mut self, on: bool) -> Self {
+        self.adaptive = on;
         self
     }
     /// A further limit on requests in flight, asked before each attempt once the client's own
@@ -324,7 +342,7 @@ impl ClientBuilder {
                 base: self.base_url.trim_end_matches('/').to_string(),
                 auth: auth::Auth::new(credentials, self.token_margin),
                 org_id: self.org_id,
-                sem: Arc::new(Semaphore::new(self.concurrency)),
+                gate: adaptive::Gate::new(self.concurrency, self.adaptive),
                 retry: self.retry,
                 request_timeout: self.request_timeout,
                 upload_stall: self.upload_stall,
@@ -353,7 +371,7 @@ struct Inner {
     base: String,
     auth: auth::Auth,
     org_id: Option<String>,
-    sem: Arc<Semaphore>,
+    gate: Arc<adaptive::Gate>,
     retry: RetryPolicy,
     request_timeout: Duration,
     upload_stall: Duration,
@@ -478,6 +496,12 @@ impl Client {
     /// The base URL in use, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// Requests allowed in flight now: the adaptive limit (see
+    /// [`ClientBuilder::adaptive_concurrency`]), or the fixed one.
+    pub fn concurrency_limit(&self) -> usize {
+        self.inner.gate.limit()
     }
 
     /// The organisation id, if configured.
@@ -674,23 +698,24 @@ impl Client {
                 rb = rb.timeout(Duration::from_secs(7 * 24 * 3600));
             }
             let result = {
-                let _permit = self
-                    .inner
-                    .sem
-                    .acquire()
-                    .await
-                    .map_err(|_| Error::config("client closed"))?;
+                let mut slot = self.inner.gate.acquire().await;
                 let _shared = match &self.inner.limiter {
                     Some(l) => Some(l.acquire().await?),
                     None => None,
                 };
-                match &watch {
+                let r = match &watch {
                     None => exchange(rb).await,
                     Some(w) => tokio::select! {
                         r = exchange(rb) => r,
                         why = w.expired() => Err((Outcome::Timeout, why)),
                     },
-                }
+                };
+                slot.report(match &r {
+                    Ok((429 | 503, _, _)) => adaptive::Signal::Overload,
+                    Ok(_) => adaptive::Signal::Success,
+                    Err(_) => adaptive::Signal::Nothing,
+                });
+                r
             };
             match result {
                 Ok((status, _, body)) if (200..300).contains(&status) => {

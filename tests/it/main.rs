@@ -19,4 +19,5 @@ mod s3_upload;
 mod segment;
 mod segment_real;
 mod stream;
+mod throughput;
 mod transcribe_folder;
