@@ -44,7 +44,8 @@ fn calls(root: &Path, files: usize) {
         sample_format: hound::SampleFormat::Int,
     };
     for i in 0..files {
-        let mut w = hound::WavWriter::create(root.join(format!("call {i}.wav")), spec).expect("wav");
+        let mut w =
+            hound::WavWriter::create(root.join(format!("call {i}.wav")), spec).expect("wav");
         for k in 0..40 {
             for _ in 0..48_000 {
                 w.write_sample(0i16).expect("write");

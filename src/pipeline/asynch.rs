@@ -26,10 +26,6 @@ use crate::transcript::{Metadata, PartInfo, Route, Transcript, Truncation};
 use crate::{Error, ErrorKind, Result};
 use source::Select;
 
-/// The silences left out of each channel's upload when channels are transcribed separately
-/// and [`super::PipelineBuilder::remove_silence`] is not set: 2 s or more.
-const SEPARATE_REMOVAL: Samples = 2 * RATE as Samples;
-
 /// Silence kept on each side of speech when silences are removed: 250 ms.
 const REMOVAL_MARGIN: Samples = RATE as Samples / 4;
 
@@ -571,13 +567,11 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
     if analysis.tracks.iter().all(|t| t.speech.is_empty()) {
         return Ok(up);
     }
-    // Each separated channel is silent while the other party speaks: without a setting of
-    // its own, silences of SEPARATE_REMOVAL or more are left out of each channel's upload
-    // (a time map keeps every timestamp exact), so that a 2-channel call is not billed twice.
-    let removal = inner
-        .remove_silence
-        .or(choice.channels.is_some().then_some(SEPARATE_REMOVAL))
-        .map(|g| (g, REMOVAL_MARGIN));
+    // Stretches without speech of `remove_silence` (2 s by default) or more are left out of
+    // the upload (a time map keeps every timestamp exact): dead air and hold music are not
+    // billed, and a separated channel, silent while the other party speaks, is not billed
+    // for the whole call.
+    let removal = inner.remove_silence.map(|g| (g, REMOVAL_MARGIN));
     let plans: Vec<Vec<PartPlan>> = analysis
         .tracks
         .iter()

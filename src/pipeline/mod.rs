@@ -316,6 +316,9 @@ impl Job {
     }
 }
 
+/// The default of [`PipelineBuilder::remove_silence`].
+const DEFAULT_REMOVAL: Duration = Duration::from_secs(2);
+
 /// Builds a [`Pipeline`]; every option has a documented default.
 pub struct PipelineBuilder {
     client: Option<Client>,
@@ -357,7 +360,7 @@ impl Default for PipelineBuilder {
             concurrency: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
             segmenter,
             normalize: Some(NormalizeOptions::default()),
-            remove_silence: None,
+            remove_silence: Some(DEFAULT_REMOVAL),
             max_part: MAX_ASYNC_PART,
             poll: None,
             join_turns: None,
@@ -444,11 +447,10 @@ impl PipelineBuilder {
         self
     }
 
-    /// Async route: cut silences at least this long out of the upload (saves billed minutes;
-    /// a time map restores original times; 250 ms of silence is kept on each side of speech).
-    /// Default `None`: everything is uploaded, except for channels transcribed separately
-    /// ([`PipelineBuilder::channels`]), whose silences of 2 s or more (the other party's turns)
-    /// are left out. At least 2 s.
+    /// Async route: cut stretches without speech at least this long out of the upload: dead
+    /// air, and hold music that the voice activity detector rejects (saves billed minutes; a
+    /// time map restores original times; 250 ms is kept on each side of speech). Default 2 s
+    /// (at least 2 s); `None` uploads everything.
     pub fn remove_silence(mut self, min_silence: Option<Duration>) -> Self {
         self.remove_silence = min_silence;
         self
@@ -724,9 +726,17 @@ impl Pipeline {
     /// finished files. The segmenter, merge and silence options enter as a hash of their
     /// `Debug` text (FNV-1a).
     pub(crate) fn settings_text(&self) -> String {
+        // Journals written before silences were removed by default name the default `None`
+        // and everything uploaded `None` too: the default keeps their text (results from
+        // whole uploads stay valid), uploading everything is named apart.
+        let removal = match self.inner.remove_silence {
+            Some(r) if r == crate::time::from_secs(DEFAULT_REMOVAL.as_secs_f64()) => None,
+            None => Some(0),
+            other => other,
+        };
         let mut options = format!(
             "{:?}{:?}{:?}{:?}",
-            self.inner.segmenter, self.inner.merge, self.inner.remove_silence, self.inner.max_part
+            self.inner.segmenter, self.inner.merge, removal, self.inner.max_part
         );
         // Channel options enter only when they are not the defaults, so that journals written
         // before channels existed still match (a mono file's result does not depend on them).

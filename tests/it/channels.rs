@@ -550,3 +550,90 @@ async fn resumed_channel_jobs_are_polled_not_uploaded_again() {
     assert_eq!(again.segments, first.segments);
     assert_eq!(upload_requests(&emu), 0);
 }
+
+/// Seconds of `spans` (sample ranges at `rate`) counted once where they overlap.
+fn union_secs(mut spans: Vec<(u64, u64)>, rate: u64) -> f64 {
+    spans.sort();
+    let mut total = 0;
+    let mut cur: Option<(u64, u64)> = None;
+    for (s, e) in spans {
+        match cur {
+            Some((cs, ce)) if s <= ce => cur = Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                cur = Some((s, e));
+            }
+            None => cur = Some((s, e)),
+        }
+    }
+    if let Some((cs, ce)) = cur {
+        total += ce - cs;
+    }
+    total as f64 / rate as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_call_is_uploaded_without_its_hold_music_and_dead_air() {
+    let (case, wav) = stereo_call();
+    let emu = emulator().await;
+    let run = |removal: Option<std::time::Duration>| {
+        let p = builder(&emu)
+            .route(Route::Async)
+            .channels(ChannelMode::Mix)
+            .remove_silence(removal)
+            .build()
+            .unwrap();
+        async move {
+            p.transcribe(Job::reader(Cursor::new(wav.clone()), "call.wav"))
+                .await
+                .unwrap()
+        }
+    };
+    let whole = run(None).await;
+    let lean = run(Some(std::time::Duration::from_secs(2))).await;
+    let rate = case.rate as u64;
+    let secs = case.audio.len() as f64 / rate as f64;
+    let speech = union_secs(
+        case.utterances
+            .iter()
+            .map(|u| (u.start as u64, u.end as u64))
+            .collect(),
+        rate,
+    );
+    let music = union_secs(
+        case.music
+            .iter()
+            .map(|&(s, e)| (s as u64, e as u64))
+            .collect(),
+        rate,
+    );
+    eprintln!(
+        "mixed call of {secs:.1} s ({speech:.1} s speech, {music:.1} s hold music): uploaded {:.1} s whole, {:.1} s by default ({:.2} x speech)",
+        whole.metadata.audio_seconds_sent,
+        lean.metadata.audio_seconds_sent,
+        lean.metadata.audio_seconds_sent / speech
+    );
+    assert!((whole.metadata.audio_seconds_sent - secs).abs() < 0.1);
+    assert!(
+        lean.metadata.audio_seconds_sent <= secs - 0.9 * music,
+        "the hold music is not uploaded"
+    );
+    assert!(lean.metadata.audio_seconds_sent >= speech);
+    // Nothing heard in the whole upload is lost: each utterance is covered as much, on the
+    // original timeline.
+    let covered = |t: &Transcript, s: u64, e: u64| -> u64 {
+        t.segments
+            .iter()
+            .map(|g| g.end.min(e).saturating_sub(g.start.max(s)))
+            .sum()
+    };
+    let to16 = |x: usize| x as u64 * 16_000 / rate;
+    for u in &case.utterances {
+        let (s, e) = (to16(u.start), to16(u.end));
+        let (a, b) = (covered(&whole, s, e), covered(&lean, s, e));
+        assert!(
+            b + (e - s) / 20 >= a,
+            "utterance {s}..{e}: covered {b} by default, {a} whole"
+        );
+    }
+}

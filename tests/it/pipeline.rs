@@ -401,6 +401,19 @@ async fn async_route_results_land_at_true_times() {
     let emu = emulator().await;
     // The emulator finds sound with a fixed −40 dBFS detector, so the level is left as
     // recorded here: the test is about time, not loudness.
+    // Everything uploaded (`remove_silence(None)`), then by default: stretches without speech
+    // of 2 s or more left out, restored by the time map.
+    let whole = builder(&emu)
+        .route(Route::Auto)
+        .diarization(true)
+        .normalize(None)
+        .remove_silence(None)
+        .temp_dir(dir.path())
+        .build()
+        .unwrap();
+    let t = whole.transcribe_path(&path).await.unwrap();
+    assert!((t.metadata.audio_seconds_sent - 90.0).abs() < 1e-6);
+    assert_on_true_times(&t, &placed);
     let p = builder(&emu)
         .route(Route::Auto)
         .diarization(true)
@@ -414,7 +427,15 @@ async fn async_route_results_land_at_true_times() {
     assert_eq!(t.metadata.duration, len);
     assert_eq!(t.metadata.parts.len(), 1);
     assert_eq!(t.metadata.parts[0].offset, 0);
-    assert!((t.metadata.audio_seconds_sent - 90.0).abs() < 1e-6);
+    let speech: f64 = placed
+        .iter()
+        .map(|(span, _)| (span.end - span.start) as f64 / 16_000.0)
+        .sum();
+    eprintln!(
+        "sent {:.1} s of 90 s for {speech:.1} s of speech",
+        t.metadata.audio_seconds_sent
+    );
+    assert!(t.metadata.audio_seconds_sent < 90.0 && t.metadata.audio_seconds_sent >= speech);
     assert_on_true_times(&t, &placed);
     for s in &t.segments {
         assert!(matches!(
@@ -568,9 +589,11 @@ async fn a_file_over_400_minutes_is_sent_in_parts_merged_at_their_offsets() {
     };
     let emu = emulator().await;
     let (events, sink) = collector();
+    // Everything uploaded: mostly silence, the file would fit one part otherwise.
     let p = builder(&emu)
         .route(Route::Async)
         .normalize(None)
+        .remove_silence(None)
         .build()
         .unwrap();
     let t = p
