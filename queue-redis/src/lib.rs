@@ -416,6 +416,23 @@ impl WorkQueue for RedisQueue {
         Ok(())
     }
 
+    async fn abandon(&self) -> Result<()> {
+        let s = &self.shared;
+        let mut con = s.con.clone();
+        let n: i64 = Script::new(scripts::ABANDON)
+            .key(&s.keys.q)
+            .arg(GROUP)
+            .arg(&s.consumer)
+            .arg(s.opts.lease.as_millis().max(1) as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| s.err("handing files back", e))?;
+        if n > 0 {
+            tracing::info!("handed {n} file(s) in progress back to the job");
+        }
+        Ok(())
+    }
+
     async fn counts(&self) -> Result<JobCounts> {
         let s = &self.shared;
         let mut con = s.con.clone();

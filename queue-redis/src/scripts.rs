@@ -71,6 +71,16 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 "#;
 
+/// Hands back every entry a consumer holds (its run was cancelled). `KEYS` = q; `ARGV` =
+/// group, consumer, lease in ms. Returns how many.
+pub const ABANDON: &str = r#"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+for _, e in ipairs(p) do
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1], 'IDLE', ARGV[3], 'JUSTID')
+end
+return #p
+"#;
+
 /// Finishes an entry. `KEYS` = q, queued; `ARGV` = group, id, name.
 pub const FINISH: &str = r#"
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])

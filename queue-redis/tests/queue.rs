@@ -88,12 +88,33 @@ async fn a_file_whose_holder_stops_renewing_is_taken_over() {
     let took = b.take().await.unwrap().unwrap();
     assert_eq!(took.name(), "dir/file 0");
     assert!(t0.elapsed() < Duration::from_secs(3));
-    // A worker that was only slow learns it lost the file.
+    assert_eq!(took.deliveries(), 2, "the second worker to get it");
+    // Cancelled with the file in hand: handed back, taken again at once.
+    drop(took);
+    b.abandon().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let took = b.take().await.unwrap().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(took.deliveries(), 3);
+    // Handed back by a worker that cannot do it: the next worker takes it at once.
+    b.release(took).await.unwrap();
     let a2 = RedisQueue::connect(&redis.url(), "job", quick())
         .await
         .unwrap();
-    b.finish(took).await.unwrap();
-    assert!(a2.take().await.unwrap().is_none(), "drained");
+    let t0 = std::time::Instant::now();
+    let again = a2.take().await.unwrap().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(again.deliveries(), 4);
+    a2.finish(again).await.unwrap();
+    assert!(b.take().await.unwrap().is_none(), "drained");
 
     a.offer(&names(2)).await.unwrap();
     let slow = a.take().await.unwrap().unwrap();

@@ -45,6 +45,13 @@ pub trait WorkQueue: Send + Sync {
 
     /// The whole job's counts, for progress.
     fn counts(&self) -> impl Future<Output = Result<JobCounts>> + Send;
+
+    /// Hands back every file this worker still holds (its run was cancelled), so that other
+    /// workers take them at once rather than after a lease. Default: nothing (they come back
+    /// when their leases expire).
+    fn abandon(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// A file held by one worker; the queue renews the lease while this value lives.

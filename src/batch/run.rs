@@ -476,6 +476,19 @@ impl Runner<'_> {
                 taking = Some(Box::pin(queue.take()));
             }
         }
+        if interrupted && !queue_lost {
+            // The files in progress are abandoned: their leases stop with them, and the queue
+            // hands them to other workers now rather than after a lease.
+            drop(work);
+            taking = None;
+            let handed = tokio::time::timeout(Duration::from_secs(5), queue.abandon()).await;
+            if !matches!(handed, Ok(Ok(()))) {
+                tracing::warn!(
+                    "could not hand back the files in progress: they come back after a lease"
+                );
+            }
+        }
+        drop(taking);
         if !queue_lost && !interrupted {
             if let Ok(c) = queue.counts().await {
                 self.observer.event(&Event::Job(c));

@@ -525,3 +525,79 @@ async fn split_only_jobs_are_shared_too() {
         assert!(m.is_object(), "{b}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_hands_the_files_in_progress_back_at_once() {
+    let redis = RedisServer::start();
+    let mut cfg = EmulatorConfig::default();
+    cfg.async_base_delay = Duration::from_secs(3);
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let bases = recordings(&input, 4);
+    let out = dir.path().join("out");
+    // A long lease: a file handed back must not wait for it.
+    let cmd = || {
+        let mut c = command(&emu);
+        c.arg("--queue")
+            .arg(redis.url())
+            .args(["--route", "async", "--jobs", "4", "--lease", "60"])
+            .arg("--out")
+            .arg(&out)
+            .arg(&input);
+        c
+    };
+    let (job, _) = status(cmd());
+    let q = queue(&redis, &job).await;
+    let journal = q.journal();
+    let mut c = cmd();
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    let t0 = Instant::now();
+    while bases
+        .iter()
+        .filter(|b| {
+            matches!(
+                journal.latest(b).map(|r| r.state),
+                Some(State::Uploaded { .. })
+            )
+        })
+        .count()
+        < 2
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no upload journaled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()));
+    let o = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    assert_eq!(o.status.code(), Some(130), "interrupted");
+    let forms = upload_forms(&emu);
+
+    let t0 = Instant::now();
+    let mut c = cmd();
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    let o = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "taken at once, not after the 60 s lease: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        upload_forms(&emu) - forms <= bases.len() - 2,
+        "journaled uploads polled"
+    );
+    let c = q.counts().await.expect("counts");
+    assert_eq!(c.done, bases.len() as u64);
+}
