@@ -21,6 +21,13 @@ fn quick() -> QueueOptions {
     o
 }
 
+/// A worker of `job` with quick leases.
+async fn join(redis: &RedisServer, job: &str) -> RedisQueue {
+    RedisQueue::connect(&redis.url(), job, quick())
+        .await
+        .unwrap()
+}
+
 fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("dir/file {i}")).collect()
 }
@@ -28,15 +35,9 @@ fn names(n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_queued_once_and_taken_once_until_drained() {
     let redis = RedisServer::start();
-    let a = RedisQueue::connect(&redis.url(), "job-a", quick())
-        .await
-        .unwrap();
-    let b = RedisQueue::connect(&redis.url(), "job-a", quick())
-        .await
-        .unwrap();
-    let other = RedisQueue::connect(&redis.url(), "job-b", quick())
-        .await
-        .unwrap();
+    let a = join(&redis, "job-a").await;
+    let b = join(&redis, "job-a").await;
+    let other = join(&redis, "job-b").await;
     // Both workers offer the same files, one of them twice.
     a.offer(&names(20)).await.unwrap();
     b.offer(&names(20)).await.unwrap();
@@ -70,12 +71,8 @@ async fn files_are_queued_once_and_taken_once_until_drained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_whose_holder_stops_renewing_is_taken_over() {
     let redis = RedisServer::start();
-    let a = RedisQueue::connect(&redis.url(), "job", quick())
-        .await
-        .unwrap();
-    let b = RedisQueue::connect(&redis.url(), "job", quick())
-        .await
-        .unwrap();
+    let a = join(&redis, "job").await;
+    let b = join(&redis, "job").await;
     a.offer(&names(1)).await.unwrap();
     let held = a.take().await.unwrap().unwrap();
     // While `a` renews, `b` waits.
@@ -102,9 +99,7 @@ async fn a_file_whose_holder_stops_renewing_is_taken_over() {
     assert_eq!(took.deliveries(), 3);
     // Handed back by a worker that cannot do it: the next worker takes it at once.
     b.release(took).await.unwrap();
-    let a2 = RedisQueue::connect(&redis.url(), "job", quick())
-        .await
-        .unwrap();
+    let a2 = join(&redis, "job").await;
     let t0 = std::time::Instant::now();
     let again = a2.take().await.unwrap().unwrap();
     assert!(
@@ -146,9 +141,7 @@ async fn the_shared_limit_holds_across_workers_and_slots_of_the_dead_expire() {
     let redis = RedisServer::start();
     let mut limiters = Vec::new();
     for _ in 0..3 {
-        let q = RedisQueue::connect(&redis.url(), "job", quick())
-            .await
-            .unwrap();
+        let q = join(&redis, "job").await;
         limiters.push(q.limiter(3));
     }
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -194,10 +187,7 @@ async fn the_shared_limit_holds_across_workers_and_slots_of_the_dead_expire() {
     })
     .join()
     .unwrap();
-    let fresh = RedisQueue::connect(&redis.url(), "job", quick())
-        .await
-        .unwrap()
-        .limiter(2);
+    let fresh = join(&redis, "job").await.limiter(2);
     let got = tokio::time::timeout(Duration::from_secs(5), fresh.acquire()).await;
     assert!(got.is_ok(), "the dead worker's slots expired");
 }
@@ -221,9 +211,7 @@ fn record(name: &str, state: State) -> Record {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_done_twice_is_logged_once_and_stays_done() {
     let redis = RedisServer::start();
-    let q = RedisQueue::connect(&redis.url(), "job", quick())
-        .await
-        .unwrap();
+    let q = join(&redis, "job").await;
     let j = q.journal();
     let done = State::Done {
         audio_secs: 1.0,

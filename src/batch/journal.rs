@@ -87,16 +87,13 @@ impl FileKey {
 pub fn path_text(p: &Path) -> String {
     match p.to_str() {
         Some(s) if !s.starts_with("bytes:") => s.to_string(),
-        _ => {
-            let hex: String = p
-                .as_os_str()
-                .as_encoded_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("bytes:{hex}")
-        }
+        _ => format!("bytes:{}", hex(p.as_os_str().as_encoded_bytes())),
     }
+}
+
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 use crate::pipeline::UploadedPart;

@@ -283,17 +283,7 @@ impl Batch {
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
         let engine = PipelineEngine { pipeline };
-        let endpoint = Some(pipeline.base_url().to_string());
-        let settings = self.settings(Some(pipeline));
-        self.run(
-            Mode::Transcribe,
-            settings,
-            endpoint,
-            &engine,
-            NO_QUEUE,
-            cancel,
-        )
-        .await
+        self.run(Some(pipeline), &engine, NO_QUEUE, cancel).await
     }
 
     /// Like [`Batch::transcribe`], as one worker of a job shared through `queue` (opened with
@@ -310,17 +300,7 @@ impl Batch {
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
         let engine = PipelineEngine { pipeline };
-        let endpoint = Some(pipeline.base_url().to_string());
-        let settings = self.settings(Some(pipeline));
-        self.run(
-            Mode::Transcribe,
-            settings,
-            endpoint,
-            &engine,
-            Some(queue),
-            cancel,
-        )
-        .await
+        self.run(Some(pipeline), &engine, Some(queue), cancel).await
     }
 
     /// The name of this batch's job in a [`WorkQueue`]: derived from the output folder and
@@ -342,11 +322,7 @@ impl Batch {
         h.update(journal::path_text(self.out.root()).as_bytes());
         h.update(b"\n");
         h.update(settings.as_bytes());
-        let hex: String = h.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("asrp-{hex}")
+        format!("asrp-{}", journal::hex(&h.finalize()[..8]))
     }
 
     /// Checks the output folder's job file against this job; with `claim`, writes it when
@@ -413,16 +389,7 @@ impl Batch {
     /// timeline; see [`crate::pipeline::split_only`]) without calling any API, until done or
     /// until `cancel` completes, and writes `summary.json`.
     pub async fn split_only(self, cancel: impl Future<Output = ()>) -> Result<Summary> {
-        let settings = self.settings(None);
-        self.run(
-            Mode::SplitOnly,
-            settings,
-            None,
-            &split::SplitEngine,
-            NO_QUEUE,
-            cancel,
-        )
-        .await
+        self.run(None, &split::SplitEngine, NO_QUEUE, cancel).await
     }
 
     /// Like [`Batch::split_only`], as one worker of a job shared through `queue` (see
@@ -432,27 +399,24 @@ impl Batch {
         queue: &Q,
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
-        let settings = self.settings(None);
-        self.run(
-            Mode::SplitOnly,
-            settings,
-            None,
-            &split::SplitEngine,
-            Some(queue),
-            cancel,
-        )
-        .await
+        self.run(None, &split::SplitEngine, Some(queue), cancel)
+            .await
     }
 
+    /// Runs the batch: transcribing with `pipeline`, or split-only without one.
     async fn run<E: engine::Engine, Q: WorkQueue>(
         self,
-        mode: Mode,
-        settings: String,
-        endpoint: Option<String>,
+        pipeline: Option<&Pipeline>,
         engine: &E,
         queue: Option<&Q>,
         cancel: impl Future<Output = ()>,
     ) -> Result<Summary> {
+        let mode = match pipeline {
+            Some(_) => Mode::Transcribe,
+            None => Mode::SplitOnly,
+        };
+        let settings = self.settings(pipeline);
+        let endpoint = pipeline.map(|p| p.base_url().to_string());
         let formats = if mode == Mode::Transcribe {
             // JSON first, each format once.
             let mut f = vec![Format::Json];

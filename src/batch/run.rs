@@ -742,12 +742,7 @@ async fn hash_file(path: &Path) -> Option<String> {
                 Err(_) => return None,
             }
         }
-        Some(
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>(),
-        )
+        Some(super::journal::hex(&h.finalize()))
     })
     .await
     .ok()
@@ -1199,24 +1194,41 @@ mod tests {
         }
     }
 
-    async fn run_queued_with(
-        s: &Setup,
-        fake: &Fake,
+    /// How a [`MemQueue`] behaves, and how many files the worker runs at once.
+    struct QueueSetup {
+        /// Names queued before the worker offers its own.
+        first: Vec<String>,
         revoke: Option<&'static str>,
+        worn: Option<&'static str>,
         fail_after: Option<usize>,
-    ) -> (Outcome, MemQueue) {
+        jobs: usize,
+    }
+
+    impl Default for QueueSetup {
+        fn default() -> Self {
+            QueueSetup {
+                first: Vec::new(),
+                revoke: None,
+                worn: None,
+                fail_after: None,
+                jobs: 2,
+            }
+        }
+    }
+
+    async fn run_queued_with(s: &Setup, fake: &Fake, setup: QueueSetup) -> (Outcome, MemQueue) {
         let walked = walk(std::slice::from_ref(&s.input)).unwrap();
         let names = plan(&walked.files);
         let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
         let queue = MemQueue {
             journal: Arc::new(FileJournal::open(&out).unwrap()),
-            queued: Mutex::default(),
+            queued: Mutex::new(setup.first.into()),
             offered: Mutex::default(),
             finished: Mutex::default(),
             released: Mutex::default(),
-            revoke,
-            worn: None,
-            fail_after,
+            revoke: setup.revoke,
+            worn: setup.worn,
+            fail_after: setup.fail_after,
             taken: Mutex::new(0),
         };
         let runner = Runner {
@@ -1232,7 +1244,7 @@ mod tests {
             shared: true,
         };
         let o = runner
-            .run_queued(&queue, fake, 2, std::future::pending())
+            .run_queued(&queue, fake, setup.jobs, std::future::pending())
             .await;
         (o, queue)
     }
@@ -1244,7 +1256,15 @@ mod tests {
             hang_on: Some("a.wav"),
             ..Fake::default()
         };
-        let (o, q) = run_queued_with(&s, &fake, Some("a.wav"), None).await;
+        let (o, q) = run_queued_with(
+            &s,
+            &fake,
+            QueueSetup {
+                revoke: Some("a.wav"),
+                ..QueueSetup::default()
+            },
+        )
+        .await;
         assert!(o.stopped.is_none() && !o.interrupted);
         assert_eq!(
             q.offered.lock().unwrap().len(),
@@ -1274,7 +1294,7 @@ mod tests {
         assert_eq!(r.key.content.as_ref().map(String::len), Some(64));
 
         // Offered again by a later worker: finished files are not offered.
-        let (_, q2) = run_queued_with(&s, &Fake::default(), None, None).await;
+        let (_, q2) = run_queued_with(&s, &Fake::default(), QueueSetup::default()).await;
         assert_eq!(
             *q2.offered.lock().unwrap(),
             vec!["a.wav".to_string(), "sub/bad one".to_string()],
@@ -1286,35 +1306,13 @@ mod tests {
     async fn a_file_every_holder_died_on_is_failed_for_the_run_and_foreign_names_handed_back() {
         let s = setup();
         let fake = Fake::default();
-        let walked = walk(std::slice::from_ref(&s.input)).unwrap();
-        let names = plan(&walked.files);
-        let out = OutDir::open(&s.out_path, std::slice::from_ref(&s.input), &[]).unwrap();
-        let queue = MemQueue {
-            journal: Arc::new(FileJournal::open(&out).unwrap()),
-            queued: Mutex::new(["not here".to_string()].into()),
-            offered: Mutex::default(),
-            finished: Mutex::default(),
-            released: Mutex::default(),
-            revoke: None,
+        let setup = QueueSetup {
+            first: vec!["not here".to_string()],
             worn: Some("a.mp3"),
-            fail_after: None,
-            taken: Mutex::new(0),
+            jobs: 1,
+            ..QueueSetup::default()
         };
-        let runner = Runner {
-            files: &walked.files,
-            names: &names,
-            out: &out,
-            journal: queue.journal(),
-            settings: "test".into(),
-            mode: Mode::Transcribe,
-            formats: vec![Format::Json],
-            force: false,
-            observer: Arc::new(|_: &Event<'_>| {}),
-            shared: true,
-        };
-        let o = runner
-            .run_queued(&queue, &fake, 1, std::future::pending())
-            .await;
+        let (o, queue) = run_queued_with(&s, &fake, setup).await;
         assert_eq!(
             *queue.released.lock().unwrap(),
             vec!["not here".to_string()]
@@ -1342,7 +1340,15 @@ mod tests {
     async fn a_lost_queue_stops_the_worker_and_blames_no_file() {
         let s = setup();
         let fake = Fake::default();
-        let (o, q) = run_queued_with(&s, &fake, None, Some(2)).await;
+        let (o, q) = run_queued_with(
+            &s,
+            &fake,
+            QueueSetup {
+                fail_after: Some(2),
+                ..QueueSetup::default()
+            },
+        )
+        .await;
         assert!(
             o.stopped
                 .as_deref()

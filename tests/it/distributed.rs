@@ -16,19 +16,8 @@ use asr_pipeline_redis::{QueueOptions, RedisQueue};
 use botlhale_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use redis_server::RedisServer;
 
+use crate::segment::UNIT_NAMES;
 use crate::transcribe_folder::{command, json, s3_uploads, speech_wav, stderr, upload_forms};
-
-const UNITS: [&str; 9] = [
-    "u1_yes_please",
-    "u2_hello",
-    "u3_hold",
-    "u4_tn",
-    "u5_af",
-    "u6_number",
-    "r1_please_hold",
-    "r2_one_moment",
-    "r3_two_nine",
-];
 
 /// `n` distinct recordings (two speech units each, gaps that differ per file) in four
 /// folders; returns their output bases.
@@ -37,7 +26,7 @@ fn recordings(root: &Path, n: usize) -> Vec<String> {
         .map(|i| {
             let rel = format!("batch {}/call {i:03}", i % 4);
             fs::create_dir_all(root.join(format!("batch {}", i % 4))).expect("dirs");
-            let units = [UNITS[i % 9], UNITS[(i / 9 + 4) % 9]];
+            let units = [UNIT_NAMES[i % 9], UNIT_NAMES[(i / 9 + 4) % 9]];
             speech_wav(&root.join(format!("{rel}.wav")), &units, 300 + i as u32, 1);
             rel
         })
@@ -56,14 +45,28 @@ fn worker(emu: &RunningEmulator, redis: &RedisServer, out: &Path, input: &Path) 
     c
 }
 
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().expect("wait");
-    eprintln!(
-        "--- worker exit {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Waits for worker processes (off the async threads) and prints their exit and stderr.
+async fn finish_all(children: Vec<Child>) -> Vec<Output> {
+    tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().expect("wait");
+                eprintln!(
+                    "--- worker exit {:?}\n{}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out
+            })
+            .collect()
+    })
+    .await
+    .expect("join")
+}
+
+async fn finish(child: Child) -> Output {
+    finish_all(vec![child]).await.remove(0)
 }
 
 /// `--status`: the job's name and its counts (files, queued, in progress, done, failed).
@@ -185,10 +188,7 @@ async fn three_workers_do_200_files_once_each_within_one_request_limit() {
             c.spawn().expect("spawn")
         })
         .collect();
-    let outs: Vec<Output> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
-            .await
-            .expect("join");
+    let outs = finish_all(children).await;
     let mut done_here = 0;
     for o in &outs {
         assert_eq!(
@@ -315,9 +315,7 @@ async fn a_killed_worker_loses_nothing_and_no_upload_is_made_twice() {
     let mut c = worker(&emu, &redis, &out, &input);
     c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().expect("spawn");
-    let o = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .expect("join");
+    let o = finish(child).await;
     assert_eq!(o.status.code(), Some(0));
     let new_forms = upload_forms(&emu) - forms_at_kill;
     assert_eq!(
@@ -374,9 +372,7 @@ async fn losing_redis_stops_workers_and_a_rerun_finishes_without_redoing() {
     }
     redis.stop();
     let stopped = Instant::now();
-    let o = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .expect("join");
+    let o = finish(child).await;
     let text = stderr(&o);
     assert!(
         matches!(o.status.code(), Some(c) if c != 0),
@@ -409,9 +405,7 @@ async fn losing_redis_stops_workers_and_a_rerun_finishes_without_redoing() {
     let mut c = worker(&emu, &redis, &out, &input);
     c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().expect("spawn");
-    let o = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .expect("join");
+    let o = finish(child).await;
     assert_eq!(o.status.code(), Some(0));
     let counts = q.counts().await.expect("counts");
     assert_eq!((counts.done, counts.failed, counts.queued), (30, 0, 0));
@@ -451,10 +445,7 @@ async fn a_bad_file_fails_once_for_the_whole_job_and_is_not_retried() {
             .collect()
     };
     let children = spawn_two();
-    let outs: Vec<Output> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
-            .await
-            .expect("join");
+    let outs = finish_all(children).await;
     for o in &outs {
         assert_eq!(o.status.code(), Some(1), "a file of the job failed");
     }
@@ -478,10 +469,7 @@ async fn a_bad_file_fails_once_for_the_whole_job_and_is_not_retried() {
     // The same command again: nothing is offered, nothing is sent.
     let requests = emu.requests().len();
     let children = spawn_two();
-    let outs: Vec<Output> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
-            .await
-            .expect("join");
+    let outs = finish_all(children).await;
     for o in &outs {
         assert_eq!(o.status.code(), Some(1), "the failure still stands");
     }
@@ -513,10 +501,7 @@ async fn split_only_jobs_are_shared_too() {
             c.spawn().expect("spawn")
         })
         .collect();
-    let outs: Vec<Output> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
-            .await
-            .expect("join");
+    let outs = finish_all(children).await;
     for o in &outs {
         assert_eq!(o.status.code(), Some(0));
     }
@@ -575,9 +560,7 @@ async fn ctrl_c_hands_the_files_in_progress_back_at_once() {
         .args(["-c", &format!("kill -INT {}", child.id())])
         .status();
     assert!(sent.is_ok_and(|s| s.success()));
-    let o = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .expect("join");
+    let o = finish(child).await;
     assert_eq!(o.status.code(), Some(130), "interrupted");
     let forms = upload_forms(&emu);
 
@@ -585,9 +568,7 @@ async fn ctrl_c_hands_the_files_in_progress_back_at_once() {
     let mut c = cmd();
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().expect("spawn");
-    let o = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .expect("join");
+    let o = finish(child).await;
     assert_eq!(o.status.code(), Some(0));
     assert!(
         t0.elapsed() < Duration::from_secs(40),

@@ -11,7 +11,7 @@ use std::f32::consts::TAU;
 
 const SR: u64 = 16_000;
 /// Real human speech (Asterisk core sounds, CC-BY-SA 3.0, telephone band) then eSpeak NG units.
-const UNIT_NAMES: [&str; 9] = [
+pub(crate) const UNIT_NAMES: [&str; 9] = [
     "r1_please_hold",
     "r2_one_moment",
     "r3_two_nine",
