@@ -18,6 +18,15 @@
 //!    the allowed window (ties: the quieter, then the later pause), between the pause's two
 //!    quietest adjacent frames, or, with no pause at all, in the quietest frame. This is the
 //!    only place where an utterance is ever split.
+//!
+//!    An utterance's end is moved out over the loud frames right after its last voiced frame
+//!    (a word end the model has let go of), and, in noise, by up to 288 ms more. Its *fading
+//!    end* is measured too: the frames after the last voiced one that are still 6 dB above the
+//!    noise floor (as it was when the utterance began) and keep falling (under the loudest of
+//!    its last voiced frames + 3 dB − 1 dB per frame; music or a new onset does not fall), at
+//!    most 1 s. Closing an utterance waits for its fading end, and a request that ends with
+//!    the utterance ends no earlier than it (a studio's reverberation takes 0.5–1 s to fall
+//!    40 dB, and the speech model lets go of it at once).
 //! 3. **Requests.** [`Packing::Utterance`] sends each utterance alone, padded by
 //!    [`SegmenterOptions::padding`] on both sides (a gap shorter than twice the padding is
 //!    shared at its quietest point, so neighbours touch). [`Packing::Packed`] collects
@@ -74,6 +83,22 @@ const MS: Samples = RATE as Samples / 1000;
 /// The most frames an utterance's edge is moved out over loud frames the model did not call
 /// speech (320 ms).
 const EDGE_FRAMES: usize = 10;
+/// The most frames of a word's fading end kept after the last voiced frame of the last
+/// utterance of a request (1 s: a studio's reverberation takes 0.5–1 s to fall 40 dB).
+const TAIL_FRAMES: u64 = 32;
+/// A fading end stays under the loudest of the utterance's last voiced frames by this much
+/// plus [`TAIL_DECAY_DB`] per frame: sound that does not keep falling (music after a turn, a
+/// new onset) is not a word's end.
+const TAIL_HEADROOM_DB: f32 = 3.0;
+/// See [`TAIL_HEADROOM_DB`]: 1.5 dB per 32 ms frame, 47 dB per second (reverberation falls
+/// 60 dB in 0.3–1 s).
+const TAIL_DECAY_DB: f32 = 1.0;
+/// A word's fading end is sound at least this many dB above the noise floor as it was when
+/// the utterance began (a 32 ms frame of steady noise varies by well under 1 dB; the running
+/// floor itself creeps up during long speech).
+const TAIL_MARGIN_DB: f32 = 6.0;
+/// Voiced frames before the end whose loudest sets where a fading end starts.
+const TAIL_REF_FRAMES: u64 = 4;
 /// The most frames kept after an utterance's last frame in heavy noise (288 ms).
 const NOISE_TAIL_FRAMES: usize = 9;
 /// Initial capacity of the frame-energy history (enough for the default padding).
@@ -353,9 +378,49 @@ struct Run {
     valid: bool,
     /// The current piece began at a forced cut.
     cut_start: bool,
+    /// The noise floor (dBFS) when the utterance began.
+    floor_db: f32,
     /// Frame index of `hist[0]`.
     hist_base: u64,
     hist: VecDeque<Hist>,
+}
+
+impl Run {
+    fn hist_at(&self, frame: u64) -> Option<&Hist> {
+        frame
+            .checked_sub(self.hist_base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.hist.get(i))
+    }
+
+    /// End of the word's fading end after the last voiced frame: the frames after it that are
+    /// still sound above the noise floor ([`TAIL_MARGIN_DB`]), not voiced, and falling (see
+    /// [`TAIL_HEADROOM_DB`]), at most [`TAIL_FRAMES`] after the last voiced frame.
+    fn tail_end(&self) -> Samples {
+        let first = self.last_voiced_end / FRAME_U64;
+        let top = (first.saturating_sub(TAIL_REF_FRAMES)..first)
+            .filter_map(|k| self.hist_at(k))
+            .map(|h| h.db)
+            .fold(f32::MIN, f32::max);
+        let mut end = self.last_voiced_end;
+        for j in 0..TAIL_FRAMES {
+            let Some(h) = self.hist_at(first + j) else {
+                break;
+            };
+            let ceiling = top + TAIL_HEADROOM_DB - TAIL_DECAY_DB * j as f32;
+            if h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB || h.db > ceiling {
+                break;
+            }
+            end = (first + j + 1) * FRAME_U64;
+        }
+        end
+    }
+
+    /// The fading end after the last voiced frame is still going at `b` (the end of the
+    /// newest frame): closing the run waits for it, at most [`TAIL_FRAMES`].
+    fn fading(&self, b: Samples) -> bool {
+        b < self.last_voiced_end + TAIL_FRAMES * FRAME_U64 && self.tail_end() >= b
+    }
 }
 
 /// The segmentation state machine.
@@ -422,7 +487,7 @@ impl Segmenter {
             + o.max_pack_gap.max(2 * o.padding)
             + 2 * o.padding
             + (o.min_speech_frames() + 1) * (silence + FRAME_U64)
-            + (DELAY_FRAMES as u64 + 2) * FRAME_U64
+            + (DELAY_FRAMES as u64 + 2 + TAIL_FRAMES) * FRAME_U64
     }
 
     /// Samples pushed so far: the current position on the timeline.
@@ -531,6 +596,7 @@ impl Segmenter {
                         voiced: 1,
                         valid: false,
                         cut_start: false,
+                        floor_db: f.floor_db,
                         hist_base: k,
                         hist,
                     });
@@ -549,7 +615,7 @@ impl Segmenter {
                         run.last_voiced_end = b;
                         run.voiced += 1;
                     }
-                } else if close {
+                } else if close && !self.run.as_ref().is_some_and(|r| r.valid && r.fading(b)) {
                     if let Some(run) = self.run.take() {
                         if run.valid || run.cut_start {
                             self.close_run(run, out);
@@ -613,6 +679,7 @@ impl Segmenter {
     fn close_run(&mut self, mut run: Run, out: &mut Vec<Segment>) {
         // A fading word end the model has stopped calling speech: the loud frames right
         // after the last voiced one, at most EDGE_FRAMES.
+        let tail = run.tail_end();
         let last = (run.last_voiced_end / FRAME_U64).saturating_sub(run.hist_base) as usize;
         for h in run.hist.iter().skip(last).take(EDGE_FRAMES) {
             if !h.loud || h.voiced {
@@ -626,6 +693,7 @@ impl Segmenter {
         let extra = ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64;
         let seen = self.next_frame * FRAME_U64;
         run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64).min(seen);
+        let tail = tail.clamp(run.last_voiced_end, seen);
         let utt = Utt {
             start: if run.cut_start {
                 run.piece_start
@@ -633,13 +701,14 @@ impl Segmenter {
                 run.speech_start
             },
             end: run.last_voiced_end,
+            tail,
             lead: run.piece_start,
             shared: run.shared,
             voiced: run.voiced,
             cut_before: run.cut_start,
             cut_after: false,
         };
-        self.last_utt_end = Some(utt.end);
+        self.last_utt_end = Some(utt.tail);
         self.packer.push(utt, &mut self.stats, out);
     }
 
@@ -794,6 +863,7 @@ impl Segmenter {
                 run.speech_start
             },
             end: cut,
+            tail: cut,
             lead: run.piece_start,
             shared: run.shared,
             voiced: voiced_before,

@@ -19,6 +19,9 @@ pub(super) struct Utt {
     pub start: Samples,
     /// End of speech, or the forced cut it ends at (`cut_after`).
     pub end: Samples,
+    /// End of the word's fading end after `end` (≥ `end`): a request that ends with this
+    /// utterance ends no earlier.
+    pub tail: Samples,
     /// Where its padded start lies: `start − padding`, the point shared with the previous
     /// utterance (`shared`), or `start` after a forced cut.
     pub lead: Samples,
@@ -151,15 +154,21 @@ impl Packer {
             }
         }
         if !last.cut_after {
-            len += self.pad;
+            len += self.end_pad(last);
         }
         len
+    }
+
+    /// What a request ending with `u` keeps after its end: the padding, or the word's whole
+    /// fading end when that is longer.
+    fn end_pad(&self, u: &Utt) -> Samples {
+        self.pad.max(u.tail.saturating_sub(u.end))
     }
 
     /// Span on the original timeline of a request made of `open[..n]` (full end padding).
     fn envelope(&self, n: usize) -> Samples {
         match (self.open.first(), self.open.get(n.wrapping_sub(1))) {
-            (Some(first), Some(last)) => (last.end + self.pad).saturating_sub(first.lead),
+            (Some(first), Some(last)) => (last.end + self.end_pad(last)).saturating_sub(first.lead),
             _ => 0,
         }
     }
@@ -207,7 +216,7 @@ impl Packer {
         } else {
             match next {
                 Some(u) if u.shared => u.lead,
-                _ => last.end + self.pad,
+                _ => last.end + self.end_pad(last),
             }
         }
         .min(limit);
@@ -263,6 +272,7 @@ mod tests {
         Utt {
             start,
             end,
+            tail: end,
             lead: start.saturating_sub(300 * MS),
             shared: false,
             voiced: (end - start) / FRAME_U64,
@@ -324,6 +334,20 @@ mod tests {
         for s in &out {
             assert!(s.billed() <= 30 * S, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_request_ends_after_its_last_utterances_fading_end() {
+        let mut p = packer(30);
+        let mut last = utt(4000, 6000);
+        last.tail = 6800 * MS;
+        let out = run(&mut p, &[utt(1000, 3000), last, utt(20_000, 21_000)]);
+        assert_eq!(out.len(), 2);
+        // 800 ms of fading end instead of 300 ms of padding; billed counts it.
+        assert_eq!(out[0].end, 6800 * MS);
+        assert_eq!(out[0].billed(), (300 + 2000 + 200 + 2000 + 800) * MS);
+        // A short fading end leaves the padding as it was.
+        assert_eq!(out[1].end, 21_300 * MS);
     }
 
     #[test]

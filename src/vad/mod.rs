@@ -160,6 +160,9 @@ pub struct FrameInfo {
     /// Well above the noise floor (10 dB or more) and within 45 dB of the speech level: sound
     /// the segmenter keeps at the edges of an utterance where the model has already stopped.
     pub loud: bool,
+    /// The running noise-floor estimate at this frame, in dBFS (it follows the quietest
+    /// frames down at once and rises by 2 dB/s while the sound stays above it).
+    pub floor_db: f32,
     /// The running speech level above the running noise floor, in dB: how far word ends can
     /// fade before the noise hides them.
     pub snr_db: f32,
@@ -169,6 +172,7 @@ pub struct FrameInfo {
 struct Pending {
     db: f32,
     loud: bool,
+    floor_db: f32,
     snr_db: f32,
     prob: f32,
     quiet: bool,
@@ -294,6 +298,7 @@ impl VoiceDetector {
                 prob: 0.0,
                 db: MIN_DB,
                 loud: false,
+                floor_db: MIN_DB,
                 snr_db: 0.0,
             };
         };
@@ -341,6 +346,7 @@ impl VoiceDetector {
             prob: cur.prob,
             db: cur.db,
             loud: cur.loud,
+            floor_db: cur.floor_db,
             snr_db: cur.snr_db,
         }
     }
@@ -502,6 +508,7 @@ impl VoiceDetector {
         Pending {
             db,
             loud,
+            floor_db: self.floor_db,
             snr_db,
             prob,
             quiet,
