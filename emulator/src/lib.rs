@@ -56,8 +56,9 @@
 //! To test a client's concurrency control and slow uplinks:
 //! [`EmulatorConfig::asr_capacity`] serves at most that many `POST /asr` at once and answers
 //! 429 beyond it, [`EmulatorConfig::asr_latency`] holds each accepted request that long,
-//! and [`RunningEmulator::asr_stats`] reports requests accepted and refused and the peak and
-//! time-weighted mean in flight. [`EmulatorConfig::upload_bytes_per_sec`] reads storage
+//! [`EmulatorConfig::asr_workers`] processes at most that many at once and queues the rest (a
+//! service that slows down instead of refusing), and [`RunningEmulator::asr_stats`] reports
+//! requests accepted and refused and the peak and time-weighted mean in flight. [`EmulatorConfig::upload_bytes_per_sec`] reads storage
 //! uploads no faster than that.
 //!
 //! # Memory
@@ -193,6 +194,10 @@ pub struct EmulatorConfig {
     /// How long each accepted `POST /asr` request is held before its answer (the service's
     /// processing time; it counts against [`EmulatorConfig::asr_capacity`]). Default 0.
     pub asr_latency: Duration,
+    /// Most `POST /asr` requests processed at once; the others wait for a free worker before
+    /// their [`EmulatorConfig::asr_latency`] (they count as in flight): a service that queues,
+    /// so that its answers slow down under load. Default `None` (no queue).
+    pub asr_workers: Option<usize>,
     /// Upload bandwidth of the storage route (`POST /s3/...`), bytes per second: the body
     /// is read no faster (a slow uplink). Default `None` (as fast as it comes).
     pub upload_bytes_per_sec: Option<u64>,
@@ -250,6 +255,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("faults", &self.faults)
             .field("latency", &self.latency)
             .field("asr_capacity", &self.asr_capacity)
+            .field("asr_workers", &self.asr_workers)
             .field("asr_latency", &self.asr_latency)
             .field("upload_bytes_per_sec", &self.upload_bytes_per_sec)
             .field("async_base_delay", &self.async_base_delay)
@@ -284,6 +290,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             latency: Duration::ZERO,
             asr_capacity: None,
+            asr_workers: None,
             asr_latency: Duration::ZERO,
             upload_bytes_per_sec: None,
             async_base_delay: Duration::from_secs(2),
@@ -778,12 +785,17 @@ async fn front(
     } else {
         None
     };
+    let worker = match (&slot, &sh.workers) {
+        (Some(_), Some(w)) => w.clone().acquire_owned().await.ok(),
+        _ => None,
+    };
     if slot.is_some() && !sh.cfg.asr_latency.is_zero() {
         tokio::time::sleep(sh.cfg.asr_latency).await;
     }
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    drop(worker);
     drop(slot);
     sh.record(RequestRecord {
         method,

@@ -49,6 +49,9 @@ struct Args {
     /// Most `POST /asr` requests served at once (429 beyond). Default: no limit.
     #[arg(long)]
     asr_capacity: Option<usize>,
+    /// Most `POST /asr` requests processed at once; the others queue. Default: no queue.
+    #[arg(long)]
+    asr_workers: Option<usize>,
     /// Processing time of each `POST /asr` request, milliseconds.
     #[arg(long, default_value_t = 0)]
     asr_latency_ms: u64,
@@ -87,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.token_lifetime = Duration::from_secs(a.token_lifetime);
     cfg.latency = Duration::from_millis(a.latency_ms);
     cfg.asr_capacity = a.asr_capacity;
+    cfg.asr_workers = a.asr_workers;
     cfg.asr_latency = Duration::from_millis(a.asr_latency_ms);
     cfg.upload_bytes_per_sec = a.upload_bytes_per_sec;
     let mut faults = FaultConfig::with_rate(a.fault_rate);

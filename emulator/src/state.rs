@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub s3_creds: Credentials,
     pub upload_dir: PathBuf,
     pub capacity: super::capacity::Capacity,
+    /// [`EmulatorConfig::asr_workers`]: requests beyond it wait for a worker.
+    pub workers: Option<Arc<tokio::sync::Semaphore>>,
     inner: Mutex<Inner>,
 }
 
@@ -74,12 +76,14 @@ impl Shared {
         )
         .with_session_token(format!("emu-session-{}", alnum(&mut rng, 48)));
         Arc::new(Shared {
-            cfg,
             base_url,
             refresh_token,
             s3_creds,
             upload_dir,
             capacity: Default::default(),
+            workers: cfg
+                .asr_workers
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             inner: Mutex::new(Inner {
                 rng,
                 tokens: HashMap::new(),
@@ -91,6 +95,7 @@ impl Shared {
                 vela_used_secs: HashMap::new(),
                 conversations: HashMap::new(),
             }),
+            cfg,
         })
     }
 
