@@ -412,6 +412,9 @@ pub(crate) struct Call<'a> {
     pub detect_quota: bool,
     /// Overrides the client's request timeout.
     pub timeout: Option<Duration>,
+    /// The body size of a request whose latency tells the adaptive limit that the service
+    /// is queueing (sync transcription; see `adaptive`).
+    pub timed: Option<u64>,
     /// An upload: no overall timeout; the attempt fails when its body stalls or when the
     /// answer is late after the body has gone. Made afresh per attempt by the `build` closure.
     pub watch: Option<Arc<Mutex<Option<Watch>>>>,
@@ -569,6 +572,7 @@ impl Client {
                 detect_quota: false,
                 timeout: None,
                 watch: None,
+                timed: None,
             },
             |http| Ok(http.post(&url).form(&[("REFRESH_TOKEN", refresh.expose())])),
         ))
@@ -698,7 +702,7 @@ impl Client {
                 rb = rb.timeout(Duration::from_secs(7 * 24 * 3600));
             }
             let result = {
-                let mut slot = self.inner.gate.acquire().await;
+                let mut slot = self.inner.gate.acquire(call.timed).await;
                 let _shared = match &self.inner.limiter {
                     Some(l) => Some(l.acquire().await?),
                     None => None,
@@ -825,6 +829,7 @@ impl Client {
                     detect_quota,
                     timeout: None,
                     watch: None,
+                    timed: None,
                 },
                 build,
             )
@@ -852,6 +857,7 @@ impl Client {
                     detect_quota,
                     timeout: None,
                     watch: None,
+                    timed: None,
                 },
                 build,
             )

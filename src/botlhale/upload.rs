@@ -418,6 +418,7 @@ impl Client {
                     detect_quota: false,
                     timeout: None,
                     watch: Some(slot.clone()),
+                    timed: None,
                 },
                 |http| {
                     // A fresh watch per attempt: the body stream reports to it.
