@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_concurrency -- [--capacities 3,6,12,24]
-//!     [--requests 480] [--latency-ms 500] [--fixed N] [--queue]
+//!     [--requests 480] [--latency-ms 500] [--fixed N]
 //! ```
 //!
 //! Each run is what `transcribe_folder` does by default (`--jobs 2 --concurrency 16`, adaptive)
@@ -13,9 +13,6 @@
 //! runs with a fixed limit of N instead (the behaviour before the adaptive limit, whose default
 //! was 4). Prints one line per capacity: requests answered, 429s (% of all requests), requests
 //! in flight on average (over the whole run, ramp-up and tail included) and at most, wall time.
-//! With `--queue` the service never refuses: it processes `capacity` requests at once and
-//! queues the others (answers slow down instead); the line then also gives the mean latency
-//! of an answer over `--latency-ms`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -80,7 +77,6 @@ async fn main() {
         arg(&args, "--latency-ms").map_or(500, |l| l.parse().expect("latency")),
     );
     let fixed: Option<usize> = arg(&args, "--fixed").map(|f| f.parse().expect("fixed"));
-    let queue = args.iter().any(|a| a == "--queue");
     let files = requests.div_ceil(40);
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
@@ -91,23 +87,14 @@ async fn main() {
         None => "adaptive, ceiling 16".into(),
     };
     println!(
-        "# {files} recordings, {} requests, {} ms per request, --jobs 2, {mode}{}",
+        "# {files} recordings, {} requests, {} ms per request, --jobs 2, {mode}",
         files * 40,
-        latency.as_millis(),
-        if queue {
-            ", service queues beyond capacity"
-        } else {
-            ""
-        }
+        latency.as_millis()
     );
     println!("capacity  answered  429s  429_%  mean_in_flight  peak  wall_s");
     for capacity in capacities {
         let mut cfg = EmulatorConfig::default();
-        if queue {
-            cfg.asr_workers = Some(capacity);
-        } else {
-            cfg.asr_capacity = Some(capacity);
-        }
+        cfg.asr_capacity = Some(capacity);
         cfg.asr_latency = latency;
         let emu = Emulator::start(cfg).await.expect("emulator");
         let client = Client::builder()
@@ -143,14 +130,5 @@ async fn main() {
             s.mean_in_flight,
             s.peak_in_flight,
         );
-        if queue {
-            // Little's law: time in the service per request = mean in flight × wall / answered.
-            let per = s.mean_in_flight * wall / s.accepted.max(1) as f64;
-            println!(
-                "          time in the service per request {:.0} ms ({:.2}x the processing time)",
-                per * 1000.0,
-                per / latency.as_secs_f64()
-            );
-        }
     }
 }

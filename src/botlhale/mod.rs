@@ -412,9 +412,6 @@ pub(crate) struct Call<'a> {
     pub detect_quota: bool,
     /// Overrides the client's request timeout.
     pub timeout: Option<Duration>,
-    /// The body size of a request whose latency tells the adaptive limit that the service
-    /// is queueing (sync transcription; see `adaptive`).
-    pub timed: Option<u64>,
     /// An upload: no overall timeout; the attempt fails when its body stalls or when the
     /// answer is late after the body has gone. Made afresh per attempt by the `build` closure.
     pub watch: Option<Arc<Mutex<Option<Watch>>>>,
@@ -572,7 +569,6 @@ impl Client {
                 detect_quota: false,
                 timeout: None,
                 watch: None,
-                timed: None,
             },
             |http| Ok(http.post(&url).form(&[("REFRESH_TOKEN", refresh.expose())])),
         ))
@@ -702,7 +698,7 @@ impl Client {
                 rb = rb.timeout(Duration::from_secs(7 * 24 * 3600));
             }
             let result = {
-                let mut slot = self.inner.gate.acquire(call.timed).await;
+                let mut slot = self.inner.gate.acquire().await;
                 let _shared = match &self.inner.limiter {
                     Some(l) => Some(l.acquire().await?),
                     None => None,
@@ -829,7 +825,6 @@ impl Client {
                     detect_quota,
                     timeout: None,
                     watch: None,
-                    timed: None,
                 },
                 build,
             )
@@ -857,7 +852,6 @@ impl Client {
                     detect_quota,
                     timeout: None,
                     watch: None,
-                    timed: None,
                 },
                 build,
             )

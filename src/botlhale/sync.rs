@@ -6,7 +6,7 @@ use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
 
 use super::types::{Language, SyncTranscription};
-use super::{Call, Client};
+use super::Client;
 use crate::error::{Error, Result};
 
 /// A clip to transcribe synchronously. The bytes are the file as the service should see it
@@ -98,30 +98,19 @@ impl Client {
     pub async fn transcribe_sync(&self, req: SyncRequest) -> Result<SyncTranscription> {
         const EP: &str = "POST /asr";
         let url = self.url("/asr");
-        // Timed: its answers slow down when the service queues (the adaptive limit's signal).
-        let call = Call {
-            endpoint: EP,
-            auth: true,
-            detect_quota: true,
-            timeout: None,
-            watch: None,
-            timed: Some(req.audio.len() as u64),
-        };
-        let reply = self
-            .send(call, |http| {
-                let mut form = Form::new()
-                    .part(
-                        "SpeechFile",
-                        file_part(&req.audio, &req.file_name, &req.mime)?,
-                    )
-                    .text("SampleRate", req.sample_rate.get().to_string());
-                if let Some(l) = &req.language {
-                    form = form.text("LanguageCode", l.tag().to_string());
-                }
-                Ok(http.post(&url).multipart(form))
-            })
-            .await?;
-        self.parse(EP, &reply.body)
+        self.call_json(EP, true, |http| {
+            let mut form = Form::new()
+                .part(
+                    "SpeechFile",
+                    file_part(&req.audio, &req.file_name, &req.mime)?,
+                )
+                .text("SampleRate", req.sample_rate.get().to_string());
+            if let Some(l) = &req.language {
+                form = form.text("LanguageCode", l.tag().to_string());
+            }
+            Ok(http.post(&url).multipart(form))
+        })
+        .await
     }
 }
 

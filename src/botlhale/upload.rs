@@ -418,7 +418,6 @@ impl Client {
                     detect_quota: false,
                     timeout: None,
                     watch: Some(slot.clone()),
-                    timed: None,
                 },
                 |http| {
                     // A fresh watch per attempt: the body stream reports to it.
