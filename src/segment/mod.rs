@@ -7,7 +7,7 @@
 //! manifest of a run (or its "no speech" outcome).
 //!
 //! # How segments are made
-//! 1. **Frames.** Each 30 ms frame ([`crate::vad::FRAME`]) is classified by
+//! 1. **Frames.** Each 32 ms frame ([`crate::vad::FRAME`]) is classified by
 //!    [`crate::vad::VoiceDetector`] (energy gate, level-normalised Silero speech model, tone
 //!    check).
 //! 2. **Utterances.** A run of speech opens at the first voiced frame and closes once
@@ -23,9 +23,10 @@
 //!    (a word end the model has let go of), and, in noise, by up to 288 ms more. Its *fading
 //!    end* is measured too: the frames after the last voiced one that are still 6 dB above the
 //!    noise floor (as it was when the utterance began) and keep falling (under the loudest of
-//!    its last voiced frames + 3 dB − 1 dB per frame; music or a new onset does not fall), at
-//!    most 1 s. Closing an utterance waits for its fading end, and a request that ends with
-//!    the utterance ends no earlier than it (a studio's reverberation takes 0.5–1 s to fall
+//!    its last voiced frames + 3 dB − 1 dB per frame, and 1 dB under the frames 256 ms before;
+//!    music, steady noise or a new onset does not fall), at most 1 s. Closing an utterance
+//!    waits for its fading end (speech after a pause of `min_silence` still opens a new
+//!    utterance), and a request that ends with the utterance ends no earlier than it (a studio's reverberation takes 0.5–1 s to fall
 //!    40 dB, and the speech model lets go of it at once).
 //! 3. **Requests.** [`Packing::Utterance`] sends each utterance alone, padded by
 //!    [`SegmenterOptions::padding`] on both sides (a gap shorter than twice the padding is
@@ -53,7 +54,7 @@
 //! [`crate::vad::VadOptions::default`].
 //!
 //! # Memory and latency bound
-//! The segmenter keeps O(`max_len` / 30 ms) frame decisions and no audio. After pushing up to
+//! The segmenter keeps O(`max_len` / 32 ms) frame decisions and no audio. After pushing up to
 //! position `p`, every segment still to come starts at ≥ `p − `[`Segmenter::lookback`] (about
 //! 186 s with the defaults). A caller therefore needs to keep only the last `lookback` samples of
 //! audio ([`Cutter`] does exactly that).
@@ -90,13 +91,20 @@ const TAIL_FRAMES: u64 = 32;
 /// plus [`TAIL_DECAY_DB`] per frame: sound that does not keep falling (music after a turn, a
 /// new onset) is not a word's end.
 const TAIL_HEADROOM_DB: f32 = 3.0;
-/// See [`TAIL_HEADROOM_DB`]: 1.5 dB per 32 ms frame, 47 dB per second (reverberation falls
+/// See [`TAIL_HEADROOM_DB`]: 1 dB per 32 ms frame, 31 dB per second (reverberation falls
 /// 60 dB in 0.3–1 s).
 const TAIL_DECAY_DB: f32 = 1.0;
 /// A word's fading end is sound at least this many dB above the noise floor as it was when
 /// the utterance began (a 32 ms frame of steady noise varies by well under 1 dB; the running
 /// floor itself creeps up during long speech).
 const TAIL_MARGIN_DB: f32 = 6.0;
+/// A fading end keeps falling: each frame is at least [`FALL_DB`] under the loudest of the
+/// frames this many frames before it and the two before those (256–320 ms), so steady sound
+/// (noise, a held note) is not taken for one.
+const FALL_FRAMES: u64 = 8;
+/// See [`FALL_FRAMES`]: 1 dB (reverberation falls 10 dB and more in that time, steady noise
+/// flickers by well under 1 dB).
+const FALL_DB: f32 = 1.0;
 /// Voiced frames before the end whose loudest sets where a fading end starts.
 const TAIL_REF_FRAMES: u64 = 4;
 /// The most frames kept after an utterance's last frame in heavy noise (288 ms).
@@ -174,7 +182,7 @@ pub struct SegmenterOptions {
     /// ([`MAX_SEGMENT`], the API's limit); at least 2 s + 2 × `padding`. A stretch of speech
     /// longer than this with no pause of `min_silence` is cut at its longest shorter pause.
     pub max_len: Samples,
-    /// Unvoiced time that ends an utterance. Default 300 ms; at least one frame (30 ms).
+    /// Unvoiced time that ends an utterance. Default 300 ms; at least one frame (32 ms).
     pub min_silence: Samples,
     /// Silence kept before and after each request (and each utterance with
     /// [`Packing::Utterance`]). Default 300 ms (real speech fades out over 200 ms and more);
@@ -245,7 +253,7 @@ impl SegmenterOptions {
         }
         if self.min_silence < FRAME_U64 || self.min_silence > 10 * RATE as Samples {
             return Err(Error::config(format!(
-                "segment min_silence {:.3} s must be between 30 ms and 10 s",
+                "segment min_silence {:.3} s must be between 32 ms and 10 s",
                 secs(self.min_silence)
             )));
         }
@@ -297,7 +305,7 @@ impl SegmenterOptions {
 /// Frame counts of a run so far: what the input was made of. Used for the "no speech" reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameStats {
-    /// Frames analysed (30 ms each; the last one may be partial).
+    /// Frames analysed (32 ms each; the last one may be partial).
     pub frames: u64,
     /// Frames judged speech.
     pub voiced: u64,
@@ -394,8 +402,9 @@ impl Run {
     }
 
     /// End of the word's fading end after the last voiced frame: the frames after it that are
-    /// still sound above the noise floor ([`TAIL_MARGIN_DB`]), not voiced, and falling (see
-    /// [`TAIL_HEADROOM_DB`]), at most [`TAIL_FRAMES`] after the last voiced frame.
+    /// still sound above the noise floor ([`TAIL_MARGIN_DB`]), not voiced, under a falling
+    /// ceiling ([`TAIL_HEADROOM_DB`]) and falling themselves ([`FALL_FRAMES`]), at most
+    /// [`TAIL_FRAMES`] after the last voiced frame.
     fn tail_end(&self) -> Samples {
         let first = self.last_voiced_end / FRAME_U64;
         let top = (first.saturating_sub(TAIL_REF_FRAMES)..first)
@@ -408,7 +417,15 @@ impl Run {
                 break;
             };
             let ceiling = top + TAIL_HEADROOM_DB - TAIL_DECAY_DB * j as f32;
-            if h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB || h.db > ceiling {
+            // Against the loudest of three frames 256-320 ms before: reverberation flickers
+            // by a few dB from frame to frame.
+            let before = (FALL_FRAMES..FALL_FRAMES + 3)
+                .filter(|&d| d <= j)
+                .filter_map(|d| self.hist_at(first + j - d))
+                .map(|x| x.db)
+                .fold(f32::MIN, f32::max);
+            let steady = j >= FALL_FRAMES && h.db > before - FALL_DB;
+            if h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB || h.db > ceiling || steady {
                 break;
             }
             end = (first + j + 1) * FRAME_U64;
@@ -581,6 +598,22 @@ impl Segmenter {
             db: f.db,
         };
 
+        // Speech again after a pause of `min_silence` while the run waited for its fading end:
+        // the run ends here (its fading end stops at this frame) and this frame opens the next.
+        let silence = self.opts.min_silence_frames() * FRAME_U64;
+        if f.voiced
+            && self
+                .run
+                .as_ref()
+                .is_some_and(|r| a.saturating_sub(r.last_voiced_end) >= silence)
+        {
+            if let Some(run) = self.run.take() {
+                if run.valid || run.cut_start {
+                    self.close_run(run, out);
+                }
+            }
+        }
+
         match self.run.as_mut() {
             None => {
                 if f.voiced {
@@ -605,8 +638,7 @@ impl Segmenter {
             Some(run) => {
                 run.hist.push_back(h);
                 let need_cut = f.voiced && b + pad > run.piece_start + self.opts.max_len;
-                let close = !f.voiced
-                    && b - run.last_voiced_end >= self.opts.min_silence_frames() * FRAME_U64;
+                let close = !f.voiced && b - run.last_voiced_end >= silence;
                 if need_cut {
                     self.force_cut(a, out);
                 }

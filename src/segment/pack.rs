@@ -45,6 +45,8 @@ pub(super) struct Packer {
     max_gap: Samples,
     max_pack_gap: Samples,
     max_envelope: Samples,
+    /// The longest billed request ([`SegmenterOptions::max_len`]).
+    max_len: Samples,
     /// Utterances of the request being filled, in order.
     open: Vec<Utt>,
     /// End of the last emitted request: later requests start at or after it.
@@ -62,6 +64,7 @@ impl Packer {
             max_gap: o.max_gap,
             max_pack_gap: o.max_pack_gap,
             max_envelope: o.max_envelope(),
+            max_len: o.max_len,
             open: Vec::new(),
             floor: 0,
         }
@@ -245,6 +248,12 @@ impl Packer {
                 span_start = v.start - head;
             }
         }
+        // Edges moved out over a fading word end, in noise or over its reverberation, come after
+        // the last voiced frame, which the segmenter keeps within `max_len` with its padding:
+        // they give way first, so no request is billed more than `max_len`.
+        let excess =
+            (kept.uploaded_len() + end.saturating_sub(span_start)).saturating_sub(self.max_len);
+        let end = end.saturating_sub(excess).max(span_start + 1);
         let _ = kept.push(span_start, end.saturating_sub(span_start));
         self.floor = end;
         let billed = kept.uploaded_len().max(1);

@@ -327,6 +327,87 @@ fn a_word_end_ringing_on_in_the_room_is_sent_to_its_end() {
 }
 
 #[test]
+fn speech_up_to_the_limit_then_ringing_on_is_never_billed_over_60_s() {
+    // Units 100-200 ms apart (no pause long enough to end an utterance) for 58-59.5 s, then
+    // the last word rings on: the edges moved out after the last word (loud frames, the
+    // fading end) must give way to the API's limit.
+    let us = units();
+    for off in 0..24u64 {
+        let mut rng = fastrand::Rng::with_seed(off);
+        let mut sc = Scene::new();
+        sc.silence(SR / 2 + off * 160);
+        let mut k = 0;
+        while (sc.audio.len() as u64) < secs(58.0 + 0.06 * off as f64) {
+            sc.unit(&us[(k + off as usize) % us.len()]);
+            sc.silence(1600 + rng.u64(0..1600));
+            k += 1;
+        }
+        let (ring, _) = ringing(&us[(k + off as usize) % us.len()], 10.0, 35.0, SR);
+        sc.other(&ring.audio[secs(1.0) as usize..]);
+        for o in [opts(), SegmenterOptions::requests()] {
+            for s in segment(&sc.audio, o.clone()) {
+                assert!(
+                    s.billed() <= o.max_len,
+                    "offset {off}: a request billed {} ms",
+                    s.billed() / 16
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_new_word_after_a_pause_filled_by_reverberation_is_a_new_utterance() {
+    // A word, 350-600 ms of its reverberation, then the next word: the pause is longer than
+    // `min_silence`, so these are two utterances, as they were before fading ends were kept.
+    let us = units();
+    for ring_ms in [350.0, 450.0, 600.0] {
+        let (first, _) = ringing(&us[0], 12.0, 40.0, secs(ring_ms / 1000.0));
+        let mut sc = Scene::new();
+        sc.other(&first.audio[..first.audio.len() - secs(3.0) as usize]);
+        sc.unit(&us[2]);
+        sc.silence(secs(1.0));
+        let segs = segment(&sc.audio, opts());
+        assert_eq!(segs.len(), 2, "ring {ring_ms} ms: {segs:?}");
+    }
+}
+
+#[test]
+fn steady_quiet_noise_after_a_word_is_not_its_ringing_end() {
+    // Steady noise 44 dB under the word's loudest frame, 8 dB above the line's floor (sound,
+    // but not loud): it does not fall, so it is not kept as the word's end.
+    let us = units();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut sc = Scene::new();
+    sc.silence(secs(1.0));
+    let peak = us[0].iter().fold(0f32, |m, x| m.max(x.abs()));
+    let g = 10f32.powf(-6.0 / 20.0) / peak;
+    let u: Vec<f32> = us[0].iter().map(|x| x * g).collect();
+    let top = u
+        .chunks(512)
+        .map(|c| 10.0 * power(c).log10() as f32)
+        .fold(f32::MIN, f32::max);
+    sc.unit(&u);
+    let hum = white(&mut rng, secs(2.0) as usize);
+    let a = 10f32.powf((top - 44.0) / 20.0) * 3f32.sqrt();
+    sc.other(&hum.iter().map(|x| x * a).collect::<Vec<f32>>());
+    sc.silence(secs(2.0));
+    let floor = pink(&mut rng, sc.audio.len());
+    let fg = 10f32.powf((top - 52.0) / 20.0) / power(&floor).sqrt() as f32;
+    for (x, n) in sc.audio.iter_mut().zip(&floor) {
+        *x += fg * n;
+    }
+    let segs = segment(&sc.audio, SegmenterOptions::requests());
+    let (_, unit_end) = sc.units[0];
+    let first = segs.first().expect("the word is sent");
+    assert!(
+        first.end <= unit_end + secs(0.65),
+        "{} ms sent after the word",
+        (first.end - unit_end) / 16
+    );
+}
+
+#[test]
 fn music_right_after_a_word_is_not_taken_for_its_ringing_end() {
     // Hold music that starts as the agent stops talking keeps its level: it is not a fading
     // word end, and no more of it is sent than before fading ends were kept.
