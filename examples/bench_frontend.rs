@@ -1,5 +1,5 @@
 //! Front-end benchmark: decode → 16 kHz → DC removal + loudness metering (+ gain pass), timed,
-//! with peak RSS. Used by `scripts/bench.sh`; see BENCHMARKS.md.
+//! with peak RSS. Used by `scripts/bench_frontend.sh`; see BENCHMARKS.md.
 //!
 //! ```text
 //! bench_frontend FILE               decode → 16 kHz → DC removal + loudness meter + gain, one pass

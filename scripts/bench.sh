@@ -1,133 +1,119 @@
 #!/usr/bin/env bash
-# Front-end benchmark: decode → 16 kHz → DC removal + loudness metering, per input format,
-# 60-minute inputs, one core. Prints x-realtime and peak RSS for each, and, where ffmpeg is
-# installed, times `ffmpeg -i IN -ac 1 -ar 16000 -f s16le -y /dev/null` on the same input and
-# prints the ratio (ffmpeg wall time / ours: > 1 means we are faster while doing more work).
-# Then a 400-minute run for memory (mostly silence, 44.1 kHz stereo FLAC, and a generated
-# source without a decoder).
+# Speed of the whole split-only preprocessing against ffmpeg's bare conversion, every input
+# format in one run (issue 14's measure), then memory from MINUTES to LONG_MINUTES.
 #
-# x-realtime = audio seconds / seconds taken, on CPU time (user+sys, one core) and on wall time.
+# Input: real recorded voices (testdata/speech: telephone prompts, 0.3-1.5 s pauses, pink noise
+# at about -66 dBFS) looped to MINUTES and encoded per format. Ours: the bulk CLI
+# `transcribe_folder --split-only` (decode -> mono -> 16 kHz -> normalise -> VAD -> segment ->
+# the segment WAV files and manifest). Theirs: `ffmpeg -i IN -ac 1 -ar 16000 -f s16le
+# /dev/null`. Per format the two alternate PAIRS times; medians of wall and CPU (user+sys)
+# seconds and of peak RSS. Ratios are ours / ffmpeg: below 1, ours takes less.
 #
-# Usage: scripts/bench.sh            (MINUTES=60 LONG_MINUTES=400 BENCH_DIR=target/bench-frontend)
-#        MINUTES=5 LONG_MINUTES=20 scripts/bench.sh   (a quick run)
-# Inputs are cached in $BENCH_DIR; delete it to regenerate. Results go to stdout and
-# $BENCH_DIR/results.tsv. See BENCHMARKS.md.
+# Usage: scripts/bench.sh     (MINUTES=60 LONG_MINUTES=400 PAIRS=3 BENCH_DIR=target/bench)
+#        FORMATS="flac_44k_stereo amrnb_8k" PAIRS=1 scripts/bench.sh        (a subset)
+#        MINUTES=5 LONG_MINUTES=0 PAIRS=1 scripts/bench.sh                  (a quick run)
+# Needs ffmpeg, GNU time (/usr/bin/time), and sox with AMR-NB for the AMR input. Inputs are
+# cached in BENCH_DIR; results go to stdout and BENCH_DIR/results.tsv. See BENCHMARKS.md,
+# "Split-only preprocessing against ffmpeg".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
 MINUTES=${MINUTES:-60}
 LONG_MINUTES=${LONG_MINUTES:-400}
-DIR=${BENCH_DIR:-target/bench-frontend}
+PAIRS=${PAIRS:-3}
+DIR=${BENCH_DIR:-target/bench}
+FORMATS=${FORMATS:-"flac_44k_stereo vorbis_44k_stereo mp3_44k_stereo aac_44k_stereo opus_48k_mono wav_48k_stereo wav_8k_s16 wav_8k_mulaw amrnb_8k"}
 mkdir -p "$DIR"
-SECS=$((MINUTES * 60))
+command -v ffmpeg >/dev/null && [ -x /usr/bin/time ] || { echo "needs ffmpeg and /usr/bin/time" >&2; exit 2; }
 
-echo "# building examples/bench_frontend (release)" >&2
-cargo build --release --quiet --example bench_frontend
-BIN=target/release/examples/bench_frontend
+echo "# building examples/transcribe_folder (release)" >&2
+cargo build --release --quiet --example transcribe_folder
+BIN=target/release/examples/transcribe_folder
 
-have() { command -v "$1" >/dev/null 2>&1; }
+# The clip: every voice of testdata/speech with a pause after it, over pink noise, 44.1 kHz mono.
+CLIP="$DIR/clip.wav"
+if [ ! -s "$CLIP" ]; then
+  args=(); filt=""; i=0
+  pads=(0.4 1.2 0.3 0.9 1.5 0.35 0.7 1.1 0.5)
+  for u in testdata/speech/*.wav; do
+    args+=(-i "$u")
+    filt+="[$i]aresample=44100,apad=pad_dur=${pads[$((i % ${#pads[@]}))]}[a$i];"
+    i=$((i + 1))
+  done
+  for ((k = 0; k < i; k++)); do filt+="[a$k]"; done
+  filt+="concat=n=$i:v=0:a=1[s];anoisesrc=a=0.0005:c=pink:r=44100[n];[s][n]amix=inputs=2:duration=first:normalize=0[m]"
+  ffmpeg -v error -nostdin "${args[@]}" -filter_complex "$filt" -map '[m]' -ac 1 -c:a pcm_s16le -y "$CLIP"
+fi
 
-# ---------------------------------------------------------------------------------------------
-# Inputs. With ffmpeg: a 60 s speech-like clip (harmonic tone, 4 Hz syllable envelope, pauses,
-# a little noise), looped to MINUTES and encoded per format. Without ffmpeg: WAV and FLAC from
-# our own encoders (bench_frontend --gen).
-# ---------------------------------------------------------------------------------------------
-EXPR='(0.25*sin(2*PI*(140+30*sin(2*PI*0.3*t))*t)+0.12*sin(4*PI*(140+30*sin(2*PI*0.3*t))*t)+0.06*sin(6*PI*(140+30*sin(2*PI*0.3*t))*t))*pow(sin(2*PI*2*t),2)*lt(mod(t,3),2.2)+0.002*(random(0)-0.5)'
-gen() { # gen NAME ARGS... : encode the looped clip to $DIR/NAME unless cached
-  local out="$DIR/$1"; shift
-  [ -s "$out" ] && return 0
-  echo "# generating $out" >&2
-  ffmpeg -v error -nostdin -stream_loop $((MINUTES - 1)) -i "$DIR/clip.wav" "$@" -y "$out.tmp.${out##*.}"
-  mv "$out.tmp.${out##*.}" "$out"
+# input NAME MINUTES: the clip looped to MINUTES in format NAME (cached); prints the path.
+input() {
+  local name=$1 min=$2 out ext
+  case $name in
+    flac_*) ext=flac ;; vorbis_*|opus_*) ext=ogg ;; mp3_*) ext=mp3 ;; aac_*) ext=m4a ;;
+    wav_*) ext=wav ;; amrnb_*) ext=amr ;; *) echo "unknown format $name" >&2; return 1 ;;
+  esac
+  out="$DIR/${name}_${min}m.$ext"
+  if [ ! -s "$out" ]; then
+    echo "# generating $out" >&2
+    local loop=(ffmpeg -v error -nostdin -stream_loop -1 -i "$CLIP" -t $((min * 60)))
+    case $name in
+      flac_44k_stereo) "${loop[@]}" -ar 44100 -ac 2 -c:a flac -sample_fmt s16 -y "$out.tmp.flac" ;;
+      vorbis_44k_stereo) "${loop[@]}" -ar 44100 -ac 2 -c:a libvorbis -q:a 4 -y "$out.tmp.ogg" ;;
+      mp3_44k_stereo) "${loop[@]}" -ar 44100 -ac 2 -c:a libmp3lame -b:a 128k -y "$out.tmp.mp3" ;;
+      aac_44k_stereo) "${loop[@]}" -ar 44100 -ac 2 -c:a aac -b:a 96k -y "$out.tmp.m4a" ;;
+      opus_48k_mono) "${loop[@]}" -ar 48000 -ac 1 -c:a libopus -b:a 32k -y "$out.tmp.ogg" ;;
+      wav_48k_stereo) "${loop[@]}" -ar 48000 -ac 2 -c:a pcm_s16le -y "$out.tmp.wav" ;;
+      wav_8k_s16) "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_s16le -y "$out.tmp.wav" ;;
+      wav_8k_mulaw) "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_mulaw -y "$out.tmp.wav" ;;
+      amrnb_8k)
+        sox -h 2>/dev/null | grep -q 'amr-nb' || { echo "# sox without AMR-NB: $name skipped" >&2; return 1; }
+        "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_s16le -y "$out.src.wav"
+        sox "$out.src.wav" -t amr-nb -C 7 "$out.tmp.amr"
+        rm -f "$out.src.wav" ;;
+    esac
+    mv "$out.tmp.$ext" "$out"
+  fi
+  echo "$out"
 }
 
-INPUTS=()
-if have ffmpeg; then
-  [ -s "$DIR/clip.wav" ] || ffmpeg -v error -nostdin -f lavfi \
-      -i "aevalsrc='$EXPR|$EXPR':s=44100:d=60" -c:a pcm_f32le -y "$DIR/clip.wav"
-  gen "flac_44k_stereo_${MINUTES}m.flac" -ar 44100 -ac 2 -c:a flac -sample_fmt s16
-  gen "wav_8k_mulaw_${MINUTES}m.wav" -ar 8000 -ac 1 -c:a pcm_mulaw
-  gen "wav_8k_s16_${MINUTES}m.wav" -ar 8000 -ac 1 -c:a pcm_s16le
-  gen "wav_48k_stereo_s16_${MINUTES}m.wav" -ar 48000 -ac 2 -c:a pcm_s16le
-  gen "mp3_44k_stereo_${MINUTES}m.mp3" -ar 44100 -ac 2 -c:a libmp3lame -b:a 128k
-  gen "vorbis_44k_stereo_${MINUTES}m.ogg" -ar 44100 -ac 2 -c:a libvorbis -q:a 4
-  gen "opus_48k_mono_${MINUTES}m.opus" -ar 48000 -ac 1 -c:a libopus -b:a 32k
-  gen "aac_44k_stereo_${MINUTES}m.m4a" -ar 44100 -ac 2 -c:a aac -b:a 96k
-  INPUTS+=(flac_44k_stereo wav_8k_mulaw wav_8k_s16 wav_48k_stereo_s16 mp3_44k_stereo vorbis_44k_stereo opus_48k_mono aac_44k_stereo)
-  if have sox && sox -h 2>/dev/null | grep -q 'amr-nb'; then
-    AMR="$DIR/amrnb_8k_${MINUTES}m.amr"
-    if [ ! -s "$AMR" ]; then
-      echo "# generating $AMR" >&2
-      ffmpeg -v error -nostdin -i "$DIR/wav_8k_s16_${MINUTES}m.wav" -c:a pcm_s16le -y "$DIR/amr_src.wav"
-      sox "$DIR/amr_src.wav" -t amr-nb -C 7 "$AMR.tmp" && mv "$AMR.tmp" "$AMR"
-      rm -f "$DIR/amr_src.wav"
-    fi
-    INPUTS+=(amrnb_8k)
-  fi
-else
-  echo "# ffmpeg not installed: WAV and FLAC from our own encoders only" >&2
-  for f in wav_16k_s16.wav flac_16k.flac; do
-    [ -s "$DIR/${f%.*}_${MINUTES}m.${f##*.}" ] || "$BIN" --gen "$DIR/${f%.*}_${MINUTES}m.${f##*.}" "$MINUTES"
-  done
-  INPUTS+=(wav_16k_s16 flac_16k)
-fi
+timed() { # timed CMD... -> "wall cpu rss_mb"
+  local tf; tf=$(mktemp)
+  /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >/dev/null 2>&1
+  awk '{printf "%.2f %.2f %.1f\n", $1, $2 + $3, $4 / 1024}' "$tf"; rm -f "$tf"
+}
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-file_of() { ls "$DIR/$1_${MINUTES}m".* 2>/dev/null | grep -v '\.tmp' | head -1; }
-
-# ---------------------------------------------------------------------------------------------
-# Runs. Ours: one process per input (so peak RSS is per input). ffmpeg: same input, same run.
-# ---------------------------------------------------------------------------------------------
 RES="$DIR/results.tsv"
-# x-realtime is reported on CPU time (one core; user+sys) and on wall time. On a shared
-# machine the CPU figure is the fair one: wall time includes waiting for the core.
-kv() { awk -F'\t' -v k="$1" '$1 == k {print $2}' <<<"$2"; }
-printf 'input\tmin\tours_cpu_s\tours_xrt_cpu\tours_wall_s\tours_xrt_wall\tours_rss_mb\tffmpeg_cpu_s\tffmpeg_xrt_cpu\tffmpeg_wall_s\tffmpeg_rss_mb\tcpu_ratio_ffmpeg/ours\n' | tee "$RES"
-for name in "${INPUTS[@]}"; do
-  f=$(file_of "$name")
-  [ -n "$f" ] || { echo "# missing input $name" >&2; continue; }
-  out=$("$BIN" "$f")
-  secs=$(kv secs "$out"); cpu=$(kv cpu "$out"); wall=$(kv wall "$out"); rss=$(kv peak_rss_mb "$out")
-  xc=$(awk -v s="$secs" -v w="$cpu" 'BEGIN {printf "%.0f", s / w}')
-  xw=$(awk -v s="$secs" -v w="$wall" 'BEGIN {printf "%.0f", s / w}')
-  if have ffmpeg && [ -x /usr/bin/time ]; then
-    tf=$(mktemp)
-    /usr/bin/time -f '%e %U %S %M' -o "$tf" ffmpeg -v error -nostdin -i "$f" -ac 1 -ar 16000 -f s16le -y /dev/null
-    read -r fw fu fs fm <"$tf"; rm -f "$tf"
-    fc=$(awk -v u="$fu" -v s="$fs" 'BEGIN {printf "%.2f", u + s}')
-    fx=$(awk -v s="$secs" -v c="$fc" 'BEGIN {printf "%.0f", (c > 0 ? s / c : 0)}')
-    fr=$(awk -v m="$fm" 'BEGIN {printf "%.1f", m / 1024}')
-    ratio=$(awk -v o="$cpu" -v c="$fc" 'BEGIN {printf "%.2f", c / o}')
-  else
-    fc=-; fx=-; fw=-; fr=-; ratio=-
-  fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$MINUTES" "$cpu" "$xc" "$wall" "$xw" "$rss" "$fc" "$fx" "$fw" "$fr" "$ratio" | tee -a "$RES"
+printf 'format\tminutes\tffmpeg_wall_s\tffmpeg_cpu_s\tffmpeg_rss_mb\tours_wall_s\tours_cpu_s\tours_rss_mb\twall_ratio\tcpu_ratio\tours_xrt_wall\n' >"$RES"
+printf '\n| input (%s min) | ffmpeg wall s | ffmpeg CPU s | ours wall s | ours CPU s | wall ours/ffmpeg | CPU ours/ffmpeg | ours × realtime (wall) | ours peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n' "$MINUTES"
+for name in $FORMATS; do
+  in=$(input "$name" "$MINUTES") || continue
+  runs="$DIR/runs_$name.tsv"; : >"$runs"
+  for ((p = 1; p <= PAIRS; p++)); do
+    read -r fw fc fr < <(timed ffmpeg -v error -nostdin -i "$in" -ac 1 -ar 16000 -f s16le -y /dev/null)
+    rm -rf "$DIR/out"
+    read -r ow oc orss < <(timed "$BIN" --split-only --quiet --out "$DIR/out" "$in")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fw" "$fc" "$fr" "$ow" "$oc" "$orss" >>"$runs"
+  done
+  rm -rf "$DIR/out"
+  col() { cut -f"$1" "$runs" | median; }
+  fw=$(col 1); fc=$(col 2); fr=$(col 3); ow=$(col 4); oc=$(col 5); orss=$(col 6)
+  awk -v n="$name" -v m="$MINUTES" -v fw="$fw" -v fc="$fc" -v fr="$fr" -v ow="$ow" -v oc="$oc" -v orss="$orss" -v res="$RES" 'BEGIN {
+    s = m * 60
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\n", n, m, fw, fc, fr, ow, oc, orss, ow / fw, oc / fc, s / ow >> res
+    printf "| %s | %s | %s | %s | %s | %.2f | %.2f | %.0f | %s |\n", n, fw, fc, ow, oc, ow / fw, oc / fc, s / ow, orss
+  }'
 done
 
-# The whole-file route: measuring pass + gain pass over the first input (two decodes).
-f=$(file_of "${INPUTS[0]}")
-if [ -n "$f" ]; then
-  out=$("$BIN" --two-pass "$f")
-  printf '%s_two_pass\t%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "${INPUTS[0]}" "$MINUTES" "$(kv cpu "$out")" "$(kv xrt_cpu "$out")" \
-    "$(kv wall "$out")" "$(kv xrt "$out")" "$(kv peak_rss_mb "$out")" | tee -a "$RES"
+# Memory: the first format at LONG_MINUTES, once (peak RSS should not grow with length).
+if [ "$LONG_MINUTES" -gt 0 ]; then
+  first=${FORMATS%% *}
+  in=$(input "$first" "$LONG_MINUTES")
+  rm -rf "$DIR/out"
+  read -r ow oc orss < <(timed "$BIN" --split-only --quiet --out "$DIR/out" "$in")
+  rm -rf "$DIR/out"
+  printf '%s\t%s\t-\t-\t-\t%s\t%s\t%s\t-\t-\t%.0f\n' "$first" "$LONG_MINUTES" "$ow" "$oc" "$orss" \
+    "$(awk -v s=$((LONG_MINUTES * 60)) -v w="$ow" 'BEGIN {print s / w}')" >>"$RES"
+  printf '\n%s at %s minutes: ours %s s wall, %s s CPU, peak RSS %s MB\n' "$first" "$LONG_MINUTES" "$ow" "$oc" "$orss"
 fi
-
-# ---------------------------------------------------------------------------------------------
-# Memory: LONG_MINUTES of mostly silence (1 s of tone every 10 s).
-# ---------------------------------------------------------------------------------------------
-echo "# memory runs: ${LONG_MINUTES} minutes" >&2
-if have ffmpeg; then
-  LONG="$DIR/long_flac_44k_stereo_${LONG_MINUTES}m.flac"
-  if [ ! -s "$LONG" ]; then
-    ffmpeg -v error -nostdin -f lavfi -i "aevalsrc='0.3*sin(2*PI*150*t)*lt(mod(t,10),1)|0.3*sin(2*PI*150*t)*lt(mod(t,10),1)':s=44100:d=60" \
-      -c:a pcm_s16le -y "$DIR/long_clip.wav"
-    ffmpeg -v error -nostdin -stream_loop $((LONG_MINUTES - 1)) -i "$DIR/long_clip.wav" -c:a flac -y "$LONG.tmp.flac"
-    mv "$LONG.tmp.flac" "$LONG"
-  fi
-  out=$("$BIN" "$LONG")
-  printf 'long_flac_44k_stereo\t%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$LONG_MINUTES" "$(kv cpu "$out")" "$(kv xrt_cpu "$out")" \
-    "$(kv wall "$out")" "$(kv xrt "$out")" "$(kv peak_rss_mb "$out")" | tee -a "$RES"
-fi
-out=$("$BIN" --synth 44100 "$LONG_MINUTES")
-printf 'synth_44k_no_decoder\t%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$LONG_MINUTES" "$(kv cpu "$out")" "$(kv xrt_cpu "$out")" \
-  "$(kv wall "$out")" "$(kv xrt "$out")" "$(kv peak_rss_mb "$out")" | tee -a "$RES"
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)" | tee -a "$RES"
+printf '\n%s pairs per format, medians; %s cores, %s, %s\n' "$PAIRS" "$(nproc)" \
+  "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(date -u +%F)"
