@@ -34,7 +34,8 @@
 //!    neighbouring utterances into one request while its *billed* length (the audio actually
 //!    sent) stays within `target`:
 //!    - silence between two utterances of a request longer than
-//!      [`SegmenterOptions::max_gap`] is shortened to `max_gap` (its middle is left out); the
+//!      [`SegmenterOptions::max_gap`] is shortened to `max_gap` (its middle is left out; 70 %
+//!      of what is kept follows the word end, or the word's whole fading end when longer); the
 //!      segment's [`Segment::kept`] time map records which stretches of the original timeline
 //!      were sent, so the segment's `start` and `end` stay on the original timeline;
 //!    - when the next utterance does not fit, the request is closed at the **longest gap**

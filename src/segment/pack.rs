@@ -153,13 +153,44 @@ impl Packer {
         for (i, u) in v.iter().enumerate() {
             len += u.end.saturating_sub(u.start);
             if i > 0 {
-                len += self.gap(i).min(self.max_gap);
+                len += self.kept_gap(i);
             }
         }
         if !last.cut_after {
             len += self.end_pad(last);
         }
         len
+    }
+
+    /// How much of the gap before `open[i]` a request holding both sides sends: all of it up to
+    /// `max_gap`; else its edges, `max_gap` in all (70 % after the word end, 30 % before the
+    /// next onset), or the previous word's whole fading end and 30 % before the onset when
+    /// that is longer.
+    fn kept_gap(&self, i: usize) -> Samples {
+        let gap = self.gap(i);
+        if gap <= self.max_gap {
+            return gap;
+        }
+        let (tail, head) = self.gap_edges(i);
+        (tail + head).min(gap)
+    }
+
+    /// The kept edges of the gap before `open[i]` when it is longer than `max_gap`: after the
+    /// previous utterance's end, before the next one's start.
+    fn gap_edges(&self, i: usize) -> (Samples, Samples) {
+        let tail = self.max_gap * 7 / 10;
+        let head = self.max_gap - tail;
+        let fading = self
+            .open
+            .get(i.wrapping_sub(1))
+            .map_or(0, |u| u.tail.saturating_sub(u.end));
+        (tail.max(fading), head)
+    }
+
+    /// [`Packer::gap_edges`] for an utterance `u` already taken out of `open`.
+    fn edges_after(&self, u: &Utt) -> (Samples, Samples) {
+        let tail = self.max_gap * 7 / 10;
+        (tail.max(u.tail.saturating_sub(u.end)), self.max_gap - tail)
     }
 
     /// What a request ending with `u` keeps after its end: the padding, or the word's whole
@@ -239,9 +270,12 @@ impl Packer {
             if gap > self.max_gap {
                 // Keep the gap's edges (where words fade in and out), leave out its middle.
                 // Word ends fade longer than onsets rise (onsets are already moved out over
-                // the loud frames before them): 70 % of the gap kept goes after the end.
-                let tail = self.max_gap * 7 / 10;
-                let head = self.max_gap - tail;
+                // the loud frames before them): 70 % of the gap kept goes after the end, or
+                // the word's whole fading end.
+                let (tail, head) = self.edges_after(u);
+                if tail + head >= gap {
+                    continue;
+                }
                 let span_end = (u.end + tail).min(end);
                 // Spans are in order by construction; a failed push only drops a span.
                 let _ = kept.push(span_start, span_end.saturating_sub(span_start));
@@ -357,6 +391,21 @@ mod tests {
         assert_eq!(out[0].billed(), (300 + 2000 + 200 + 2000 + 800) * MS);
         // A short fading end leaves the padding as it was.
         assert_eq!(out[1].end, 21_300 * MS);
+    }
+
+    #[test]
+    fn a_gap_inside_a_request_keeps_the_words_whole_fading_end() {
+        let mut p = packer(30);
+        let mut first = utt(1000, 3000);
+        first.tail = 3500 * MS;
+        let out = run(&mut p, &[first, utt(4000, 6000)]);
+        assert_eq!(out.len(), 1);
+        let spans = out[0].kept.spans();
+        assert_eq!(spans.len(), 2);
+        // 500 ms of fading end kept after the word (not 140 ms), 60 ms before the onset.
+        assert_eq!(spans[0].original + spans[0].len, 3500 * MS);
+        assert_eq!(spans[1].original, 3940 * MS);
+        assert_eq!(out[0].billed(), (300 + 2000 + 500 + 60 + 2000 + 300) * MS);
     }
 
     #[test]
