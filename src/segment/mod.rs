@@ -562,11 +562,7 @@ impl Segmenter {
             self.on_frame(info, out);
         }
         self.infos = infos;
-        if let Some(run) = self.run.take() {
-            if run.valid || run.cut_start {
-                self.close_run(run, out);
-            }
-        }
+        self.end_run(out);
         self.packer.finish(self.pushed, &mut self.stats, out);
     }
 
@@ -608,11 +604,7 @@ impl Segmenter {
                 .as_ref()
                 .is_some_and(|r| a.saturating_sub(r.last_voiced_end) >= silence)
         {
-            if let Some(run) = self.run.take() {
-                if run.valid || run.cut_start {
-                    self.close_run(run, out);
-                }
-            }
+            self.end_run(out);
         }
 
         match self.run.as_mut() {
@@ -649,11 +641,7 @@ impl Segmenter {
                         run.voiced += 1;
                     }
                 } else if close && !self.run.as_ref().is_some_and(|r| r.valid && r.fading(b)) {
-                    if let Some(run) = self.run.take() {
-                        if run.valid || run.cut_start {
-                            self.close_run(run, out);
-                        }
-                    }
+                    self.end_run(out);
                 }
             }
         }
@@ -706,6 +694,15 @@ impl Segmenter {
             i += 1;
         }
         s
+    }
+
+    /// The open run has ended: kept (see [`Segmenter::close_run`]) or dropped as a blip.
+    fn end_run(&mut self, out: &mut Vec<Segment>) {
+        if let Some(run) = self.run.take() {
+            if run.valid || run.cut_start {
+                self.close_run(run, out);
+            }
+        }
     }
 
     /// A kept run has ended (or the input has): its last piece goes to the packer.

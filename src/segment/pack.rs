@@ -168,26 +168,17 @@ impl Packer {
     /// that is longer.
     fn kept_gap(&self, i: usize) -> Samples {
         let gap = self.gap(i);
-        if gap <= self.max_gap {
-            return gap;
+        match self.open.get(i.wrapping_sub(1)) {
+            Some(u) if gap > self.max_gap => {
+                let (tail, head) = self.edges_after(u);
+                (tail + head).min(gap)
+            }
+            _ => gap,
         }
-        let (tail, head) = self.gap_edges(i);
-        (tail + head).min(gap)
     }
 
-    /// The kept edges of the gap before `open[i]` when it is longer than `max_gap`: after the
-    /// previous utterance's end, before the next one's start.
-    fn gap_edges(&self, i: usize) -> (Samples, Samples) {
-        let tail = self.max_gap * 7 / 10;
-        let head = self.max_gap - tail;
-        let fading = self
-            .open
-            .get(i.wrapping_sub(1))
-            .map_or(0, |u| u.tail.saturating_sub(u.end));
-        (tail.max(fading), head)
-    }
-
-    /// [`Packer::gap_edges`] for an utterance `u` already taken out of `open`.
+    /// The kept edges of a gap longer than `max_gap` that follows `u`: after its end, before
+    /// the next utterance's start.
     fn edges_after(&self, u: &Utt) -> (Samples, Samples) {
         let tail = self.max_gap * 7 / 10;
         (tail.max(u.tail.saturating_sub(u.end)), self.max_gap - tail)

@@ -258,6 +258,29 @@ fn units_in_silence_are_covered_never_cut_and_padded() {
     assert!(segs.len() >= 10, "{}", segs.len());
 }
 
+/// `unit` scaled to a sample peak of `dbfs`.
+fn at_peak(unit: &[f32], dbfs: f32) -> Vec<f32> {
+    let peak = unit.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let g = 10f32.powf(dbfs / 20.0) / peak;
+    unit.iter().map(|x| x * g).collect()
+}
+
+/// Level of the loudest 32 ms frame of `x`, dBFS.
+fn loudest_frame_db(x: &[f32]) -> f32 {
+    x.chunks(512)
+        .map(|c| 10.0 * power(c).log10() as f32)
+        .fold(f32::MIN, f32::max)
+}
+
+/// Adds pink noise at an RMS of `dbfs` to the whole scene (a line's or a room's floor).
+fn add_floor(sc: &mut Scene, rng: &mut fastrand::Rng, dbfs: f32) {
+    let floor = pink(rng, sc.audio.len());
+    let g = 10f32.powf(dbfs / 20.0) / power(&floor).sqrt() as f32;
+    for (a, n) in sc.audio.iter_mut().zip(&floor) {
+        *a += g * n;
+    }
+}
+
 /// A word whose end rings on in the room: `unit` (peak at −6 dBFS), then noise decaying at
 /// `db_per_s` from `start_db` under the level of the unit's loudest 32 ms, for `len` samples, over
 /// a −70 dBFS pink floor. Returns the scene and where the ring falls under the floor + 8 dB.
@@ -265,13 +288,8 @@ fn ringing(unit: &[f32], start_db: f32, db_per_s: f32, len: u64) -> (Scene, u64)
     let mut rng = fastrand::Rng::with_seed(7);
     let mut sc = Scene::new();
     sc.silence(secs(1.0));
-    let peak = unit.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let g = 10f32.powf(-6.0 / 20.0) / peak;
-    let u: Vec<f32> = unit.iter().map(|x| x * g).collect();
-    let end_db = u
-        .chunks(512)
-        .map(|c| 10.0 * power(c).log10() as f32)
-        .fold(f32::MIN, f32::max);
+    let u = at_peak(unit, -6.0);
+    let end_db = loudest_frame_db(&u);
     sc.unit(&u);
     let tail_start = sc.audio.len() as u64;
     let ring = white(&mut rng, len as usize);
@@ -284,11 +302,7 @@ fn ringing(unit: &[f32], start_db: f32, db_per_s: f32, len: u64) -> (Scene, u64)
         .collect();
     sc.other(&ring);
     sc.silence(secs(3.0));
-    let floor = pink(&mut rng, sc.audio.len());
-    let fg = 10f32.powf(-70.0 / 20.0) / power(&floor).sqrt() as f32;
-    for (a, n) in sc.audio.iter_mut().zip(&floor) {
-        *a += fg * n;
-    }
+    add_floor(&mut sc, &mut rng, -70.0);
     // The ring's RMS in dBFS at sample i: end_db − start_db − db_per_s·t; it meets −62 dBFS
     // here.
     let audible = ((end_db - start_db + 62.0).max(0.0) / db_per_s * SR as f32) as u64;
@@ -380,23 +394,14 @@ fn steady_quiet_noise_after_a_word_is_not_its_ringing_end() {
     let mut rng = fastrand::Rng::with_seed(11);
     let mut sc = Scene::new();
     sc.silence(secs(1.0));
-    let peak = us[0].iter().fold(0f32, |m, x| m.max(x.abs()));
-    let g = 10f32.powf(-6.0 / 20.0) / peak;
-    let u: Vec<f32> = us[0].iter().map(|x| x * g).collect();
-    let top = u
-        .chunks(512)
-        .map(|c| 10.0 * power(c).log10() as f32)
-        .fold(f32::MIN, f32::max);
+    let u = at_peak(&us[0], -6.0);
+    let top = loudest_frame_db(&u);
     sc.unit(&u);
     let hum = white(&mut rng, secs(2.0) as usize);
     let a = 10f32.powf((top - 44.0) / 20.0) * 3f32.sqrt();
     sc.other(&hum.iter().map(|x| x * a).collect::<Vec<f32>>());
     sc.silence(secs(2.0));
-    let floor = pink(&mut rng, sc.audio.len());
-    let fg = 10f32.powf((top - 52.0) / 20.0) / power(&floor).sqrt() as f32;
-    for (x, n) in sc.audio.iter_mut().zip(&floor) {
-        *x += fg * n;
-    }
+    add_floor(&mut sc, &mut rng, top - 52.0);
     let segs = segment(&sc.audio, SegmenterOptions::requests());
     let (_, unit_end) = sc.units[0];
     let first = segs.first().expect("the word is sent");
