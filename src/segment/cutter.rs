@@ -60,6 +60,23 @@ impl Cutter {
         }
     }
 
+    /// [`Cutter::push`] with the frames of `samples` analysed elsewhere (see
+    /// [`Segmenter::push_analysed`]); the ring holds up to `lookback` + one call's samples.
+    pub(crate) fn push_analysed(
+        &mut self,
+        samples: &[f32],
+        frames: &[crate::vad::Analysed],
+        out: &mut Vec<(Segment, Vec<f32>)>,
+    ) {
+        self.ring.extend(samples.iter().copied());
+        self.seg
+            .push_analysed(samples.len(), frames, &mut self.segs);
+        self.drain(out);
+        let excess = self.ring.len().saturating_sub(self.keep);
+        self.ring.drain(..excess);
+        self.ring_start += excess as u64;
+    }
+
     /// Ends the input and appends the remaining segments with their audio.
     pub fn finish(&mut self, out: &mut Vec<(Segment, Vec<f32>)>) {
         self.seg.finish(&mut self.segs);

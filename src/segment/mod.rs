@@ -66,7 +66,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::time::{self, Samples, TimeMap, RATE};
-use crate::vad::{FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME, FRAME_U64};
+use crate::vad::{Analysed, FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME_U64};
 use crate::{Error, Result};
 
 mod cutter;
@@ -446,7 +446,8 @@ impl Run {
 pub struct Segmenter {
     opts: SegmenterOptions,
     det: VoiceDetector,
-    carry: Vec<f32>,
+    /// Frames analysed by [`Segmenter::push`] (reused).
+    frames: Vec<Analysed>,
     pushed: Samples,
     /// Index of the next frame to receive a decision.
     next_frame: u64,
@@ -473,7 +474,7 @@ impl Segmenter {
             det: VoiceDetector::new(opts.vad.clone())?,
             packer: Packer::new(&opts),
             opts,
-            carry: Vec::with_capacity(FRAME),
+            frames: Vec::new(),
             pushed: 0,
             next_frame: 0,
             run: None,
@@ -520,28 +521,37 @@ impl Segmenter {
 
     /// Feeds the next samples (16 kHz mono, any slice size, continuing the timeline) and
     /// appends every segment that is now final to `out`. Ignored after [`Segmenter::finish`].
-    pub fn push(&mut self, mut samples: &[f32], out: &mut Vec<Segment>) {
+    pub fn push(&mut self, samples: &[f32], out: &mut Vec<Segment>) {
         if self.finished {
             return;
         }
-        self.pushed += samples.len() as u64;
-        if !self.carry.is_empty() {
-            let take = (FRAME - self.carry.len()).min(samples.len());
-            let (head, rest) = samples.split_at(take);
-            self.carry.extend_from_slice(head);
-            samples = rest;
-            if self.carry.len() == FRAME {
-                let frame = std::mem::take(&mut self.carry);
-                self.feed_frame(&frame, out);
-                self.carry = frame;
-                self.carry.clear();
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        self.det.analyser().push(samples, &mut frames);
+        self.push_analysed(samples.len(), &frames, out);
+        self.frames = frames;
+    }
+
+    /// [`Segmenter::push`] with the first half of the detector done elsewhere: `samples` more
+    /// samples continue the timeline, and `frames` are the frames a [`crate::vad::Analyser`] of this
+    /// stream completed with them (see [`crate::pipeline`]'s analysis thread). At the end, the
+    /// analyser's last frames ([`crate::vad::Analyser::finish`]) come with `samples == 0`, before
+    /// [`Segmenter::finish`].
+    pub(crate) fn push_analysed(
+        &mut self,
+        samples: usize,
+        frames: &[Analysed],
+        out: &mut Vec<Segment>,
+    ) {
+        if self.finished {
+            return;
+        }
+        self.pushed += samples as u64;
+        for a in frames {
+            if let Some(info) = self.det.push_analysed(a) {
+                self.on_frame(info, out);
             }
         }
-        let mut chunks = samples.chunks_exact(FRAME);
-        for frame in &mut chunks {
-            self.feed_frame(frame, out);
-        }
-        self.carry.extend_from_slice(chunks.remainder());
     }
 
     /// Ends the input: decides the held-back frames and appends every remaining segment. The
@@ -550,11 +560,12 @@ impl Segmenter {
         if self.finished {
             return;
         }
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        self.det.analyser().finish(&mut frames);
+        self.push_analysed(0, &frames, out);
+        self.frames = frames;
         self.finished = true;
-        if !self.carry.is_empty() {
-            let frame = std::mem::take(&mut self.carry);
-            self.feed_frame(&frame, out);
-        }
         let mut infos = std::mem::take(&mut self.infos);
         infos.clear();
         self.det.flush(&mut infos);
@@ -564,12 +575,6 @@ impl Segmenter {
         self.infos = infos;
         self.end_run(out);
         self.packer.finish(self.pushed, &mut self.stats, out);
-    }
-
-    fn feed_frame(&mut self, frame: &[f32], out: &mut Vec<Segment>) {
-        if let Some(info) = self.det.push_frame(frame) {
-            self.on_frame(info, out);
-        }
     }
 
     fn on_frame(&mut self, f: FrameInfo, out: &mut Vec<Segment>) {

@@ -180,7 +180,6 @@ struct Pending {
     /// noise floor: a steady tone sets the noise floor but still counts in the music window.
     silent: bool,
     vad: bool,
-    feat: [f32; N_FEAT],
     steady: bool,
     /// The frame [`STEADY_LAG`] frames back exists and is not silent, so `steady` means
     /// something.
@@ -195,17 +194,290 @@ struct Pending {
     run_peak: f32,
 }
 
-/// Frame-level voice activity detector: energy gate + gain-normalised speech model + tone
-/// check.
-pub struct VoiceDetector {
-    model: silero::Model,
+/// One frame as the [`Analyser`] leaves it: everything the detector needs that does not depend
+/// on the speech model's recurrent state, so it can be computed ahead on another thread.
+#[derive(Clone)]
+pub(crate) struct Analysed {
+    db: f32,
+    loud: bool,
+    floor_db: f32,
+    snr_db: f32,
+    quiet: bool,
+    silent: bool,
+    steady: bool,
+    compared: bool,
+    /// The speech model hears this frame: `pre` holds its input gates. Otherwise its
+    /// probability is 0.
+    model: bool,
+    /// A pause frame for the model's state: quiet and [`PAUSE_BELOW_LEVEL_DB`] below the
+    /// speech level.
+    pause: bool,
+    /// This frame is the [`FORGET_PAUSE_FRAMES`]th pause frame in a row.
+    pause_reached: bool,
+    pre: silero::Pre,
+}
+
+impl Default for Analysed {
+    fn default() -> Self {
+        Analysed {
+            db: MIN_DB,
+            loud: false,
+            floor_db: MIN_DB,
+            snr_db: 0.0,
+            quiet: true,
+            silent: true,
+            steady: false,
+            compared: false,
+            model: false,
+            pause: false,
+            pause_reached: false,
+            pre: [0.0; silero::GATES],
+        }
+    }
+}
+
+impl fmt::Debug for Analysed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analysed")
+            .field("db", &self.db)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first half of the [`VoiceDetector`]: frames the samples, measures each frame (energy
+/// gate, level and noise-floor trackers, tone features) and runs the state-free half of the
+/// speech model on the frames it hears. Its output depends on the audio alone, so a stream's
+/// analysis can run on its own thread ahead of the second half
+/// ([`VoiceDetector::push_analysed`]); both halves together give exactly the decisions of
+/// [`VoiceDetector::push_frame`].
+pub(crate) struct Analyser {
+    front: silero::Front,
+    reject_music: bool,
     /// Frames analysed (saturating).
     frames_seen: u32,
     /// Consecutive quiet frames up to now (saturating).
     quiet_run: u32,
-    /// Consecutive pause frames up to now (quiet and [`PAUSE_BELOW_LEVEL_DB`] below the
-    /// speech level; saturating).
+    /// Consecutive pause frames up to now (saturating).
     gate_quiet_run: u32,
+    level_db: f32,
+    floor_db: f32,
+    /// Tone features of the last [`STEADY_LAG`] frames (`None`: silent), oldest first.
+    history: VecDeque<Option<[f32; N_FEAT]>>,
+    /// Samples of an incomplete frame, for [`Analyser::push`].
+    carry: Vec<f32>,
+    gained: Box<[f32; FRAME]>,
+    fbuf: Box<[f32; FRAME]>,
+}
+
+impl fmt::Debug for Analyser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analyser")
+            .field("level_db", &self.level_db)
+            .field("floor_db", &self.floor_db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Analyser {
+    /// An analyser for the given options (only `reject_music` matters here).
+    pub(crate) fn new(opts: &VadOptions) -> crate::Result<Self> {
+        Ok(Analyser {
+            front: silero::Front::new()?,
+            reject_music: opts.reject_music,
+            frames_seen: 0,
+            quiet_run: 0,
+            gate_quiet_run: 0,
+            level_db: MIN_DB,
+            floor_db: f32::INFINITY,
+            history: VecDeque::with_capacity(STEADY_LAG + 1),
+            carry: Vec::with_capacity(FRAME),
+            gained: Box::new([0.0; FRAME]),
+            fbuf: Box::new([0.0; FRAME]),
+        })
+    }
+
+    /// Frames `samples` (continuing the previous call's) and appends one analysis per whole
+    /// frame to `out`; an incomplete frame waits for the next call or [`Analyser::finish`].
+    pub(crate) fn push(&mut self, mut samples: &[f32], out: &mut Vec<Analysed>) {
+        if !self.carry.is_empty() {
+            let take = (FRAME - self.carry.len()).min(samples.len());
+            let (head, rest) = samples.split_at(take);
+            self.carry.extend_from_slice(head);
+            samples = rest;
+            if self.carry.len() == FRAME {
+                let frame = std::mem::take(&mut self.carry);
+                self.analyse_onto(&frame, out);
+                self.carry = frame;
+                self.carry.clear();
+            }
+        }
+        let mut chunks = samples.chunks_exact(FRAME);
+        for frame in &mut chunks {
+            self.analyse_onto(frame, out);
+        }
+        self.carry.extend_from_slice(chunks.remainder());
+    }
+
+    /// Ends the input: an incomplete last frame is analysed zero-padded.
+    pub(crate) fn finish(&mut self, out: &mut Vec<Analysed>) {
+        if !self.carry.is_empty() {
+            let frame = std::mem::take(&mut self.carry);
+            self.analyse_onto(&frame, out);
+        }
+    }
+
+    fn analyse_onto(&mut self, frame: &[f32], out: &mut Vec<Analysed>) {
+        out.push(Analysed::default());
+        if let Some(a) = out.last_mut() {
+            self.analyse(frame, a);
+        }
+    }
+
+    /// Analyses one frame of up to [`FRAME`] samples (a shorter one is zero-padded, extra
+    /// samples are ignored) into `a`.
+    pub(crate) fn analyse(&mut self, frame: &[f32], a: &mut Analysed) {
+        // A fixed-size, zero-padded copy: no bounds checks below, and a short final frame is
+        // measured like a full one.
+        let x = &mut self.fbuf;
+        let n = frame.len().min(FRAME);
+        x[..n].copy_from_slice(&frame[..n]);
+        x[n..].fill(0.0);
+        let x = &self.fbuf;
+
+        let mut r = [0f32; LAGS.len() + 1];
+        r[0] = x.iter().map(|v| v * v).sum();
+        let any = r[0] > 0.0 && self.reject_music;
+        let mut zc = 0u32;
+        if any {
+            // One pass for the zero crossings and the four autocorrelation lags.
+            const L: usize = LAGS[LAGS.len() - 1];
+            let (mut r1, mut r2, mut r4, mut r8) = (0f32, 0f32, 0f32, 0f32);
+            for k in L..FRAME {
+                let v = x[k];
+                r1 += v * x[k - 1];
+                r2 += v * x[k - 2];
+                r4 += v * x[k - 4];
+                r8 += v * x[k - 8];
+            }
+            for k in 1..L {
+                r1 += x[k] * x[k - 1];
+            }
+            for k in 2..L {
+                r2 += x[k] * x[k - 2];
+            }
+            for k in 4..L {
+                r4 += x[k] * x[k - 4];
+            }
+            r[1..].copy_from_slice(&[r1, r2, r4, r8]);
+            zc = x
+                .windows(2)
+                .map(|w| u32::from((w[0] >= 0.0) != (w[1] >= 0.0)))
+                .sum();
+        }
+        let ms = r[0] / FRAME as f32;
+        let db = 10.0 * (ms + 1e-12).log10();
+        // NaN / infinite samples must not poison the trackers for the rest of the input.
+        let db = if db.is_finite() {
+            db.clamp(MIN_DB, MAX_DB)
+        } else {
+            MIN_DB
+        };
+
+        // Level and floor trackers, in dB so they commute with a gain.
+        self.level_db = db.max(self.level_db - LEVEL_DECAY_DB);
+        if db < self.floor_db {
+            self.floor_db = db;
+        } else {
+            self.floor_db += FLOOR_RISE_DB;
+        }
+        let silent = db <= MIN_DB + 1.0 || db < self.level_db - LEVEL_RANGE_DB;
+        let quiet = silent || db < self.floor_db + NOISE_MARGIN_DB;
+        // In the first second the noise floor is not known yet (a file may start with speech):
+        // any frame that is not silent counts as loud.
+        self.frames_seen = self.frames_seen.saturating_add(1);
+        let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
+            && db >= self.level_db - LOUD_RANGE_DB;
+
+        // Which frames the model hears. In a noisy recording (speech less than
+        // CLEAN_SNR_DB above the noise floor), every frame but silence: speech sits only a few
+        // dB above the noise and the energy gate alone would lose it. In a clean one, quiet
+        // frames too are skipped. Either way the model hears the first MODEL_QUIET_FRAMES
+        // skipped frames after sound, so that its recurrent state leaves "speech" before
+        // whatever comes next (hold music right after a turn would otherwise start with the
+        // state of the speech before it).
+        let snr_db = (self.level_db - self.floor_db).max(0.0);
+        let skippable = silent || (quiet && snr_db >= CLEAN_SNR_DB);
+        self.quiet_run = if skippable {
+            self.quiet_run.saturating_add(1)
+        } else {
+            0
+        };
+        let model = !(skippable && self.quiet_run > MODEL_QUIET_FRAMES);
+        if model {
+            let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
+            // Only quiet recordings are lifted; loud sound (music before a turn) never pushes
+            // the speech after it down.
+            let gain = 10f32.powf((TARGET_DBFS - level).max(0.0) / 20.0);
+            for (o, &x) in self.gained.iter_mut().zip(self.fbuf.iter()) {
+                *o = (x * gain).clamp(-1.0, 1.0);
+            }
+            self.front.encode(&self.gained[..], &mut a.pre);
+        }
+
+        // Pauses for the model's state (see `VoiceDetector::step`).
+        let pause = quiet && db < self.level_db - PAUSE_BELOW_LEVEL_DB;
+        self.gate_quiet_run = if pause {
+            self.gate_quiet_run.saturating_add(1)
+        } else {
+            0
+        };
+
+        let mut feat = [0f32; N_FEAT];
+        feat[0] = zc as f32 / FRAME as f32;
+        if r[0] > 0.0 {
+            for j in 0..LAGS.len() {
+                feat[j + 1] = r[j + 1] / r[0];
+            }
+        }
+        let old = if self.history.len() >= STEADY_LAG {
+            self.history.front().copied().flatten()
+        } else {
+            None
+        };
+        let compared = old.is_some();
+        let steady = old.is_some_and(|old| {
+            feat.iter()
+                .zip(&old)
+                .zip(&STEADY_TOL)
+                .all(|((a, b), t)| (a - b).abs() <= *t)
+        });
+        if self.history.len() >= STEADY_LAG {
+            self.history.pop_front();
+        }
+        self.history.push_back((!silent).then_some(feat));
+        a.db = db;
+        a.loud = loud;
+        a.floor_db = self.floor_db;
+        a.snr_db = snr_db;
+        a.quiet = quiet;
+        a.silent = silent;
+        a.steady = steady;
+        a.compared = compared;
+        a.model = model;
+        a.pause = pause;
+        a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES;
+    }
+}
+
+/// Frame-level voice activity detector: energy gate + gain-normalised speech model + tone
+/// check.
+pub struct VoiceDetector {
+    /// The first half, for [`VoiceDetector::push_frame`].
+    analyser: Analyser,
+    /// Scratch for [`VoiceDetector::push_frame`].
+    scratch: Box<Analysed>,
+    model: silero::Recurrent,
     /// Since the last pause: sounding frames the model called speech (saturating).
     heard_speech: u32,
     /// Since the last pause: sounding frames the model called not speech (saturating).
@@ -221,22 +493,18 @@ pub struct VoiceDetector {
     /// Inside speech by the model's hysteresis.
     in_speech: bool,
     opts: VadOptions,
-    level_db: f32,
-    floor_db: f32,
     /// Frames pushed but not yet decided, plus the window behind them.
     window: VecDeque<Pending>,
     /// Index in `window` of the next frame to decide.
     next: usize,
-    gained: Box<[f32; FRAME]>,
-    fbuf: Box<[f32; FRAME]>,
 }
 
 impl fmt::Debug for VoiceDetector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VoiceDetector")
             .field("opts", &self.opts)
-            .field("level_db", &self.level_db)
-            .field("floor_db", &self.floor_db)
+            .field("level_db", &self.analyser.level_db)
+            .field("floor_db", &self.analyser.floor_db)
             .finish_non_exhaustive()
     }
 }
@@ -246,10 +514,9 @@ impl VoiceDetector {
     pub fn new(opts: VadOptions) -> crate::Result<Self> {
         opts.validate()?;
         Ok(VoiceDetector {
-            model: silero::Model::new()?,
-            frames_seen: 0,
-            quiet_run: 0,
-            gate_quiet_run: 0,
+            analyser: Analyser::new(&opts)?,
+            scratch: Box::default(),
+            model: silero::Recurrent::new()?,
             heard_speech: 0,
             heard_other: 0,
             warm: silero::State::zero(),
@@ -258,12 +525,8 @@ impl VoiceDetector {
             run_peak: 0.0,
             in_speech: false,
             opts,
-            level_db: MIN_DB,
-            floor_db: f32::INFINITY,
             window: VecDeque::with_capacity(2 * DELAY_FRAMES + 2),
             next: 0,
-            gained: Box::new([0.0; FRAME]),
-            fbuf: Box::new([0.0; FRAME]),
         })
     }
 
@@ -271,7 +534,23 @@ impl VoiceDetector {
     /// samples are ignored). Returns the decision for the frame pushed [`DELAY_FRAMES`] frames
     /// ago, or `None` while the look-ahead fills.
     pub fn push_frame(&mut self, frame: &[f32]) -> Option<FrameInfo> {
-        let p = self.analyse(frame);
+        let mut a = std::mem::take(&mut self.scratch);
+        self.analyser.analyse(frame, &mut a);
+        let r = self.push_analysed(&a);
+        self.scratch = a;
+        r
+    }
+
+    /// The detector's own first half: [`Segmenter::push`](crate::segment::Segmenter::push)
+    /// frames and analyses through it.
+    pub(crate) fn analyser(&mut self) -> &mut Analyser {
+        &mut self.analyser
+    }
+
+    /// [`VoiceDetector::push_frame`] for a frame already through an [`Analyser`] (the same
+    /// stream's, in order): the second half of the detector.
+    pub(crate) fn push_analysed(&mut self, a: &Analysed) -> Option<FrameInfo> {
+        let p = self.step(a);
         self.window.push_back(p);
         if self.window.len() > self.next + DELAY_FRAMES {
             Some(self.decide())
@@ -351,94 +630,12 @@ impl VoiceDetector {
         }
     }
 
-    fn analyse(&mut self, frame: &[f32]) -> Pending {
-        // A fixed-size, zero-padded copy: no bounds checks below, and a short final frame is
-        // measured like a full one.
-        let x = &mut self.fbuf;
-        let n = frame.len().min(FRAME);
-        x[..n].copy_from_slice(&frame[..n]);
-        x[n..].fill(0.0);
-        let x = &self.fbuf;
-
-        let mut r = [0f32; LAGS.len() + 1];
-        r[0] = x.iter().map(|v| v * v).sum();
-        let any = r[0] > 0.0 && self.opts.reject_music;
-        let mut zc = 0u32;
-        if any {
-            // One pass for the zero crossings and the four autocorrelation lags.
-            const L: usize = LAGS[LAGS.len() - 1];
-            let (mut r1, mut r2, mut r4, mut r8) = (0f32, 0f32, 0f32, 0f32);
-            for k in L..FRAME {
-                let v = x[k];
-                r1 += v * x[k - 1];
-                r2 += v * x[k - 2];
-                r4 += v * x[k - 4];
-                r8 += v * x[k - 8];
-            }
-            for k in 1..L {
-                r1 += x[k] * x[k - 1];
-            }
-            for k in 2..L {
-                r2 += x[k] * x[k - 2];
-            }
-            for k in 4..L {
-                r4 += x[k] * x[k - 4];
-            }
-            r[1..].copy_from_slice(&[r1, r2, r4, r8]);
-            zc = x
-                .windows(2)
-                .map(|w| u32::from((w[0] >= 0.0) != (w[1] >= 0.0)))
-                .sum();
-        }
-        let ms = r[0] / FRAME as f32;
-        let db = 10.0 * (ms + 1e-12).log10();
-        // NaN / infinite samples must not poison the trackers for the rest of the input.
-        let db = if db.is_finite() {
-            db.clamp(MIN_DB, MAX_DB)
+    /// The speech model's recurrent half and everything that depends on its answers.
+    fn step(&mut self, a: &Analysed) -> Pending {
+        let prob = if a.model {
+            self.model.step(&a.pre)
         } else {
-            MIN_DB
-        };
-
-        // Level and floor trackers, in dB so they commute with a gain.
-        self.level_db = db.max(self.level_db - LEVEL_DECAY_DB);
-        if db < self.floor_db {
-            self.floor_db = db;
-        } else {
-            self.floor_db += FLOOR_RISE_DB;
-        }
-        let silent = db <= MIN_DB + 1.0 || db < self.level_db - LEVEL_RANGE_DB;
-        let quiet = silent || db < self.floor_db + NOISE_MARGIN_DB;
-        // In the first second the noise floor is not known yet (a file may start with speech):
-        // any frame that is not silent counts as loud.
-        self.frames_seen = self.frames_seen.saturating_add(1);
-        let loud = (db >= self.floor_db + LOUD_MARGIN_DB || (self.frames_seen <= 31 && !silent))
-            && db >= self.level_db - LOUD_RANGE_DB;
-
-        // Which frames the model hears. In a noisy recording (speech less than
-        // CLEAN_SNR_DB above the noise floor), every frame but silence: speech sits only a few
-        // dB above the noise and the energy gate alone would lose it. In a clean one, quiet
-        // frames too are skipped. Either way the model hears the first MODEL_QUIET_FRAMES
-        // skipped frames after sound, so that its recurrent state leaves "speech" before
-        // whatever comes next (hold music right after a turn would otherwise start with the
-        // state of the speech before it).
-        let snr_db = (self.level_db - self.floor_db).max(0.0);
-        let skippable = silent || (quiet && snr_db >= CLEAN_SNR_DB);
-        self.quiet_run = if skippable {
-            self.quiet_run.saturating_add(1)
-        } else {
-            0
-        };
-        let prob = if skippable && self.quiet_run > MODEL_QUIET_FRAMES {
             0.0
-        } else {
-            let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
-            // Only quiet recordings are lifted; loud sound (music before a turn) never pushes
-            // the speech after it down.
-            let gain = 10f32.powf((TARGET_DBFS - level).max(0.0) / 20.0);
-            for (o, &x) in self.gained.iter_mut().zip(self.fbuf.iter()) {
-                *o = (x * gain).clamp(-1.0, 1.0);
-            }
-            self.model.prob(&self.gained[..])
         };
         self.in_speech = if self.in_speech {
             prob >= self.opts.neg_threshold
@@ -460,13 +657,12 @@ impl VoiceDetector {
         // The model's recurrent state remembers long stretches of music: after a minute of
         // hold music it can take seconds of speech to say "speech" again (the agent's first
         // words after the hold were lost). So at each pause of FORGET_PAUSE_FRAMES quiet
-        // frames well below the speech level, its state is either remembered (the sound before the pause was mostly
-        // speech) or replaced by the state remembered at the last pause after speech (the
-        // sound before the pause was a second or more of something else). The first run of
-        // speech after a replacement is on probation.
-        if quiet && db < self.level_db - PAUSE_BELOW_LEVEL_DB {
-            self.gate_quiet_run = self.gate_quiet_run.saturating_add(1);
-            if self.gate_quiet_run == FORGET_PAUSE_FRAMES {
+        // frames well below the speech level, its state is either remembered (the sound before
+        // the pause was mostly speech) or replaced by the state remembered at the last pause
+        // after speech (the sound before the pause was a second or more of something else).
+        // The first run of speech after a replacement is on probation.
+        if a.pause {
+            if a.pause_reached {
                 if self.heard_speech > self.heard_other {
                     self.warm = self.model.state();
                 } else if self.heard_other >= FORGET_AFTER_FRAMES {
@@ -476,47 +672,22 @@ impl VoiceDetector {
                 self.heard_speech = 0;
                 self.heard_other = 0;
             }
+        } else if vad {
+            self.heard_speech = self.heard_speech.saturating_add(1);
         } else {
-            self.gate_quiet_run = 0;
-            if vad {
-                self.heard_speech = self.heard_speech.saturating_add(1);
-            } else {
-                self.heard_other = self.heard_other.saturating_add(1);
-            }
+            self.heard_other = self.heard_other.saturating_add(1);
         }
-
-        let mut feat = [0f32; N_FEAT];
-        feat[0] = zc as f32 / FRAME as f32;
-        if r[0] > 0.0 {
-            for j in 0..LAGS.len() {
-                feat[j + 1] = r[j + 1] / r[0];
-            }
-        }
-        let old = self
-            .window
-            .len()
-            .checked_sub(STEADY_LAG)
-            .and_then(|k| self.window.get(k))
-            .filter(|old| !old.silent);
-        let compared = old.is_some();
-        let steady = old.is_some_and(|old| {
-            feat.iter()
-                .zip(&old.feat)
-                .zip(&STEADY_TOL)
-                .all(|((a, b), t)| (a - b).abs() <= *t)
-        });
         Pending {
-            db,
-            loud,
-            floor_db: self.floor_db,
-            snr_db,
+            db: a.db,
+            loud: a.loud,
+            floor_db: a.floor_db,
+            snr_db: a.snr_db,
             prob,
-            quiet,
-            silent,
+            quiet: a.quiet,
+            silent: a.silent,
             vad,
-            feat,
-            steady,
-            compared,
+            steady: a.steady,
+            compared: a.compared,
             probation: self.probation,
             run: self.vad_run,
             run_peak: self.run_peak,

@@ -34,11 +34,13 @@ const HOP: usize = 128;
 const N_BINS: usize = N_FFT / 2 + 1;
 const N_FRAMES: usize = 4;
 const HIDDEN: usize = 128;
-const GATES: usize = 4 * HIDDEN;
+pub(crate) const GATES: usize = 4 * HIDDEN;
 /// Outputs accumulated in registers at once: every layer's output count is a multiple.
 const TILE: usize = 32;
-/// LSTM inputs: the encoder's output followed by the previous hidden state.
-const LSTM_IN: usize = 2 * HIDDEN;
+/// The LSTM's input gates for one chunk before the recurrent part is added: `b + W_ih·x`,
+/// where `x` is the encoder's output. It depends on the audio alone, not on the model's state,
+/// so it can be computed ahead, on another thread ([`Front`]), and finished by [`Recurrent`].
+pub(crate) type Pre = [f32; GATES];
 
 static WEIGHTS_FILE: &[u8] = include_bytes!("silero_vad_16k_v6_2.safetensors");
 
@@ -113,9 +115,10 @@ impl Conv {
 struct Weights {
     window: [f32; N_FFT],
     convs: [Conv; 4],
-    /// `[tile][input][TILE]` over the gates (in the order i, f, g, o) and the inputs
-    /// (`W_ih` then `W_hh`).
-    w_lstm: Vec<f32>,
+    /// `W_ih` as `[tile][input][TILE]` over the gates (in the order i, f, g, o).
+    w_in: Vec<f32>,
+    /// `W_hh`, laid out the same way.
+    w_rec: Vec<f32>,
     b: Vec<f32>,
     final_w: Vec<f32>,
     final_b: f32,
@@ -190,12 +193,13 @@ impl Weights {
         let convs: [Conv; 4] = convs.try_into().map_err(|_| bad("conv layers"))?;
         let w_ih = t("lstm_cell.weight_ih", &[GATES, HIDDEN])?;
         let w_hh = t("lstm_cell.weight_hh", &[GATES, HIDDEN])?;
-        let mut w_lstm = vec![0f32; GATES * LSTM_IN];
+        let mut w_in = vec![0f32; GATES * HIDDEN];
+        let mut w_rec = vec![0f32; GATES * HIDDEN];
         for r in 0..GATES {
             let (tile, lane) = (r / TILE, r % TILE);
             for j in 0..HIDDEN {
-                w_lstm[(tile * LSTM_IN + j) * TILE + lane] = w_ih[r * HIDDEN + j];
-                w_lstm[(tile * LSTM_IN + HIDDEN + j) * TILE + lane] = w_hh[r * HIDDEN + j];
+                w_in[(tile * HIDDEN + j) * TILE + lane] = w_ih[r * HIDDEN + j];
+                w_rec[(tile * HIDDEN + j) * TILE + lane] = w_hh[r * HIDDEN + j];
             }
         }
         let b_ih = t("lstm_cell.bias_ih", &[GATES])?;
@@ -206,7 +210,8 @@ impl Weights {
         Ok(Weights {
             window,
             convs,
-            w_lstm,
+            w_in,
+            w_rec,
             b,
             final_w,
             final_b,
@@ -238,81 +243,69 @@ impl State {
     }
 }
 
-/// One stream's model: the shared weights plus the recurrent state and scratch buffers.
-pub(crate) struct Model {
+/// The state-free half of the network for one stream: STFT, encoder and the input part of
+/// the LSTM's gates ([`Pre`]). It keeps only the last 64 samples of the previous chunk it
+/// encoded (the context the network sees), so a stream's chunks go through one `Front` in
+/// order, but that can run ahead of the [`Recurrent`] half, on another thread.
+pub(crate) struct Front {
     w: &'static Weights,
-    arch: pulp::Arch,
+    pub(super) arch: pulp::Arch,
     fft: Arc<dyn RealToComplex<f32>>,
     fft_in: Vec<f32>,
     fft_out: Vec<Complex<f32>>,
     fft_scratch: Vec<Complex<f32>>,
-    /// The LSTM's input: the encoder's output, then the hidden state `h`.
-    x: [f32; LSTM_IN],
-    c: [f32; HIDDEN],
+    enc: [f32; HIDDEN],
     context: [f32; CONTEXT],
     buf: [f32; CONTEXT + CHUNK + 64],
     mag: Vec<f32>,
     a1: Vec<f32>,
     a2: Vec<f32>,
     a3: Vec<f32>,
-    gates: Vec<f32>,
 }
 
-impl std::fmt::Debug for Model {
+impl std::fmt::Debug for Front {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").finish_non_exhaustive()
+        f.debug_struct("Front").finish_non_exhaustive()
     }
 }
 
-impl Model {
-    /// A model with zero state.
-    pub(crate) fn new() -> Result<Model> {
+impl Front {
+    /// A front with an empty (zero) context.
+    pub(crate) fn new() -> Result<Front> {
         let w = Weights::shared()?;
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
-        Ok(Model {
+        Ok(Front {
             w,
             arch: pulp::Arch::new(),
             fft_in: fft.make_input_vec(),
             fft_out: fft.make_output_vec(),
             fft_scratch: fft.make_scratch_vec(),
             fft,
-            x: [0.0; LSTM_IN],
-            c: [0.0; HIDDEN],
+            enc: [0.0; HIDDEN],
             context: [0.0; CONTEXT],
             buf: [0.0; CONTEXT + CHUNK + 64],
             mag: vec![0.0; N_FRAMES * N_BINS],
             a1: vec![0.0; 4 * 128],
             a2: vec![0.0; 2 * 64],
             a3: vec![0.0; 64],
-            gates: vec![0.0; GATES],
         })
     }
 
-    /// A copy of the recurrent state.
-    pub(crate) fn state(&self) -> State {
-        let mut h = [0.0; HIDDEN];
-        h.copy_from_slice(&self.x[HIDDEN..]);
-        State { h, c: self.c }
-    }
-
-    /// Puts back a state taken by [`Model::state`] (the audio context is kept).
-    pub(crate) fn set_state(&mut self, s: &State) {
-        self.x[HIDDEN..].copy_from_slice(&s.h);
-        self.c = s.c;
-    }
-
-    /// The speech probability of the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter
-    /// chunk is zero-padded). The context and the LSTM state carry over from the previous
-    /// chunk, as in Silero's own wrapper.
-    pub(crate) fn prob(&mut self, chunk: &[f32]) -> f32 {
+    /// Encodes the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter chunk is
+    /// zero-padded) into `pre`, the input part of the LSTM's gates.
+    pub(crate) fn encode(&mut self, chunk: &[f32], pre: &mut Pre) {
         // The same code, compiled once more for AVX2 and chosen at run time when the CPU has it
         // (per lane the arithmetic is the same, so the results are identical).
         let arch = self.arch;
-        arch.dispatch(Forward { model: self, chunk })
+        arch.dispatch(Encode {
+            front: self,
+            chunk,
+            pre,
+        });
     }
 
     #[inline(always)]
-    fn forward(&mut self, chunk: &[f32]) -> f32 {
+    fn encode_inline(&mut self, chunk: &[f32], pre: &mut Pre) {
         let n = chunk.len().min(CHUNK);
         self.buf[..CONTEXT].copy_from_slice(&self.context);
         self.buf[CONTEXT..CONTEXT + n].copy_from_slice(&chunk[..n]);
@@ -345,39 +338,131 @@ impl Model {
         w.convs[0].forward_relu(&self.mag, 4, 1, &mut self.a1);
         w.convs[1].forward_relu(&self.a1, 4, 2, &mut self.a2);
         w.convs[2].forward_relu(&self.a2, 2, 2, &mut self.a3);
-        w.convs[3].forward_relu(&self.a3, 1, 1, &mut self.x[..HIDDEN]);
+        w.convs[3].forward_relu(&self.a3, 1, 1, &mut self.enc);
+        // b + W_ih·x, one tile of gates at a time.
+        gates_add(&w.b, &w.w_in, &self.enc, pre);
+    }
+}
 
-        // Gates = b + W_ih·x + W_hh·h, one tile of gates at a time.
-        for ((g, wt), bias) in self
-            .gates
-            .as_chunks_mut::<TILE>()
-            .0
-            .iter_mut()
-            .zip(w.w_lstm.chunks_exact(LSTM_IN * TILE))
-            .zip(w.b.as_chunks::<TILE>().0)
-        {
-            let mut acc = *bias;
-            for (&v, row) in self.x.iter().zip(wt.as_chunks::<TILE>().0) {
-                for (a, &x) in acc.iter_mut().zip(row) {
-                    *a += v * x;
-                }
+/// `out = base + W·v` over the gates, one tile at a time, adding `v`'s terms in order (so that
+/// `b + W_ih·x` then `+ W_hh·h` sums exactly as one product over `[x | h]` would).
+#[inline(always)]
+fn gates_add(base: &[f32], w: &[f32], v: &[f32; HIDDEN], out: &mut Pre) {
+    for ((g, wt), b) in out
+        .as_chunks_mut::<TILE>()
+        .0
+        .iter_mut()
+        .zip(w.chunks_exact(HIDDEN * TILE))
+        .zip(base.as_chunks::<TILE>().0)
+    {
+        let mut acc = *b;
+        for (&x, row) in v.iter().zip(wt.as_chunks::<TILE>().0) {
+            for (a, &r) in acc.iter_mut().zip(row) {
+                *a += x * r;
             }
-            *g = acc;
         }
+        *g = acc;
+    }
+}
+
+/// The recurrent half of the network for one stream: the LSTM's state and the output layer.
+/// It takes the chunks' [`Pre`] from a [`Front`] in order.
+pub(crate) struct Recurrent {
+    w: &'static Weights,
+    pub(super) arch: pulp::Arch,
+    h: [f32; HIDDEN],
+    c: [f32; HIDDEN],
+    gates: Pre,
+}
+
+impl std::fmt::Debug for Recurrent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recurrent").finish_non_exhaustive()
+    }
+}
+
+impl Recurrent {
+    /// The recurrent half with zero state.
+    pub(crate) fn new() -> Result<Recurrent> {
+        Ok(Recurrent {
+            w: Weights::shared()?,
+            arch: pulp::Arch::new(),
+            h: [0.0; HIDDEN],
+            c: [0.0; HIDDEN],
+            gates: [0.0; GATES],
+        })
+    }
+
+    /// A copy of the recurrent state.
+    pub(crate) fn state(&self) -> State {
+        State {
+            h: self.h,
+            c: self.c,
+        }
+    }
+
+    /// Puts back a state taken by [`Recurrent::state`].
+    pub(crate) fn set_state(&mut self, s: &State) {
+        self.h = s.h;
+        self.c = s.c;
+    }
+
+    /// The speech probability of the chunk whose input gates are `pre`; the state moves on.
+    pub(crate) fn step(&mut self, pre: &Pre) -> f32 {
+        let arch = self.arch;
+        arch.dispatch(Step { rec: self, pre })
+    }
+
+    #[inline(always)]
+    fn step_inline(&mut self, pre: &Pre) -> f32 {
+        let w = self.w;
+        // Gates = (b + W_ih·x) + W_hh·h.
+        gates_add(pre, &w.w_rec, &self.h, &mut self.gates);
         let (gi, rest) = self.gates.split_at(HIDDEN);
         let (gf, rest) = rest.split_at(HIDDEN);
         let (gg, go) = rest.split_at(HIDDEN);
-        let h = &mut self.x[HIDDEN..];
         for k in 0..HIDDEN {
             let c = sigmoid(gf[k]) * self.c[k] + sigmoid(gi[k]) * tanh(gg[k]);
             self.c[k] = c;
-            h[k] = sigmoid(go[k]) * tanh(c);
+            self.h[k] = sigmoid(go[k]) * tanh(c);
         }
         let mut logit = w.final_b;
-        for (&h, &w) in h.iter().zip(&w.final_w) {
+        for (&h, &w) in self.h.iter().zip(&w.final_w) {
             logit += h.max(0.0) * w;
         }
         sigmoid(logit)
+    }
+}
+
+/// Both halves in one: a chunk in, its probability out.
+#[cfg(test)]
+pub(crate) struct Model {
+    front: Front,
+    rec: Recurrent,
+    pre: Pre,
+}
+
+#[cfg(test)]
+impl Model {
+    /// A model with zero state.
+    pub(crate) fn new() -> Result<Model> {
+        Ok(Model {
+            front: Front::new()?,
+            rec: Recurrent::new()?,
+            pre: [0.0; GATES],
+        })
+    }
+
+    /// The speech probability of the next chunk of [`CHUNK`] samples. The context and the
+    /// LSTM state carry over from the previous chunk, as in Silero's own wrapper.
+    pub(crate) fn prob(&mut self, chunk: &[f32]) -> f32 {
+        self.front.encode(chunk, &mut self.pre);
+        self.rec.step(&self.pre)
+    }
+
+    fn set_arch(&mut self, arch: pulp::Arch) {
+        self.front.arch = arch;
+        self.rec.arch = arch;
     }
 }
 
@@ -405,19 +490,35 @@ fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// One chunk through [`Model::forward`], as an operation that `pulp` compiles for each
-/// instruction set (everything it calls is inlined into it).
-struct Forward<'a> {
-    model: &'a mut Model,
+/// [`Front::encode_inline`] as an operation that `pulp` compiles for each instruction set
+/// (everything it calls is inlined into it).
+struct Encode<'a> {
+    front: &'a mut Front,
     chunk: &'a [f32],
+    pre: &'a mut Pre,
 }
 
-impl pulp::WithSimd for Forward<'_> {
+impl pulp::WithSimd for Encode<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.front.encode_inline(self.chunk, self.pre)
+    }
+}
+
+/// [`Recurrent::step_inline`], compiled the same way.
+struct Step<'a> {
+    rec: &'a mut Recurrent,
+    pre: &'a Pre,
+}
+
+impl pulp::WithSimd for Step<'_> {
     type Output = f32;
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) -> f32 {
-        self.model.forward(self.chunk)
+        self.rec.step_inline(self.pre)
     }
 }
 
@@ -475,7 +576,7 @@ mod tests {
         }
         // Without the run-time choice of instruction set: the same numbers.
         let mut m = Model::new().unwrap();
-        m.arch = pulp::Arch::Scalar;
+        m.set_arch(pulp::Arch::Scalar);
         let plain: Vec<f32> = x.chunks_exact(CHUNK).map(|c| m.prob(c)).collect();
         assert_eq!(plain, ours);
     }
