@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 
+use super::ahead;
 use super::plan::{plan_parts, PartPlan};
 use super::source::{self, Cancel, CancelOnDrop, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
@@ -60,7 +61,7 @@ fn analyse(
 ) -> Result<Analysis> {
     let opts = TrackOptions {
         measure: true,
-        ..TrackOptions::default()
+        ..ahead::track_options()
     };
     let (mut stream, hint) = source::open_tracks(input, path, Select::Mode(mode), opts)?;
     if let (Some(f), Some(h)) = (&progress, hint) {
@@ -72,22 +73,35 @@ fn analyse(
     let mut out: Vec<Segment> = Vec::new();
     let mut speech: Vec<Vec<(Samples, Samples)>> = Vec::new();
     let mut report = DecodeReporter::new(progress, 1);
-    let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
-        if cancel.is_set() {
-            return Err(source::cancelled());
-        }
-        if segs.is_empty() {
-            for _ in block.tracks {
-                segs.push(Segmenter::new(seg_opts.clone())?);
-                speech.push(Vec::new());
+    let vad = seg_opts.vad.clone();
+    let drove = ahead::drive_ahead(
+        &mut stream,
+        path,
+        keep_truncated,
+        &mut report,
+        &vad,
+        |block| {
+            if cancel.is_set() {
+                return Err(source::cancelled());
             }
-        }
-        for ((seg, sp), samples) in segs.iter_mut().zip(&mut speech).zip(block.tracks) {
-            seg.push(samples, &mut out);
-            sp.extend(out.drain(..).map(|s| (s.start, s.end)));
-        }
-        Ok(true)
-    })?;
+            if segs.is_empty() {
+                for _ in block.tracks {
+                    segs.push(Segmenter::new(seg_opts.clone())?);
+                    speech.push(Vec::new());
+                }
+            }
+            for (((seg, sp), samples), frames) in segs
+                .iter_mut()
+                .zip(&mut speech)
+                .zip(block.tracks)
+                .zip(block.frames)
+            {
+                seg.push_analysed(samples.len(), frames, &mut out);
+                sp.extend(out.drain(..).map(|s| (s.start, s.end)));
+            }
+            Ok(true)
+        },
+    )?;
     let truncated = match drove {
         Drove::End(t) => t,
         Drove::Stopped => None,

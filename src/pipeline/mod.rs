@@ -47,6 +47,7 @@
 //! poll those jobs instead of uploading again; when every part of the file is in the journal,
 //! the audio is not even decoded.
 
+mod ahead;
 mod api;
 mod asynch;
 mod plan;

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::{Progress, ProgressFn, ReadSeek};
 use crate::channels::{self, ChannelMode, Choice, Lanes};
 use crate::decode::Decoder;
-use crate::stream::{
-    AudioStream, FrameSource, Mono, MonoSource, StreamOptions, TrackOptions, TrackStream, Tracks,
-};
+use crate::stream::{FrameSource, Mono, MonoSource, TrackOptions, TrackStream, Tracks};
 use crate::time::{rescale, to_secs, Samples, RATE};
 use crate::transcript::Truncation;
 use crate::{Error, ErrorKind, Result};
@@ -65,9 +63,6 @@ impl MonoSource for Dyn {
     }
 }
 
-/// The split-only stream type (mono).
-pub(crate) type MonoStream = AudioStream<Dyn>;
-
 /// The routes' stream type.
 pub(crate) type Stream = TrackStream;
 
@@ -95,26 +90,6 @@ fn open_input(input: &Input, name: &Path) -> Result<Opened> {
         }
         Input::Source(make) => Opened::Source(make()?),
     })
-}
-
-/// Opens `input` as a 16 kHz mono stream (the mean of its channels); also returns the length
-/// the file's header announces (a hint for progress bars, never trusted for anything else).
-/// `name` names the file in errors.
-pub(crate) fn open_mono(
-    input: &Input,
-    name: &Path,
-    opts: StreamOptions,
-) -> Result<(MonoStream, Option<Samples>)> {
-    let (src, hint): (Box<dyn MonoSource>, _) = match open_input(input, name)? {
-        Opened::Decoder(d) => {
-            let h = hint(&d);
-            (Box::new(d), h)
-        }
-        Opened::Source(s) => (s, None),
-    };
-    let stream =
-        AudioStream::from_source(Dyn(src), Some(name), opts).map_err(|e| e.with_path(name))?;
-    Ok((stream, hint))
 }
 
 /// Which channels a pass takes: decided by a [`ChannelMode`] (first pass), or fixed lanes

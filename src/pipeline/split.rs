@@ -5,12 +5,13 @@
 use std::fs;
 use std::path::Path;
 
-use super::source::{self, Input};
+use super::ahead;
+use super::source::{self, DecodeReporter, Input, Select};
 use crate::atomic::write_atomic;
+use crate::channels::Lanes;
 use crate::encode::FlacWriter;
 use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmentPlan, SegmenterOptions};
-use crate::stream::{Normalization, StreamOptions};
 use crate::time::RATE_NZ;
 use crate::{Error, Result};
 
@@ -48,9 +49,6 @@ impl Default for SplitOptions {
     }
 }
 
-/// Decoded blocks that may wait between the decoding thread and the segmenter.
-const DECODE_AHEAD: usize = 16;
-
 /// The manifest's file name in the output directory.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -77,9 +75,12 @@ pub(super) fn split_input(
     opts: &SplitOptions,
 ) -> Result<SegmentPlan> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(Some(out_dir), e))?;
-    let mut sopts = StreamOptions::with_normalization(Normalization::DcOnly);
-    sopts.measure = false;
-    let (mut stream, _) = source::open_mono(input, name, sopts)?;
+    let (mut stream, _) = source::open_tracks(
+        input,
+        name,
+        Select::Lanes(Lanes::Mixed),
+        ahead::track_options(),
+    )?;
     let mut cutter = Cutter::new(opts.segmenter.clone())?;
     let mut out: Vec<(Segment, Vec<f32>)> = Vec::new();
     let mut segments = Vec::new();
@@ -106,38 +107,18 @@ pub(super) fn split_input(
         }
         Ok(())
     };
-    // Two stages on two threads: decoding + 16 kHz on one, VAD + segmentation + writing on this
-    // one, with at most DECODE_AHEAD blocks between them (memory stays flat; buffers are
-    // recycled). A long file then uses two cores, as ffmpeg's own conversion does.
-    let total = std::thread::scope(|sc| -> Result<u64> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(DECODE_AHEAD);
-        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<f32>>();
-        let producer = sc.spawn(move || -> Result<u64> {
-            while let Some(block) = stream.next_block().map_err(|e| e.with_path(name))? {
-                let mut buf = back_rx.try_recv().unwrap_or_default();
-                buf.clear();
-                buf.extend_from_slice(block.samples);
-                if tx.send(buf).is_err() {
-                    break; // the consumer stopped on an error of its own
-                }
-            }
-            Ok(stream.position())
-        });
-        let consumed = (|| -> Result<()> {
-            for buf in rx {
-                cutter.push(&buf, &mut out);
-                write(&mut out)?;
-                let _ = back_tx.send(buf);
-            }
-            Ok(())
-        })();
-        // `rx` is gone here, so a producer still sending stops at once.
-        let total = producer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        consumed?;
-        Ok(total)
+    // Decoding + 16 kHz, the voice detector's frame analysis, and segmentation + writing each
+    // on a thread of its own (see `ahead`): a long file uses the machine's cores.
+    let mut report = DecodeReporter::new(None, 1);
+    let vad = opts.segmenter.vad.clone();
+    ahead::drive_ahead(&mut stream, name, false, &mut report, &vad, |block| {
+        if let (Some(t), Some(f)) = (block.tracks.first(), block.frames.first()) {
+            cutter.push_analysed(t, f, &mut out);
+            write(&mut out)?;
+        }
+        Ok(true)
     })?;
+    let total = stream.position();
     cutter.finish(&mut out);
     write(&mut out)?;
     let mut plan = SegmentPlan::new(

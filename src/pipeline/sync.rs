@@ -6,13 +6,13 @@ use std::path::Path;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
+use super::ahead;
 use super::source::{self, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn};
 use crate::channels::{ChannelMode, Choice};
 use crate::merge::SyncPiece;
 use crate::normalize::{normalize_in_place, NormalizeOptions};
 use crate::segment::{Cutter, Segment, SegmenterOptions};
-use crate::stream::TrackOptions;
 use crate::time::{to_secs, Samples};
 use crate::transcript::{FailedSegment, Metadata, Route, Transcript, Truncation};
 use crate::{Error, Result};
@@ -64,7 +64,7 @@ fn produce(
 ) {
     let run = || -> Result<()> {
         let (mut stream, hint) =
-            source::open_tracks(&input, path, Select::Mode(mode), TrackOptions::default())?;
+            source::open_tracks(&input, path, Select::Mode(mode), ahead::track_options())?;
         if let (Some(f), Some(h)) = (&progress, hint) {
             f(&Progress::DurationHint {
                 seconds: to_secs(h),
@@ -114,30 +114,42 @@ fn produce(
             }
             Ok(true)
         };
-        let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
-            if tx.is_closed() {
-                return Ok(false);
-            }
-            if cutters.is_empty()
-                && !announce(
-                    Some(block.choice),
-                    file_channels,
-                    &seg_opts,
-                    &mut cutters,
-                    tx,
-                )?
-            {
-                return Ok(false);
-            }
-            for (track, ((cutter, ch), samples)) in cutters.iter_mut().zip(block.tracks).enumerate()
-            {
-                cutter.push(samples, &mut out);
-                if !send(&mut out, (track, *ch), &mut index)? {
+        let vad = seg_opts.vad.clone();
+        let drove = ahead::drive_ahead(
+            &mut stream,
+            path,
+            keep_truncated,
+            &mut report,
+            &vad,
+            |block| {
+                if tx.is_closed() {
                     return Ok(false);
                 }
-            }
-            Ok(true)
-        })?;
+                if cutters.is_empty()
+                    && !announce(
+                        Some(block.choice),
+                        file_channels,
+                        &seg_opts,
+                        &mut cutters,
+                        tx,
+                    )?
+                {
+                    return Ok(false);
+                }
+                for (track, (((cutter, ch), samples), frames)) in cutters
+                    .iter_mut()
+                    .zip(block.tracks)
+                    .zip(block.frames)
+                    .enumerate()
+                {
+                    cutter.push_analysed(samples, frames, &mut out);
+                    if !send(&mut out, (track, *ch), &mut index)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
         let Drove::End(truncated) = drove else {
             return Ok(());
         };

@@ -62,6 +62,123 @@ impl<S: MonoSource> FrameSource for Mono<S> {
     }
 }
 
+/// Reads that may wait between a [`ReadAhead`]'s thread and the stream.
+const READ_AHEAD: usize = 4;
+/// Frames gathered into one read of a [`ReadAhead`] (about 0.4–2 s).
+const READ_FRAMES: usize = 16_384;
+
+/// One read of a [`ReadAhead`]: the frames and the samples holding them.
+type Read = (usize, Vec<f32>);
+
+/// A [`FrameSource`] decoded on a thread of its own, up to [`READ_AHEAD`] reads ahead of the
+/// stream, in order (an error comes after everything read before it). Dropping it stops the
+/// thread at its next read and waits for it.
+struct ReadAhead {
+    rate: NonZeroU32,
+    channels: u16,
+    rx: Option<std::sync::mpsc::Receiver<Result<Read>>>,
+    back: std::sync::mpsc::Sender<Vec<f32>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    /// Starts reading `source` (mixed or interleaved as `mix` says) on a new thread.
+    fn start(mut source: Box<dyn FrameSource>, mix: bool) -> Result<ReadAhead> {
+        let (rate, channels) = (source.sample_rate(), source.channels());
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (back, free) = std::sync::mpsc::channel::<Vec<f32>>();
+        let thread = std::thread::Builder::new()
+            .name("asr-read".into())
+            .spawn(move || loop {
+                // Packets are gathered into reads of about READ_FRAMES frames: fewer
+                // hand-overs between the threads.
+                let mut buf = free.try_recv().unwrap_or_default();
+                buf.clear();
+                let mut frames = 0;
+                let end = loop {
+                    match source.read_frames(&mut buf, mix) {
+                        Ok(0) => break Some(Ok(0)),
+                        Ok(n) => {
+                            frames += n;
+                            if frames >= READ_FRAMES {
+                                break None;
+                            }
+                        }
+                        Err(e) => break Some(Err(e)),
+                    }
+                };
+                if frames > 0 && tx.send(Ok((frames, buf))).is_err() {
+                    return;
+                }
+                if let Some(end) = end {
+                    let _ = tx.send(end.map(|n| (n, Vec::new())));
+                    return;
+                }
+            })
+            .map_err(|e| Error::internal(format!("cannot start the reading thread: {e}")))?;
+        Ok(ReadAhead {
+            rate,
+            channels,
+            rx: Some(rx),
+            back,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A source that has ended (in place of a source moved into a [`ReadAhead`]).
+struct Ended(NonZeroU32);
+
+impl MonoSource for Ended {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.0
+    }
+    fn read_mono(&mut self, _: &mut Vec<f32>) -> Result<usize> {
+        Ok(0)
+    }
+}
+
+impl FrameSource for ReadAhead {
+    fn sample_rate(&self) -> NonZeroU32 {
+        self.rate
+    }
+    fn channels(&self) -> u16 {
+        self.channels
+    }
+    /// `mix` was fixed when the thread started.
+    fn read_frames(&mut self, out: &mut Vec<f32>, _mix: bool) -> Result<usize> {
+        let Some(rx) = &self.rx else {
+            return Ok(0);
+        };
+        match rx.recv() {
+            Ok(Ok((n, buf))) => {
+                out.extend_from_slice(&buf);
+                let _ = self.back.send(buf);
+                Ok(n)
+            }
+            Ok(Err(e)) => {
+                self.rx = None;
+                Err(e)
+            }
+            // The thread ended after its last read.
+            Err(_) => {
+                self.rx = None;
+                Ok(0)
+            }
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // The thread's next send fails once the receiver is gone; then it returns.
+        self.rx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// One channel on its way to 16 kHz.
 struct Lane {
     /// The file's channel it takes (`None`: the decoder's mix).
@@ -131,6 +248,8 @@ pub(crate) struct TrackStream {
     path: Option<PathBuf>,
     channels: usize,
     mixed_read: bool,
+    /// The source is a [`ReadAhead`].
+    reading_ahead: bool,
     lanes: Vec<Lane>,
     chooser: Chooser,
     opts: TrackOptions,
@@ -196,6 +315,7 @@ impl TrackStream {
             path: name.map(Path::to_path_buf),
             channels,
             mixed_read,
+            reading_ahead: false,
             lanes: lane_v,
             chooser: Chooser::new(lanes),
             opts: TrackOptions {
@@ -212,6 +332,20 @@ impl TrackStream {
             frames_in: 0,
             state: State::Running,
         })
+    }
+
+    /// Decodes on a thread of its own from now on, a few packets ahead of the stream (see
+    /// [`crate::pipeline`]'s staged loop). Call it before the first block; later calls do
+    /// nothing. Fails only when the thread cannot be started (the source is then gone).
+    pub(crate) fn read_ahead(&mut self) -> Result<()> {
+        if self.frames_in > 0 || self.reading_ahead {
+            return Ok(());
+        }
+        let rate = self.rate_in();
+        let source = std::mem::replace(&mut self.source, Box::new(Mono(Ended(rate))));
+        self.source = Box::new(ReadAhead::start(source, self.mixed_read)?);
+        self.reading_ahead = true;
+        Ok(())
     }
 
     /// What was chosen, once known (always known before the first block).
