@@ -67,15 +67,14 @@ struct Ready {
 }
 
 /// Counts a stream in [`ACTIVE`] while it lives.
-struct Active;
+pub(super) struct Active;
 
-impl Active {
-    /// Registers a stream; `true` when it may use threads of its own.
-    fn enter() -> (Active, bool) {
-        let before = ACTIVE.fetch_add(1, Ordering::Relaxed);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (Active, before + 1 < cores)
-    }
+/// Registers a stream being read; `true` when it may use threads of its own (fewer streams
+/// are being read than the machine has cores).
+pub(super) fn enter() -> (Active, bool) {
+    let before = ACTIVE.fetch_add(1, Ordering::Relaxed);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (Active, before + 1 < cores)
 }
 
 impl Drop for Active {
@@ -97,7 +96,7 @@ pub(super) fn drive_ahead(
     vad: &VadOptions,
     body: impl FnMut(Ahead<'_>) -> Result<bool>,
 ) -> Result<Drove> {
-    let (_active, threads) = Active::enter();
+    let (_active, threads) = enter();
     drive_staged(stream, path, keep_truncated, report, vad, threads, body)
 }
 

@@ -322,12 +322,18 @@ fn encode_parts(
         TrackOptions {
             normalize: Normalization::Fixed(1.0),
             gains: gains.iter().map(|g| g.unwrap_or(1.0)).collect(),
-            ..TrackOptions::default()
+            ..ahead::track_options()
         }
     } else {
-        TrackOptions::default()
+        ahead::track_options()
     };
     let (mut stream, _) = source::open_tracks(input, path, Select::Lanes(lanes), opts)?;
+    // Decoding on a thread of its own (the FLAC encoding is parallel already), unless the
+    // machine's cores are taken by other files.
+    let (_active, threads) = ahead::enter();
+    if threads {
+        stream.read_ahead()?;
+    }
     let mut report = DecodeReporter::new(progress, 2);
     let mut tracks = plans
         .iter()

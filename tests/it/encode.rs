@@ -106,7 +106,16 @@ fn wav_bytes_round_trips() {
 
 #[test]
 fn flac_writer_round_trips_in_blocks_of_any_size() {
-    for (n, block) in [(50_000, 777), (4096, 4096), (4097, 100), (1, 1), (0, 1)] {
+    // 300 000 samples: several batches of frames encoded in parallel, then a short block.
+    for (n, block) in [
+        (300_000, 7_777),
+        (300_000, 300_000),
+        (50_000, 777),
+        (4096, 4096),
+        (4097, 100),
+        (1, 1),
+        (0, 1),
+    ] {
         let x = signal(n);
         let mut w = FlacWriter::new(Vec::new(), RATE).unwrap();
         for b in x.chunks(block) {
@@ -140,23 +149,28 @@ impl std::io::Write for Shared {
     }
 }
 
+/// Frames are encoded 16 blocks (of 4096 samples) at a time: memory is one batch.
 #[test]
-fn flac_writer_streams_frame_by_frame() {
+fn flac_writer_streams_batch_by_batch() {
+    const BATCH: usize = 16 * 4096;
     let sink = Shared::default();
     let len = || sink.0.lock().unwrap().len();
     let mut w = FlacWriter::new(sink.clone(), RATE).unwrap();
     let header = len();
     assert!(header > 4);
-    let x = signal(4096 * 3 + 10);
-    w.write(&x[..4000]).unwrap();
-    assert_eq!(len(), header, "nothing before a block is full");
-    w.write(&x[4000..4096 * 3]).unwrap();
-    let three = len();
-    assert!(three > header, "full blocks are written at once");
-    w.write(&x[4096 * 3..]).unwrap();
-    assert_eq!(len(), three, "only one block is held");
+    let x = signal(2 * BATCH + 10);
+    w.write(&x[..BATCH - 1]).unwrap();
+    assert_eq!(len(), header, "nothing before a batch is full");
+    w.write(&x[BATCH - 1..BATCH]).unwrap();
+    let one = len();
+    assert!(one > header, "a full batch is written at once");
+    w.write(&x[BATCH..2 * BATCH - 1]).unwrap();
+    assert_eq!(len(), one, "at most one batch is held");
+    w.write(&x[2 * BATCH - 1..]).unwrap();
+    let two = len();
+    assert!(two > one);
     w.finish().unwrap();
-    assert!(len() > three);
+    assert!(len() > two);
     let bytes = sink.0.lock().unwrap().clone();
     assert_eq!(decode(bytes).0, quantised(&x));
 }
