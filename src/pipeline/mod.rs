@@ -12,10 +12,19 @@
 //! # Routes
 //! - [`Route::Sync`]: the file is decoded, resampled and segmented as a stream (segments of at
 //!   most 60 s, cut in pauses); each segment is normalised, encoded as WAV and sent to
-//!   `POST /asr`, with [`PipelineBuilder::concurrency`] requests in flight. Decoding runs on a
-//!   blocking thread ahead of the requests through a bounded channel: segment k+1 is decoded
+//!   `POST /asr`, with [`PipelineBuilder::concurrency`] requests in flight. Decoding runs on
+//!   blocking threads ahead of the requests through a bounded channel: segment k+1 is decoded
 //!   while segment k is in the air, and at most `concurrency` segments wait, so memory does not
 //!   grow with the file.
+//!
+//! # Threads
+//! One file's front end runs as a chain of stages on threads of their own, with bounded queues
+//! between them: decoding (a few packets ahead), 16 kHz resampling and the choice of tracks,
+//! the voice detector's frame analysis (energy, tone features, the state-free half of the
+//! speech model), and segmentation with the model's recurrent half and encoding. So a single
+//! long file uses the machine's cores; the results are exactly those of one thread. When as
+//! many files are being read at once as there are cores (a batch with `jobs` ≥ cores), each
+//! further file runs its chain on one thread instead.
 //! - [`Route::Async`]: a first pass measures loudness and finds the speech; the file is then
 //!   planned into parts of at most 400 minutes of uploaded audio (cut in
 //!   silences), optionally with long silences removed ([`PipelineBuilder::remove_silence`]).

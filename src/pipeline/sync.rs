@@ -1,4 +1,4 @@
-//! The sync route: a decoding thread cuts segments into a bounded channel; the async side keeps
+//! The sync route: decoding threads cut segments into a bounded channel; the async side keeps
 //! up to `concurrency` `POST /asr` requests in flight.
 
 use std::path::Path;
