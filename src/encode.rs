@@ -233,20 +233,21 @@ impl<W: Write> FlacWriter<W> {
         }
         let (config, info, first) = (&self.config, &self.info, self.frame_no);
         let n = self.pending.len().div_ceil(FLAC_BLOCK);
-        let encode = |(i, ((fb, sink), block)): (usize, ((&mut FrameBuf, &mut ByteSink), &[i32]))| {
-            let no = first + i;
-            if block.len() != FLAC_BLOCK {
-                fb.resize(block.len());
-            }
-            fb.fill_interleaved(block)
-                .map_err(|e| enc_err(format!("FLAC: {e}")))?;
-            let frame = flacenc::encode_fixed_size_frame(config, fb, no, info)
-                .map_err(|e| enc_err(format!("FLAC frame {no}: {e}")))?;
-            sink.clear();
-            frame
-                .write(sink)
-                .map_err(|e| enc_err(format!("FLAC frame {no}: {e}")))
-        };
+        let encode =
+            |(i, ((fb, sink), block)): (usize, ((&mut FrameBuf, &mut ByteSink), &[i32]))| {
+                let no = first + i;
+                if block.len() != FLAC_BLOCK {
+                    fb.resize(block.len());
+                }
+                fb.fill_interleaved(block)
+                    .map_err(|e| enc_err(format!("FLAC: {e}")))?;
+                let frame = flacenc::encode_fixed_size_frame(config, fb, no, info)
+                    .map_err(|e| enc_err(format!("FLAC frame {no}: {e}")))?;
+                sink.clear();
+                frame
+                    .write(sink)
+                    .map_err(|e| enc_err(format!("FLAC frame {no}: {e}")))
+            };
         let jobs = self.fbs[..n]
             .iter_mut()
             .zip(self.sinks[..n].iter_mut())

@@ -424,7 +424,8 @@ mod tests {
             fail_at,
             read: Arc::clone(&read),
         };
-        let s = TrackStream::new(Box::new(Mono(src)), &Lanes::Mixed, None, track_options()).unwrap();
+        let s =
+            TrackStream::new(Box::new(Mono(src)), &Lanes::Mixed, None, track_options()).unwrap();
         (s, read)
     }
 
@@ -497,7 +498,9 @@ mod tests {
             assert!(matches!(e.kind(), ErrorKind::Truncated { .. }), "{e}");
             // Nothing is flushed after an error.
             assert_eq!(empty, 0, "threads {threads}");
-            assert!(segs.iter().all(|s| s.end <= crate::time::rescale(at as u64, v.0)));
+            assert!(segs
+                .iter()
+                .all(|s| s.end <= crate::time::rescale(at as u64, v.0)));
             let (r, kept, _, empty) = run(&v, Some(at), true, threads);
             assert!(matches!(r, Ok(Drove::End(Some(_)))), "threads {threads}");
             assert_eq!(empty, 1);
