@@ -399,9 +399,28 @@ impl Chooser {
         for (q, l) in self.held.iter_mut().zip(lanes) {
             q.extend(l.as_ref().iter().copied());
         }
-        if let (Some(j), [a, b]) = (self.judge.as_mut(), lanes) {
-            j.push(a.as_ref(), b.as_ref());
-            // Look again about once a second of audio.
+        let [a, b] = lanes else {
+            return;
+        };
+        let (a, b) = (a.as_ref(), b.as_ref());
+        // Look again every second of audio, at exactly that sample whatever the block sizes
+        // (they differ between one thread and a read-ahead): the same input, the same choice.
+        let mut at = 0;
+        while at < a.len() {
+            let Some(j) = self.judge.as_mut() else {
+                return;
+            };
+            // Samples up to the frame that completes the next look.
+            let need = usize::try_from(self.next_look.saturating_sub(j.judged()))
+                .unwrap_or(usize::MAX)
+                .saturating_sub(j.fill)
+                .max(1);
+            let end = at.saturating_add(need).min(a.len()).min(b.len());
+            if end <= at {
+                return;
+            }
+            j.push(&a[at..end], &b[at..end]);
+            at = end;
             if j.judged() >= self.next_look {
                 self.next_look = j.judged() + RATE as Samples;
                 self.consider(false);

@@ -66,7 +66,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::time::{self, Samples, TimeMap, RATE};
-use crate::vad::{Analysed, FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME_U64};
+use crate::vad::{Analysed, FrameInfo, VadOptions, VoiceDetector, DELAY_FRAMES, FRAME, FRAME_U64};
 use crate::{Error, Result};
 
 mod cutter;
@@ -525,10 +525,14 @@ impl Segmenter {
         if self.finished {
             return;
         }
+        // In pieces of about 2 s: the analysed frames wait only that long (each holds the
+        // speech model's input gates, as much memory as its audio).
         let mut frames = std::mem::take(&mut self.frames);
-        frames.clear();
-        self.det.analyser().push(samples, &mut frames);
-        self.push_analysed(samples.len(), &frames, out);
+        for piece in samples.chunks(64 * FRAME) {
+            frames.clear();
+            self.det.analyser().push(piece, &mut frames);
+            self.push_analysed(piece.len(), &frames, out);
+        }
         self.frames = frames;
     }
 

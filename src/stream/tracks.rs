@@ -71,13 +71,16 @@ const READ_FRAMES: usize = 16_384;
 type Read = (usize, Vec<f32>);
 
 /// A [`FrameSource`] decoded on a thread of its own, up to [`READ_AHEAD`] reads ahead of the
-/// stream, in order (an error comes after everything read before it). Dropping it stops the
-/// thread at its next read and waits for it.
+/// stream, in order (an error comes after everything read before it; a panic of the source
+/// goes on on the reading side, as it would without the thread). Dropping it stops the thread
+/// after the packet it is decoding and waits for it.
 struct ReadAhead {
     rate: NonZeroU32,
     channels: u16,
     rx: Option<std::sync::mpsc::Receiver<Result<Read>>>,
     back: std::sync::mpsc::Sender<Vec<f32>>,
+    /// Set when dropped: the thread stops gathering.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -87,6 +90,8 @@ impl ReadAhead {
         let (rate, channels) = (source.sample_rate(), source.channels());
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
         let (back, free) = std::sync::mpsc::channel::<Vec<f32>>();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("asr-read".into())
             .spawn(move || loop {
@@ -96,6 +101,9 @@ impl ReadAhead {
                 buf.clear();
                 let mut frames = 0;
                 let end = loop {
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
                     match source.read_frames(&mut buf, mix) {
                         Ok(0) => break Some(Ok(0)),
                         Ok(n) => {
@@ -121,6 +129,7 @@ impl ReadAhead {
             channels,
             rx: Some(rx),
             back,
+            stop,
             thread: Some(thread),
         })
     }
@@ -151,6 +160,11 @@ impl FrameSource for ReadAhead {
             return Ok(0);
         };
         match rx.recv() {
+            Ok(Ok((0, _))) => {
+                // The end: later calls answer `Ok(0)` too.
+                self.rx = None;
+                Ok(0)
+            }
             Ok(Ok((n, buf))) => {
                 out.extend_from_slice(&buf);
                 let _ = self.back.send(buf);
@@ -160,10 +174,14 @@ impl FrameSource for ReadAhead {
                 self.rx = None;
                 Err(e)
             }
-            // The thread ended after its last read.
+            // The thread always sends the end (or an error) before it returns: gone without
+            // it, it panicked, and the panic goes on here.
             Err(_) => {
                 self.rx = None;
-                Ok(0)
+                if let Some(Err(p)) = self.thread.take().map(std::thread::JoinHandle::join) {
+                    std::panic::resume_unwind(p);
+                }
+                Err(Error::internal("the reading thread ended without its end"))
             }
         }
     }
@@ -171,7 +189,8 @@ impl FrameSource for ReadAhead {
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
-        // The thread's next send fails once the receiver is gone; then it returns.
+        // The thread stops before its next packet, or at its next send (the receiver is gone).
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.rx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -496,6 +515,131 @@ impl TrackStream {
                 apply_gain(t, g);
                 t.iter_mut().for_each(|s| *s = s.clamp(-1.0, 1.0));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two talkers on the two channels of a call (real voices of testdata/speech, each
+    /// speaking while the other pauses), read 20 ms at a time, as AMR packets come; panics on
+    /// read `panic_at` when set.
+    struct Call {
+        rate: NonZeroU32,
+        frames: Vec<[f32; 2]>,
+        pos: usize,
+        reads: usize,
+        panic_at: Option<usize>,
+    }
+
+    impl Call {
+        fn new(panic_at: Option<usize>) -> Call {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/speech");
+            let mut voices = Vec::new();
+            let mut rate = None;
+            for name in ["r1_please_hold", "u2_hello", "r3_two_nine", "u6_number"] {
+                let mut d = Decoder::open(&dir.join(format!("{name}.wav"))).unwrap();
+                assert_eq!(*rate.get_or_insert(d.info().sample_rate), d.info().sample_rate);
+                let mut x = Vec::new();
+                while d.read_mono(&mut x).unwrap() > 0 {}
+                voices.push(x);
+            }
+            let mut frames = Vec::new();
+            for round in 0..12 {
+                for (i, v) in voices.iter().enumerate() {
+                    let ch = (i + round) % 2;
+                    for &s in v {
+                        let mut f = [0.0; 2];
+                        f[ch] = s;
+                        f[1 - ch] = 0.001 * s; // a little crosstalk
+                        frames.push(f);
+                    }
+                    frames.extend(std::iter::repeat_n([0.0; 2], 4000 + 900 * (i % 3)));
+                }
+            }
+            Call {
+                rate: rate.unwrap(),
+                frames,
+                pos: 0,
+                reads: 0,
+                panic_at,
+            }
+        }
+    }
+
+    impl FrameSource for Call {
+        fn sample_rate(&self) -> NonZeroU32 {
+            self.rate
+        }
+        fn channels(&self) -> u16 {
+            2
+        }
+        fn read_frames(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize> {
+            self.reads += 1;
+            if self.panic_at == Some(self.reads) {
+                panic!("the source broke");
+            }
+            let end = (self.pos + self.rate.get() as usize / 50).min(self.frames.len());
+            for f in &self.frames[self.pos..end] {
+                if mix {
+                    out.push(0.5 * (f[0] + f[1]));
+                } else {
+                    out.extend_from_slice(f);
+                }
+            }
+            let n = end - self.pos;
+            self.pos = end;
+            Ok(n)
+        }
+    }
+
+    fn read_all(ahead: bool, panic_at: Option<usize>) -> (Vec<Vec<f32>>, Option<Choice>) {
+        let mut s = TrackStream::new(
+            Box::new(Call::new(panic_at)),
+            &Lanes::Judge,
+            None,
+            TrackOptions {
+                min_block: 16_000,
+                ..TrackOptions::default()
+            },
+        )
+        .unwrap();
+        if ahead {
+            s.read_ahead().unwrap();
+        }
+        let mut tracks: Vec<Vec<f32>> = Vec::new();
+        while let Some(b) = s.next_block().unwrap() {
+            tracks.resize_with(b.tracks.len(), Vec::new);
+            for (t, x) in tracks.iter_mut().zip(b.tracks) {
+                t.extend_from_slice(x);
+            }
+        }
+        (tracks, s.choice().cloned())
+    }
+
+    /// The read-ahead hands the stream reads of ~16k frames instead of 160: the tracks and the
+    /// channel choice (with its measurements) must not change.
+    #[test]
+    fn reading_ahead_changes_neither_the_audio_nor_the_channel_choice() {
+        let (a, ca) = read_all(false, None);
+        let (b, cb) = read_all(true, None);
+        let choice = ca.clone().unwrap();
+        assert_eq!(choice.channels, Some(vec![0, 1]), "two talkers: {choice:?}");
+        assert_eq!(ca, cb);
+        assert_eq!(a.len(), 2);
+        assert!(a[0].len() > 16_000 * 60, "{} samples", a[0].len());
+        assert!(a == b, "the tracks differ");
+    }
+
+    /// A source that panics on the reading thread: the panic reaches the stream's caller, as
+    /// without the thread, instead of passing for the end of the input.
+    #[test]
+    fn a_panic_while_reading_ahead_is_not_taken_for_the_end() {
+        for ahead in [false, true] {
+            let r = std::panic::catch_unwind(|| read_all(ahead, Some(500)));
+            assert!(r.is_err(), "ahead {ahead}: the stream ended normally");
         }
     }
 }
