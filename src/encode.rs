@@ -146,7 +146,7 @@ const FLAC_BLOCK: usize = 4096;
 const BATCH: usize = 16;
 
 /// A 16-bit mono FLAC writer to any `Write`, streaming with `flacenc`'s per-frame encoder.
-/// Frames are independent, so they are gathered [`BATCH`] at a time and encoded in parallel on
+/// Frames are independent, so they are gathered 16 at a time and encoded in parallel on
 /// rayon's global pool (shared by every writer in the process: a batch of files does not start
 /// more threads than the machine has cores), then written in order. Memory is one batch
 /// (about 4 s of audio), whatever the length.

@@ -541,7 +541,10 @@ mod tests {
             let mut rate = None;
             for name in ["r1_please_hold", "u2_hello", "r3_two_nine", "u6_number"] {
                 let mut d = Decoder::open(&dir.join(format!("{name}.wav"))).unwrap();
-                assert_eq!(*rate.get_or_insert(d.info().sample_rate), d.info().sample_rate);
+                assert_eq!(
+                    *rate.get_or_insert(d.info().sample_rate),
+                    d.info().sample_rate
+                );
                 let mut x = Vec::new();
                 while d.read_mono(&mut x).unwrap() > 0 {}
                 voices.push(x);
