@@ -21,7 +21,7 @@ MINUTES=${MINUTES:-60}
 LONG_MINUTES=${LONG_MINUTES:-400}
 PAIRS=${PAIRS:-3}
 DIR=${BENCH_DIR:-target/bench}
-FORMATS=${FORMATS:-"flac_44k_stereo vorbis_44k_stereo mp3_44k_stereo aac_44k_stereo opus_48k_mono wav_48k_stereo wav_8k_s16 wav_8k_mulaw amrnb_8k"}
+FORMATS=${FORMATS:-"flac_44k_stereo vorbis_44k_stereo mp3_44k_stereo aac_44k_stereo opus_48k_mono wav_48k_stereo wav_8k_s16 wav_8k_mulaw amrnb_8k amrwb_16k_tone"}
 mkdir -p "$DIR"
 command -v ffmpeg >/dev/null && [ -x /usr/bin/time ] || { echo "needs ffmpeg and /usr/bin/time" >&2; exit 2; }
 
@@ -49,7 +49,7 @@ input() {
   local name=$1 min=$2 out ext
   case $name in
     flac_*) ext=flac ;; vorbis_*|opus_*) ext=ogg ;; mp3_*) ext=mp3 ;; aac_*) ext=m4a ;;
-    wav_*) ext=wav ;; amrnb_*) ext=amr ;; *) echo "unknown format $name" >&2; return 1 ;;
+    wav_*) ext=wav ;; amrnb_*|amrwb_*) ext=amr ;; *) echo "unknown format $name" >&2; return 1 ;;
   esac
   out="$DIR/${name}_${min}m.$ext"
   if [ ! -s "$out" ]; then
@@ -69,6 +69,12 @@ input() {
         "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_s16le -y "$out.src.wav"
         sox "$out.src.wav" -t amr-nb -C 7 "$out.tmp.amr"
         rm -f "$out.src.wav" ;;
+      amrwb_16k_tone)
+        # No AMR-WB encoder in Debian's ffmpeg or sox: the committed AMR-WB sample (a tone,
+        # 1.55 s) with its frames repeated to MINUTES. A decoder speed figure, not a VAD one.
+        local src=testdata/formats/tone_16k_wb.amr reps
+        reps=$(( min * 60 * 100 / 155 + 1 ))
+        { printf '#!AMR-WB\n'; for ((r = 0; r < reps; r++)); do tail -c +10 "$src"; done; } >"$out.tmp.amr" ;;
     esac
     mv "$out.tmp.$ext" "$out"
   fi
