@@ -224,59 +224,81 @@ fn decode(
     Ok(Drove::End(None))
 }
 
-/// The analysis thread: one [`Analyser`] per track, created with the first block.
+/// One [`Analyser`] per track, created with the first block: the analysis both loops share.
+struct Analysers(Vec<Analyser>);
+
+impl Analysers {
+    /// Analyses one block of every track into `frames` (one `Vec` per track, cleared first).
+    fn push<T: AsRef<[f32]>>(
+        &mut self,
+        vad: &VadOptions,
+        tracks: &[T],
+        frames: &mut Vec<Vec<Analysed>>,
+    ) -> Result<()> {
+        if self.0.is_empty() {
+            for _ in tracks {
+                self.0.push(Analyser::new(vad)?);
+            }
+        }
+        frames.resize_with(self.0.len(), Vec::new);
+        for ((a, f), t) in self.0.iter_mut().zip(frames.iter_mut()).zip(tracks) {
+            f.clear();
+            a.push(t.as_ref(), f);
+        }
+        Ok(())
+    }
+
+    /// The analysis of every track's incomplete last frame, into `frames` (cleared first);
+    /// `false` when no block came (nothing to finish).
+    fn finish(&mut self, frames: &mut Vec<Vec<Analysed>>) -> bool {
+        frames.resize_with(self.0.len(), Vec::new);
+        for (a, f) in self.0.iter_mut().zip(frames.iter_mut()) {
+            f.clear();
+            a.finish(f);
+        }
+        !self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The analysis thread.
 fn analyse(
     vad: &VadOptions,
     rx: Receiver<ToAnalysis>,
     to_body: &std::sync::mpsc::SyncSender<Result<Ready>>,
     free: Receiver<Vec<Vec<Analysed>>>,
 ) {
-    let mut analysers: Vec<Analyser> = Vec::new();
+    let mut analysers = Analysers(Vec::new());
     for msg in rx.iter() {
-        match msg {
+        let mut frames = free.try_recv().unwrap_or_default();
+        let m = match msg {
             ToAnalysis::Block(d) => {
-                if analysers.is_empty() {
-                    for _ in &d.tracks {
-                        match Analyser::new(vad) {
-                            Ok(a) => analysers.push(a),
-                            Err(e) => {
-                                let _ = to_body.send(Err(e));
-                                return;
-                            }
-                        }
-                    }
+                if let Err(e) = analysers.push(vad, &d.tracks, &mut frames) {
+                    let _ = to_body.send(Err(e));
+                    return;
                 }
-                let mut frames = free.try_recv().unwrap_or_default();
-                frames.resize_with(analysers.len(), Vec::new);
-                for ((a, f), t) in analysers.iter_mut().zip(&mut frames).zip(&d.tracks) {
-                    f.clear();
-                    a.push(t, f);
-                }
-                let m = Ready {
+                Ready {
                     tracks: d.tracks,
                     frames,
                     choice: d.choice,
-                };
-                if to_body.send(Ok(m)).is_err() {
-                    return;
                 }
             }
             ToAnalysis::End => {
-                if analysers.is_empty() {
-                    return;
+                if analysers.finish(&mut frames) {
+                    let _ = to_body.send(Ok(Ready {
+                        tracks: vec![Vec::new(); analysers.len()],
+                        frames,
+                        choice: None,
+                    }));
                 }
-                let mut frames = vec![Vec::new(); analysers.len()];
-                for (a, f) in analysers.iter_mut().zip(&mut frames) {
-                    a.finish(f);
-                }
-                let m = Ready {
-                    tracks: vec![Vec::new(); analysers.len()],
-                    frames,
-                    choice: None,
-                };
-                let _ = to_body.send(Ok(m));
                 return;
             }
+        };
+        if to_body.send(Ok(m)).is_err() {
+            return;
         }
     }
 }
@@ -290,7 +312,7 @@ fn drive_inline(
     vad: &VadOptions,
     mut body: impl FnMut(Ahead<'_>) -> Result<bool>,
 ) -> Result<Drove> {
-    let mut analysers: Vec<Analyser> = Vec::new();
+    let mut analysers = Analysers(Vec::new());
     let mut frames: Vec<Vec<Analysed>> = Vec::new();
     let mut choice: Option<Choice> = None;
     let truncated = loop {
@@ -299,17 +321,10 @@ fn drive_inline(
             Ok(None) => break None,
             Err(e) => break Some(keep_truncation(e, keep_truncated, path)?),
         };
-        if analysers.is_empty() {
-            for _ in block.tracks {
-                analysers.push(Analyser::new(vad)?);
-            }
-            frames.resize_with(analysers.len(), Vec::new);
+        if choice.is_none() {
             choice = Some(block.choice.clone());
         }
-        for ((a, f), t) in analysers.iter_mut().zip(&mut frames).zip(block.tracks) {
-            f.clear();
-            a.push(t, f);
-        }
+        analysers.push(vad, block.tracks, &mut frames)?;
         let end = block.end();
         if !body(Ahead {
             tracks: block.tracks,
@@ -321,17 +336,15 @@ fn drive_inline(
         report.at(end);
     };
     if let Some(c) = &choice {
-        for (a, f) in analysers.iter_mut().zip(&mut frames) {
-            f.clear();
-            a.finish(f);
-        }
-        let empty = vec![Vec::new(); analysers.len()];
-        if !body(Ahead {
-            tracks: &empty,
-            frames: &frames,
-            choice: c,
-        })? {
-            return Ok(Drove::Stopped);
+        if analysers.finish(&mut frames) {
+            let empty = vec![Vec::new(); analysers.len()];
+            if !body(Ahead {
+                tracks: &empty,
+                frames: &frames,
+                choice: c,
+            })? {
+                return Ok(Drove::Stopped);
+            }
         }
     }
     Ok(Drove::End(truncated))
