@@ -167,7 +167,7 @@ pub struct FlacWriter<W: Write> {
     frame_max: u32,
     config: flacenc::error::Verified<flacenc::config::Encoder>,
     info: flacenc::component::StreamInfo,
-    /// One frame buffer and one output sink per frame of a batch.
+    /// One frame buffer and one output sink per frame of a batch, made as needed.
     fbs: Vec<FrameBuf>,
     sinks: Vec<ByteSink>,
     /// Samples of the batch being gathered (up to `BATCH * FLAC_BLOCK`).
@@ -202,13 +202,6 @@ impl<W: Write> FlacWriter<W> {
             .map_err(|e| enc_err(format!("FLAC header: {e}")))?;
         w.write_all(sink.as_slice())?;
         let bytes = sink.as_slice().len() as u64;
-        let mut fbs = Vec::with_capacity(BATCH);
-        for _ in 0..BATCH {
-            fbs.push(
-                FrameBuf::with_size(1, FLAC_BLOCK)
-                    .map_err(|e| enc_err(format!("FLAC frame buffer: {e}")))?,
-            );
-        }
         Ok(FlacWriter {
             w,
             bytes,
@@ -217,8 +210,8 @@ impl<W: Write> FlacWriter<W> {
             frame_max: 0,
             config,
             info,
-            fbs,
-            sinks: (0..BATCH).map(|_| ByteSink::new()).collect(),
+            fbs: Vec::with_capacity(BATCH),
+            sinks: Vec::with_capacity(BATCH),
             pending: Vec::with_capacity(BATCH * FLAC_BLOCK),
             frame_no: 0,
         })
@@ -233,6 +226,14 @@ impl<W: Write> FlacWriter<W> {
         }
         let (config, info, first) = (&self.config, &self.info, self.frame_no);
         let n = self.pending.len().div_ceil(FLAC_BLOCK);
+        // Buffers for as many frames as a batch has had so far (a short write needs few).
+        while self.fbs.len() < n {
+            self.fbs.push(
+                FrameBuf::with_size(1, FLAC_BLOCK)
+                    .map_err(|e| enc_err(format!("FLAC frame buffer: {e}")))?,
+            );
+            self.sinks.push(ByteSink::new());
+        }
         let encode =
             |(i, ((fb, sink), block)): (usize, ((&mut FrameBuf, &mut ByteSink), &[i32]))| {
                 let no = first + i;
@@ -248,18 +249,19 @@ impl<W: Write> FlacWriter<W> {
                     .write(sink)
                     .map_err(|e| enc_err(format!("FLAC frame {no}: {e}")))
             };
-        let jobs = self.fbs[..n]
-            .iter_mut()
-            .zip(self.sinks[..n].iter_mut())
-            .zip(self.pending.chunks(FLAC_BLOCK))
-            .enumerate();
+        let (fbs, sinks) = (&mut self.fbs[..n], &mut self.sinks[..n]);
         if n > 1 {
-            jobs.collect::<Vec<_>>()
-                .into_par_iter()
-                .map(encode)
-                .collect::<Result<Vec<()>>>()?;
+            fbs.par_iter_mut()
+                .zip(sinks.par_iter_mut())
+                .zip(self.pending.par_chunks(FLAC_BLOCK))
+                .enumerate()
+                .try_for_each(encode)?;
         } else {
-            jobs.map(encode).collect::<Result<Vec<()>>>()?;
+            fbs.iter_mut()
+                .zip(sinks.iter_mut())
+                .zip(self.pending.chunks(FLAC_BLOCK))
+                .enumerate()
+                .try_for_each(encode)?;
         }
         for sink in &self.sinks[..n] {
             self.w.write_all(sink.as_slice())?;
