@@ -26,5 +26,7 @@ seed 3 'Wed, 21 Oct 2026 07:28:00 GMT' date
 seed 3 '120' secs
 seed 4 'completed' status
 seed 5 '{"segments":[{"start":0.66,"end":1.26,"speaker":null,"language":null,"text":"hi","source":{"route":"sync","segment":0}}],"metadata":{}}' transcript
-seed 6 '{"segments":[]}' plan
+seed 6 $'HTTP/1.1 403 Forbidden\r\nContent-Length: 20\r\n\r\n<Error><Code>A</Code>' answer_length
+seed 6 $'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Slow Down\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n' answer_chunked
+seed 7 '{"segments":[]}' plan
 echo "seeded: $(ls corpus/*/ | wc -l) files"

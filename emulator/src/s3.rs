@@ -5,8 +5,10 @@
 //! - fields are read in order up to the part named `file`; fields after it are ignored, as
 //!   S3 ignores them (so a field sent after the file is "missing");
 //! - the fields are checked by [`sigv4::verify_fields`] (signature, expiry, conditions, extra
-//!   fields), the file is streamed to a temporary file (never held in memory) and its size
-//!   checked against `content-length-range`;
+//!   fields) as soon as the file part begins: a refusal is answered then, with the file
+//!   unread, and the connection closed (as S3 does); else the file is streamed to a
+//!   temporary file (never held in memory) and its size checked against
+//!   `content-length-range`;
 //! - success answers `success_action_status` (200, or 201 with a `PostResponse` XML body)
 //!   or 204 by default; refusals answer S3's XML error.
 
@@ -139,27 +141,44 @@ async fn receive_file(
         SystemTime::now(),
         |ak| (ak == sh.s3_creds.access_key_id).then(|| sh.s3_creds.clone()),
     );
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            // Refused on the fields alone: answered before the file is read, as S3 does; the
+            // connection is then closed with the rest of the body unread.
+            let form_key = fields
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("key"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let mut r = fail(e);
+            r.extensions_mut().insert(AttemptKey(short_hash(&[
+                b"s3-refused",
+                bucket.as_bytes(),
+                form_key.as_bytes(),
+            ])));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
+    };
     let limit = verified
-        .as_ref()
-        .ok()
-        .and_then(|v| v.length_range)
+        .length_range
         .map_or(sh.cfg.max_upload_bytes, |r| r.1);
 
     // Stream the file to disk (only while it fits), hashing it for the attempt key.
     let tmp = sh.upload_dir.join(format!(".part-{}", sh.random(16)));
-    let mut out = if verified.is_ok() {
-        match tokio::fs::File::create(&tmp).await {
-            Ok(f) => Some(f),
-            Err(_) => {
-                return fail(S3Error::new(
-                    500,
-                    "InternalError",
-                    "cannot store the upload",
-                ));
-            }
+    let mut out = match tokio::fs::File::create(&tmp).await {
+        Ok(f) => Some(f),
+        Err(_) => {
+            return fail(S3Error::new(
+                500,
+                "InternalError",
+                "cannot store the upload",
+            ));
         }
-    } else {
-        None
     };
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -229,13 +248,10 @@ async fn receive_file(
             None,
         );
     }
-    let verified = match verified.and_then(|v| v.check_length(size).map(|()| v)) {
-        Ok(v) => v,
-        Err(e) => {
-            remove_tmp();
-            return with_key(fail(e), None);
-        }
-    };
+    if let Err(e) = verified.check_length(size) {
+        remove_tmp();
+        return with_key(fail(e), None);
+    }
     // Faults are drawn after the body was read, and have no side effect.
     if let Some(kind) = sh.decide_fault(&format!("/s3/{bucket}"), &attempt) {
         if kind.fails() {

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use asr_pipeline::botlhale::{AsyncResult, JobStatus};
-use asr_pipeline::botlhale::__fuzz::{parse_retry_after, parse_s3_error};
+use asr_pipeline::botlhale::__fuzz::{parse_retry_after, parse_s3_error, parse_storage_answer};
 use asr_pipeline::botlhale::SyncTranscription;
 use asr_pipeline::segment::SegmentPlan;
 use asr_pipeline::transcript::Transcript;
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let text = String::from_utf8_lossy(body);
-    match which % 7 {
+    match which % 8 {
         0 => {
             let _ = AsyncResult::from_json(body);
         }
@@ -36,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => {
             let _ = Transcript::from_json(&text);
+        }
+        6 => {
+            let _ = parse_storage_answer(body);
         }
         _ => {
             let _ = SegmentPlan::from_json(&text);

@@ -56,6 +56,7 @@ mod asynch;
 mod auth;
 mod bot;
 mod chat;
+mod h1;
 mod limit;
 mod poll;
 mod retry;
@@ -98,6 +99,7 @@ pub use vela::{VelaCallUpload, VelaMetadata};
 /// Internal parsers, reachable for the fuzz targets in `fuzz/` only: not part of the API.
 #[doc(hidden)]
 pub mod __fuzz {
+    pub use super::h1::parse_answer as parse_storage_answer;
     pub use super::retry::parse_retry_after;
     pub use super::upload::parse_s3_error;
 }
@@ -333,7 +335,7 @@ impl ClientBuilder {
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
-            .user_agent(self.user_agent)
+            .user_agent(self.user_agent.clone())
             .build()
             .map_err(|e| Error::config(format!("HTTP client: {e}")))?;
         Ok(Client {
@@ -354,6 +356,8 @@ impl ClientBuilder {
                 form_max_age: self.form_max_age,
                 form_expiry_margin: self.form_expiry_margin,
                 limiter: self.limiter,
+                connect_timeout: self.connect_timeout,
+                user_agent: self.user_agent,
             }),
         })
     }
@@ -385,6 +389,9 @@ struct Inner {
     /// Credential values of the most recent upload forms (policy, signature, session token,
     /// credential), so [`Client::redact`] removes them from error texts too. Bounded.
     form_secrets: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// For uploads on their own connection ([`h1`]).
+    connect_timeout: Duration,
+    user_agent: String,
 }
 
 impl fmt::Debug for Client {
@@ -667,9 +674,10 @@ impl Client {
 
     /// Sends one logical call: a fresh request from `build` per attempt, the bearer token,
     /// the concurrency permit, one token renewal on 401, and retries as [`decide`] says.
-    pub(crate) async fn send<F>(&self, call: Call<'_>, build: F) -> Result<Reply>
+    pub(crate) async fn send<F, R>(&self, call: Call<'_>, build: F) -> Result<Reply>
     where
-        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+        F: Fn(&reqwest::Client) -> Result<R>,
+        R: Into<Attempt>,
     {
         let mut policy = self.inner.retry.clone();
         policy.jitter_seed = fastrand::u64(..);
@@ -682,20 +690,24 @@ impl Client {
             } else {
                 None
             };
-            let mut rb = build(&self.inner.http)?;
-            if let Some(t) = &token {
-                rb = rb.bearer_auth(t.expose());
-            }
-            if let Some(t) = call.timeout {
-                rb = rb.timeout(t);
-            }
+            let mut rb = build(&self.inner.http)?.into();
             // An upload's attempt is watched instead of timed as a whole (see `Watch`).
             let watch = call
                 .watch
                 .as_ref()
                 .and_then(|w| w.lock().ok().and_then(|g| g.clone()));
-            if watch.is_some() {
-                rb = rb.timeout(Duration::from_secs(7 * 24 * 3600));
+            if let Attempt::Reqwest(r) = rb {
+                let mut r = r;
+                if let Some(t) = &token {
+                    r = r.bearer_auth(t.expose());
+                }
+                if let Some(t) = call.timeout {
+                    r = r.timeout(t);
+                }
+                if watch.is_some() {
+                    r = r.timeout(Duration::from_secs(7 * 24 * 3600));
+                }
+                rb = Attempt::Reqwest(r);
             }
             let result = {
                 let mut slot = self.inner.gate.acquire().await;
@@ -916,9 +928,25 @@ pub(crate) fn parse_withheld<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -
 
 /// One HTTP exchange: status, parsed `Retry-After` and the bounded body, or a classified
 /// transport failure with its message (URL stripped).
-async fn exchange(
-    rb: reqwest::RequestBuilder,
-) -> std::result::Result<(u16, Option<Duration>, Bytes), (Outcome, String)> {
+/// One attempt's request, ready to send.
+pub(crate) enum Attempt {
+    /// Through the shared `reqwest` client (every API call).
+    Reqwest(reqwest::RequestBuilder),
+    /// On a connection of its own that reads early answers (presigned uploads).
+    Own(h1::Post),
+}
+
+impl From<reqwest::RequestBuilder> for Attempt {
+    fn from(r: reqwest::RequestBuilder) -> Self {
+        Attempt::Reqwest(r)
+    }
+}
+
+async fn exchange(rb: Attempt) -> std::result::Result<h1::Answer, h1::Failure> {
+    let rb = match rb {
+        Attempt::Reqwest(r) => r,
+        Attempt::Own(p) => return p.exchange().await,
+    };
     let mut resp = rb.send().await.map_err(classify)?;
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -927,7 +955,15 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            // An error answer counts by its status even when its body breaks off (a
+            // server that answers and closes at once).
+            Err(_) if !(200..300).contains(&status) => break,
+            Err(e) => return Err(classify(e)),
+        };
         if body.len() + chunk.len() > MAX_BODY {
             return Err((
                 Outcome::Other,

@@ -23,7 +23,7 @@ use tokio_util::io::ReaderStream;
 
 use super::types::PresignedPost;
 use super::Watch;
-use super::{Call, Client};
+use super::{h1, Attempt, Call, Client};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Chunk size of the file stream.
@@ -151,12 +151,12 @@ impl MultipartPlan {
     /// pool) when first polled: a request builder needs no file I/O on the runtime thread.
     /// An open failure ends the body with that error.
     /// With `progress`, reports the file bytes sent (see [`UploadProgress`]).
-    pub fn body_from_path(
+    pub fn body_stream_from_path(
         &self,
         path: std::path::PathBuf,
         progress: Option<UploadProgress>,
         watch: Option<Watch>,
-    ) -> reqwest::Body {
+    ) -> futures_util::stream::BoxStream<'static, io::Result<Bytes>> {
         let plan = self.clone();
         let s = stream::once(async move { tokio::fs::File::open(&path).await })
             .map(move |r| match r {
@@ -168,7 +168,7 @@ impl MultipartPlan {
                 }
             })
             .flatten();
-        reqwest::Body::wrap_stream(s)
+        s.boxed()
     }
 
     /// The body as a stream of chunks over an open file.
@@ -427,15 +427,33 @@ impl Client {
                     }
                     // The file is (re)opened by the body stream itself, off the runtime
                     // thread; `metadata` above already checked it is there.
-                    Ok(http
-                        .post(&url)
-                        .header(reqwest::header::CONTENT_TYPE, plan.content_type())
-                        .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(plan.body_from_path(
-                            path.to_path_buf(),
-                            progress.clone(),
-                            Some(watch),
-                        )))
+                    let body = plan.body_stream_from_path(
+                        path.to_path_buf(),
+                        progress.clone(),
+                        Some(watch),
+                    );
+                    if h1::proxied(&url) {
+                        return Ok(Attempt::Reqwest(
+                            http.post(&url)
+                                .header(reqwest::header::CONTENT_TYPE, plan.content_type())
+                                .header(reqwest::header::CONTENT_LENGTH, len)
+                                .body(reqwest::Body::wrap_stream(body)),
+                        ));
+                    }
+                    let url = url::Url::parse(&url).map_err(|e| {
+                        Error::config(format!("{EP}: the form's URL does not parse: {e}"))
+                    })?;
+                    Ok(Attempt::Own(h1::Post {
+                        url,
+                        headers: vec![
+                            ("Content-Type", plan.content_type()),
+                            ("Content-Length", len.to_string()),
+                            ("User-Agent", self.inner.user_agent.clone()),
+                        ],
+                        body,
+                        connect_timeout: self.inner.connect_timeout,
+                        max_body: super::MAX_BODY,
+                    }))
                 },
             )
             .await;

@@ -1291,3 +1291,161 @@ async fn thirty_percent_faults_every_call_completes_within_the_policy() {
     // Never more sends than attempts allow, in total.
     assert!(texts.len() <= calls * attempts as usize);
 }
+
+/// How a scripted storage server refuses an upload before it has read the file.
+#[derive(Clone, Copy, Debug)]
+struct EarlyRefusal {
+    /// Body bytes read before answering.
+    read_first: usize,
+    /// `Content-Length` on the answer (else chunked, or delimited by the close).
+    framing: &'static str,
+    /// Reads on (discarding) for a while after answering instead of closing at once.
+    linger: bool,
+}
+
+/// A storage server on 127.0.0.1 that refuses every upload with S3's `AccessDenied` the way
+/// `refusal` says, then closes; returns its URL and a count of (connections, body bytes read).
+async fn refusing_storage(refusal: EarlyRefusal) -> (String, Arc<(AtomicUsize, AtomicUsize)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bucket", listener.local_addr().unwrap());
+    let seen = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            counts.0.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                let head_end = loop {
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let mut body = got.len() - head_end;
+                while body < refusal.read_first {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body += n,
+                    }
+                }
+                counts.1.fetch_add(body, Ordering::SeqCst);
+                let xml =
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                           <Message>Invalid according to Policy: Policy Condition failed: \
+                           [\"eq\", \"$key\", \"x\"]</Message></Error>";
+                let framed = match refusal.framing {
+                    "length" => format!("Content-Length: {}\r\n\r\n{xml}", xml.len()),
+                    "chunked" => format!(
+                        "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+                        10,
+                        &xml[..10],
+                        xml.len() - 10,
+                        &xml[10..]
+                    ),
+                    _ => format!("\r\n{xml}"),
+                };
+                let answer = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n{framed}"
+                );
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                if refusal.linger {
+                    let _ = s.shutdown().await;
+                    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while let Ok(Ok(n)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+                // Dropped with the client's bytes unread: the close is a reset.
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Storage refuses a POST as soon as it has read the form's fields, answers and closes while
+/// the client is still sending a file far larger than the socket buffers: the client reads
+/// the refusal, reports S3's code after one attempt and stops sending.
+#[tokio::test]
+async fn a_refusal_answered_before_the_file_is_read_is_reported_after_one_attempt() {
+    let (_m, base) = start().await;
+    let c = client(&base);
+    let (_d, path, _) = temp_audio(48 << 20);
+    let form = c
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    for read_first in [0, 1 << 20] {
+        for framing in ["length", "chunked", "close"] {
+            for linger in [false, true] {
+                let r = EarlyRefusal {
+                    read_first,
+                    framing,
+                    linger,
+                };
+                let (url, seen) = refusing_storage(r).await;
+                let mut form = form.clone();
+                form.url = url;
+                let e = c
+                    .upload_to_form(&form, &path, "audio/wav")
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(e.kind(), ErrorKind::UploadRejected { status: 403, code, message }
+                        if code == "AccessDenied" && message.contains("Policy Condition failed")),
+                    "{r:?}: {e}"
+                );
+                assert_eq!(seen.0.load(Ordering::SeqCst), 1, "{r:?}: connections");
+                assert!(seen.1.load(Ordering::SeqCst) < 8 << 20, "{r:?}");
+            }
+        }
+    }
+}
+
+/// A storage server that takes the request's head and a little of the body, then resets
+/// the connection without answering: a network failure, retried within the policy.
+#[tokio::test]
+async fn a_reset_without_an_answer_is_a_retried_network_failure() {
+    use tokio::io::AsyncReadExt;
+    let (_m, base) = start().await;
+    let c = client(&base);
+    let (_d, path, _) = temp_audio(8 << 20);
+    let form = c
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut form = form.clone();
+    form.url = format!("http://{}/bucket", listener.local_addr().unwrap());
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
+    let e = c
+        .upload_to_form(&form, &path, "audio/wav")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Transport { attempts: 4, .. }),
+        "{e}"
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 4);
+}

@@ -637,3 +637,42 @@ async fn a_stalled_upload_fails_after_the_stall_timeout() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     held.abort();
 }
+
+/// The emulator refuses a form on its fields, before the file, and closes, as S3 does: on a
+/// slow link the client reports the refusal after one attempt and within a second, instead
+/// of sending the 32 MB file (about 4 minutes at this rate), let alone three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_reported_after_one_attempt_without_sending_the_file() {
+    let mut c = cfg();
+    c.upload_bytes_per_sec = Some(150_000);
+    let emu = Emulator::start(c).await.unwrap();
+    let client = client_for(&emu, 4);
+    let audio = wav(16_000, 1000.0, &[(1.0, 3.0, 300.0)]);
+    let (_d, path) = write_temp(&audio, "big.wav");
+    let mut form = client
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    for (k, v) in &mut form.fields {
+        if k.to_ascii_lowercase().contains("signature") {
+            v.replace_range(..4, "0000");
+        }
+    }
+    let t = std::time::Instant::now();
+    let e = client
+        .upload_to_form(&form, &path, "audio/wav")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::UploadRejected { status: 403, code, .. } if code == "SignatureDoesNotMatch"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let uploads = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/s3/"))
+        .count();
+    assert_eq!(uploads, 1, "one attempt");
+    emu.shutdown().await;
+}
