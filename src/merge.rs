@@ -8,13 +8,16 @@
 //!   their midpoint (overlaps between different speakers are real and kept; see
 //!   `sort_and_trim`), then mapped through the part's
 //!   [`TimeMap`] (when silences were removed before upload) and its offset ([`async_parts`]).
-//!   Speaker labels are kept; with several parts they are prefixed by the part (`p2:speaker_0`),
-//!   because the server numbers speakers per job and nothing says `speaker_0` of part 1 is
-//!   `speaker_0` of part 2.
+//!   Speaker labels are kept. With several parts the server numbers speakers per job, so
+//!   nothing says `speaker_0` of part 1 is `speaker_0` of part 2: a later part that uploaded a
+//!   lead-in (the end of the part before, heard by both jobs) has its speakers matched by who
+//!   talks when in it ([`merge_parts`]); a matched speaker takes the earlier part's label, one
+//!   that cannot be matched keeps a label of its part (`p2:speaker_1`). What a job said about
+//!   its lead-in is used for matching only: the part before transcribed it.
 //! - Optionally adjacent pieces of one speaker are joined for reading (`MergeOptions`).
 
 use crate::time::{Samples, TimeMap};
-use crate::transcript::{Source, TranscriptSegment};
+use crate::transcript::{Source, SpeakerMatch, TranscriptSegment};
 
 /// Samples per millisecond at [`crate::time::RATE`].
 const PER_MS: f64 = crate::time::RATE as f64 / 1000.0;
@@ -95,14 +98,19 @@ pub struct PartResult {
     pub time_map: Option<TimeMap>,
     /// The server's timestamps for this part.
     pub pieces: Vec<AsyncPiece>,
+    /// Samples from `offset` that belong to the part before (uploaded again to match
+    /// speakers): pieces whose middle falls there are used for that only. 0 for none.
+    pub lead_in: Samples,
 }
 
 /// How async results are merged.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct MergeOptions {
-    /// Prefix speaker labels with the part (`p2:speaker_0`) when there is more than one part.
-    /// Default: `true` (the server numbers speakers per job).
+    /// With more than one part, never give two parts' speakers one label unless they were
+    /// matched: a later part's speakers take the matched label of the part before, or a
+    /// label of their part (`p2:speaker_0`). Default: `true` (the server numbers speakers
+    /// per job). `false` keeps the server's labels as they are.
     pub distinct_speakers_per_part: bool,
 }
 
@@ -185,60 +193,156 @@ pub fn async_parts(
     opts: &MergeOptions,
     file_len: Samples,
 ) -> Vec<TranscriptSegment> {
-    let prefix = opts.distinct_speakers_per_part && parts.len() > 1;
+    merge_parts(parts, opts, file_len).0
+}
+
+/// Least time two speakers must be heard together in a lead-in to be matched: 1 s.
+const MIN_AGREEMENT: Samples = crate::time::RATE as Samples;
+/// Share of each speaker's agreement in a lead-in that its match must hold.
+const MATCH_SHARE: f64 = 0.6;
+
+/// [`async_parts`], also saying for each part (in the order given) how its speakers were
+/// labelled: `None` for the first part, or when labels are kept as the server gave them.
+pub fn merge_parts(
+    parts: &[PartResult],
+    opts: &MergeOptions,
+    file_len: Samples,
+) -> (Vec<TranscriptSegment>, Vec<Option<SpeakerMatch>>) {
+    let relabel = opts.distinct_speakers_per_part && parts.len() > 1;
     let mut all = Vec::new();
-    for p in parts {
-        let uploaded_len = p.time_map.as_ref().map_or(p.len, TimeMap::uploaded_len);
-        let mut v: Vec<TranscriptSegment> = p
-            .pieces
-            .iter()
-            .filter_map(|a| {
-                let start = ms_to_samples(a.start_ms)?.min(uploaded_len);
-                let end = ms_to_samples(a.end_ms)?.min(uploaded_len);
-                let speaker = a
+    let mut matches = Vec::with_capacity(parts.len());
+    // The part before's segments in the transcript (final labels).
+    let mut before: Vec<TranscriptSegment> = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
+        let v = place_part(p, file_len);
+        let own_from = p.offset.saturating_add(p.lead_in);
+        let (lead, mut own): (Vec<_>, Vec<_>) = v
+            .into_iter()
+            .partition(|s| s.start + (s.end - s.start) / 2 < own_from);
+        if relabel && k > 0 {
+            let m = match_speakers(&lead, &before, &own, p.part);
+            for s in &mut own {
+                if let Some(l) = s.speaker.as_ref().and_then(|l| m.labels.get(l)) {
+                    s.speaker = Some(l.clone());
+                }
+            }
+            matches.push(Some(m));
+        } else {
+            matches.push(None);
+        }
+        before.clone_from(&own);
+        all.extend(own);
+    }
+    sort_and_trim(&mut all);
+    (all, matches)
+}
+
+/// One part's pieces on the original timeline, with the server's labels.
+fn place_part(p: &PartResult, file_len: Samples) -> Vec<TranscriptSegment> {
+    let uploaded_len = p.time_map.as_ref().map_or(p.len, TimeMap::uploaded_len);
+    let mut v: Vec<TranscriptSegment> = p
+        .pieces
+        .iter()
+        .filter_map(|a| {
+            let start = ms_to_samples(a.start_ms)?.min(uploaded_len);
+            let end = ms_to_samples(a.end_ms)?.min(uploaded_len);
+            Some(TranscriptSegment {
+                start,
+                end,
+                speaker: a
                     .speaker
                     .as_deref()
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        if prefix {
-                            format!("p{}:{s}", p.part + 1)
-                        } else {
-                            s.to_string()
-                        }
-                    });
-                Some(TranscriptSegment {
-                    start,
-                    end,
-                    speaker,
-                    language: a
-                        .language
-                        .as_deref()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_string),
-                    text: a.text.trim().to_string(),
-                    source: Source::Async { part: p.part },
-                    channel: None,
-                })
+                    .map(str::to_string),
+                language: a
+                    .language
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+                text: a.text.trim().to_string(),
+                source: Source::Async { part: p.part },
+                channel: None,
             })
-            .collect();
-        // Trim in uploaded time (where the server's overlaps are), then map.
-        sort_and_trim(&mut v);
-        for s in &mut v {
-            let (a, b) = match &p.time_map {
-                Some(m) => (m.map_start(s.start), m.map_end(s.end)),
-                None => (s.start, s.end),
-            };
-            let a = a.min(p.len);
-            let b = b.min(p.len);
-            s.start = p.offset.saturating_add(a).min(file_len);
-            s.end = p.offset.saturating_add(b).min(file_len);
-        }
-        all.extend(v);
+        })
+        .collect();
+    // Trim in uploaded time (where the server's overlaps are), then map.
+    sort_and_trim(&mut v);
+    for s in &mut v {
+        let (a, b) = match &p.time_map {
+            Some(m) => (m.map_start(s.start), m.map_end(s.end)),
+            None => (s.start, s.end),
+        };
+        let a = a.min(p.len);
+        let b = b.min(p.len);
+        s.start = p.offset.saturating_add(a).min(file_len);
+        s.end = p.offset.saturating_add(b).min(file_len);
     }
-    sort_and_trim(&mut all);
-    all
+    v
+}
+
+/// Matches the speakers a part's job heard in its lead-in (`lead`, the job's labels) to
+/// those the part before has there (`before`, final labels): by how long each pair is heard
+/// at the same time. A pair is matched, greedily from the longest agreement, when it agrees
+/// for at least [`MIN_AGREEMENT`] and holds [`MATCH_SHARE`] of each one's agreement with
+/// anyone. Every label of `lead` and `own` gets its transcript label.
+fn match_speakers(
+    lead: &[TranscriptSegment],
+    before: &[TranscriptSegment],
+    own: &[TranscriptSegment],
+    part: usize,
+) -> SpeakerMatch {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut together: BTreeMap<(&str, &str), Samples> = BTreeMap::new();
+    for a in lead {
+        let Some(la) = a.speaker.as_deref() else {
+            continue;
+        };
+        for b in before {
+            let Some(lb) = b.speaker.as_deref() else {
+                continue;
+            };
+            let both = a.end.min(b.end).saturating_sub(a.start.max(b.start));
+            if both > 0 {
+                *together.entry((la, lb)).or_default() += both;
+            }
+        }
+    }
+    let mut total_new: BTreeMap<&str, Samples> = BTreeMap::new();
+    let mut total_old: BTreeMap<&str, Samples> = BTreeMap::new();
+    for (&(a, b), &t) in &together {
+        *total_new.entry(a).or_default() += t;
+        *total_old.entry(b).or_default() += t;
+    }
+    let mut pairs: Vec<((&str, &str), Samples)> = together.into_iter().collect();
+    pairs.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    let mut labels = BTreeMap::new();
+    let mut taken: BTreeSet<&str> = BTreeSet::new();
+    for ((a, b), t) in pairs {
+        let share =
+            |total: Option<&Samples>| t as f64 >= MATCH_SHARE * total.copied().unwrap_or(0) as f64;
+        if t >= MIN_AGREEMENT
+            && !labels.contains_key(a)
+            && !taken.contains(b)
+            && share(total_new.get(a))
+            && share(total_old.get(b))
+        {
+            labels.insert(a.to_string(), b.to_string());
+            taken.insert(b);
+        }
+    }
+    let mut unmatched = Vec::new();
+    for s in lead.iter().chain(own) {
+        if let Some(l) = s.speaker.as_deref() {
+            if !labels.contains_key(l) {
+                labels.insert(l.to_string(), format!("p{}:{l}", part + 1));
+                unmatched.push(l.to_string());
+            }
+        }
+    }
+    unmatched.sort();
+    SpeakerMatch { labels, unmatched }
 }
 
 /// Joins adjacent pieces of one speaker (same speaker, language and source) separated by at
@@ -305,6 +409,7 @@ mod tests {
                 piece(2400.0, 2400.0, "speaker_0", "zero"),
                 piece(29_000.0, 40_000.0, "speaker_0", "clamped"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
         assert_eq!(v.len(), 3, "{v:?}");
@@ -328,6 +433,7 @@ mod tests {
                 len: 10 * S,
                 time_map: None,
                 pieces: vec![piece(1000.0, 2000.0, "speaker_0", "x")],
+                lead_in: 0,
             },
             PartResult {
                 part: 1,
@@ -335,14 +441,95 @@ mod tests {
                 len: 10 * S,
                 time_map: None,
                 pieces: vec![piece(500.0, 1500.0, "speaker_0", "y")],
+                lead_in: 0,
             },
         ];
         let v = async_parts(&parts, &MergeOptions::default(), 20 * S);
         assert_eq!(v[1].start, 10 * S + 500 * 16);
         assert_eq!(v[1].end, 10 * S + 1500 * 16);
-        assert_eq!(v[0].speaker.as_deref(), Some("p1:speaker_0"));
+        // No lead-in: nothing to match part 2's speaker by.
+        assert_eq!(v[0].speaker.as_deref(), Some("speaker_0"));
         assert_eq!(v[1].speaker.as_deref(), Some("p2:speaker_0"));
         assert_eq!(v[1].source, Source::Async { part: 1 });
+    }
+
+    /// Two speakers alternating; part 2's job numbers them the other way round. Its lead-in
+    /// (the last 20 s of part 1) shows who is who.
+    #[test]
+    fn speakers_are_matched_across_parts_by_the_lead_in() {
+        // Part 1: 0..60 s, turns of 4 s: A (speaker_0) at 0, 8, 16...; B (speaker_1) at 4, 12...
+        let turns = |from: u64, to: u64, a: &str, b: &str, shift: f64| -> Vec<AsyncPiece> {
+            (from / 4..to / 4)
+                .map(|i| {
+                    let t = (i * 4) as f64 * 1000.0 - shift;
+                    let who = if i % 2 == 0 { a } else { b };
+                    piece(t + 100.0, t + 3900.0, who, &format!("{who}@{}", i * 4))
+                })
+                .collect()
+        };
+        let p1 = PartResult {
+            part: 0,
+            offset: 0,
+            len: 60 * S,
+            time_map: None,
+            pieces: turns(0, 60, "speaker_0", "speaker_1", 0.0),
+            lead_in: 0,
+        };
+        // Part 2 uploads 40..100 s: lead-in 40..60 s, its own audio 60..100 s; its job names
+        // A `speaker_1` and B `speaker_0`.
+        let p2 = PartResult {
+            part: 1,
+            offset: 40 * S,
+            len: 60 * S,
+            time_map: None,
+            pieces: turns(40, 100, "speaker_1", "speaker_0", 40_000.0),
+            lead_in: 20 * S,
+        };
+        let (v, m) = merge_parts(&[p1.clone(), p2.clone()], &MergeOptions::default(), 100 * S);
+        // Every turn once: 15 from part 1, 10 from part 2 (its lead-in's 5 are dropped).
+        assert_eq!(v.len(), 25);
+        for s in &v {
+            let at: u64 = s.start / S;
+            let expect = if (at / 4).is_multiple_of(2) {
+                "speaker_0"
+            } else {
+                "speaker_1"
+            };
+            assert_eq!(s.speaker.as_deref(), Some(expect), "{s:?}");
+            let part = if at < 60 { 0 } else { 1 };
+            assert_eq!(s.source, Source::Async { part });
+        }
+        assert_eq!(m[0], None);
+        let m2 = m[1].clone().unwrap();
+        assert!(m2.unmatched.is_empty());
+        assert_eq!(
+            m2.labels.get("speaker_0").map(String::as_str),
+            Some("speaker_1")
+        );
+
+        // A third voice only in part 2's own audio cannot be matched: it says so.
+        let mut p2x = p2.clone();
+        p2x.pieces
+            .push(piece(50_000.0, 52_000.0, "speaker_2", "new"));
+        let (v, m) = merge_parts(&[p1.clone(), p2x], &MergeOptions::default(), 100 * S);
+        assert_eq!(
+            m[1].as_ref().unwrap().unmatched,
+            vec!["speaker_2".to_string()]
+        );
+        assert!(v
+            .iter()
+            .any(|s| s.speaker.as_deref() == Some("p2:speaker_2")));
+
+        // A lead-in with no speech: nothing matched, every label of part 2 its own.
+        let mut silent = p2.clone();
+        silent.pieces.retain(|a| a.start_ms >= 20_000.0);
+        let (v, m) = merge_parts(&[p1, silent], &MergeOptions::default(), 100 * S);
+        let m2 = m[1].as_ref().unwrap();
+        assert_eq!(m2.unmatched.len(), 2);
+        assert!(v
+            .iter()
+            .filter(|s| s.start >= 60 * S)
+            .all(|s| s.speaker.as_deref().is_some_and(|l| l.starts_with("p2:"))));
     }
 
     #[test]
@@ -366,6 +553,7 @@ mod tests {
                 piece(1500.0, 2500.0, "speaker_1", "across the seam"),
                 piece(2000.0, 3000.0, "speaker_0", "second span"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 200 * S);
         let t: Vec<_> = v.iter().map(|s| (s.start, s.end)).collect();
@@ -404,6 +592,7 @@ mod tests {
                 piece(1000.0, 5000.0, "speaker_0", "long"),
                 piece(2000.0, 3000.0, "speaker_1", "short"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 10 * S);
         assert_eq!(
@@ -428,6 +617,7 @@ mod tests {
                 piece(1000.0, 20_000.0, "speaker_1", "one"),
                 piece(2000.0, 3000.0, "speaker_2", "two"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
         assert_eq!(
@@ -454,6 +644,7 @@ mod tests {
                 // nested in b, same speaker: kept, b not cut
                 piece(1500.0, 2500.0, "speaker_0", "c"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 30 * S);
         assert_eq!(
@@ -481,6 +672,7 @@ mod tests {
                 piece(f64::NAN, 1000.0, "speaker_0", "nan"),
                 piece(-50.0, 1000.0, "speaker_0", "neg"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 10 * S);
         assert_eq!(v.len(), 1);
@@ -556,6 +748,7 @@ mod tests {
                 piece(2000.0, 3000.0, "speaker_1", "c"),
                 piece(9000.0, 9500.0, "speaker_1", "d"),
             ],
+            lead_in: 0,
         }];
         let v = async_parts(&parts, &MergeOptions::default(), 100 * S);
         let j = join_adjacent(v, S / 2, 30 * S);

@@ -115,6 +115,38 @@ pub struct PartInfo {
     /// The file's channel the part carries, when channels were transcribed separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<u16>,
+    /// Samples from `offset` that belong to the part before and were uploaded again only to
+    /// match speakers (JSON: seconds; absent when 0): what this part's job said about them is
+    /// not in the transcript, the part before's is. See
+    /// [`crate::pipeline::PipelineBuilder::speaker_overlap`].
+    #[serde(default, with = "secs", skip_serializing_if = "is_zero")]
+    pub lead_in: Samples,
+    /// With diarization, for every part after the first: how the job's speaker labels became
+    /// the transcript's. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speakers: Option<SpeakerMatch>,
+}
+
+fn is_zero(n: &Samples) -> bool {
+    *n == 0
+}
+
+/// How the speakers of one async part were matched to those of the part before.
+///
+/// The server numbers speakers per job, so `speaker_0` of part 2 need not be `speaker_0` of
+/// part 1. Each later part uploads a lead-in, the end of the part before, and its speakers
+/// are matched by who talks when in it; a matched speaker carries the earlier part's label.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
+pub struct SpeakerMatch {
+    /// The job's own label → the label its segments carry in the transcript.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The job's labels that could not be matched to a speaker of the part before: they do
+    /// not speak in the lead-in, or it does not tell them apart. Their segments carry a label
+    /// of their part (`p2:speaker_1`): a new speaker, or one this run could not recognise.
+    /// Empty when every speaker was matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched: Vec<String>,
 }
 
 /// Facts about the run that produced a transcript.

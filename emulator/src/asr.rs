@@ -9,9 +9,10 @@
 //! - region edges are refined to the sample: the start is the first sample whose magnitude is
 //!   above the threshold (looking one frame back), the end is one past the last such sample;
 //! - regions shorter than 30 ms are dropped;
-//! - speaker: the region's dominant frequency estimated from its zero-crossing rate
-//!   (`crossings / 2 / seconds`, over its loud frames); below 400 Hz → `speaker_0`, otherwise
-//!   `speaker_1`. Without diarization every region is `speaker_0`.
+//! - voice: the region's dominant frequency estimated from its zero-crossing rate
+//!   (`crossings / 2 / seconds`, over its loud frames): below 400 Hz or not. The answer
+//!   numbers the voices in the order a job first hears them (`speaker_0` first). Without
+//!   diarization every region is `speaker_0`.
 //!
 //! The checksum is the CRC-32 (IEEE) of the mono mixdown quantised to 16-bit little-endian
 //! PCM (`round(clamp(x) * 32767)`); for AMR, which is not decoded, of the file's bytes.

@@ -26,9 +26,12 @@
 //! decoded audio (its mono mixdown as 16-bit little-endian PCM). The async data
 //! has one entry per non-silent region found by an energy detector (10 ms frames, −40 dBFS,
 //! gaps under 300 ms merged, edges refined to the sample), so its `start`/`end` are the true
-//! times of sound in the uploaded file; the speaker is `speaker_0` when the region's
-//! zero-crossing frequency is below 400 Hz and `speaker_1` otherwise (only with
-//! `Diarization=True`; without it every region is `speaker_0`); the language is the requested
+//! times of sound in the uploaded file; the speaker is told by the region's zero-crossing
+//! frequency (below or above 400 Hz: two voices), and voices are numbered per job in the order
+//! they are first heard, as a diarizing service does: `speaker_0` is whichever speaks first in
+//! the uploaded file (only with `Diarization=True`; without it every region is `speaker_0`).
+//! So one voice can carry different labels in two jobs, as in two parts of a long file. The
+//! language is the requested
 //! `LanguageCode` or [`EmulatorConfig::default_language`] (nothing is detected); the text is
 //! `"[emulator] region k, 1.234 s"`. AMR is accepted but not decoded: its duration comes from
 //! the frame count, the checksum is over its bytes, and it is one region.
@@ -1446,6 +1449,8 @@ async fn async_data(State(sh): State<Arc<Shared>>, Query(q): Query<JobQuery>) ->
             json!(v)
         }
     };
+    // Voices are numbered in the order they are first heard in this job.
+    let first_voice = s.regions.first().map_or(0, |r| r.speaker);
     let mut ts = Vec::with_capacity(s.regions.len());
     for (i, r) in s.regions.iter().enumerate() {
         let k = i + 1;
@@ -1457,7 +1462,7 @@ async fn async_data(State(sh): State<Arc<Shared>>, Query(q): Query<JobQuery>) ->
         let a = noisy(a, salt0.wrapping_add(2 * k as u64));
         let b = noisy(b, salt0.wrapping_add(2 * k as u64 + 1));
         let speaker = if form.diarization {
-            format!("speaker_{}", r.speaker)
+            format!("speaker_{}", u8::from(r.speaker != first_voice))
         } else {
             "speaker_0".to_string()
         };

@@ -1523,3 +1523,36 @@ async fn uploads_go_no_faster_than_the_bandwidth_limit() {
     assert!(took >= Duration::from_millis(1500), "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// Voices are numbered per job in the order they are first heard: the high voice first makes
+/// it `speaker_0`, as a diarizing service that knows voices apart but not who they are.
+#[tokio::test]
+async fn speakers_are_numbered_in_the_order_a_job_first_hears_them() {
+    let emu = start(cfg()).await;
+    let c = http();
+    let tok = id_token(&emu, &c).await;
+    let bursts = [(0.25, 0.75, 900.0), (1.5, 2.0, 200.0), (3.0, 3.5, 900.0)];
+    let (url, fields) = upload_form(&emu, &c, &tok, true).await;
+    let key = key_of(&fields);
+    assert_eq!(
+        s3_post(&c, &url, &fields, wav(16_000, 4.0, &bursts))
+            .await
+            .0,
+        204
+    );
+    wait_done(&emu, &c, &tok, &key).await;
+    let (_, v) = get_json(
+        &c,
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={key}",
+            emu.base_url(),
+            emu.org_id()
+        ),
+        &tok,
+    )
+    .await;
+    let ts = v["timestamps"].as_array().unwrap();
+    let who: Vec<&str> = ts.iter().map(|t| t["speaker"].as_str().unwrap()).collect();
+    assert_eq!(who, ["speaker_0", "speaker_1", "speaker_0"], "{v}");
+    emu.shutdown().await;
+}

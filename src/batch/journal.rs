@@ -387,6 +387,7 @@ mod tests {
             offset: i as u64 * 1000,
             end: (i as u64 + 1) * 1000,
             time_map: None,
+            lead_in: 0,
             file_len: 2000,
             channel: None,
             channels: Vec::new(),

@@ -792,6 +792,7 @@ mod tests {
             offset: 0,
             end: size,
             time_map: None,
+            lead_in: 0,
             file_len: size,
             channel: None,
             channels: Vec::new(),

@@ -17,7 +17,7 @@ use super::source::{self, Cancel, CancelOnDrop, DecodeReporter, Drove, Input};
 use super::{api, Ctx, Inner, Progress, ProgressFn, UploadedPart};
 use crate::channels::{ChannelMode, Choice, Lanes};
 use crate::encode::FlacWriter;
-use crate::merge::{async_parts, PartResult};
+use crate::merge::{merge_parts, PartResult};
 use crate::normalize::{Loudness, NormalizeOptions};
 use crate::segment::{Segment, Segmenter, SegmenterOptions};
 use crate::stream::{Normalization, TrackOptions};
@@ -214,32 +214,29 @@ impl PartWriter {
     }
 }
 
-/// The parts of one track in the encoding pass: which span is next, and the open part.
+/// The parts of one track in the encoding pass. Parts with a lead-in overlap the part before
+/// (see [`crate::pipeline::PipelineBuilder::speaker_overlap`]), so two can be open at once.
 struct TrackParts<'a> {
     track: usize,
     spans: Vec<Vec<(Samples, Samples)>>,
     todo: &'a [bool],
     temp_dir: &'a Path,
-    pi: usize,
-    si: usize,
-    writer: Option<PartWriter>,
+    /// The next part to open.
+    next: usize,
+    /// Parts being written, in order: (part, next span, writer when the part is to do).
+    open: Vec<(usize, usize, Option<PartWriter>)>,
 }
 
 impl<'a> TrackParts<'a> {
-    fn new(track: usize, parts: &[PartPlan], todo: &'a [bool], temp_dir: &'a Path) -> Result<Self> {
-        let mut t = TrackParts {
+    fn new(track: usize, parts: &[PartPlan], todo: &'a [bool], temp_dir: &'a Path) -> Self {
+        TrackParts {
             track,
             spans: parts.iter().map(PartPlan::spans).collect(),
             todo,
             temp_dir,
-            pi: 0,
-            si: 0,
-            writer: None,
-        };
-        if !t.spans.is_empty() {
-            t.writer = t.open(0)?;
+            next: 0,
+            open: Vec::new(),
         }
-        Ok(t)
     }
 
     fn open(&self, pi: usize) -> Result<Option<PartWriter>> {
@@ -266,38 +263,58 @@ impl<'a> TrackParts<'a> {
         tx: &mpsc::Sender<Result<Encoded>>,
     ) -> Result<bool> {
         let be = bs + samples.len() as Samples;
-        while let Some(part_spans) = self.spans.get(self.pi) {
-            let Some(&(a, b)) = part_spans.get(self.si) else {
+        // Open every part whose audio begins in this block (or before).
+        while let Some(first) = self.spans.get(self.next) {
+            if first.first().is_some_and(|&(a, _)| a >= be) {
+                break;
+            }
+            let w = self.open(self.next)?;
+            self.open.push((self.next, 0, w));
+            self.next += 1;
+        }
+        let mut i = 0;
+        while let Some((pi, si, w)) = self.open.get_mut(i) {
+            let part_spans = self.spans.get(*pi).map_or(&[][..], Vec::as_slice);
+            while let Some(&(a, b)) = part_spans.get(*si) {
+                if be <= a {
+                    break;
+                }
+                let (from, to) = (a.max(bs), b.min(be));
+                if to > from {
+                    if let Some(w) = w.as_mut() {
+                        let s = &samples[(from - bs) as usize..(to - bs) as usize];
+                        w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
+                    }
+                }
+                if be >= b {
+                    *si += 1;
+                } else {
+                    break;
+                }
+            }
+            if *si >= part_spans.len() {
                 // This part is complete.
-                if let Some(w) = self.writer.take() {
+                let (_, _, w) = self.open.remove(i);
+                if let Some(w) = w {
                     if tx.blocking_send(w.finish()).is_err() {
                         return Ok(false);
                     }
                 }
-                self.pi += 1;
-                self.si = 0;
-                if self.pi < self.spans.len() {
-                    self.writer = self.open(self.pi)?;
-                }
-                continue;
-            };
-            if be <= a {
-                break;
-            }
-            let (from, to) = (a.max(bs), b.min(be));
-            if to > from {
-                if let Some(w) = self.writer.as_mut() {
-                    let s = &samples[(from - bs) as usize..(to - bs) as usize];
-                    w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
-                }
-            }
-            if be >= b {
-                self.si += 1;
             } else {
-                break;
+                i += 1;
             }
         }
         Ok(true)
+    }
+
+    /// The stream ended: the open parts are complete (a shorter second pass only happens if
+    /// the input changed; a part then simply holds what there was).
+    fn finish(&mut self, tx: &mpsc::Sender<Result<Encoded>>) {
+        for (_, _, w) in self.open.drain(..) {
+            if let Some(w) = w {
+                let _ = tx.blocking_send(w.finish());
+            }
+        }
     }
 }
 
@@ -340,7 +357,7 @@ fn encode_parts(
         .zip(todo)
         .enumerate()
         .map(|(i, (p, t))| TrackParts::new(i, p, t, temp_dir))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Vec<_>>();
     // A truncated input: the analysis pass met the same break and planned the parts up to it.
     let drove = source::drive(&mut stream, path, keep_truncated, &mut report, |block| {
         if tx.is_closed() {
@@ -357,12 +374,8 @@ fn encode_parts(
         return Ok(());
     }
     report.emit(stream.position());
-    // The stream ended: whatever part is open is complete (a shorter second pass only happens
-    // if the input changed; the part then simply holds what there was).
     for t in &mut tracks {
-        if let Some(w) = t.writer.take() {
-            let _ = tx.blocking_send(w.finish());
-        }
+        t.finish(tx);
     }
     Ok(())
 }
@@ -486,6 +499,8 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
             duration: len,
             file_name: u.file_name.clone(),
             channel: u.channel,
+            lead_in: u.lead_in,
+            speakers: None,
         });
         by_track.entry(u.channel).or_default().push(PartResult {
             part: u.part,
@@ -493,11 +508,22 @@ pub(super) async fn run(inner: &Inner, ctx: &Ctx, resume: Vec<UploadedPart>) -> 
             len,
             time_map: u.time_map.clone(),
             pieces: r.pieces,
+            lead_in: u.lead_in,
         });
     }
     let mut segments = Vec::new();
     for (channel, parts) in by_track {
-        let mut v = async_parts(&parts, &inner.merge, file_len);
+        let (mut v, matches) = merge_parts(&parts, &inner.merge, file_len);
+        if inner.diarization {
+            for (p, m) in parts.iter().zip(matches) {
+                if let Some(info) = infos
+                    .iter_mut()
+                    .find(|i| i.part == p.part && i.channel == channel)
+                {
+                    info.speakers = m;
+                }
+            }
+        }
         if let Some(c) = channel {
             // Speakers are labelled by channel first: `agent`, or `agent:speaker_1` with
             // diarization (which runs within the channel).
@@ -599,7 +625,12 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
             if t.speech.is_empty() {
                 Vec::new()
             } else {
-                plan_parts(&t.speech, file_len, inner.max_part, removal)
+                let lead = if inner.diarization {
+                    inner.speaker_overlap
+                } else {
+                    0
+                };
+                plan_parts(&t.speech, file_len, inner.max_part, removal, lead)
             }
         })
         .collect();
@@ -623,6 +654,7 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
         offset: p.start,
         end: p.end,
         time_map: p.time_map.clone(),
+        lead_in: p.lead_in,
         file_len,
         channel: analysis.tracks.get(track).and_then(|t| t.channel),
         channels: separate.clone(),

@@ -10,6 +10,12 @@
 //!    the middle of a silence between two speech spans (the latest one that keeps the part
 //!    within the limit); when a window has no silence at all, at a boundary between two speech
 //!    segments; only when there is neither, hard at the limit.
+//! 3. Lead-ins: with a `lead` (diarization on a file of several parts), every part after the
+//!    first also uploads, before its own audio, the last `lead` uploaded samples of the part
+//!    before. Both jobs then hear the same minutes, so that the speakers of one can be matched
+//!    to those of the other (see [`crate::merge`]); what the second job says about its lead-in
+//!    is used for that only. The parts' own audio stays contiguous and cut in silences, so
+//!    every utterance is still transcribed once.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +34,10 @@ pub struct PartPlan {
     /// The kept spans relative to `start`, when silences are removed from this part; `None`
     /// when the whole of `[start, end)` is uploaded.
     pub time_map: Option<TimeMap>,
+    /// Samples of the original timeline from `start` that belong to the part before and are
+    /// uploaded again only to match speakers (0: none).
+    #[serde(default)]
+    pub lead_in: Samples,
 }
 
 impl PartPlan {
@@ -138,12 +148,15 @@ fn cut_points(speech: &[(Samples, Samples)], len: Samples, max_part: Samples) ->
 ///
 /// `remove_silence`: `Some((min_gap, margin))` removes silences of at least `min_gap` samples
 /// (keeping `margin` on each side of speech, see [`kept_spans`]); `None` uploads everything.
-/// Every part uploads at most `max_part` samples.
+/// Every part uploads at most `max_part` samples, its lead-in included. `lead`: uploaded
+/// samples of the part before that each later part uploads first (at most a quarter of
+/// `max_part`; 0 for none).
 pub fn plan_parts(
     speech: &[(Samples, Samples)],
     file_len: Samples,
     max_part: Samples,
     remove_silence: Option<(Samples, Samples)>,
+    lead: Samples,
 ) -> Vec<PartPlan> {
     let speech = normalise_spans(speech, file_len);
     let kept = match remove_silence {
@@ -165,12 +178,22 @@ pub fn plan_parts(
         .iter()
         .map(|&(a, b)| (map.to_uploaded(a), map.to_uploaded(b)))
         .collect();
+    let lead = if up_len > max_part {
+        lead.min(max_part / 4)
+    } else {
+        0
+    };
     let mut bounds = vec![0];
-    bounds.extend(cut_points(&up_speech, up_len, max_part));
+    bounds.extend(cut_points(&up_speech, up_len, max_part - lead));
     bounds.push(up_len);
     let mut parts = Vec::with_capacity(bounds.len() - 1);
     for (index, w) in bounds.windows(2).enumerate() {
-        let (u0, u1) = (w[0], w[1]);
+        let (own, u1) = (w[0], w[1]);
+        let u0 = if index == 0 {
+            own
+        } else {
+            own.saturating_sub(lead)
+        };
         let start = map.map_start(u0);
         let end = map.map_end(u1);
         let mut part_map = TimeMap::new();
@@ -189,6 +212,7 @@ pub fn plan_parts(
             start,
             end,
             time_map: (!whole).then_some(part_map),
+            lead_in: map.map_start(own) - start,
         });
     }
     parts
@@ -203,7 +227,7 @@ mod tests {
 
     #[test]
     fn short_file_is_one_part() {
-        let p = plan_parts(&[(S, 2 * S)], 10 * S, 400 * MIN, None);
+        let p = plan_parts(&[(S, 2 * S)], 10 * S, 400 * MIN, None, 0);
         assert_eq!(p.len(), 1);
         assert_eq!(
             (p[0].start, p[0].end, p[0].time_map.is_none()),
@@ -217,7 +241,7 @@ mod tests {
         let speech: Vec<_> = (0..90)
             .map(|i| (i * 10 * MIN, i * 10 * MIN + MIN))
             .collect();
-        let p = plan_parts(&speech, 900 * MIN, 400 * MIN, None);
+        let p = plan_parts(&speech, 900 * MIN, 400 * MIN, None, 0);
         assert_eq!(p.len(), 3, "{p:?}");
         for w in p.windows(2) {
             assert_eq!(w[0].end, w[1].start);
@@ -242,9 +266,9 @@ mod tests {
     #[test]
     fn continuous_speech_is_cut_at_a_segment_boundary() {
         let speech: Vec<_> = (0..10).map(|i| (i * 60 * S, (i + 1) * 60 * S)).collect();
-        let p = plan_parts(&speech, 600 * S, 250 * S, None);
+        let p = plan_parts(&speech, 600 * S, 250 * S, None, 0);
         assert_eq!(p[0].end, 240 * S);
-        let p = plan_parts(&[(0, 600 * S)], 600 * S, 250 * S, None);
+        let p = plan_parts(&[(0, 600 * S)], 600 * S, 250 * S, None, 0);
         assert_eq!(
             p[0].end,
             250 * S,
@@ -255,7 +279,7 @@ mod tests {
     #[test]
     fn silence_removal_builds_time_maps_that_cover_the_speech() {
         let speech = [(10 * S, 20 * S), (21 * S, 25 * S), (100 * S, 110 * S)];
-        let p = plan_parts(&speech, 200 * S, 400 * MIN, Some((5 * S, S / 4)));
+        let p = plan_parts(&speech, 200 * S, 400 * MIN, Some((5 * S, S / 4)), 0);
         assert_eq!(p.len(), 1);
         let spans = p[0].spans();
         assert_eq!(
@@ -267,7 +291,7 @@ mod tests {
         );
         assert_eq!(p[0].uploaded_len(), 15 * S + S / 2 + 10 * S + S / 2);
         // A limit that forces a cut between the two kept spans.
-        let p = plan_parts(&speech, 200 * S, 20 * S, Some((5 * S, S / 4)));
+        let p = plan_parts(&speech, 200 * S, 20 * S, Some((5 * S, S / 4)), 0);
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].end <= 100 * S - S / 4 && p[0].end >= 25 * S);
         assert!(p[1].start >= p[0].end);
@@ -287,7 +311,51 @@ mod tests {
     }
 
     #[test]
+    fn later_parts_lead_in_with_the_end_of_the_part_before() {
+        // Speech every 10 minutes for 1 minute, 900 minutes in all; lead-ins of 5 minutes.
+        let speech: Vec<_> = (0..90)
+            .map(|i| (i * 10 * MIN, i * 10 * MIN + MIN))
+            .collect();
+        let without = plan_parts(&speech, 900 * MIN, 400 * MIN, None, 0);
+        let p = plan_parts(&speech, 900 * MIN, 400 * MIN, None, 5 * MIN);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p[0].lead_in, 0);
+        for w in p.windows(2) {
+            // Own audio contiguous: the next part's own start is this part's end...
+            assert_eq!(w[1].start + w[1].lead_in, w[0].end);
+            // ...and its lead-in is the 5 minutes before, within the part before.
+            assert_eq!(w[1].lead_in, 5 * MIN);
+        }
+        for part in &p {
+            assert!(part.uploaded_len() <= 400 * MIN, "{part:?}");
+            for &(a, b) in &speech {
+                let own = part.start + part.lead_in;
+                assert!(!(a < own && own < b), "own audio starts inside speech");
+                assert!(!(a < part.end && part.end < b), "cut inside speech");
+            }
+        }
+        // The first cut moved earlier by the lead (the part with its lead-in stays in 400 min).
+        assert!(p[0].end < without[0].end);
+        assert!(p[1].end - p[1].start <= 400 * MIN);
+        // With silences removed, the lead-in is 5 minutes of uploaded (kept) audio.
+        let p = plan_parts(&speech, 900 * MIN, 30 * MIN, Some((5 * S, S / 4)), 5 * MIN);
+        assert!(p.len() >= 2, "{p:?}");
+        for w in p.windows(2) {
+            // Own audio resumes where the part before ends, or after a silence left out.
+            let own = w[1].start + w[1].lead_in;
+            assert!(own >= w[0].end && w[1].start >= w[0].start, "{w:?}");
+            assert!(!speech.iter().any(|&(a, b)| a < own && b > w[0].end));
+            let m = w[1].time_map.as_ref().unwrap();
+            let lead_up = m.to_uploaded(w[1].lead_in);
+            assert!((5 * MIN - S..=5 * MIN + S).contains(&lead_up), "{lead_up}");
+        }
+        // A file that fits in one part has no lead-in.
+        let p = plan_parts(&speech, 300 * MIN, 400 * MIN, None, 5 * MIN);
+        assert_eq!((p.len(), p[0].lead_in), (1, 0));
+    }
+
+    #[test]
     fn empty_file_has_no_parts() {
-        assert!(plan_parts(&[], 0, 400 * MIN, None).is_empty());
+        assert!(plan_parts(&[], 0, 400 * MIN, None, 0).is_empty());
     }
 }

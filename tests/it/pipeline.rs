@@ -1085,3 +1085,112 @@ async fn join_max_len_is_an_option() {
         longest(&short)
     );
 }
+
+/// A 410-minute call between two voices, with diarization: it goes up in two parts, and the
+/// emulator, like the service, numbers speakers per job in the order it first hears them.
+/// The second part's lead-in (the end of the first, heard by both jobs) matches its speakers
+/// to the first part's: each voice keeps one label over the whole file, and what is said in
+/// the lead-in is transcribed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_voices_keep_their_labels_across_the_parts_of_a_410_minute_file() {
+    let min = 60 * SR;
+    let len = 410 * min;
+    // The emulator tells voices apart by pitch: a low and a high voice, 2.5 s turns.
+    let voice = |hz: f64| -> Arc<Vec<i16>> {
+        let n = 5 * SR / 2;
+        Arc::new(
+            (0..n)
+                .map(|i| {
+                    let t = i as f64 / SR as f64;
+                    let am = 0.6 + 0.4 * (2.0 * std::f64::consts::PI * 4.0 * t).sin();
+                    (9000.0 * am * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+                })
+                .collect(),
+        )
+    };
+    let voices = [voice(200.0), voice(900.0)];
+    // Turns every 8 s, alternating, the high voice first; the second part's job happens to
+    // hear the low voice first, so it numbers the voices the other way round (checked
+    // below). A real speech unit at the start and the end gives the detector speech.
+    let mut at: Vec<(u64, usize)> = (0..len / (8 * SR) - 1)
+        .map(|k| (8 * SR * k + 4 * SR, ((k + 1) % 2) as usize))
+        .collect();
+    let mut placed = place(&voices, &at);
+    let units = units();
+    at = vec![(SR / 2, 0), (len - 3 * SR, 1)];
+    let speech = place(&units, &at);
+    placed.extend(speech.iter().cloned());
+    placed.sort_by_key(|(p, _)| p.start);
+    let wav = SynthWav {
+        len,
+        pos: 0,
+        placed: placed.clone(),
+        read: Arc::default(),
+    };
+    let emu = emulator().await;
+    let p = builder(&emu)
+        .route(Route::Async)
+        .diarization(true)
+        .normalize(None)
+        .remove_silence(None)
+        .build()
+        .unwrap();
+    let t = p
+        .transcribe(Job::reader(wav, "long two-voice call.wav"))
+        .await
+        .unwrap();
+    let parts = &t.metadata.parts;
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    let lead = parts[1].lead_in;
+    assert!(
+        lead >= 3 * min - SR && lead <= 3 * min + SR,
+        "lead-in {lead}"
+    );
+    let own_from = parts[1].offset + lead;
+    assert_eq!(own_from, parts[0].offset + parts[0].duration);
+    let m = parts[1]
+        .speakers
+        .as_ref()
+        .expect("part 2's speakers matched");
+    assert!(m.unmatched.is_empty(), "{m:?}");
+    // The second job did number the voices the other way round.
+    assert_eq!(
+        m.labels.get("speaker_0").map(String::as_str),
+        Some("speaker_1"),
+        "{m:?}"
+    );
+    // Each voice one label over the whole file, the two different; every turn once (the
+    // one the part boundary falls in, if any, in two pieces).
+    let mut labels: [std::collections::BTreeSet<String>; 2] = Default::default();
+    let tones: Vec<(&Placed, usize)> = placed
+        .iter()
+        .filter_map(|(p, u)| {
+            voices
+                .iter()
+                .position(|v| Arc::ptr_eq(v, u))
+                .map(|k| (p, k))
+        })
+        .collect();
+    let mut heard = vec![0usize; tones.len()];
+    for s in &t.segments {
+        let hit = tones
+            .iter()
+            .position(|(p, _)| s.start < p.end + TOL && p.start < s.end + TOL);
+        if let Some(i) = hit {
+            heard[i] += 1;
+            labels[tones[i].1].insert(s.speaker.clone().unwrap_or_default());
+        }
+    }
+    assert_eq!(labels[0].len(), 1, "low voice labels {:?}", labels[0]);
+    assert_eq!(labels[1].len(), 1, "high voice labels {:?}", labels[1]);
+    assert_ne!(labels[0], labels[1]);
+    for (i, (p, _)) in tones.iter().enumerate() {
+        let straddles = p.start < own_from && own_from < p.end;
+        assert!(
+            heard[i] == 1 || (straddles && heard[i] == 2),
+            "turn at {} s heard {} times",
+            p.start / SR,
+            heard[i]
+        );
+    }
+}
