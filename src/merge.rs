@@ -211,16 +211,17 @@ pub fn merge_parts(
     let relabel = opts.distinct_speakers_per_part && parts.len() > 1;
     let mut all = Vec::new();
     let mut matches = Vec::with_capacity(parts.len());
-    // The part before's segments in the transcript (final labels).
+    // The part before's segments (final labels).
     let mut before: Vec<TranscriptSegment> = Vec::new();
     for (k, p) in parts.iter().enumerate() {
         let v = place_part(p, file_len);
         let own_from = p.offset.saturating_add(p.lead_in);
-        let (lead, mut own): (Vec<_>, Vec<_>) = v
-            .into_iter()
-            .partition(|s| s.start + (s.end - s.start) / 2 < own_from);
+        // A piece over by `own_from` is the part before's (its job heard it whole). A piece
+        // that runs on past it is this part's, whole: its job heard all of it, while the part
+        // before's audio stopped at the cut.
+        let (lead, mut own): (Vec<_>, Vec<_>) = v.into_iter().partition(|s| s.end <= own_from);
         if relabel && k > 0 {
-            let m = match_speakers(&lead, &before, &own, p.part);
+            let m = match_speakers(&lead, &before, &own, own_from, p.part);
             for s in &mut own {
                 if let Some(l) = s.speaker.as_ref().and_then(|l| m.labels.get(l)) {
                     s.speaker = Some(l.clone());
@@ -230,9 +231,20 @@ pub fn merge_parts(
         } else {
             matches.push(None);
         }
-        before.clone_from(&own);
-        all.extend(own);
+        // The part before's version of an utterance that runs across the cut is cut short
+        // there (or says the same words twice): the piece of the same speaker running on,
+        // heard whole, replaces it. (A speaker not matched keeps both: words twice rather
+        // than none.)
+        let across: Vec<&TranscriptSegment> = own.iter().filter(|s| s.start < own_from).collect();
+        before.retain(|b| {
+            !across
+                .iter()
+                .any(|s| b.end > s.start && b.start < s.end && b.speaker == s.speaker)
+        });
+        all.append(&mut before);
+        before = own;
     }
+    all.append(&mut before);
     sort_and_trim(&mut all);
     (all, matches)
 }
@@ -291,11 +303,14 @@ fn match_speakers(
     lead: &[TranscriptSegment],
     before: &[TranscriptSegment],
     own: &[TranscriptSegment],
+    own_from: Samples,
     part: usize,
 ) -> SpeakerMatch {
     use std::collections::{BTreeMap, BTreeSet};
     let mut together: BTreeMap<(&str, &str), Samples> = BTreeMap::new();
-    for a in lead {
+    // What the job heard of the lead-in: its pieces there, and the start of those that run on.
+    let heard = lead.iter().chain(own.iter().filter(|s| s.start < own_from));
+    for a in heard {
         let Some(la) = a.speaker.as_deref() else {
             continue;
         };
@@ -317,25 +332,33 @@ fn match_speakers(
     }
     let mut pairs: Vec<((&str, &str), Samples)> = together.into_iter().collect();
     pairs.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
-    let mut labels = BTreeMap::new();
+    let mut matched = BTreeMap::new();
     let mut taken: BTreeSet<&str> = BTreeSet::new();
     for ((a, b), t) in pairs {
         let share =
             |total: Option<&Samples>| t as f64 >= MATCH_SHARE * total.copied().unwrap_or(0) as f64;
         if t >= MIN_AGREEMENT
-            && !labels.contains_key(a)
+            && !matched.contains_key(a)
             && !taken.contains(b)
             && share(total_new.get(a))
             && share(total_old.get(b))
         {
-            labels.insert(a.to_string(), b.to_string());
+            matched.insert(a, b);
             taken.insert(b);
         }
     }
+    // The labels the transcript carries: those of the part's own pieces.
+    let mut labels = BTreeMap::new();
     let mut unmatched = Vec::new();
-    for s in lead.iter().chain(own) {
-        if let Some(l) = s.speaker.as_deref() {
-            if !labels.contains_key(l) {
+    for l in own.iter().filter_map(|s| s.speaker.as_deref()) {
+        if labels.contains_key(l) {
+            continue;
+        }
+        match matched.get(l) {
+            Some(b) => {
+                labels.insert(l.to_string(), (*b).to_string());
+            }
+            None => {
                 labels.insert(l.to_string(), format!("p{}:{l}", part + 1));
                 unmatched.push(l.to_string());
             }
@@ -530,6 +553,61 @@ mod tests {
             .iter()
             .filter(|s| s.start >= 60 * S)
             .all(|s| s.speaker.as_deref().is_some_and(|l| l.starts_with("p2:"))));
+    }
+
+    /// An utterance running across the cut: the part before heard it up to its end, the
+    /// next job whole. It is in the transcript once, whole.
+    #[test]
+    fn an_utterance_across_the_cut_is_kept_once_and_whole() {
+        for (a, b) in [(54_000.0, 62_000.0), (58_000.0, 66_000.0)] {
+            let p1 = PartResult {
+                part: 0,
+                offset: 0,
+                len: 60 * S,
+                time_map: None,
+                pieces: vec![
+                    piece(42_000.0, 45_000.0, "speaker_0", "A before"),
+                    piece(46_000.0, 50_000.0, "speaker_1", "B before"),
+                    piece(a, 60_000.0, "speaker_0", "A cut short"),
+                ],
+                lead_in: 0,
+            };
+            // The second job (40..100 s) numbers the voices the other way round.
+            let p2 = PartResult {
+                part: 1,
+                offset: 40 * S,
+                len: 60 * S,
+                time_map: None,
+                pieces: vec![
+                    piece(2_000.0, 5_000.0, "speaker_1", "A before"),
+                    piece(6_000.0, 10_000.0, "speaker_0", "B before"),
+                    piece(a - 40_000.0, b - 40_000.0, "speaker_1", "A whole"),
+                    piece(30_000.0, 32_000.0, "speaker_0", "B after"),
+                ],
+                lead_in: 20 * S,
+            };
+            let (v, m) = merge_parts(&[p1, p2], &MergeOptions::default(), 100 * S);
+            let texts: Vec<(&str, &str)> = v
+                .iter()
+                .map(|s| (s.text.as_str(), s.speaker.as_deref().unwrap_or("-")))
+                .collect();
+            assert_eq!(
+                texts,
+                [
+                    ("A before", "speaker_0"),
+                    ("B before", "speaker_1"),
+                    ("A whole", "speaker_0"),
+                    ("B after", "speaker_1")
+                ],
+                "{v:?}"
+            );
+            let whole = &v[2];
+            assert_eq!((whole.start, whole.end), ((a as u64) * 16, (b as u64) * 16));
+            // Only the labels the transcript carries are reported.
+            let m2 = m[1].as_ref().unwrap();
+            assert_eq!(m2.labels.len(), 2);
+            assert!(m2.unmatched.is_empty());
+        }
     }
 
     #[test]

@@ -206,24 +206,34 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
             at += n;
             continue;
         }
-        let mut framing = Framing::Close;
+        // RFC 9112 §6.3: a transfer coding decides (chunked last: chunked; else until the
+        // close); otherwise Content-Length, which must agree with itself.
+        let mut coding: Option<bool> = None;
+        let mut length: Option<u64> = None;
         let mut retry_after = None;
         for h in r.headers.iter() {
             let v = String::from_utf8_lossy(h.value);
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                if v.to_ascii_lowercase().contains("chunked") {
-                    framing = Framing::Chunked;
-                }
-            } else if h.name.eq_ignore_ascii_case("content-length") && framing != Framing::Chunked {
+                let last = v.rsplit(',').next().unwrap_or("").trim();
+                coding = Some(last.eq_ignore_ascii_case("chunked"));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 let n = v
                     .trim()
                     .parse::<u64>()
                     .map_err(|_| format!("bad Content-Length {v:?}"))?;
-                framing = Framing::Length(n);
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Length values".into());
+                }
+                length = Some(n);
             } else if h.name.eq_ignore_ascii_case("retry-after") {
                 retry_after = retry::parse_retry_after(&v, SystemTime::now());
             }
         }
+        let mut framing = match (coding, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+        };
         if status == 204 || status == 304 {
             framing = Framing::Length(0);
         }
@@ -236,33 +246,43 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     }
 }
 
-/// Decodes the chunked body at the start of `buf`: the chunks complete so far, and whether
-/// the last chunk was seen (trailers are not read).
-fn dechunk(buf: &[u8]) -> Result<(Vec<u8>, bool), String> {
-    let mut at = 0;
-    let mut body = Vec::new();
+/// Decodes the complete chunks of a chunked body in `buf` from `*at` on into `out`, moving
+/// `*at` past them: `true` once the last chunk was seen (trailers are not read). Each byte
+/// is decoded once however the body arrives.
+fn dechunk_more(buf: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<bool, String> {
     loop {
-        let Some(eol) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok((body, false));
+        let rest = buf.get(*at..).unwrap_or_default();
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(false);
         };
-        let line = String::from_utf8_lossy(&buf[at..at + eol]);
+        let line = String::from_utf8_lossy(&rest[..eol]);
         let size = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size, 16)
             .map_err(|_| format!("bad chunk size line {:?}", line.trim()))?;
-        at += eol + 2;
         if size == 0 {
-            return Ok((body, true));
+            *at += eol + 2;
+            return Ok(true);
         }
-        let end = at
+        let data = eol + 2;
+        let end = data
             .checked_add(size)
             .and_then(|e| e.checked_add(2))
             .ok_or("chunk size overflows")?;
-        if buf.len() < end {
-            return Ok((body, false));
+        if rest.len() < end {
+            return Ok(false);
         }
-        body.extend_from_slice(&buf[at..at + size]);
-        at = end;
+        out.extend_from_slice(&rest[data..data + size]);
+        *at += end;
     }
+}
+
+/// Decodes a whole chunked body: the chunks complete in `buf`, and whether the last chunk
+/// was seen.
+fn dechunk(buf: &[u8]) -> Result<(Vec<u8>, bool), String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let done = dechunk_more(buf, &mut at, &mut out)?;
+    Ok((out, done))
 }
 
 /// Parses `buf` as a storage answer that arrived whole: its status and body, or what is
@@ -311,48 +331,54 @@ async fn read_answer<R: AsyncRead + Unpin>(
         }
     };
     buf.drain(..head.len);
-    // The body as far as it is known (chunked: the complete chunks).
-    let framing = head.framing;
-    let so_far = |buf: &[u8]| -> Vec<u8> {
-        match framing {
-            Framing::Chunked => dechunk(buf).map(|(b, _)| b).unwrap_or_default(),
-            _ => buf.to_vec(),
-        }
-    };
+    // Chunked: the complete chunks decoded so far, and where the next one starts in `buf`.
+    let mut decoded = Vec::new();
+    let mut at = 0;
     loop {
         match head.framing {
             Framing::Length(n) if buf.len() as u64 >= n => {
                 buf.truncate(n as usize);
                 return Ok((head, buf));
             }
-            Framing::Chunked => match dechunk(&buf) {
-                Ok((body, true)) => return Ok((head, body)),
-                Ok(_) => {}
-                Err(e) => return Err(ReadFailure::Broken(head.clone(), Vec::new(), e)),
+            Framing::Chunked => match dechunk_more(&buf, &mut at, &mut decoded) {
+                Ok(true) => return Ok((head, decoded)),
+                Ok(false) => {}
+                Err(e) => return Err(ReadFailure::Broken(head, decoded, e)),
             },
             _ => {}
         }
+        let body = |buf: Vec<u8>, decoded: Vec<u8>| match head.framing {
+            Framing::Chunked => decoded,
+            _ => buf,
+        };
         if buf.len() > max_body {
-            return Err(ReadFailure::NoAnswer(format!(
-                "answer body larger than {max_body} bytes"
-            )));
+            // Enough of it: the status is the answer, the text only explains it.
+            let mut b = body(buf, decoded);
+            b.truncate(max_body);
+            return Ok((head, b));
         }
         match rd.read(&mut chunk).await {
             Ok(0) if head.framing == Framing::Close => return Ok((head, buf)),
+            // TLS closed without close_notify: for a body delimited by the close, the end.
+            Err(e)
+                if head.framing == Framing::Close && e.kind() == io::ErrorKind::UnexpectedEof =>
+            {
+                return Ok((head, buf))
+            }
             Ok(0) => {
-                let body = so_far(&buf);
+                let b = body(buf, decoded);
                 return Err(ReadFailure::Broken(
                     head,
-                    body,
+                    b,
                     "the connection closed inside the answer".into(),
                 ));
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => {
-                let body = so_far(&buf);
+                let b = body(buf, decoded);
                 return Err(ReadFailure::Broken(
                     head,
-                    body,
+                    b,
                     format!("reading the answer: {e}"),
                 ));
             }
@@ -493,6 +519,17 @@ mod tests {
         assert_eq!(parse_head(b"HTTP/1.1 403 Forb").unwrap(), None);
         assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n")
+                .is_err()
+        );
+        let h =
+            parse_head(b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: gzip\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(h.unwrap().unwrap().framing, Framing::Close);
+        let h = parse_head(
+            b"HTTP/1.1 400 Bad\r\nContent-Length: 9\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        );
+        assert_eq!(h.unwrap().unwrap().framing, Framing::Chunked);
     }
 
     #[test]
@@ -601,6 +638,49 @@ mod tests {
             .unwrap_err();
         assert_eq!(outcome, Outcome::Connect);
         assert!(message.contains("TLS handshake"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_whole_and_capped_keeping_their_status() {
+        let chunked: &[u8] = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n\
+            4\r\n<Err\r\n3\r\nor>\r\n0\r\n\r\n";
+        let (h, body) = read_answer(&mut &chunked[..], 1 << 20).await.ok().unwrap();
+        assert_eq!((h.status, body.as_slice()), (403, &b"<Error>"[..]));
+        // A reader that hands out one byte at a time decodes the same.
+        struct OneByte<'a>(&'a [u8]);
+        impl AsyncRead for OneByte<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                if let Some((b, rest)) = self.0.split_first() {
+                    buf.put_slice(&[*b]);
+                    self.0 = rest;
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let (h, body) = read_answer(&mut OneByte(chunked), 1 << 20)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!((h.status, body.as_slice()), (403, &b"<Error>"[..]));
+        // Over the cap: the status stands, the text is cut.
+        let big = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 100000\r\n\r\n{}",
+            "x".repeat(100_000)
+        );
+        let (h, body) = read_answer(&mut big.as_bytes(), 1000).await.ok().unwrap();
+        assert_eq!((h.status, body.len()), (400, 1000));
+        // Closed inside a Content-Length body: the head and what came.
+        let cut: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 50\r\n\r\n<Error>";
+        match read_answer(&mut &cut[..], 1 << 20).await {
+            Err(ReadFailure::Broken(h, body, _)) => {
+                assert_eq!((h.status, body.as_slice()), (403, &b"<Error>"[..]))
+            }
+            _ => panic!("a body cut short is Broken"),
+        }
     }
 
     #[test]

@@ -718,9 +718,29 @@ impl Client {
                 let r = match &watch {
                     None => exchange(rb).await,
                     Some(w) => tokio::select! {
-                        r = exchange(rb) => r,
+                        // The stall timer runs from here: waiting for the gate, the
+                        // limiter or nothing at all is not a stalled upload.
+                        r = async {
+                            w.moved();
+                            exchange(rb).await
+                        } => r,
                         why = w.expired() => Err((Outcome::Timeout, why)),
                     },
+                };
+                // S3 answers `400 RequestTimeout` to an upload that stalled for a while:
+                // a network failure, not a refusal of the form.
+                let r = match r {
+                    Ok((400, _, body))
+                        if watch.is_some()
+                            && upload::parse_s3_error(&String::from_utf8_lossy(&body))
+                                .is_some_and(|(code, _)| code == "RequestTimeout") =>
+                    {
+                        Err((
+                            Outcome::Dropped,
+                            "storage timed out waiting for the body (S3 RequestTimeout)".into(),
+                        ))
+                    }
+                    r => r,
                 };
                 slot.report(match &r {
                     Ok((429 | 503, _, _)) => adaptive::Signal::Overload,

@@ -219,12 +219,15 @@ impl PartWriter {
 struct TrackParts<'a> {
     track: usize,
     spans: Vec<Vec<(Samples, Samples)>>,
+    /// Where each part's own audio begins (after its lead-in).
+    own_from: Vec<Samples>,
     todo: &'a [bool],
     temp_dir: &'a Path,
     /// The next part to open.
     next: usize,
-    /// Parts being written, in order: (part, next span, writer when the part is to do).
-    open: Vec<(usize, usize, Option<PartWriter>)>,
+    /// Parts being written, in order: (part, next span, writer when the part is to do,
+    /// how far it has been written).
+    open: Vec<(usize, usize, Option<PartWriter>, Samples)>,
 }
 
 impl<'a> TrackParts<'a> {
@@ -232,6 +235,7 @@ impl<'a> TrackParts<'a> {
         TrackParts {
             track,
             spans: parts.iter().map(PartPlan::spans).collect(),
+            own_from: parts.iter().map(|p| p.start + p.lead_in).collect(),
             todo,
             temp_dir,
             next: 0,
@@ -269,11 +273,11 @@ impl<'a> TrackParts<'a> {
                 break;
             }
             let w = self.open(self.next)?;
-            self.open.push((self.next, 0, w));
+            self.open.push((self.next, 0, w, 0));
             self.next += 1;
         }
         let mut i = 0;
-        while let Some((pi, si, w)) = self.open.get_mut(i) {
+        while let Some((pi, si, w, written)) = self.open.get_mut(i) {
             let part_spans = self.spans.get(*pi).map_or(&[][..], Vec::as_slice);
             while let Some(&(a, b)) = part_spans.get(*si) {
                 if be <= a {
@@ -285,6 +289,7 @@ impl<'a> TrackParts<'a> {
                         let s = &samples[(from - bs) as usize..(to - bs) as usize];
                         w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
                     }
+                    *written = to;
                 }
                 if be >= b {
                     *si += 1;
@@ -294,7 +299,7 @@ impl<'a> TrackParts<'a> {
             }
             if *si >= part_spans.len() {
                 // This part is complete.
-                let (_, _, w) = self.open.remove(i);
+                let (_, _, w, _) = self.open.remove(i);
                 if let Some(w) = w {
                     if tx.blocking_send(w.finish()).is_err() {
                         return Ok(false);
@@ -308,11 +313,16 @@ impl<'a> TrackParts<'a> {
     }
 
     /// The stream ended: the open parts are complete (a shorter second pass only happens if
-    /// the input changed; a part then simply holds what there was).
+    /// the input changed; a part then simply holds what there was), except a part that holds
+    /// nothing of its own audio yet, only some of its lead-in: it is not sent, and the run
+    /// reports the part missing.
     fn finish(&mut self, tx: &mpsc::Sender<Result<Encoded>>) {
-        for (_, _, w) in self.open.drain(..) {
+        for (pi, _, w, written) in self.open.drain(..) {
+            let own_from = self.own_from.get(pi).copied().unwrap_or(0);
             if let Some(w) = w {
-                let _ = tx.blocking_send(w.finish());
+                if written > own_from {
+                    let _ = tx.blocking_send(w.finish());
+                }
             }
         }
     }
@@ -625,7 +635,7 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
             if t.speech.is_empty() {
                 Vec::new()
             } else {
-                let lead = if inner.diarization {
+                let lead = if inner.diarization && inner.merge.distinct_speakers_per_part {
                     inner.speaker_overlap
                 } else {
                     0
@@ -759,4 +769,81 @@ async fn upload_file(inner: &Inner, ctx: &Ctx, resume: &[UploadedPart]) -> Resul
         }
     }
     Ok(up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two parts of a 10 s track, the second led in by the last 2 s of the first.
+    fn two_parts() -> Vec<PartPlan> {
+        let s = RATE as Samples;
+        vec![
+            PartPlan {
+                index: 0,
+                start: 0,
+                end: 6 * s,
+                time_map: None,
+                lead_in: 0,
+            },
+            PartPlan {
+                index: 1,
+                start: 4 * s,
+                end: 10 * s,
+                time_map: None,
+                lead_in: 2 * s,
+            },
+        ]
+    }
+
+    fn feed_until(until: Samples, plans: &[PartPlan]) -> Vec<(usize, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let todo = [true, true];
+        let mut t = TrackParts::new(0, plans, &todo, dir.path());
+        let (tx, mut rx) = mpsc::channel(8);
+        let block = vec![0.1f32; 4000];
+        let mut at = 0;
+        while at < until {
+            let n = (until - at).min(block.len() as Samples) as usize;
+            assert!(t.feed(at, &block[..n], &tx).unwrap());
+            at += n as Samples;
+        }
+        t.finish(&tx);
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            let e = e.unwrap();
+            sent.push((e.part, e.bytes));
+        }
+        sent
+    }
+
+    #[test]
+    fn overlapping_parts_are_written_side_by_side() {
+        let sent = feed_until(10 * RATE as Samples, &two_parts());
+        assert_eq!(sent.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1]);
+        assert!(sent.iter().all(|s| s.1 > 0));
+    }
+
+    /// A second pass that ends inside the second part's lead-in (the input changed) sends
+    /// the first part only: a part holding none of its own audio is never uploaded.
+    #[test]
+    fn a_part_that_got_only_its_lead_in_is_not_sent() {
+        let s = RATE as Samples;
+        assert_eq!(
+            feed_until(5 * s, &two_parts())
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>(),
+            [0]
+        );
+        // Past its lead-in, the part holds some of its own audio and is sent as it is.
+        assert_eq!(
+            feed_until(7 * s, &two_parts())
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
+    }
 }

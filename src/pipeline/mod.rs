@@ -780,6 +780,13 @@ impl Pipeline {
             "{:?}{:?}{:?}{:?}",
             self.inner.segmenter, self.inner.merge, removal, self.inner.max_part
         );
+        // So does the overlap, with diarization and when not the default.
+        if self.inner.diarization
+            && self.inner.speaker_overlap
+                != crate::time::from_secs(DEFAULT_SPEAKER_OVERLAP.as_secs_f64())
+        {
+            options.push_str(&format!("overlap{}", self.inner.speaker_overlap));
+        }
         // Channel options enter only when they are not the defaults, so that journals written
         // before channels existed still match (a mono file's result does not depend on them).
         if self.inner.channels != ChannelMode::default() || !self.inner.channel_names.is_empty() {

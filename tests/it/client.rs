@@ -1449,3 +1449,62 @@ async fn a_reset_without_an_answer_is_a_retried_network_failure() {
     );
     assert_eq!(conns.load(Ordering::SeqCst), 4);
 }
+
+/// S3 answers `400 RequestTimeout` when an upload's body stopped coming for a while: that is
+/// the network, not the form, and the upload is tried again (here it then succeeds).
+#[tokio::test]
+async fn storage_timing_out_on_a_stalled_body_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_m, base) = start().await;
+    let c = client(&base);
+    let (_d, path, _) = temp_audio(2 << 20);
+    let mut form = c
+        .upload_form(&AsyncUpload::new(&path, rate()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    form.url = format!("http://{}/bucket", listener.local_addr().unwrap());
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let (head_end, len) = loop {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap();
+                    break (i + 4, len);
+                }
+            };
+            let answer = if first {
+                let xml = "<Error><Code>RequestTimeout</Code><Message>Your socket connection to \
+                           the server was not read from or written to within the timeout \
+                           period.</Message></Error>";
+                format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                )
+            } else {
+                while got.len() < head_end + len {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&buf[..n]);
+                }
+                "HTTP/1.1 204 No Content\r\n\r\n".to_string()
+            };
+            s.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    c.upload_to_form(&form, &path, "audio/wav").await.unwrap();
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
