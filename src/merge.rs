@@ -13,7 +13,9 @@
 //!   lead-in (the end of the part before, heard by both jobs) has its speakers matched by who
 //!   talks when in it ([`merge_parts`]); a matched speaker takes the earlier part's label, one
 //!   that cannot be matched keeps a label of its part (`p2:speaker_1`). What a job said about
-//!   its lead-in is used for matching only: the part before transcribed it.
+//!   its lead-in is used for matching only (the part before transcribed it), except a piece
+//!   that runs on past the lead-in: it is the later part's, whole, and replaces the part
+//!   before's pieces of that speaker that it covers (cut short at the part's end).
 //! - Optionally adjacent pieces of one speaker are joined for reading (`MergeOptions`).
 
 use crate::time::{Samples, TimeMap};
@@ -99,7 +101,7 @@ pub struct PartResult {
     /// The server's timestamps for this part.
     pub pieces: Vec<AsyncPiece>,
     /// Samples from `offset` that belong to the part before (uploaded again to match
-    /// speakers): pieces whose middle falls there are used for that only. 0 for none.
+    /// speakers): pieces that end there are used for that only. 0 for none.
     pub lead_in: Samples,
 }
 
@@ -232,15 +234,21 @@ pub fn merge_parts(
             matches.push(None);
         }
         // The part before's version of an utterance that runs across the cut is cut short
-        // there (or says the same words twice): the piece of the same speaker running on,
-        // heard whole, replaces it. (A speaker not matched keeps both: words twice rather
-        // than none.)
-        let across: Vec<&TranscriptSegment> = own.iter().filter(|s| s.start < own_from).collect();
-        before.retain(|b| {
-            !across
-                .iter()
-                .any(|s| b.end > s.start && b.start < s.end && b.speaker == s.speaker)
-        });
+        // there: the piece of the same speaker running on, which this job heard from (about)
+        // the same start, replaces it. A piece it does not cover stays, and so does any
+        // piece of a speaker not matched: words twice rather than none.
+        if relabel {
+            let across: Vec<&TranscriptSegment> =
+                own.iter().filter(|s| s.start < own_from).collect();
+            before.retain(|b| {
+                !across.iter().any(|s| {
+                    b.speaker == s.speaker
+                        && b.end > s.start
+                        && b.start + SAME_START >= s.start
+                        && b.start >= p.offset
+                })
+            });
+        }
         all.append(&mut before);
         before = own;
     }
@@ -248,6 +256,9 @@ pub fn merge_parts(
     sort_and_trim(&mut all);
     (all, matches)
 }
+
+/// How far apart two jobs may place the start of one utterance: 250 ms.
+const SAME_START: Samples = crate::time::RATE as Samples / 4;
 
 /// One part's pieces on the original timeline, with the server's labels.
 fn place_part(p: &PartResult, file_len: Samples) -> Vec<TranscriptSegment> {
@@ -298,7 +309,7 @@ fn place_part(p: &PartResult, file_len: Samples) -> Vec<TranscriptSegment> {
 /// those the part before has there (`before`, final labels): by how long each pair is heard
 /// at the same time. A pair is matched, greedily from the longest agreement, when it agrees
 /// for at least [`MIN_AGREEMENT`] and holds [`MATCH_SHARE`] of each one's agreement with
-/// anyone. Every label of `lead` and `own` gets its transcript label.
+/// anyone. Every label of `own` gets its transcript label.
 fn match_speakers(
     lead: &[TranscriptSegment],
     before: &[TranscriptSegment],
@@ -608,6 +619,76 @@ mod tests {
             assert_eq!(m2.labels.len(), 2);
             assert!(m2.unmatched.is_empty());
         }
+    }
+
+    /// A piece running across the cut replaces only the part before's pieces of that speaker
+    /// that it covers: nothing the later job did not hear whole is dropped.
+    #[test]
+    fn a_piece_across_the_cut_never_replaces_words_it_does_not_cover() {
+        let texts = |p1: Vec<AsyncPiece>, p2: Vec<AsyncPiece>, offset: u64| -> Vec<String> {
+            let parts = [
+                PartResult {
+                    part: 0,
+                    offset: 0,
+                    len: 60 * S,
+                    time_map: None,
+                    pieces: p1,
+                    lead_in: 0,
+                },
+                PartResult {
+                    part: 1,
+                    offset: offset * S,
+                    len: (100 - offset) * S,
+                    time_map: None,
+                    pieces: p2,
+                    lead_in: (60 - offset) * S,
+                },
+            ];
+            merge_parts(&parts, &MergeOptions::default(), 100 * S)
+                .0
+                .into_iter()
+                .map(|s| s.text)
+                .collect()
+        };
+        // The later job splits the utterance at a pause the earlier one did not.
+        let v = texts(
+            vec![
+                piece(41_000.0, 44_000.0, "speaker_0", "A earlier"),
+                piece(54_000.0, 60_000.0, "speaker_0", "one two three four"),
+            ],
+            vec![
+                piece(1_000.0, 4_000.0, "speaker_0", "A earlier"),
+                piece(14_000.0, 17_000.0, "speaker_0", "one two three"),
+                piece(17_500.0, 22_000.0, "speaker_0", "four five"),
+            ],
+            40,
+        );
+        assert_eq!(v, ["A earlier", "one two three four", "four five"]);
+        // Two utterances whose boundary the jobs place 20 ms apart: the first stays.
+        let v = texts(
+            vec![
+                piece(41_000.0, 44_000.0, "speaker_0", "A earlier"),
+                piece(50_000.0, 55_520.0, "speaker_0", "first sentence"),
+                piece(55_520.0, 60_000.0, "speaker_0", "second, cut"),
+            ],
+            vec![
+                piece(1_000.0, 4_000.0, "speaker_0", "A earlier"),
+                piece(10_000.0, 15_500.0, "speaker_0", "first sentence"),
+                piece(15_500.0, 23_000.0, "speaker_0", "second, whole"),
+            ],
+            40,
+        );
+        assert_eq!(v, ["A earlier", "first sentence", "second, whole"]);
+        // A piece that began before the later part's audio: that job never heard its start.
+        let v = texts(
+            vec![
+                piece(41_000.0, 44_000.0, "speaker_0", "A earlier"),
+                piece(45_000.0, 60_000.0, "speaker_0", "long, cut"),
+            ],
+            vec![piece(0.0, 14_000.0, "speaker_0", "its end")],
+            50,
+        );
+        assert!(v.contains(&"long, cut".to_string()), "{v:?}");
     }
 
     #[test]

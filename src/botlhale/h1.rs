@@ -214,7 +214,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
         for h in r.headers.iter() {
             let v = String::from_utf8_lossy(h.value);
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                let last = v.rsplit(',').next().unwrap_or("").trim();
+                let last = v
+                    .rsplit(',')
+                    .map(str::trim)
+                    .find(|c| !c.is_empty())
+                    .unwrap_or("");
                 coding = Some(last.eq_ignore_ascii_case("chunked"));
             } else if h.name.eq_ignore_ascii_case("content-length") {
                 let n = v

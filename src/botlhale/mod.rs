@@ -432,6 +432,8 @@ pub(crate) struct Watch {
     last: Arc<AtomicU64>,
     /// Milliseconds from `start` when the last chunk went (`u64::MAX`: not yet).
     done: Arc<AtomicU64>,
+    /// Milliseconds from `start` when the exchange began (after the gate and the limiter).
+    began: Arc<AtomicU64>,
     stall: Duration,
     answer: Duration,
 }
@@ -442,6 +444,7 @@ impl Watch {
             start: Instant::now(),
             last: Arc::new(AtomicU64::new(0)),
             done: Arc::new(AtomicU64::new(u64::MAX)),
+            began: Arc::new(AtomicU64::new(0)),
             stall,
             answer,
         }
@@ -449,6 +452,14 @@ impl Watch {
 
     fn ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The exchange begins: the stall timer and the time to hand the body over run from
+    /// here, not from when the attempt started waiting for the gate or the limiter.
+    fn begin(&self) {
+        let now = self.ms();
+        self.began.store(now, Ordering::Relaxed);
+        self.last.store(now, Ordering::Relaxed);
     }
 
     /// A chunk of the body went out.
@@ -477,7 +488,8 @@ impl Watch {
                 // still hold megabytes, drained at the link's rate. They took at most as long
                 // to fill as the body took to hand over, so that much more is allowed, plus
                 // the time the service may take to answer.
-                let grace = self.answer + Duration::from_millis(done);
+                let handing = done.saturating_sub(self.began.load(Ordering::Relaxed));
+                let grace = self.answer + Duration::from_millis(handing);
                 if Duration::from_millis(now.saturating_sub(done)) >= grace {
                     return format!(
                         "no answer {:.0} s after the whole upload was handed to the network",
@@ -721,7 +733,7 @@ impl Client {
                         // The stall timer runs from here: waiting for the gate, the
                         // limiter or nothing at all is not a stalled upload.
                         r = async {
-                            w.moved();
+                            w.begin();
                             exchange(rb).await
                         } => r,
                         why = w.expired() => Err((Outcome::Timeout, why)),

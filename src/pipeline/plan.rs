@@ -14,8 +14,8 @@
 //!    first also uploads, before its own audio, the last `lead` uploaded samples of the part
 //!    before. Both jobs then hear the same minutes, so that the speakers of one can be matched
 //!    to those of the other (see [`crate::merge`]); what the second job says about its lead-in
-//!    is used for that only. The parts' own audio stays contiguous and cut in silences, so
-//!    every utterance is still transcribed once.
+//!    is used for that only. The parts' own audio stays contiguous and cut in silences; an
+//!    utterance the later job hears across the cut is kept once (see [`crate::merge`]).
 
 use serde::{Deserialize, Serialize};
 
