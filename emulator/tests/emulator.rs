@@ -1139,6 +1139,21 @@ async fn dropped_connection_gets_no_response() {
     emu.shutdown().await;
 }
 
+/// The async data of a finished job.
+async fn async_data(emu: &RunningEmulator, c: &reqwest::Client, tok: &str, key: &str) -> Value {
+    get_json(
+        c,
+        format!(
+            "{}/asr/async/data?OrgID={}&FileName={key}",
+            emu.base_url(),
+            emu.org_id()
+        ),
+        tok,
+    )
+    .await
+    .1
+}
+
 fn flac(rate: u32, secs: f64, bursts: &[(f64, f64, f64)]) -> Vec<u8> {
     use flacenc::component::BitRepr;
     use flacenc::error::Verify;
@@ -1175,16 +1190,7 @@ async fn flac_is_decoded_on_both_paths() {
     let key = key_of(&fields);
     assert_eq!(s3_post(&c, &url, &fields, audio).await.0, 204);
     wait_done(&emu, &c, &tok, &key).await;
-    let (_, v) = get_json(
-        &c,
-        format!(
-            "{}/asr/async/data?OrgID={}&FileName={key}",
-            emu.base_url(),
-            emu.org_id()
-        ),
-        &tok,
-    )
-    .await;
+    let v = async_data(&emu, &c, &tok, &key).await;
     let ts = v["timestamps"].as_array().unwrap();
     assert_eq!(ts.len(), 2, "{v}");
     for (t, (a, b, _)) in ts.iter().zip(bursts) {
@@ -1336,16 +1342,7 @@ async fn ogg_vorbis_and_amr_fixtures() {
     let key = key_of(&fields);
     assert_eq!(s3_post(&c, &url, &fields, ogg).await.0, 204);
     wait_done(&emu, &c, &tok, &key).await;
-    let (_, v) = get_json(
-        &c,
-        format!(
-            "{}/asr/async/data?OrgID={}&FileName={key}",
-            emu.base_url(),
-            emu.org_id()
-        ),
-        &tok,
-    )
-    .await;
+    let v = async_data(&emu, &c, &tok, &key).await;
     let ts = v["timestamps"].as_array().unwrap();
     assert_eq!(ts.len(), 1, "{v}");
     assert!(
@@ -1541,16 +1538,7 @@ async fn speakers_are_numbered_in_the_order_a_job_first_hears_them() {
         204
     );
     wait_done(&emu, &c, &tok, &key).await;
-    let (_, v) = get_json(
-        &c,
-        format!(
-            "{}/asr/async/data?OrgID={}&FileName={key}",
-            emu.base_url(),
-            emu.org_id()
-        ),
-        &tok,
-    )
-    .await;
+    let v = async_data(&emu, &c, &tok, &key).await;
     let ts = v["timestamps"].as_array().unwrap();
     let who: Vec<&str> = ts.iter().map(|t| t["speaker"].as_str().unwrap()).collect();
     assert_eq!(who, ["speaker_0", "speaker_1", "speaker_0"], "{v}");

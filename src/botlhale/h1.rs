@@ -282,6 +282,7 @@ fn dechunk_more(buf: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<bool, S
 
 /// Decodes a whole chunked body: the chunks complete in `buf`, and whether the last chunk
 /// was seen.
+#[cfg(test)]
 fn dechunk(buf: &[u8]) -> Result<(Vec<u8>, bool), String> {
     let mut out = Vec::new();
     let mut at = 0;
@@ -289,18 +290,21 @@ fn dechunk(buf: &[u8]) -> Result<(Vec<u8>, bool), String> {
     Ok((out, done))
 }
 
-/// Parses `buf` as a storage answer that arrived whole: its status and body, or what is
-/// wrong. For the fuzz targets.
+/// Reads `buf` as a storage answer that arrived whole, as an upload reads one off the
+/// connection: its status and body, or what is wrong. For the fuzz targets.
 pub fn parse_answer(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let head = parse_head(buf)?.ok_or("incomplete head")?;
-    let rest = &buf[head.len..];
-    match head.framing {
-        Framing::Length(n) => Ok((
-            head.status,
-            rest[..rest.len().min(usize::try_from(n).unwrap_or(usize::MAX))].to_vec(),
-        )),
-        Framing::Chunked => Ok((head.status, dechunk(rest)?.0)),
-        Framing::Close => Ok((head.status, rest.to_vec())),
+    use std::future::Future;
+    let mut rd = buf;
+    let mut read = std::pin::pin!(read_answer(&mut rd, 1 << 20));
+    // A slice never waits: one poll reads it all.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match read.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok((head, body))) => Ok((head.status, body)),
+        std::task::Poll::Ready(Err(ReadFailure::Broken(head, _, e))) => {
+            Err(format!("HTTP {}: {e}", head.status))
+        }
+        std::task::Poll::Ready(Err(ReadFailure::NoAnswer(e))) => Err(e),
+        std::task::Poll::Pending => Err("the reader waited".into()),
     }
 }
 

@@ -702,25 +702,28 @@ impl Client {
             } else {
                 None
             };
-            let mut rb = build(&self.inner.http)?.into();
+            // `build` makes the attempt's fresh watch, if any: read it after.
+            let attempt_request = build(&self.inner.http)?.into();
             // An upload's attempt is watched instead of timed as a whole (see `Watch`).
             let watch = call
                 .watch
                 .as_ref()
                 .and_then(|w| w.lock().ok().and_then(|g| g.clone()));
-            if let Attempt::Reqwest(r) = rb {
-                let mut r = r;
-                if let Some(t) = &token {
-                    r = r.bearer_auth(t.expose());
+            let rb = match attempt_request {
+                Attempt::Reqwest(mut r) => {
+                    if let Some(t) = &token {
+                        r = r.bearer_auth(t.expose());
+                    }
+                    if let Some(t) = call.timeout {
+                        r = r.timeout(t);
+                    }
+                    if watch.is_some() {
+                        r = r.timeout(Duration::from_secs(7 * 24 * 3600));
+                    }
+                    Attempt::Reqwest(r)
                 }
-                if let Some(t) = call.timeout {
-                    r = r.timeout(t);
-                }
-                if watch.is_some() {
-                    r = r.timeout(Duration::from_secs(7 * 24 * 3600));
-                }
-                rb = Attempt::Reqwest(r);
-            }
+                own => own,
+            };
             let result = {
                 let mut slot = self.inner.gate.acquire().await;
                 let _shared = match &self.inner.limiter {
@@ -739,13 +742,9 @@ impl Client {
                         why = w.expired() => Err((Outcome::Timeout, why)),
                     },
                 };
-                // S3 answers `400 RequestTimeout` to an upload that stalled for a while:
-                // a network failure, not a refusal of the form.
                 let r = match r {
-                    Ok((400, _, body))
-                        if watch.is_some()
-                            && upload::parse_s3_error(&String::from_utf8_lossy(&body))
-                                .is_some_and(|(code, _)| code == "RequestTimeout") =>
+                    Ok((status, _, body))
+                        if watch.is_some() && upload::is_stalled_body(status, &body) =>
                     {
                         Err((
                             Outcome::Dropped,
@@ -958,8 +957,6 @@ pub(crate) fn parse_withheld<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -
     })
 }
 
-/// One HTTP exchange: status, parsed `Retry-After` and the bounded body, or a classified
-/// transport failure with its message (URL stripped).
 /// One attempt's request, ready to send.
 pub(crate) enum Attempt {
     /// Through the shared `reqwest` client (every API call).
@@ -974,6 +971,8 @@ impl From<reqwest::RequestBuilder> for Attempt {
     }
 }
 
+/// One HTTP exchange: status, parsed `Retry-After` and the bounded body, or a classified
+/// transport failure with its message (URL stripped).
 async fn exchange(rb: Attempt) -> std::result::Result<h1::Answer, h1::Failure> {
     let rb = match rb {
         Attempt::Reqwest(r) => r,

@@ -249,6 +249,14 @@ pub fn parse_s3_error(body: &str) -> Option<(String, String)> {
     Some((xml_unescape(code), xml_unescape(message)))
 }
 
+/// True for S3's `400 RequestTimeout`: the body stopped coming for a while. That is the
+/// network, not a refusal of the form, and the upload is worth another attempt.
+pub(crate) fn is_stalled_body(status: u16, body: &[u8]) -> bool {
+    status == 400
+        && parse_s3_error(&String::from_utf8_lossy(body))
+            .is_some_and(|(code, _)| code == "RequestTimeout")
+}
+
 /// Replaces every credential value of `form` found in `s` with `***`.
 fn scrub(s: &str, form: &PresignedPost) -> String {
     let mut s = s.to_string();

@@ -225,9 +225,19 @@ struct TrackParts<'a> {
     temp_dir: &'a Path,
     /// The next part to open.
     next: usize,
-    /// Parts being written, in order: (part, next span, writer when the part is to do,
-    /// how far it has been written).
-    open: Vec<(usize, usize, Option<PartWriter>, Samples)>,
+    /// Parts being written, in order.
+    open: Vec<OpenPart>,
+}
+
+/// A part of [`TrackParts`] being written.
+struct OpenPart {
+    part: usize,
+    /// Its next span.
+    span: usize,
+    /// `None` when the part is not to do (already uploaded).
+    writer: Option<PartWriter>,
+    /// How far it has been written (original timeline).
+    written: Samples,
 }
 
 impl<'a> TrackParts<'a> {
@@ -272,35 +282,39 @@ impl<'a> TrackParts<'a> {
             if first.first().is_some_and(|&(a, _)| a >= be) {
                 break;
             }
-            let w = self.open(self.next)?;
-            self.open.push((self.next, 0, w, 0));
+            let writer = self.open(self.next)?;
+            self.open.push(OpenPart {
+                part: self.next,
+                span: 0,
+                writer,
+                written: 0,
+            });
             self.next += 1;
         }
         let mut i = 0;
-        while let Some((pi, si, w, written)) = self.open.get_mut(i) {
-            let part_spans = self.spans.get(*pi).map_or(&[][..], Vec::as_slice);
-            while let Some(&(a, b)) = part_spans.get(*si) {
+        while let Some(p) = self.open.get_mut(i) {
+            let part_spans = self.spans.get(p.part).map_or(&[][..], Vec::as_slice);
+            while let Some(&(a, b)) = part_spans.get(p.span) {
                 if be <= a {
                     break;
                 }
                 let (from, to) = (a.max(bs), b.min(be));
                 if to > from {
-                    if let Some(w) = w.as_mut() {
+                    if let Some(w) = p.writer.as_mut() {
                         let s = &samples[(from - bs) as usize..(to - bs) as usize];
                         w.flac.write(s).map_err(|e| e.with_path(&w.file.path))?;
                     }
-                    *written = to;
+                    p.written = to;
                 }
                 if be >= b {
-                    *si += 1;
+                    p.span += 1;
                 } else {
                     break;
                 }
             }
-            if *si >= part_spans.len() {
+            if p.span >= part_spans.len() {
                 // This part is complete.
-                let (_, _, w, _) = self.open.remove(i);
-                if let Some(w) = w {
+                if let Some(w) = self.open.remove(i).writer {
                     if tx.blocking_send(w.finish()).is_err() {
                         return Ok(false);
                     }
@@ -317,12 +331,10 @@ impl<'a> TrackParts<'a> {
     /// nothing of its own audio yet, only some of its lead-in: it is not sent, and the run
     /// reports the part missing.
     fn finish(&mut self, tx: &mpsc::Sender<Result<Encoded>>) {
-        for (pi, _, w, written) in self.open.drain(..) {
-            let own_from = self.own_from.get(pi).copied().unwrap_or(0);
-            if let Some(w) = w {
-                if written > own_from {
-                    let _ = tx.blocking_send(w.finish());
-                }
+        for p in self.open.drain(..) {
+            let own_from = self.own_from.get(p.part).copied().unwrap_or(0);
+            if let Some(w) = p.writer.filter(|_| p.written > own_from) {
+                let _ = tx.blocking_send(w.finish());
             }
         }
     }

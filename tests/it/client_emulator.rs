@@ -89,6 +89,14 @@ fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, std::path::PathBu
     (dir, p)
 }
 
+/// Requests the emulator's storage route (`/s3/...`) received.
+fn storage_posts(emu: &RunningEmulator) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/s3/"))
+        .count()
+}
+
 fn count(emu: &RunningEmulator, method: &str, path: &str) -> usize {
     emu.requests()
         .iter()
@@ -580,12 +588,7 @@ async fn a_slow_upload_that_keeps_moving_completes_in_one_attempt() {
         .await
         .unwrap();
     assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
-    let uploads = emu
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/s3"))
-        .count();
-    assert_eq!(uploads, 1, "one attempt");
+    assert_eq!(storage_posts(&emu), 1, "one attempt");
     assert_eq!(
         std::fs::read(emu.uploaded_file(&job.file_name).unwrap()).unwrap(),
         audio
@@ -668,11 +671,6 @@ async fn a_refused_upload_is_reported_after_one_attempt_without_sending_the_file
         "{e}"
     );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    let uploads = emu
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/s3/"))
-        .count();
-    assert_eq!(uploads, 1, "one attempt");
+    assert_eq!(storage_posts(&emu), 1, "one attempt");
     emu.shutdown().await;
 }
