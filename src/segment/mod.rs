@@ -20,7 +20,8 @@
 //!    only place where an utterance is ever split.
 //!
 //!    An utterance's end is moved out over the loud frames right after its last voiced frame
-//!    (a word end the model has let go of), and, in noise, by up to 288 ms more. Its *fading
+//!    (a word end the model has let go of), and, in noise, by up to 160 ms more at a request's
+//!    end (inside a request the gap after it is kept from the end as heard). Its *fading
 //!    end* is measured too: the frames after the last voiced one that are still 6 dB above the
 //!    noise floor (as it was when the utterance began) and keep falling (under the loudest of
 //!    its last voiced frames + 3 dB − 1 dB per frame, and 1 dB under the frames 256 ms before;
@@ -108,8 +109,8 @@ const FALL_FRAMES: u64 = 8;
 const FALL_DB: f32 = 1.0;
 /// Voiced frames before the end whose loudest sets where a fading end starts.
 const TAIL_REF_FRAMES: u64 = 4;
-/// The most frames kept after an utterance's last frame in heavy noise (288 ms).
-const NOISE_TAIL_FRAMES: usize = 9;
+/// The most frames kept after an utterance's last frame in heavy noise (160 ms).
+const NOISE_TAIL_FRAMES: usize = 5;
 /// Initial capacity of the frame-energy history (enough for the default padding).
 const RECENT_FRAMES: usize = 24;
 
@@ -728,10 +729,14 @@ impl Segmenter {
         }
         // In noise a word's end sinks under the noise before the model or the energy can see
         // it: the less room between speech and noise, the more is kept after the last frame
-        // seen (up to NOISE_TAIL_FRAMES at 7 dB and below, nothing from 25 dB up).
+        // seen (NOISE_TAIL_FRAMES at 15 dB, the least room the level estimate allows; nothing
+        // from 25 dB up). Inside a request the gap after the word is kept from the end as
+        // heard, as in a clean recording: only a request's end keeps this extension.
         let extra = ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64;
         let seen = self.next_frame * FRAME_U64;
-        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64).min(seen);
+        let heard = run.last_voiced_end;
+        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64).min(seen).max(heard);
+        let fade = tail.clamp(heard, seen);
         let tail = tail.clamp(run.last_voiced_end, seen);
         let utt = Utt {
             start: if run.cut_start {
@@ -741,6 +746,8 @@ impl Segmenter {
             },
             end: run.last_voiced_end,
             tail,
+            heard,
+            fade,
             lead: run.piece_start,
             shared: run.shared,
             voiced: run.voiced,
@@ -903,6 +910,8 @@ impl Segmenter {
             },
             end: cut,
             tail: cut,
+            heard: cut,
+            fade: cut,
             lead: run.piece_start,
             shared: run.shared,
             voiced: voiced_before,

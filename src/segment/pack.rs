@@ -28,6 +28,12 @@ pub(super) struct Utt {
     /// `lead` is the quietest point of a gap shorter than twice the padding; the previous
     /// request, when it ends right before this utterance, ends there too.
     pub shared: bool,
+    /// End of the sound heard as speech (≤ `end`). In noise the segmenter moves `end` out past
+    /// it, so that a request ending with this utterance keeps a word end buried in the noise;
+    /// inside a request a gap is kept from here, as in a clean recording.
+    pub heard: Samples,
+    /// Where the word's fading end after `heard` stops (≥ `heard`).
+    pub fade: Samples,
     /// Voiced frames.
     pub voiced: u64,
     /// Begins at a forced cut: touches the previous piece.
@@ -151,9 +157,10 @@ impl Packer {
         };
         let mut len = first.start.saturating_sub(first.lead.max(self.floor));
         for (i, u) in v.iter().enumerate() {
-            len += u.end.saturating_sub(u.start);
-            if i > 0 {
-                len += self.kept_gap(i);
+            if i + 1 < v.len() {
+                len += u.heard.saturating_sub(u.start) + self.kept_gap(i + 1);
+            } else {
+                len += u.end.saturating_sub(u.start);
             }
         }
         if !last.cut_after {
@@ -162,12 +169,21 @@ impl Packer {
         len
     }
 
-    /// How much of the gap before `open[i]` a request holding both sides sends: all of it up to
-    /// `max_gap`; else its edges, `max_gap` in all (70 % after the word end, 30 % before the
-    /// next onset), or the previous word's whole fading end and 30 % before the onset when
-    /// that is longer.
+    /// Silence between what was heard of `open[i - 1]` and the start of `open[i]` (0 at a
+    /// forced cut).
+    fn sound_gap(&self, i: usize) -> Samples {
+        match (self.open.get(i.wrapping_sub(1)), self.open.get(i)) {
+            (Some(a), Some(b)) if !a.cut_after => b.start.saturating_sub(a.heard),
+            _ => 0,
+        }
+    }
+
+    /// How much of the gap before `open[i]` a request holding both sides sends, from the end
+    /// of the previous word as heard: all of it up to `max_gap`; else its edges, `max_gap` in
+    /// all (70 % after the word end, 30 % before the next onset), or the previous word's whole
+    /// fading end and 30 % before the onset when that is longer.
     fn kept_gap(&self, i: usize) -> Samples {
-        let gap = self.gap(i);
+        let gap = self.sound_gap(i);
         match self.open.get(i.wrapping_sub(1)) {
             Some(u) if gap > self.max_gap => {
                 let (tail, head) = self.edges_after(u);
@@ -177,11 +193,11 @@ impl Packer {
         }
     }
 
-    /// The kept edges of a gap longer than `max_gap` that follows `u`: after its end, before
-    /// the next utterance's start.
+    /// The kept edges of a gap longer than `max_gap` that follows `u`: after the end of the
+    /// word as heard, before the next utterance's start.
     fn edges_after(&self, u: &Utt) -> (Samples, Samples) {
         let tail = self.max_gap * 7 / 10;
-        (tail.max(u.tail.saturating_sub(u.end)), self.max_gap - tail)
+        (tail.max(u.fade.saturating_sub(u.heard)), self.max_gap - tail)
     }
 
     /// What a request ending with `u` keeps after its end: the padding, or the word's whole
@@ -257,7 +273,7 @@ impl Packer {
             if u.cut_after {
                 continue;
             }
-            let gap = v.start.saturating_sub(u.end);
+            let gap = v.start.saturating_sub(u.heard);
             if gap > self.max_gap {
                 // Keep the gap's edges (where words fade in and out), leave out its middle.
                 // Word ends fade longer than onsets rise (onsets are already moved out over
@@ -267,7 +283,7 @@ impl Packer {
                 if tail + head >= gap {
                     continue;
                 }
-                let span_end = (u.end + tail).min(end);
+                let span_end = (u.heard + tail).min(end);
                 // Spans are in order by construction; a failed push only drops a span.
                 let _ = kept.push(span_start, span_end.saturating_sub(span_start));
                 span_start = v.start - head;
@@ -307,6 +323,8 @@ mod tests {
             start,
             end,
             tail: end,
+            heard: end,
+            fade: end,
             lead: start.saturating_sub(300 * MS),
             shared: false,
             voiced: (end - start) / FRAME_U64,
@@ -389,6 +407,7 @@ mod tests {
         let mut p = packer(30);
         let mut first = utt(1000, 3000);
         first.tail = 3500 * MS;
+        first.fade = 3500 * MS;
         let out = run(&mut p, &[first, utt(4000, 6000)]);
         assert_eq!(out.len(), 1);
         let spans = out[0].kept.spans();
@@ -397,6 +416,35 @@ mod tests {
         assert_eq!(spans[0].original + spans[0].len, 3500 * MS);
         assert_eq!(spans[1].original, 3940 * MS);
         assert_eq!(out[0].billed(), (300 + 2000 + 500 + 60 + 2000 + 300) * MS);
+    }
+
+    #[test]
+    fn in_noise_a_gap_inside_a_request_is_kept_from_the_word_as_heard() {
+        // Heard until 3.0 s; in noise the segmenter moved the end out to 3.288 s.
+        let mut p = packer(30);
+        let mut first = utt(1000, 3288);
+        first.heard = 3000 * MS;
+        first.fade = 3000 * MS;
+        first.tail = 3288 * MS;
+        let mut last = utt(4000, 6288);
+        last.heard = 6000 * MS;
+        last.fade = 6000 * MS;
+        last.tail = 6288 * MS;
+        let out = run(&mut p, &[first, last]);
+        assert_eq!(out.len(), 1);
+        let spans = out[0].kept.spans();
+        assert_eq!(spans.len(), 2);
+        // Inside the request: 140 ms after the word as heard, 60 ms before the onset, as in a
+        // clean recording (not 140 ms after the moved-out end).
+        assert_eq!(spans[0].original + spans[0].len, 3140 * MS);
+        assert_eq!(spans[1].original, 3940 * MS);
+        // The request still ends 300 ms after the moved-out end.
+        assert_eq!(out[0].end, 6588 * MS);
+        assert_eq!(
+            out[0].billed(),
+            (300 + 2000 + 200 + 2288 + 300) * MS,
+            "billed counts what is sent"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! 1. **Energy gate.** The frame's energy in dB is compared with a running noise floor
 //!    (minimum tracker: starts at the first frame, follows drops at once, rises
 //!    0.06 dB per frame, 2 dB/s) and a running speech level (peak tracker: follows
-//!    rises at once, decays 0.03 dB per frame, 1 dB/s). A frame is *silent* when it is
+//!    rises at once, decays 0.03 dB per frame, 1 dB/s, never below the floor + 15 dB, so that
+//!    dead air on a noisy line is not taken for quieter speech). A frame is *silent* when it is
 //!    digital silence or more than 45 dB below the speech level, and *quiet* when it is
 //!    silent or less than 3 dB above the floor. Silent frames are never voiced
 //!    and skip the neural model (what makes silence and dead air almost free); quiet frames
@@ -30,7 +31,11 @@
 //!    (20 dB or more below the speech level) that follows a second or more of sound it called not speech, its state is put back to
 //!    the one it had at the last pause after speech (a fresh model's before any), and the next run of speech counts only
 //!    once it lasts 256 ms with one frame at 0.9 or more (a restored model may answer "speech" to the first notes of more
-//!    music).
+//!    music). In a noisy recording the model hears the line's noise between words too, and
+//!    after a second and more of nothing but that noise, the sound that follows is heard from
+//!    the state the model had 320 ms into the noise (otherwise, after seconds of noise, it
+//!    answered 0.00 to the first 300 ms of a loud reply; a clean recording's model, which
+//!    skips its silences, has no such lag).
 //! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
 //!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
@@ -59,6 +64,8 @@ pub(crate) const TARGET_DBFS: f32 = -20.0;
 pub(crate) const MAX_GAIN_DB: f32 = 60.0;
 /// The speech-level estimate decays by this many dB per frame (1 dB/s).
 pub(crate) const LEVEL_DECAY_DB: f32 = 0.03;
+/// The speech-level estimate stays at least this many dB above the noise floor.
+pub(crate) const LEVEL_ABOVE_FLOOR_DB: f32 = 15.0;
 /// The noise-floor estimate rises by this many dB per frame while frames are above it (2 dB/s).
 pub(crate) const FLOOR_RISE_DB: f32 = 0.06;
 /// A frame less than this many dB above the noise floor is quiet.
@@ -164,7 +171,8 @@ pub struct FrameInfo {
     /// frames down at once and rises by 2 dB/s while the sound stays above it).
     pub floor_db: f32,
     /// The running speech level above the running noise floor, in dB: how far word ends can
-    /// fade before the noise hides them.
+    /// fade before the noise hides them. At least 15 dB (the level estimate does not sink
+    /// into the noise during dead air).
     pub snr_db: f32,
 }
 
@@ -385,12 +393,19 @@ impl Analyser {
         };
 
         // Level and floor trackers, in dB so they commute with a gain.
-        self.level_db = db.max(self.level_db - LEVEL_DECAY_DB);
         if db < self.floor_db {
             self.floor_db = db;
         } else {
             self.floor_db += FLOOR_RISE_DB;
         }
+        // The level never sinks into the noise: over seconds of dead air on a noisy line the
+        // peak tracker would follow the noise down, and the gain below would then lift the
+        // noise to the level of speech (the model, fed that for 15 s, missed the first 300 ms
+        // of the loud reply that followed).
+        self.level_db = db
+            .max(self.level_db - LEVEL_DECAY_DB)
+            .max(self.floor_db + LEVEL_ABOVE_FLOOR_DB);
+
         let silent = db <= MIN_DB + 1.0 || db < self.level_db - LEVEL_RANGE_DB;
         let quiet = silent || db < self.floor_db + NOISE_MARGIN_DB;
         // In the first second the noise floor is not known yet (a file may start with speech):
@@ -484,6 +499,11 @@ pub struct VoiceDetector {
     heard_other: u32,
     /// The model's state at the last pause after speech, or a fresh model's.
     warm: silero::State,
+    /// Consecutive quiet frames of a noisy recording that the model heard and called not
+    /// speech (saturating).
+    noise_run: u32,
+    /// The model's state [`MODEL_QUIET_FRAMES`] into the current `noise_run`.
+    noise_state: Option<silero::State>,
     /// Frames are on probation (see [`Pending::probation`]).
     probation: bool,
     /// Consecutive frames of speech by the model (saturating).
@@ -520,6 +540,8 @@ impl VoiceDetector {
             heard_speech: 0,
             heard_other: 0,
             warm: silero::State::zero(),
+            noise_run: 0,
+            noise_state: None,
             probation: false,
             vad_run: 0,
             run_peak: 0.0,
@@ -632,11 +654,37 @@ impl VoiceDetector {
 
     /// The speech model's recurrent half and everything that depends on its answers.
     fn step(&mut self, a: &Analysed) -> Pending {
+        // A noisy recording's quiet frames all go through the model (speech may sit just above
+        // the noise). After seconds of nothing but the line's noise its state no longer
+        // answers the first syllables of a reply (0.00 for 300 ms of speech 14 dB above the
+        // noise), while a clean recording's model, which skips its silences, answers at once.
+        // So when sound follows a second or more of such noise, the model goes on from the
+        // state it had MODEL_QUIET_FRAMES into the noise, as if the noise had been that short.
+        if !a.quiet {
+            if self.noise_run >= FORGET_AFTER_FRAMES {
+                if let Some(s) = self.noise_state.take() {
+                    self.model.set_state(&s);
+                }
+            }
+            self.noise_run = 0;
+            self.noise_state = None;
+        }
         let prob = if a.model {
             self.model.step(&a.pre)
         } else {
             0.0
         };
+        if a.quiet && a.model {
+            if prob < self.opts.threshold {
+                self.noise_run = self.noise_run.saturating_add(1);
+                if self.noise_run == MODEL_QUIET_FRAMES {
+                    self.noise_state = Some(self.model.state());
+                }
+            } else {
+                self.noise_run = 0;
+                self.noise_state = None;
+            }
+        }
         self.in_speech = if self.in_speech {
             prob >= self.opts.neg_threshold
         } else {
@@ -717,6 +765,27 @@ mod tests {
     }
 
     #[test]
+    fn dead_air_on_a_noisy_line_does_not_pull_the_speech_level_into_the_noise() {
+        // 1 s of sound at -20 dBFS, then 20 s of line noise at -38 dBFS: the peak tracker
+        // alone would sink 19 dB, to the noise itself, and the gain would lift the noise to
+        // the level of speech.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |rms: f32| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rms * ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.46
+        };
+        let mut x: Vec<f32> = (0..16_000).map(|_| noise(0.1)).collect();
+        x.extend((0..20 * 16_000).map(|_| noise(0.0126)));
+        let out = run(&x[..x.len() / FRAME * FRAME]);
+        let last = out.last().unwrap();
+        assert!((-39.0..-37.0).contains(&last.floor_db), "{last:?}");
+        assert!(last.snr_db >= LEVEL_ABOVE_FLOOR_DB - 0.01, "{last:?}");
+        assert!(last.snr_db < LEVEL_ABOVE_FLOOR_DB + 1.0, "{last:?}");
+    }
+
+    #[test]
     fn steady_tone_is_music_not_speech() {
         let tone: Vec<f32> = (0..16_000 * 2)
             .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin())
@@ -743,6 +812,7 @@ mod tests {
         x.extend(&tail);
         let out = run(&x);
         assert_eq!(out.len(), x.len().div_ceil(FRAME));
+        for (i, f) in out.iter().enumerate().step_by(60) { eprintln!("{i} {:.1} {:.1} {:.1}", f.db, f.floor_db, f.snr_db); }
         let last = out.last().unwrap();
         assert!(last.db > -20.0 && last.db < 0.0, "{last:?}");
         assert!(!last.quiet, "the trackers were poisoned: {last:?}");

@@ -1000,8 +1000,8 @@ async fn a_truncated_file_is_transcribed_up_to_the_break() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_upload_progress_is_forwarded_per_mib() {
     let units = units();
-    let len = 90 * SR;
-    let placed = place(&units, &positions(90, 3.0, 6));
+    let len = 120 * SR;
+    let placed = place(&units, &positions(120, 3.0, 6));
     // Loud noise under the speech: the FLAC part is several MiB.
     let mut signal = render(len, &placed);
     let mut rng = fastrand::Rng::with_seed(9);

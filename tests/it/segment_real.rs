@@ -119,12 +119,13 @@ fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
 #[test]
 fn the_other_conversations_stay_where_they_are() {
     // Issue 9 asks for 99.7 % whole everywhere. Regression guard for the 5 dB SNR call: the
-    // quieter speaker's speech is only about 2 dB above the noise; on the full corpus 99.0 % of
-    // that call is sent whole, on this 6-minute cut 89 %, see BENCHMARKS.md.
+    // quieter speaker's speech is only about 2 dB above the noise; on the full corpus 99.1 % of
+    // that call is sent whole, on this 6-minute cut 95 % (89 % before the model stopped
+    // losing onsets after dead air), see BENCHMARKS.md.
     for (name, whole, covered, billed) in [
         ("dialogue_nl", 99.7, 99.5, 1.08),
         ("call_ru_nl", 99.7, 98.5, 1.12),
-        ("call_es_it_snr5", 88.0, 94.0, 1.08),
+        ("call_es_it_snr5", 94.0, 95.5, 1.07),
     ] {
         let sc = &run(name).score;
         assert!(sc.whole_pct() >= whole, "{name}: {sc:?}");
@@ -176,8 +177,8 @@ fn music_alone_and_dead_air_make_no_request() {
 
 #[test]
 #[ignore = "issue 9, not met yet: at 5 dB SNR the quieter speaker is about 2 dB above the \
-            noise (89 % whole on this cut, 99.0 % on the full corpus) and 11 % of the hold music \
-            is sent; the first second of a short hold is sent"]
+            noise (95 % whole on this cut, 99.1 % on the full corpus) and 8 % of the hold music \
+            is sent (6.1 % on the full corpus); the first second of a short hold is sent"]
 fn the_whole_acceptance_of_issue_9() {
     let mut total = Score::default();
     for r in speech_runs() {
@@ -237,4 +238,56 @@ fn the_first_words_after_hold_music_are_sent() {
         }
     }
     assert!(checked >= 4);
+}
+
+/// The first words after long dead air on a noisy line. While only the line's noise is heard,
+/// the running speech level sinks towards it; the automatic gain then lifted the noise to the
+/// level of speech and, after 15 s of it, the speech model answered 0.00 to the first 300 ms
+/// of a loud reply (the 5 dB SNR call lost onsets and a whole 0.6 s reply this way).
+#[test]
+fn the_first_words_after_long_dead_air_on_a_noisy_line_are_sent() {
+    corpus::require();
+    let speech = corpus::clips(&corpus::voice_files(corpus::VOICES[0].1), 6, 6.0);
+    assert!(speech.len() == 6, "six es prompts");
+    let mut rng = corpus::Rng::new(11);
+    let mut checked = 0;
+    for pair in speech.chunks(2) {
+        let (mut first, mut reply) = (pair[0].audio.clone(), pair[1].audio.clone());
+        corpus::set_level(&mut first, -20.0);
+        corpus::set_level(&mut reply, -20.0);
+        // A telephone call (8 kHz): prompt, 15 s of nothing but line noise, the reply; the
+        // noise 11 dB under the speech.
+        let mut audio = vec![0.0; corpus::RATE];
+        audio.extend_from_slice(&first);
+        audio.extend(std::iter::repeat_n(0.0, 15 * corpus::RATE));
+        let offset = audio.len();
+        audio.extend_from_slice(&reply);
+        audio.extend(std::iter::repeat_n(0.0, corpus::RATE));
+        let mut line = corpus::telephone(&audio);
+        let noise = corpus::line_noise(&mut rng, line.len(), -31.0);
+        line.iter_mut().zip(&noise).for_each(|(a, n)| *a += n);
+        let out = segment(&corpus::wav_bytes_channels(corpus::RATE / 2, &[&line]));
+        // Where the reply is first heard over the line: its first 10 ms (at 8 kHz) at least
+        // 6 dB above the noise.
+        let clean = corpus::telephone(&audio);
+        let audible = (offset / 2..clean.len() - 80)
+            .step_by(80)
+            .find(|&i| {
+                let e = clean[i..i + 80].iter().map(|x| x * x).sum::<f32>() / 80.0;
+                10.0 * e.max(1e-12).log10() >= -31.0 + 6.0
+            })
+            .expect("the reply is heard");
+        let at = (2 * audible) as u64;
+        let end = (offset + pair[1].utts.last().unwrap().1) as u64 - 160;
+        assert!(
+            out.iter().any(|r| r.start <= at && r.end >= end),
+            "the reply heard from {:.2} s after the dead air is not sent whole: {:?}",
+            at as f64 / 16e3,
+            out.iter()
+                .map(|r| (r.start as f64 / 16e3, r.end as f64 / 16e3))
+                .collect::<Vec<_>>()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3);
 }

@@ -238,7 +238,7 @@ pub fn clips(files: &[PathBuf], n: usize, max_s: f64) -> Vec<Clip> {
 }
 
 /// Scales `x` so that its active frames (within 30 dB of its peak) have RMS `dbfs`.
-fn set_level(x: &mut [f32], dbfs: f32) {
+pub fn set_level(x: &mut [f32], dbfs: f32) {
     let db = frame_db(x);
     let peak = db.iter().copied().fold(f32::MIN, f32::max);
     let act: Vec<f32> = db.into_iter().filter(|&d| d > peak - 30.0).collect();
@@ -251,7 +251,7 @@ fn set_level(x: &mut [f32], dbfs: f32) {
 }
 
 /// Line noise: pink-ish noise (a one-pole low-pass of white noise mixed with white).
-fn line_noise(rng: &mut Rng, n: usize, dbfs: f32) -> Vec<f32> {
+pub fn line_noise(rng: &mut Rng, n: usize, dbfs: f32) -> Vec<f32> {
     let mut lp = 0f32;
     let mut v: Vec<f32> = (0..n)
         .map(|_| {
