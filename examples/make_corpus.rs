@@ -1,7 +1,8 @@
 //! Builds the real-speech segmentation corpus on disk and scores this crate's segmenter on it.
 //!
 //! ```sh
-//! cargo run --release --example make_corpus -- OUT_DIR [--quick]
+//! cargo run --release --example make_corpus -- OUT_DIR [--quick] [--verbose]
+//! CORPUS_ONLY=snr5 cargo run --release --example make_corpus -- OUT_DIR   # matching cases only
 //! scripts/vad_compare.sh OUT_DIR        # the same corpus through Silero VAD and py-webrtcvad
 //! ```
 //!
