@@ -41,7 +41,10 @@ fn main() -> anyhow::Result<()> {
     // Experiments: CORPUS_ONLY=<part of a case name> scores only the matching cases.
     let only = std::env::var("CORPUS_ONLY").ok();
     for (case, mulaw) in &cases {
-        if only.as_ref().is_some_and(|o| !case.name.contains(o.as_str())) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !case.name.contains(o.as_str()))
+        {
             continue;
         }
         let wav = out.join(format!("{}.wav", case.name));

@@ -614,7 +614,8 @@ impl Segmenter {
                 .as_ref()
                 .is_some_and(|r| a.saturating_sub(r.last_voiced_end) >= silence)
         {
-            self.end_run(out);
+            // Nothing of the ended run may reach into this frame: it is the next onset.
+            self.end_run_before(a, out);
         }
 
         match self.run.as_mut() {
@@ -708,15 +709,21 @@ impl Segmenter {
 
     /// The open run has ended: kept (see [`Segmenter::close_run`]) or dropped as a blip.
     fn end_run(&mut self, out: &mut Vec<Segment>) {
+        self.end_run_before(self.next_frame * FRAME_U64, out);
+    }
+
+    /// [`Segmenter::end_run`] with the run's end, moved out or not, kept at or before `limit`.
+    fn end_run_before(&mut self, limit: Samples, out: &mut Vec<Segment>) {
         if let Some(run) = self.run.take() {
             if run.valid || run.cut_start {
-                self.close_run(run, out);
+                self.close_run(run, limit, out);
             }
         }
     }
 
-    /// A kept run has ended (or the input has): its last piece goes to the packer.
-    fn close_run(&mut self, mut run: Run, out: &mut Vec<Segment>) {
+    /// A kept run has ended (or the input has): its last piece goes to the packer. Its end and
+    /// fading end stay at or before `limit` (the next onset, or the end of what was seen).
+    fn close_run(&mut self, mut run: Run, limit: Samples, out: &mut Vec<Segment>) {
         // A fading word end the model has stopped calling speech: the loud frames right
         // after the last voiced one, at most EDGE_FRAMES.
         let tail = run.tail_end();
@@ -733,9 +740,12 @@ impl Segmenter {
         // from 25 dB up). Inside a request the gap after the word is kept from the end as
         // heard, as in a clean recording: only a request's end keeps this extension.
         let extra = ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64;
-        let seen = self.next_frame * FRAME_U64;
+        let seen = (self.next_frame * FRAME_U64).min(limit);
+        run.last_voiced_end = run.last_voiced_end.min(seen);
         let heard = run.last_voiced_end;
-        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64).min(seen).max(heard);
+        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64)
+            .min(seen)
+            .max(heard);
         let fade = tail.clamp(heard, seen);
         let tail = tail.clamp(run.last_voiced_end, seen);
         let utt = Utt {
@@ -781,6 +791,10 @@ impl Segmenter {
     /// starts buried under the noise, a little louder than the true pause, so its middle can
     /// fall inside a fading word; in digital silence this is the middle, to the frame.
     fn share_point(&self, from: Samples, to: Samples) -> Samples {
+        if to <= from {
+            // Touching (or, defensively, overlapping) neighbours share the onset.
+            return to;
+        }
         let middle = from + (to - from) / 2;
         // Frame index of the newest frame in `recent_db` is `next_frame - 1`.
         let newest = self.next_frame.saturating_sub(1);
@@ -984,6 +998,87 @@ mod tests {
                 ..SegmenterOptions::default()
             };
             assert!(Segmenter::new(o).is_ok());
+        }
+    }
+
+    /// A frame as the detector would report it, on a noise floor at -60 dBFS.
+    fn frame(voiced: bool, db: f32) -> FrameInfo {
+        let floor = -60.0;
+        FrameInfo {
+            voiced,
+            quiet: db < floor + 3.0,
+            music: false,
+            prob: if voiced { 0.9 } else { 0.1 },
+            db,
+            loud: db >= floor + 10.0,
+            floor_db: floor,
+            snr_db: 15.0,
+        }
+    }
+
+    #[test]
+    fn a_moved_out_word_end_never_reaches_past_the_next_onset() {
+        // Speech, then 10 frames the model lets go of that are loud and falling (a word end in
+        // noise), then speech again: the first run closes at the new onset. Its end, moved out
+        // over the loud frames and by the noise tail, used to reach into the onset's frame;
+        // the next request's shared start then wrapped around (a debug panic; in release,
+        // segments near 2^63 and every later request dropped).
+        let mut seg = Segmenter::new(SegmenterOptions::default()).unwrap();
+        let mut out = Vec::new();
+        let mut n = 0u64;
+        let mut push = |seg: &mut Segmenter, f: FrameInfo, out: &mut Vec<Segment>| {
+            seg.on_frame(f, out);
+            n += 1;
+        };
+        for _ in 0..40 {
+            push(&mut seg, frame(false, -60.0), &mut out);
+        }
+        for _ in 0..3 {
+            for _ in 0..20 {
+                push(&mut seg, frame(true, -45.0), &mut out);
+            }
+            for j in 0..10 {
+                push(&mut seg, frame(false, -46.0 - 0.6 * j as f32), &mut out);
+            }
+        }
+        for _ in 0..20 {
+            push(&mut seg, frame(true, -45.0), &mut out);
+        }
+        for _ in 0..200 {
+            push(&mut seg, frame(false, -60.0), &mut out);
+        }
+        for _ in 0..3 {
+            for _ in 0..20 {
+                push(&mut seg, frame(true, -45.0), &mut out);
+            }
+            for _ in 0..40 {
+                push(&mut seg, frame(false, -60.0), &mut out);
+            }
+        }
+        seg.pushed = n * FRAME_U64;
+        seg.end_run(&mut out);
+        seg.packer.finish(seg.pushed, &mut seg.stats, &mut out);
+        assert!(!out.is_empty());
+        let mut prev_end = 0;
+        for r in &out {
+            assert!(
+                r.start >= prev_end && r.start < r.end && r.end <= seg.pushed,
+                "{out:?}"
+            );
+            assert!(r.billed() <= 10 * RATE as Samples, "{out:?}");
+            prev_end = r.end;
+        }
+        // Every voiced frame is sent.
+        let voiced: Vec<(Samples, Samples)> = (0..4)
+            .map(|i| 40 + 30 * i)
+            .chain((0..3).map(|i| 40 + 120 + 200 + 60 * i))
+            .map(|f| (f * FRAME_U64, (f + 20) * FRAME_U64))
+            .collect();
+        for (a, b) in voiced {
+            assert!(
+                out.iter().any(|r| r.start <= a && r.end >= b),
+                "{a}..{b}: {out:?}"
+            );
         }
     }
 

@@ -148,8 +148,8 @@ impl Packer {
         }
     }
 
-    /// Billed length of a request made of `open[..n]`, with a full padding after it (an upper
-    /// bound: a shared end is earlier).
+    /// Billed length of a request made of `open[..n]`, with a full padding after it (when the
+    /// next utterance's lead is shared, the request ends there instead, anywhere in the gap).
     fn billed(&self, n: usize) -> Samples {
         let v = &self.open[..n.min(self.open.len())];
         let (Some(first), Some(last)) = (v.first(), v.last()) else {
@@ -197,7 +197,10 @@ impl Packer {
     /// word as heard, before the next utterance's start.
     fn edges_after(&self, u: &Utt) -> (Samples, Samples) {
         let tail = self.max_gap * 7 / 10;
-        (tail.max(u.fade.saturating_sub(u.heard)), self.max_gap - tail)
+        (
+            tail.max(u.fade.saturating_sub(u.heard)),
+            self.max_gap - tail,
+        )
     }
 
     /// What a request ending with `u` keeps after its end: the padding, or the word's whole
@@ -430,6 +433,11 @@ mod tests {
         last.heard = 6000 * MS;
         last.fade = 6000 * MS;
         last.tail = 6288 * MS;
+        // What packing decisions count is what is sent.
+        let billed = (300 + 2000 + 200 + 2288 + 300) * MS;
+        p.open = vec![first, last];
+        assert_eq!(p.billed(2), billed);
+        p.open.clear();
         let out = run(&mut p, &[first, last]);
         assert_eq!(out.len(), 1);
         let spans = out[0].kept.spans();
@@ -440,11 +448,7 @@ mod tests {
         assert_eq!(spans[1].original, 3940 * MS);
         // The request still ends 300 ms after the moved-out end.
         assert_eq!(out[0].end, 6588 * MS);
-        assert_eq!(
-            out[0].billed(),
-            (300 + 2000 + 200 + 2288 + 300) * MS,
-            "billed counts what is sent"
-        );
+        assert_eq!(out[0].billed(), billed);
     }
 
     #[test]
