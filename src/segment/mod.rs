@@ -743,9 +743,7 @@ impl Segmenter {
         let seen = (self.next_frame * FRAME_U64).min(limit);
         run.last_voiced_end = run.last_voiced_end.min(seen);
         let heard = run.last_voiced_end;
-        run.last_voiced_end = (run.last_voiced_end + extra * FRAME_U64)
-            .min(seen)
-            .max(heard);
+        run.last_voiced_end = (heard + extra * FRAME_U64).min(seen);
         let fade = tail.clamp(heard, seen);
         let tail = tail.clamp(run.last_voiced_end, seen);
         let utt = Utt {
