@@ -179,19 +179,24 @@ where
     let len = r.len();
     match planes {
         0 => return 0,
+        // Sized first, then written in place: loops over slices that LLVM vectorises.
         1 => {
             if let Some(p) = buf.plane(0).and_then(|p| p.get(r)) {
-                out.extend(p.iter().map(|&s| f32::from_sample(s)));
+                let start = out.len();
+                out.resize(start + p.len(), 0.0);
+                for (o, &s) in out[start..].iter_mut().zip(p) {
+                    *o = f32::from_sample(s);
+                }
             }
         }
         2 => {
             if let Some((a, b)) = buf.plane_pair(0, 1) {
                 if let (Some(a), Some(b)) = (a.get(r.clone()), b.get(r)) {
-                    out.extend(
-                        a.iter()
-                            .zip(b)
-                            .map(|(&x, &y)| (f32::from_sample(x) + f32::from_sample(y)) * 0.5),
-                    );
+                    let start = out.len();
+                    out.resize(start + a.len().min(b.len()), 0.0);
+                    for ((o, &x), &y) in out[start..].iter_mut().zip(a).zip(b) {
+                        *o = (f32::from_sample(x) + f32::from_sample(y)) * 0.5;
+                    }
                 }
             }
         }
@@ -213,6 +218,21 @@ where
         }
     }
     len
+}
+
+/// [`mix`] for two planes of `i32`.
+fn mix2_i32(buf: &AudioBuffer<i32>, r: Range<usize>, out: &mut Vec<f32>) -> usize {
+    const SCALE: f32 = 0.5 / 2_147_483_648.0;
+    if let Some((a, b)) = buf.plane_pair(0, 1) {
+        if let (Some(a), Some(b)) = (a.get(r.clone()), b.get(r.clone())) {
+            let start = out.len();
+            out.resize(start + a.len().min(b.len()), 0.0);
+            for ((o, &x), &y) in out[start..].iter_mut().zip(a).zip(b) {
+                *o = (x as f32 + y as f32) * SCALE;
+            }
+        }
+    }
+    r.len()
 }
 
 /// Appends `range` of `buf` to `out` interleaved (frame by frame, every plane).
@@ -256,6 +276,9 @@ fn take_generic(
         };
     }
     match buf {
+        // FLAC and most lossless decoders give `i32`: mixed without Symphonia's per-sample
+        // conversion through `f64` (exact for sources of up to 24 bits, as that one is).
+        GenericAudioBufferRef::S32(b) if mix_down && b.num_planes() == 2 => mix2_i32(b, r, out),
         GenericAudioBufferRef::U8(b) => any!(b),
         GenericAudioBufferRef::U16(b) => any!(b),
         GenericAudioBufferRef::U24(b) => any!(b),

@@ -165,8 +165,13 @@ impl FrameSource for ReadAhead {
                 self.rx = None;
                 Ok(0)
             }
-            Ok(Ok((n, buf))) => {
-                out.extend_from_slice(&buf);
+            Ok(Ok((n, mut buf))) => {
+                if out.is_empty() {
+                    // The usual case: the read becomes `out`, and `out`'s buffer goes back.
+                    std::mem::swap(out, &mut buf);
+                } else {
+                    out.extend_from_slice(&buf);
+                }
                 let _ = self.back.send(buf);
                 Ok(n)
             }
