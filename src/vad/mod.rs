@@ -274,6 +274,8 @@ pub(crate) struct Analyser {
     history: VecDeque<Option<[f32; N_FEAT]>>,
     /// Samples of an incomplete frame, for [`Analyser::push`].
     carry: Vec<f32>,
+    /// Where in [`Analyser::push`]'s output the frames of the model's batch are.
+    pending: Vec<usize>,
     gained: Box<[f32; FRAME]>,
     fbuf: Box<[f32; FRAME]>,
 }
@@ -300,6 +302,7 @@ impl Analyser {
             floor_db: f32::INFINITY,
             history: VecDeque::with_capacity(STEADY_LAG + 1),
             carry: Vec::with_capacity(FRAME),
+            pending: Vec::with_capacity(silero::BATCH),
             gained: Box::new([0.0; FRAME]),
             fbuf: Box::new([0.0; FRAME]),
         })
@@ -325,6 +328,7 @@ impl Analyser {
             self.analyse_onto(frame, out);
         }
         self.carry.extend_from_slice(chunks.remainder());
+        self.flush(out);
     }
 
     /// Ends the input: an incomplete last frame is analysed zero-padded.
@@ -333,18 +337,51 @@ impl Analyser {
             let frame = std::mem::take(&mut self.carry);
             self.analyse_onto(&frame, out);
         }
+        self.flush(out);
     }
 
+    /// Analyses `frame` into a new entry of `out`; its model input ([`Analysed::pre`]) comes
+    /// with the batch it joins (see [`Analyser::flush`]).
     fn analyse_onto(&mut self, frame: &[f32], out: &mut Vec<Analysed>) {
         out.push(Analysed::default());
-        if let Some(a) = out.last_mut() {
-            self.analyse(frame, a);
+        let i = out.len() - 1;
+        if self.analyse_frame(frame, &mut out[i]) {
+            self.pending.push(i);
+            if self.front.ready() == silero::BATCH {
+                self.flush(out);
+            }
         }
+    }
+
+    /// Runs the speech model's state-free half on the frames waiting for it, all at once (the
+    /// weights are read once per batch), and fills in their [`Analysed::pre`].
+    fn flush(&mut self, out: &mut [Analysed]) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pres = self.front.run();
+        for (&i, p) in self.pending.iter().zip(pres) {
+            if let Some(a) = out.get_mut(i) {
+                a.pre = *p;
+            }
+        }
+        self.pending.clear();
     }
 
     /// Analyses one frame of up to [`FRAME`] samples (a shorter one is zero-padded, extra
     /// samples are ignored) into `a`.
     pub(crate) fn analyse(&mut self, frame: &[f32], a: &mut Analysed) {
+        debug_assert!(self.pending.is_empty());
+        if self.analyse_frame(frame, a) {
+            if let Some(p) = self.front.run().first() {
+                a.pre = *p;
+            }
+        }
+    }
+
+    /// [`Analyser::analyse`] up to the speech model: `true` when the frame goes through it,
+    /// prepared in the model's batch and not yet run.
+    fn analyse_frame(&mut self, frame: &[f32], a: &mut Analysed) -> bool {
         // A fixed-size, zero-padded copy: no bounds checks below, and a short final frame is
         // measured like a full one.
         let x = &mut self.fbuf;
@@ -437,7 +474,7 @@ impl Analyser {
             for (o, &x) in self.gained.iter_mut().zip(self.fbuf.iter()) {
                 *o = (x * gain).clamp(-1.0, 1.0);
             }
-            self.front.encode(&self.gained[..], &mut a.pre);
+            self.front.prepare(&self.gained[..]);
         }
 
         // Pauses for the model's state (see `VoiceDetector::step`).
@@ -482,6 +519,7 @@ impl Analyser {
         a.model = model;
         a.pause = pause;
         a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES;
+        model
     }
 }
 

@@ -37,6 +37,8 @@ const HIDDEN: usize = 128;
 pub(crate) const GATES: usize = 4 * HIDDEN;
 /// Outputs accumulated in registers at once: every layer's output count is a multiple.
 const TILE: usize = 32;
+/// Chunks encoded together by [`Front::run`] (the weights are read once per batch).
+pub(crate) const BATCH: usize = 8;
 /// The LSTM's input gates for one chunk before the recurrent part is added: `b + W_ih·x`,
 /// where `x` is the encoder's output. It depends on the audio alone, not on the model's state,
 /// so it can be computed ahead, on another thread ([`Front`]), and finished by [`Recurrent`].
@@ -75,33 +77,54 @@ impl Conv {
         }
     }
 
-    /// `input` is `[tin][cin]`, `out` gets `[tout][cout]` after ReLU; returns `tout`.
+    /// For each of `batch` chunks, `input` holds `[tin][cin]` and `out` gets `[tout][cout]`
+    /// after ReLU; returns `tout`. `acc` is scratch of `batch × tout` rows.
+    ///
+    /// Tile by tile and tap by tap, every output row of every chunk takes its turn while that
+    /// tap's weights (`cin × TILE`, 16 KB at most) are in the L1 cache: the weights are read
+    /// from further out once per batch instead of once per row. Each output's sum is added in
+    /// the same order as row by row (tap, then input), so the results are the same.
     #[inline(always)]
-    fn forward_relu(&self, input: &[f32], tin: usize, stride: usize, out: &mut [f32]) -> usize {
+    fn forward_relu(
+        &self,
+        input: &[f32],
+        batch: usize,
+        tin: usize,
+        stride: usize,
+        out: &mut [f32],
+        acc: &mut [[f32; TILE]],
+    ) -> usize {
         let (cin, cout) = (self.cin, self.cout);
         let tout = (tin - 1) / stride + 1;
+        let rows = (batch * tout).min(acc.len());
         let per_tile = 3 * cin * TILE;
-        for (t, dst) in out[..tout * cout].chunks_exact_mut(cout).enumerate() {
-            for ((dst, wt), bias) in dst
-                .as_chunks_mut::<TILE>()
-                .0
-                .iter_mut()
-                .zip(self.w.chunks_exact(per_tile))
-                .zip(self.b.as_chunks::<TILE>().0)
-            {
-                let mut acc = *bias;
-                for (k, wk) in wt.chunks_exact(cin * TILE).enumerate() {
+        for (tile, (wt, bias)) in self
+            .w
+            .chunks_exact(per_tile)
+            .zip(self.b.as_chunks::<TILE>().0)
+            .enumerate()
+        {
+            acc[..rows].fill(*bias);
+            for (k, wk) in wt.chunks_exact(cin * TILE).enumerate() {
+                for (r, acc) in acc[..rows].iter_mut().enumerate() {
+                    let (b, t) = (r / tout, r % tout);
                     let Some(ti) = (t * stride + k).checked_sub(1).filter(|&ti| ti < tin) else {
                         continue;
                     };
-                    let xin = &input[ti * cin..(ti + 1) * cin];
+                    let at = (b * tin + ti) * cin;
+                    let xin = &input[at..at + cin];
+                    let mut a = *acc;
                     for (&v, row) in xin.iter().zip(wk.as_chunks::<TILE>().0) {
-                        for (a, &w) in acc.iter_mut().zip(row) {
+                        for (a, &w) in a.iter_mut().zip(row) {
                             *a += v * w;
                         }
                     }
+                    *acc = a;
                 }
-                for (d, a) in dst.iter_mut().zip(acc) {
+            }
+            for (r, a) in acc[..rows].iter().enumerate() {
+                let at = r * cout + tile * TILE;
+                for (d, &a) in out[at..at + TILE].iter_mut().zip(a) {
                     *d = a.max(0.0);
                 }
             }
@@ -254,13 +277,18 @@ pub(crate) struct Front {
     fft_in: Vec<f32>,
     fft_out: Vec<Complex<f32>>,
     fft_scratch: Vec<Complex<f32>>,
-    enc: [f32; HIDDEN],
     context: [f32; CONTEXT],
     buf: [f32; CONTEXT + CHUNK + 64],
+    /// Chunks prepared (their STFT in `mag`) and not yet run.
+    ready: usize,
+    /// Per chunk of the batch, the layers' outputs.
     mag: Vec<f32>,
     a1: Vec<f32>,
     a2: Vec<f32>,
     a3: Vec<f32>,
+    enc: Vec<f32>,
+    acc: Vec<[f32; TILE]>,
+    pre: Vec<Pre>,
 }
 
 impl std::fmt::Debug for Front {
@@ -281,31 +309,30 @@ impl Front {
             fft_out: fft.make_output_vec(),
             fft_scratch: fft.make_scratch_vec(),
             fft,
-            enc: [0.0; HIDDEN],
             context: [0.0; CONTEXT],
             buf: [0.0; CONTEXT + CHUNK + 64],
-            mag: vec![0.0; N_FRAMES * N_BINS],
-            a1: vec![0.0; 4 * 128],
-            a2: vec![0.0; 2 * 64],
-            a3: vec![0.0; 64],
+            ready: 0,
+            mag: vec![0.0; BATCH * N_FRAMES * N_BINS],
+            a1: vec![0.0; BATCH * 4 * 128],
+            a2: vec![0.0; BATCH * 2 * 64],
+            a3: vec![0.0; BATCH * 64],
+            enc: vec![0.0; BATCH * HIDDEN],
+            acc: vec![[0.0; TILE]; BATCH * N_FRAMES],
+            pre: vec![[0.0; GATES]; BATCH],
         })
     }
 
-    /// Encodes the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter chunk is
-    /// zero-padded) into `pre`, the input part of the LSTM's gates.
-    pub(crate) fn encode(&mut self, chunk: &[f32], pre: &mut Pre) {
-        // The same code, compiled once more for AVX2 and chosen at run time when the CPU has it
-        // (per lane the arithmetic is the same, so the results are identical).
-        let arch = self.arch;
-        arch.dispatch(Encode {
-            front: self,
-            chunk,
-            pre,
-        });
+    /// Chunks [`Front::prepare`]d and not yet [`Front::run`].
+    pub(crate) fn ready(&self) -> usize {
+        self.ready
     }
 
-    #[inline(always)]
-    fn encode_inline(&mut self, chunk: &[f32], pre: &mut Pre) {
+    /// Takes the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter chunk is
+    /// zero-padded) into the batch: its STFT now, the rest at [`Front::run`]. At most
+    /// [`BATCH`] chunks wait; run them first when [`Front::ready`] says so.
+    pub(crate) fn prepare(&mut self, chunk: &[f32]) {
+        debug_assert!(self.ready < BATCH);
+        let slot = self.ready.min(BATCH - 1);
         let n = chunk.len().min(CHUNK);
         self.buf[..CONTEXT].copy_from_slice(&self.context);
         self.buf[CONTEXT..CONTEXT + n].copy_from_slice(&chunk[..n]);
@@ -317,6 +344,7 @@ impl Front {
             self.buf[end + j] = self.buf[end - 2 - j];
         }
         let w = self.w;
+        let mag = &mut self.mag[slot * N_FRAMES * N_BINS..(slot + 1) * N_FRAMES * N_BINS];
         for f in 0..N_FRAMES {
             let frame = &self.buf[f * HOP..f * HOP + N_FFT];
             for ((d, &x), &win) in self.fft_in.iter_mut().zip(frame).zip(&w.window) {
@@ -328,19 +356,70 @@ impl Front {
                 &mut self.fft_out,
                 &mut self.fft_scratch,
             );
-            for (d, z) in self.mag[f * N_BINS..(f + 1) * N_BINS]
+            for (d, z) in mag[f * N_BINS..(f + 1) * N_BINS]
                 .iter_mut()
                 .zip(&self.fft_out)
             {
                 *d = (z.re * z.re + z.im * z.im).sqrt();
             }
         }
-        w.convs[0].forward_relu(&self.mag, 4, 1, &mut self.a1);
-        w.convs[1].forward_relu(&self.a1, 4, 2, &mut self.a2);
-        w.convs[2].forward_relu(&self.a2, 2, 2, &mut self.a3);
-        w.convs[3].forward_relu(&self.a3, 1, 1, &mut self.enc);
-        // b + W_ih·x, one tile of gates at a time.
-        gates_add(&w.b, &w.w_in, &self.enc, pre);
+        self.ready = slot + 1;
+    }
+
+    /// Runs the encoder and the LSTM's input part on every prepared chunk: their [`Pre`], in
+    /// the order they were prepared. The batch is empty afterwards.
+    pub(crate) fn run(&mut self) -> &[Pre] {
+        let n = std::mem::take(&mut self.ready);
+        let arch = self.arch;
+        arch.dispatch(Run { front: self, n });
+        &self.pre[..n]
+    }
+
+    /// Encodes the next chunk of [`CHUNK`] samples (16 kHz, ±1.0; a shorter chunk is
+    /// zero-padded) into `pre`, the input part of the LSTM's gates (a batch of one).
+    #[cfg(test)]
+    pub(crate) fn encode(&mut self, chunk: &[f32], pre: &mut Pre) {
+        if self.ready > 0 {
+            self.run();
+        }
+        self.prepare(chunk);
+        if let Some(p) = self.run().first() {
+            *pre = *p;
+        }
+    }
+
+    #[inline(always)]
+    fn run_inline(&mut self, n: usize) {
+        let w = self.w;
+        let acc = &mut self.acc[..];
+        w.convs[0].forward_relu(&self.mag, n, N_FRAMES, 1, &mut self.a1, acc);
+        w.convs[1].forward_relu(&self.a1, n, 4, 2, &mut self.a2, acc);
+        w.convs[2].forward_relu(&self.a2, n, 2, 2, &mut self.a3, acc);
+        w.convs[3].forward_relu(&self.a3, n, 1, 1, &mut self.enc, acc);
+        // b + W_ih·x, one tile of gates at a time, for every chunk of the batch.
+        gates_in(&w.b, &w.w_in, &self.enc, &mut self.pre[..n]);
+    }
+}
+
+/// `out[b] = base + W·v[b]` over the gates for each chunk `b` of a batch (`v` holds
+/// [`HIDDEN`] values per chunk), tile by tile so that a tile's weights are read once per batch;
+/// the terms are added in the same order as [`gates_add`]'s.
+#[inline(always)]
+fn gates_in(base: &[f32], w: &[f32], v: &[f32], out: &mut [Pre]) {
+    for (tile, (wt, b)) in w
+        .chunks_exact(HIDDEN * TILE)
+        .zip(base.as_chunks::<TILE>().0)
+        .enumerate()
+    {
+        for (o, v) in out.iter_mut().zip(v.chunks_exact(HIDDEN)) {
+            let mut acc = *b;
+            for (&x, row) in v.iter().zip(wt.as_chunks::<TILE>().0) {
+                for (a, &r) in acc.iter_mut().zip(row) {
+                    *a += x * r;
+                }
+            }
+            o[tile * TILE..(tile + 1) * TILE].copy_from_slice(&acc);
+        }
     }
 }
 
@@ -490,20 +569,19 @@ fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// [`Front::encode_inline`] as an operation that `pulp` compiles for each instruction set
+/// [`Front::run_inline`] as an operation that `pulp` compiles for each instruction set
 /// (everything it calls is inlined into it).
-struct Encode<'a> {
+struct Run<'a> {
     front: &'a mut Front,
-    chunk: &'a [f32],
-    pre: &'a mut Pre,
+    n: usize,
 }
 
-impl pulp::WithSimd for Encode<'_> {
+impl pulp::WithSimd for Run<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        self.front.encode_inline(self.chunk, self.pre)
+        self.front.run_inline(self.n)
     }
 }
 
