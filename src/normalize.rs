@@ -261,9 +261,14 @@ impl KWeighting {
         v
     }
 
-    /// Flushes denormal states to zero (long silences stay fast).
+    /// Flushes tiny states to zero (in digital silence they would decay into subnormal
+    /// numbers, which are slow), and puts back a state that is not finite.
     fn flush_tiny(&mut self) {
-        for v in self.y.iter_mut().flatten() {
+        if self.x.iter().chain(&self.y).flatten().any(|v| !v.is_finite()) {
+            self.x = [[0.0; 2]; 2];
+            self.y = [[0.0; 2]; 2];
+        }
+        for v in self.x.iter_mut().chain(self.y.iter_mut()).flatten() {
             if v.abs() < 1e-30 {
                 *v = 0.0;
             }
@@ -311,7 +316,9 @@ impl LoudnessMeter {
             let (now, later) = rest.split_at(take);
             let mut sum = 0.0;
             for &v in now {
-                let y = self.k.step(f64::from(v));
+                // A NaN or infinite sample counts as silence: it must not poison the rest.
+                let v = if v.is_finite() { f64::from(v) } else { 0.0 };
+                let y = self.k.step(v);
                 sum += y * y;
             }
             self.step_sum += sum;
@@ -320,6 +327,7 @@ impl LoudnessMeter {
             rest = later;
             if self.step_len == STEP {
                 self.end_step();
+                self.k.flush_tiny();
             }
         }
         self.k.flush_tiny();
@@ -399,9 +407,19 @@ impl LoudnessMeter {
         }
     }
 
-    /// Starts a new measurement.
+    /// Starts a new measurement (without allocating).
     pub fn reset(&mut self) {
-        *self = LoudnessMeter::new();
+        self.k.x = [[0.0; 2]; 2];
+        self.k.y = [[0.0; 2]; 2];
+        self.step_sum = 0.0;
+        self.step_len = 0;
+        self.last = [0.0; 4];
+        self.steps = 0;
+        self.counts.fill(0);
+        self.energies.fill(0.0);
+        self.total = 0.0;
+        self.peak = 0.0;
+        self.samples = 0;
     }
 }
 
@@ -533,6 +551,24 @@ mod tests {
                 "{secs} s at {peak_dbfs} dBFS: {got} vs {want} LUFS"
             );
         }
+    }
+
+    #[test]
+    fn a_nan_or_infinite_sample_does_not_poison_the_meter() {
+        let x = speechlike(10.0, -20.0);
+        let mut clean = LoudnessMeter::new();
+        clean.feed(&x);
+        let mut bad = x.clone();
+        bad[1000] = f32::NAN;
+        bad[2000] = f32::INFINITY;
+        let mut m = LoudnessMeter::new();
+        m.feed(&bad);
+        let (a, b) = (clean.loudness_lufs(), m.loudness_lufs());
+        assert!((a - b).abs() < 0.1, "{a} vs {b} LUFS");
+        // And a reset meter measures like a new one.
+        m.reset();
+        m.feed(&x);
+        assert_eq!(m.loudness_lufs(), a);
     }
 
     #[test]

@@ -267,9 +267,10 @@ impl State {
 }
 
 /// The state-free half of the network for one stream: STFT, encoder and the input part of
-/// the LSTM's gates ([`Pre`]). It keeps only the last 64 samples of the previous chunk it
-/// encoded (the context the network sees), so a stream's chunks go through one `Front` in
-/// order, but that can run ahead of the [`Recurrent`] half, on another thread.
+/// the LSTM's gates ([`Pre`]). Between chunks it keeps only the last 64 samples of the
+/// previous chunk it prepared (the context the network sees) and the chunks prepared and not
+/// yet run (at most [`BATCH`]), so a stream's chunks go through one `Front` in order, but
+/// that can run ahead of the [`Recurrent`] half, on another thread.
 pub(crate) struct Front {
     w: &'static Weights,
     pub(super) arch: pulp::Arch,
