@@ -264,7 +264,13 @@ impl KWeighting {
     /// Flushes tiny states to zero (in digital silence they would decay into subnormal
     /// numbers, which are slow), and puts back a state that is not finite.
     fn flush_tiny(&mut self) {
-        if self.x.iter().chain(&self.y).flatten().any(|v| !v.is_finite()) {
+        if self
+            .x
+            .iter()
+            .chain(&self.y)
+            .flatten()
+            .any(|v| !v.is_finite())
+        {
             self.x = [[0.0; 2]; 2];
             self.y = [[0.0; 2]; 2];
         }
