@@ -41,7 +41,13 @@
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
 //!    85 % of the loud frames in a centred window of
 //!    `2 * DELAY_FRAMES + 1` frames are steady, the frame is flagged and is not voiced. It costs
-//!    about five multiply-adds per sample.
+//!    about five multiply-adds per sample. On a noisy line (speech less than 25 dB above the
+//!    noise floor) these features drown in the noise, so there the check also measures the
+//!    spectrum above the noise (a 512-point FFT per frame, less twice a per-bin noise floor,
+//!    312 Hz–3.4 kHz): when 60 % of the window's frames keep it (cosine similarity ≥ 0.8 with
+//!    the frame 64 ms back), the frame is music. Sustained notes keep their partials in place;
+//!    speech moves its harmonics and formants. On the corpus's call at 5 dB SNR it took the
+//!    hold music sent from 6.1 % to 1.0 % and changed no utterance.
 //!
 //! The detector is `Send`; make one per stream.
 
@@ -102,6 +108,20 @@ pub(crate) const LEVEL_RANGE_DB: f32 = 45.0;
 pub(crate) const STEADY_LAG: usize = 2;
 /// Fraction of loud frames in the music window that must be steady to call it music.
 pub(crate) const MUSIC_STEADY_FRACTION: f32 = 0.85;
+/// A recording whose speech is less than this many dB above its noise floor is a noisy line:
+/// its music check also uses the spectrum above the noise (see [`Spectral`]). Cleaner ones
+/// keep to the tone check: there sustained vowels can look as steady as notes (at 35 dB, the
+/// spectral check cut the faint ends of two words).
+const NOISY_SNR_DB: f32 = 25.0;
+/// Frames are measured by [`Spectral`] below this SNR; the margin above [`NOISY_SNR_DB`]
+/// keeps its noise estimate current when a recording hovers around that limit.
+const SPECTRAL_SNR_DB: f32 = NOISY_SNR_DB + 6.0;
+/// Two spectra (above the noise, [`STEADY_LAG`] frames apart) at least this similar (cosine)
+/// are steady: in 5 dB of line noise, the median of hold music is 0.84 and of speech 0.67.
+const SPECTRAL_STEADY_SIM: f32 = 0.8;
+/// Fraction of the music window's frames that must be spectrally steady to call it music in
+/// a noisy recording.
+const SPECTRAL_STEADY_FRACTION: f32 = 0.6;
 
 const MIN_DB: f32 = -120.0;
 /// Frame energies are clamped to this (input far outside [−1, 1]).
@@ -192,6 +212,9 @@ struct Pending {
     /// The frame [`STEADY_LAG`] frames back exists and is not silent, so `steady` means
     /// something.
     compared: bool,
+    /// See [`Analysed::spectral_steady`].
+    spectral_steady: bool,
+    spectral_compared: bool,
     /// Analysed on probation: after the model's state was put back at a pause after other
     /// sound, a run of speech counts only once it lasts [`PROBATION_FRAMES`] and
     /// reaches [`PROBATION_PROB`] once.
@@ -214,6 +237,9 @@ pub(crate) struct Analysed {
     silent: bool,
     steady: bool,
     compared: bool,
+    /// Spectrally steady (see [`Spectral`]); `spectral_compared` when measured at all.
+    spectral_steady: bool,
+    spectral_compared: bool,
     /// The speech model hears this frame: `pre` holds its input gates. Otherwise its
     /// probability is 0.
     model: bool,
@@ -236,6 +262,8 @@ impl Default for Analysed {
             silent: true,
             steady: false,
             compared: false,
+            spectral_steady: false,
+            spectral_compared: false,
             model: false,
             pause: false,
             pause_reached: false,
@@ -272,6 +300,7 @@ pub(crate) struct Analyser {
     floor_db: f32,
     /// Tone features of the last [`STEADY_LAG`] frames (`None`: silent), oldest first.
     history: VecDeque<Option<[f32; N_FEAT]>>,
+    spectral: Spectral,
     /// Samples of an incomplete frame, for [`Analyser::push`].
     carry: Vec<f32>,
     /// Where in [`Analyser::push`]'s output the frames of the model's batch are.
@@ -301,6 +330,7 @@ impl Analyser {
             level_db: MIN_DB,
             floor_db: f32::INFINITY,
             history: VecDeque::with_capacity(STEADY_LAG + 1),
+            spectral: Spectral::new(),
             carry: Vec::with_capacity(FRAME),
             pending: Vec::with_capacity(silero::BATCH),
             gained: Box::new([0.0; FRAME]),
@@ -459,6 +489,12 @@ impl Analyser {
         // whatever comes next (hold music right after a turn would otherwise start with the
         // state of the speech before it).
         let snr_db = (self.level_db - self.floor_db).max(0.0);
+        let spectral = if self.reject_music && !silent && snr_db < SPECTRAL_SNR_DB {
+            self.spectral.measure(&self.fbuf)
+        } else {
+            self.spectral.skip(silent);
+            None
+        };
         let skippable = silent || (quiet && snr_db >= CLEAN_SNR_DB);
         self.quiet_run = if skippable {
             self.quiet_run.saturating_add(1)
@@ -516,10 +552,122 @@ impl Analyser {
         a.silent = silent;
         a.steady = steady;
         a.compared = compared;
+        a.spectral_steady = spectral.is_some_and(|sim| sim >= SPECTRAL_STEADY_SIM);
+        a.spectral_compared = spectral.is_some();
         a.model = model;
         a.pause = pause;
         a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES;
         model
+    }
+}
+
+/// Spectral steadiness above the noise, for the music check of noisy recordings: the power
+/// spectrum of each frame (512-point FFT, Hann window, 31.25 Hz bins from 312 Hz to 3.4 kHz,
+/// the telephone band) less twice a per-bin noise floor (a minimum tracker rising 2 dB/s, as
+/// the frame's own), and the cosine similarity of its square root with the frame's
+/// [`STEADY_LAG`] frames back. Sustained notes keep their partials where they were; speech
+/// moves its harmonics and formants within 64 ms, and broadband line noise is mostly taken
+/// out by the subtraction.
+struct Spectral {
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    input: Vec<f32>,
+    output: Vec<realfft::num_complex::Complex<f32>>,
+    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    window: Vec<f32>,
+    /// Per bin: the noise floor (power); `INFINITY` until measured.
+    floor: Vec<f32>,
+    /// The last [`STEADY_LAG`] frames' spectra above the noise (`None`: not measured), oldest
+    /// first.
+    history: VecDeque<Option<Vec<f32>>>,
+    /// The last frame was measured (the floor is current).
+    live: bool,
+}
+
+/// [`Spectral`]'s band, in FFT bins of 31.25 Hz.
+const SPECTRAL_BINS: std::ops::Range<usize> = 10..110;
+
+impl Spectral {
+    fn new() -> Spectral {
+        let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(FRAME);
+        let window = (0..FRAME)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / FRAME as f32).cos())
+            .collect();
+        Spectral {
+            input: fft.make_input_vec(),
+            output: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+            window,
+            floor: vec![f32::INFINITY; SPECTRAL_BINS.len()],
+            history: VecDeque::with_capacity(STEADY_LAG + 1),
+            live: false,
+        }
+    }
+
+    /// A frame not measured (silent, or a clean recording's).
+    fn skip(&mut self, silent: bool) {
+        if !silent {
+            // Measured again later, the floor starts afresh.
+            self.live = false;
+        }
+        self.push(None);
+    }
+
+    fn push(&mut self, v: Option<Vec<f32>>) {
+        if self.history.len() >= STEADY_LAG {
+            let old = self.history.pop_front().flatten();
+            self.history.push_back(v.map(|mut v| {
+                // Reuse the oldest buffer when there is one.
+                if let Some(mut o) = old {
+                    o.clear();
+                    o.append(&mut v);
+                    return o;
+                }
+                v
+            }));
+        } else {
+            self.history.push_back(v);
+        }
+    }
+
+    /// Measures `frame`: its similarity with the frame [`STEADY_LAG`] back, when that one was
+    /// measured and both have sound above the noise.
+    fn measure(&mut self, frame: &[f32; FRAME]) -> Option<f32> {
+        if !self.live {
+            self.floor.fill(f32::INFINITY);
+            self.live = true;
+        }
+        for ((d, &x), &w) in self.input.iter_mut().zip(frame).zip(&self.window) {
+            *d = x * w;
+        }
+        // Sizes come from the plan itself: this cannot fail.
+        let _ = self
+            .fft
+            .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch);
+        let rise = 10f32.powf(FLOOR_RISE_DB / 10.0);
+        let mut v = Vec::with_capacity(SPECTRAL_BINS.len());
+        for (f, z) in self.floor.iter_mut().zip(&self.output[SPECTRAL_BINS]) {
+            let p = z.norm_sqr();
+            *f = if p < *f { p } else { *f * rise };
+            v.push((p - 2.0 * *f).max(0.0).sqrt());
+        }
+        let sim = self
+            .history
+            .front()
+            .filter(|_| self.history.len() >= STEADY_LAG)
+            .and_then(Option::as_ref)
+            .and_then(|o| {
+                let (mut dot, mut a, mut b) = (0f32, 0f32, 0f32);
+                for (x, y) in v.iter().zip(o) {
+                    dot += x * y;
+                    a += x * x;
+                    b += y * y;
+                }
+                (a > 0.0 && b > 0.0 && (dot / (a * b).sqrt()).is_finite())
+                    .then(|| dot / (a * b).sqrt())
+            });
+        self.push(Some(v));
+        sim
     }
 }
 
@@ -655,6 +803,20 @@ impl VoiceDetector {
             }
             loud >= 4 && steady as f32 >= MUSIC_STEADY_FRACTION * loud as f32
         };
+        // In a noisy recording the features above drown in the noise; the spectrum above the
+        // noise keeps music's sustained partials apart from speech.
+        let music = music
+            || (self.opts.reject_music && !cur.silent && cur.snr_db < NOISY_SNR_DB && {
+                let mut seen = 0u32;
+                let mut steady = 0u32;
+                for p in self.window.iter().skip(i.saturating_sub(DELAY_FRAMES)) {
+                    if !p.silent && p.spectral_compared {
+                        seen += 1;
+                        steady += u32::from(p.spectral_steady);
+                    }
+                }
+                seen >= 4 && steady as f32 >= SPECTRAL_STEADY_FRACTION * seen as f32
+            });
         // A run of speech on probation that ends within the look-ahead before it lasts
         // PROBATION_FRAMES, or in which the model is not once sure (PROBATION_PROB) by the end
         // of the look-ahead, is the restored model's first reaction to more music, not speech.
@@ -777,6 +939,8 @@ impl VoiceDetector {
             vad,
             steady: a.steady,
             compared: a.compared,
+            spectral_steady: a.spectral_steady,
+            spectral_compared: a.spectral_compared,
             probation: self.probation,
             run: self.vad_run,
             run_peak: self.run_peak,
@@ -824,6 +988,72 @@ mod tests {
         assert!((-39.0..-37.0).contains(&last.floor_db), "{last:?}");
         assert!(last.snr_db >= LEVEL_ABOVE_FLOOR_DB - 0.01, "{last:?}");
         assert!(last.snr_db < LEVEL_ABOVE_FLOOR_DB + 1.0, "{last:?}");
+    }
+
+    #[test]
+    fn a_chord_in_line_noise_is_spectrally_steady_and_gliding_harmonics_are_not() {
+        // After 1 s of white noise alone, both a few dB above it: chords that change every
+        // 0.4 s (a note held for seconds becomes part of the noise floor, as it should), and
+        // a "voice" whose pitch glides as speech does.
+        let mut rng = fastrand::Rng::with_seed(9);
+        let n = 90 * FRAME;
+        let lead = 16_000;
+        let noise: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 0.05).collect();
+        let chords = [
+            [261.6f32, 329.6, 392.0],
+            [293.7, 370.0, 440.0],
+            [246.9, 311.1, 370.0],
+        ];
+        let chord: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                let c = &chords[(i / 6_400) % chords.len()];
+                let on = if i >= lead { 0.03 } else { 0.0 };
+                c.iter()
+                    .map(|f| (2.0 * std::f32::consts::PI * f * t).sin() * on)
+                    .sum()
+            })
+            .collect();
+        let mut phase = 0f32;
+        let voice: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                let f0 = 140.0 + 60.0 * (2.0 * std::f32::consts::PI * 3.0 * t).sin();
+                phase += 2.0 * std::f32::consts::PI * f0 / 16_000.0;
+                let on = if i >= lead { 0.03 } else { 0.0 };
+                (1..=20)
+                    .map(|k| (k as f32 * phase).sin() / k as f32)
+                    .sum::<f32>()
+                    * on
+            })
+            .collect();
+        let steady_share = |x: &[f32]| {
+            let mut s = Spectral::new();
+            let mut frame = [0f32; FRAME];
+            let (mut steady, mut seen) = (0, 0);
+            for (k, (c, nz)) in x
+                .chunks_exact(FRAME)
+                .zip(noise.chunks_exact(FRAME))
+                .enumerate()
+            {
+                for ((d, a), b) in frame.iter_mut().zip(c).zip(nz) {
+                    *d = a + b;
+                }
+                let sim = s.measure(&frame);
+                if k * FRAME < lead + 2 * FRAME {
+                    continue;
+                }
+                if let Some(sim) = sim {
+                    seen += 1;
+                    steady += usize::from(sim >= SPECTRAL_STEADY_SIM);
+                }
+            }
+            steady as f32 / seen.max(1) as f32
+        };
+        let (c, v) = (steady_share(&chord), steady_share(&voice));
+        // The music window needs SPECTRAL_STEADY_FRACTION (0.6) of its frames steady.
+        assert!(c >= 0.9, "chord: {c}");
+        assert!(v <= 0.4, "voice: {v}");
     }
 
     #[test]

@@ -161,8 +161,10 @@ fn music_alone_and_dead_air_make_no_request() {
         );
     }
     for r in speech_runs().filter(|r| r.score.music > 0) {
+        // On this cut the 5 dB SNR call sends 6.0 % (its hold starts right after a turn; the
+        // clean call sends 3.8 %), 8.0 % before the spectral check of noisy lines.
         let bound = if r.case.name == "call_es_it_snr5" {
-            12.0
+            7.0
         } else {
             5.0
         };
@@ -177,8 +179,8 @@ fn music_alone_and_dead_air_make_no_request() {
 
 #[test]
 #[ignore = "issue 9, not met yet: at 5 dB SNR the quieter speaker is about 2 dB above the \
-            noise (95 % whole on this cut, 99.1 % on the full corpus) and 8 % of the hold music \
-            is sent (6.1 % on the full corpus); the first second of a short hold is sent"]
+            noise (95 % whole on this cut, 99.1 % on the full corpus); 6 % of this cut's one \
+            hold is sent (its first 1.5 s, right after a turn; 1.0 % on the full corpus)"]
 fn the_whole_acceptance_of_issue_9() {
     let mut total = Score::default();
     for r in speech_runs() {
