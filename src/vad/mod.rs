@@ -35,7 +35,11 @@
 //!    after a second and more of nothing but that noise, the sound that follows is heard from
 //!    the state the model had 320 ms into the noise (otherwise, after seconds of noise, it
 //!    answered 0.00 to the first 300 ms of a loud reply; a clean recording's model, which
-//!    skips its silences, has no such lag).
+//!    skips its silences, has no such lag). On a line so noisy (speech less than 25 dB above
+//!    it) that hold music sits in the noise too, the state put back is the one taken 320 ms
+//!    into the noise right after the last words, as long as the noise floor is back where it
+//!    was then (after 25 s of such music the model answered 0.00 to 11 s of speech 9 dB above
+//!    the noise).
 //! 3. **Tone check** (on by default, [`VadOptions::reject_music`]): tones, chords and other
 //!    *stationary* sounds keep their spectral envelope and zero-crossing rate for hundreds of
 //!    milliseconds, while speech changes every few tens of milliseconds. When at least
@@ -690,6 +694,13 @@ pub struct VoiceDetector {
     noise_run: u32,
     /// The model's state [`MODEL_QUIET_FRAMES`] into the current `noise_run`.
     noise_state: Option<silero::State>,
+    /// The model's state [`MODEL_QUIET_FRAMES`] into the last noise run that began as speech
+    /// ended, and the noise floor then: what the model heard after the last words.
+    noise_warm: Option<(silero::State, f32)>,
+    /// Frames since the last one in speech (saturating).
+    since_speech: u32,
+    /// The SNR estimate at the last sounding frame in speech.
+    speech_snr: f32,
     /// Frames are on probation (see [`Pending::probation`]).
     probation: bool,
     /// Consecutive frames of speech by the model (saturating).
@@ -728,6 +739,9 @@ impl VoiceDetector {
             warm: silero::State::zero(),
             noise_run: 0,
             noise_state: None,
+            noise_warm: None,
+            since_speech: u32::MAX,
+            speech_snr: f32::INFINITY,
             probation: false,
             vad_run: 0,
             run_peak: 0.0,
@@ -860,10 +874,21 @@ impl VoiceDetector {
         // noise), while a clean recording's model, which skips its silences, answers at once.
         // So when sound follows a second or more of such noise, the model goes on from the
         // state it had MODEL_QUIET_FRAMES into the noise, as if the noise had been that short.
+        // On a line as noisy as 5 dB SNR, hold music sits in the noise as well: its frames are
+        // quiet, and a snapshot taken in it is the music's. So when the line is that noisy and
+        // its noise floor is back where it was after the last words (not lifted by music),
+        // the state put back is the one taken then.
         if !a.quiet {
             if self.noise_run >= FORGET_AFTER_FRAMES {
-                if let Some(s) = self.noise_state.take() {
-                    self.model.set_state(&s);
+                let warm = self
+                    .noise_warm
+                    .as_ref()
+                    .filter(|(_, floor)| {
+                        self.speech_snr < NOISY_SNR_DB && a.floor_db <= floor + NOISE_MARGIN_DB
+                    })
+                    .map(|(s, _)| s);
+                if let Some(s) = warm.or(self.noise_state.as_ref()) {
+                    self.model.set_state(s);
                 }
             }
             self.noise_run = 0;
@@ -878,7 +903,12 @@ impl VoiceDetector {
             if prob < self.opts.threshold {
                 self.noise_run = self.noise_run.saturating_add(1);
                 if self.noise_run == MODEL_QUIET_FRAMES {
-                    self.noise_state = Some(self.model.state());
+                    let st = self.model.state();
+                    // This noise run began as speech ended (the hangover's frames included).
+                    if self.since_speech <= MODEL_QUIET_FRAMES + 2 {
+                        self.noise_warm = Some((st.clone(), a.floor_db));
+                    }
+                    self.noise_state = Some(st);
                 }
             } else {
                 self.noise_run = 0;
@@ -891,6 +921,14 @@ impl VoiceDetector {
             prob >= self.opts.threshold
         };
         let vad = self.in_speech;
+        self.since_speech = if vad {
+            0
+        } else {
+            self.since_speech.saturating_add(1)
+        };
+        if vad && !a.quiet {
+            self.speech_snr = a.snr_db;
+        }
         if vad {
             self.vad_run = self.vad_run.saturating_add(1);
             self.run_peak = self.run_peak.max(prob);
