@@ -182,7 +182,8 @@ pub struct FrameInfo {
     pub voiced: bool,
     /// Quiet by the energy gate (near the noise floor or far below the speech level).
     pub quiet: bool,
-    /// Not speech although loud: the speech model's "no" (music, noise) or the tone check.
+    /// Not speech although loud: the speech model's "no" (music, noise), the tone check, or on
+    /// a noisy line the spectral check (see the module docs).
     pub music: bool,
     /// The speech model's probability (0 for quiet frames, which skip it).
     pub prob: f32,
@@ -585,6 +586,8 @@ struct Spectral {
     history: VecDeque<Option<Vec<f32>>>,
     /// The last frame was measured (the floor is current).
     live: bool,
+    /// A buffer that left the history, for the next measurement.
+    spare: Option<Vec<f32>>,
 }
 
 /// [`Spectral`]'s band, in FFT bins of 31.25 Hz.
@@ -605,6 +608,7 @@ impl Spectral {
             floor: vec![f32::INFINITY; SPECTRAL_BINS.len()],
             history: VecDeque::with_capacity(STEADY_LAG + 1),
             live: false,
+            spare: None,
         }
     }
 
@@ -619,19 +623,9 @@ impl Spectral {
 
     fn push(&mut self, v: Option<Vec<f32>>) {
         if self.history.len() >= STEADY_LAG {
-            let old = self.history.pop_front().flatten();
-            self.history.push_back(v.map(|mut v| {
-                // Reuse the oldest buffer when there is one.
-                if let Some(mut o) = old {
-                    o.clear();
-                    o.append(&mut v);
-                    return o;
-                }
-                v
-            }));
-        } else {
-            self.history.push_back(v);
+            self.spare = self.history.pop_front().flatten().or(self.spare.take());
         }
+        self.history.push_back(v);
     }
 
     /// Measures `frame`: its similarity with the frame [`STEADY_LAG`] back, when that one was
@@ -649,7 +643,12 @@ impl Spectral {
             .fft
             .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch);
         let rise = 10f32.powf(FLOOR_RISE_DB / 10.0);
-        let mut v = Vec::with_capacity(SPECTRAL_BINS.len());
+        // The buffer of a frame that left the history, when there is one.
+        let mut v = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(SPECTRAL_BINS.len()));
+        v.clear();
         for (f, z) in self.floor.iter_mut().zip(&self.output[SPECTRAL_BINS]) {
             let p = z.norm_sqr();
             *f = if p < *f { p } else { *f * rise };
