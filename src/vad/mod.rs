@@ -802,34 +802,28 @@ impl VoiceDetector {
                 snr_db: 0.0,
             };
         };
-        let music = self.opts.reject_music && !cur.silent && {
-            let mut loud = 0u32;
-            let mut steady = 0u32;
-            for p in self.window.iter().skip(i.saturating_sub(DELAY_FRAMES)) {
-                // A frame right after silence has nothing to be compared with: it counts
-                // neither as steady nor as changing (else every onset of a tone would look
-                // like change).
-                if !p.silent && p.compared {
-                    loud += 1;
-                    steady += u32::from(p.steady);
-                }
-            }
-            loud >= 4 && steady as f32 >= MUSIC_STEADY_FRACTION * loud as f32
+        // Whether at least `fraction` of the window's compared frames (4 or more) are steady by
+        // `test` (`None`: not compared). A frame right after silence has nothing to be
+        // compared with: it counts neither as steady nor as changing (else every onset of a
+        // tone would look like change).
+        let window = || self.window.iter().skip(i.saturating_sub(DELAY_FRAMES));
+        let mostly_steady = |test: fn(&Pending) -> Option<bool>, fraction: f32| {
+            let (seen, steady) = window()
+                .filter(|p| !p.silent)
+                .filter_map(test)
+                .fold((0u32, 0u32), |(n, k), st| (n + 1, k + u32::from(st)));
+            seen >= 4 && steady as f32 >= fraction * seen as f32
         };
-        // In a noisy recording the features above drown in the noise; the spectrum above the
-        // noise keeps music's sustained partials apart from speech.
-        let music = music
-            || (self.opts.reject_music && !cur.silent && cur.snr_db < NOISY_SNR_DB && {
-                let mut seen = 0u32;
-                let mut steady = 0u32;
-                for p in self.window.iter().skip(i.saturating_sub(DELAY_FRAMES)) {
-                    if !p.silent && p.spectral_compared {
-                        seen += 1;
-                        steady += u32::from(p.spectral_steady);
-                    }
-                }
-                seen >= 4 && steady as f32 >= SPECTRAL_STEADY_FRACTION * seen as f32
-            });
+        let music = self.opts.reject_music
+            && !cur.silent
+            && (mostly_steady(|p| p.compared.then_some(p.steady), MUSIC_STEADY_FRACTION)
+                // In a noisy recording the features above drown in the noise; the spectrum
+                // above the noise keeps music's sustained partials apart from speech.
+                || (cur.snr_db < NOISY_SNR_DB
+                    && mostly_steady(
+                        |p| p.spectral_compared.then_some(p.spectral_steady),
+                        SPECTRAL_STEADY_FRACTION,
+                    )));
         // A run of speech on probation that ends within the look-ahead before it lasts
         // PROBATION_FRAMES, or in which the model is not once sure (PROBATION_PROB) by the end
         // of the look-ahead, is the restored model's first reaction to more music, not speech.
