@@ -35,6 +35,12 @@ pub const FILLETS: &str = "/usr/share/games/fillets-ng/sound";
 /// Orchestral music.
 pub const MUSIC: &str = "/usr/share/games/wesnoth/1.16/data/core/music";
 
+/// The music folder: [`MUSIC`], or another folder of `.ogg` tracks named by `CORPUS_MUSIC`
+/// (for measuring on other music, e.g. `extremetuxracer-data`'s `/usr/share/games/etr/music`).
+pub fn music_dir() -> PathBuf {
+    std::env::var_os("CORPUS_MUSIC").map_or_else(|| PathBuf::from(MUSIC), PathBuf::from)
+}
+
 /// One ground-truth utterance, `[start, end)` in samples at the case's rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Utterance {
@@ -97,7 +103,7 @@ impl Rng {
 pub fn available() -> bool {
     VOICES.iter().all(|(_, d)| Path::new(d).is_dir())
         && Path::new(FILLETS).is_dir()
-        && Path::new(MUSIC).is_dir()
+        && music_dir().is_dir()
 }
 
 /// Panics with the install command when a source is missing (CI installs them).
@@ -171,7 +177,7 @@ pub fn fillets_files(actor: char) -> Vec<PathBuf> {
 
 /// The music tracks.
 pub fn music_files() -> Vec<PathBuf> {
-    sorted_files(Path::new(MUSIC), |n| {
+    sorted_files(&music_dir(), |n| {
         n.ends_with(".ogg") && !n.contains("silence")
     })
 }
