@@ -75,8 +75,7 @@ fn run(name: &str) -> &'static Run {
 
 #[test]
 fn no_utterance_is_ever_cut_and_none_is_missed() {
-    // The 5 dB SNR version is in the ignored test below (issue 9: not met yet).
-    for r in speech_runs().filter(|r| r.case.name != "call_es_it_snr5") {
+    for r in speech_runs() {
         assert_eq!(r.score.split, 0, "{}: an utterance was cut", r.case.name);
         assert_eq!(
             r.score.missed, 0,
@@ -92,10 +91,9 @@ fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
         let sc = &run(name).score;
         assert!(sc.whole_pct() >= 99.7, "{name}: {sc:?}");
         assert!(sc.coverage_pct() >= 99.5, "{name}: {sc:?}");
-        // One 25 s hold here: the first second of it is sent (3.8 %). On the full corpus
-        // (three holds, 112 s) it is 2.6 %, see BENCHMARKS.md; the 3 % bound is in the ignored
-        // test below.
-        assert!(sc.music_pct() <= 4.0, "{name}: hold music sent: {sc:?}");
+        // One 25 s hold here, right after a turn: its first second was sent (3.8 %) until
+        // runs of flat sound into more sound were dropped (see the hold tests below).
+        assert!(sc.music_pct() <= 3.0, "{name}: hold music sent: {sc:?}");
         assert!(sc.billed_ratio() <= 1.10, "{name}: {sc:?}");
     }
     let clean = &run("call_es_it").score;
@@ -163,26 +161,17 @@ fn music_alone_and_dead_air_make_no_request() {
         );
     }
     for r in speech_runs().filter(|r| r.score.music > 0) {
-        // On this cut the 5 dB SNR call sends 6.0 % (its hold starts right after a turn; the
-        // clean call sends 3.8 %), 8.0 % before the spectral check of noisy lines.
-        let bound = if r.case.name == "call_es_it_snr5" {
-            7.0
-        } else {
-            5.0
-        };
-        assert!(
-            r.score.music_pct() <= bound,
-            "{}: {:?}",
-            r.case.name,
-            r.score
-        );
+        // On this cut every call sends none of its hold music; before flat runs into sound
+        // were dropped (`Run::runs_into_sound`) the clean call sent 3.8 % and the 5 dB SNR
+        // call 6.0 %.
+        assert!(r.score.music_pct() <= 3.0, "{}: {:?}", r.case.name, r.score);
     }
 }
 
+/// Issue 9's acceptance on this cut: no utterance split, 99.7 % whole, music at most 3 %,
+/// and the −45 dBFS and 5 dB SNR versions within 1 % of the clean call on every figure. On
+/// the full corpus (`make_corpus`) the same holds (see BENCHMARKS.md).
 #[test]
-#[ignore = "issue 9, not met on this cut: its one hold starts right after a turn and its \
-            first second is sent (3.8 % of the hold in the clean call, 6 % at 5 dB SNR; on the \
-            full corpus 2.6 % and 1.0 %)"]
 fn the_whole_acceptance_of_issue_9() {
     let mut total = Score::default();
     for r in speech_runs() {
@@ -194,11 +183,22 @@ fn the_whole_acceptance_of_issue_9() {
     }
     assert!(total.whole_pct() >= 99.7, "{total:?}");
     let clean = &run("call_es_it").score;
-    let v = &run("call_es_it_snr5").score;
-    assert!(
-        (v.whole_pct() - clean.whole_pct()).abs() <= 1.0,
-        "{v:?} vs {clean:?}"
-    );
+    assert!(clean.billed_ratio() <= 1.10, "{clean:?}");
+    for name in ["call_es_it_m45", "call_es_it_snr5"] {
+        let v = &run(name).score;
+        let near = |a: f64, b: f64| (a - b).abs() <= 1.0;
+        assert!(near(v.whole_pct(), clean.whole_pct()), "{v:?} vs {clean:?}");
+        assert!(
+            near(v.coverage_pct(), clean.coverage_pct()),
+            "{v:?} vs {clean:?}"
+        );
+        assert!(near(v.music_pct(), clean.music_pct()), "{v:?} vs {clean:?}");
+        // Billed ratios within 1 % of each other.
+        assert!(
+            (v.billed_ratio() / clean.billed_ratio() - 1.0).abs() <= 0.01,
+            "{v:?} vs {clean:?}"
+        );
+    }
 }
 
 /// Four ru prompts, each after 40 s from the middle of a real track and a pause of `pause`
@@ -319,4 +319,94 @@ fn the_first_words_after_long_dead_air_on_a_noisy_line_are_sent() {
         checked += 1;
     }
     assert!(checked >= 3);
+}
+
+/// Speech, a gap of `gap` samples, then 25 s from the middle of each of the first `tracks`
+/// music files, as an 8 kHz call, with the prompt at −20 dBFS and the music at −24 dBFS.
+/// Returns, per track, the audio's segments, where the prompt's utterances are and where the
+/// music starts (all at 16 kHz).
+fn prompt_then_music(gap: usize, tracks: usize) -> Vec<PromptThenMusic> {
+    corpus::require();
+    let speech = corpus::clips(&corpus::voice_files(corpus::VOICES[0].1), tracks, 6.0);
+    assert!(speech.len() == tracks, "{tracks} es prompts");
+    corpus::music_files()
+        .iter()
+        .take(tracks)
+        .zip(&speech)
+        .map(|(path, clip)| {
+            let music = corpus::decode(path);
+            let from = music.len().saturating_sub(25 * corpus::RATE) / 2;
+            let mut hold = music[from..(from + 25 * corpus::RATE).min(music.len())].to_vec();
+            corpus::set_level(&mut hold, -24.0);
+            let mut prompt = clip.audio.clone();
+            corpus::set_level(&mut prompt, -20.0);
+            let mut audio = vec![0.0; corpus::RATE];
+            audio.extend_from_slice(&prompt);
+            audio.extend(std::iter::repeat_n(0.0, gap));
+            let at = audio.len() as u64;
+            audio.extend_from_slice(&hold);
+            audio.extend(std::iter::repeat_n(0.0, corpus::RATE));
+            let line = corpus::telephone(&audio);
+            let out = segment(&corpus::wav_bytes_channels(corpus::RATE / 2, &[&line]));
+            let utts = clip
+                .utts
+                .iter()
+                .map(|&(s, e)| ((corpus::RATE + s) as u64, (corpus::RATE + e) as u64))
+                .collect();
+            PromptThenMusic { out, utts, at }
+        })
+        .collect()
+}
+
+/// One call of [`prompt_then_music`], at 16 kHz.
+struct PromptThenMusic {
+    /// The requests made.
+    out: Vec<Segment>,
+    /// Where the prompt's utterances are.
+    utts: Vec<(u64, u64)>,
+    /// Where the music starts.
+    at: u64,
+}
+
+/// Hold music that starts right after a turn (a second's pause): the speech model takes its
+/// first notes for speech, and before runs whose level stayed flat into more sound were
+/// dropped, the first second of each hold was sent (3.8 % of the corpus cut's hold).
+#[test]
+fn the_first_second_of_hold_music_after_a_turn_is_not_sent() {
+    let mut sent = 0u64;
+    let mut music = 0u64;
+    for PromptThenMusic { out, utts, at } in prompt_then_music(corpus::RATE * 11 / 10, 4) {
+        let end = at + 25 * corpus::RATE as u64;
+        music += end - at;
+        for r in &out {
+            for sp in r.kept.spans() {
+                let (a, b) = (sp.original, sp.original + sp.len);
+                sent += b.min(end).saturating_sub(a.max(at));
+            }
+        }
+        for &(s, e) in &utts {
+            assert!(
+                out.iter().any(|r| r.start <= s + 160 && r.end + 160 >= e),
+                "the prompt before the hold is not sent whole: {out:?}"
+            );
+        }
+    }
+    let pct = 100.0 * sent as f64 / music as f64;
+    assert!(pct <= 1.0, "{pct:.2} % of the hold music sent");
+}
+
+/// The other side of the rule above: words that run straight into music (no pause) still go
+/// out whole. Speech rises and falls by syllables, the music's first notes do not.
+#[test]
+fn words_that_run_straight_into_music_are_sent() {
+    for gap in [0, corpus::RATE / 20] {
+        for PromptThenMusic { out, utts, .. } in prompt_then_music(gap, 4) {
+            for &(s, e) in &utts {
+                assert!(
+                    out.iter().any(|r| r.start <= s + 160 && r.end + 160 >= e),
+                    "gap {gap}: the words before the music are not sent whole: {out:?}"
+                );
+            }
+        }
+    }
 }
