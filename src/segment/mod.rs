@@ -20,7 +20,9 @@
 //!    rises and falls with its syllables, and a pause or the next word follows it).
 //!    A run whose padded length would pass [`SegmenterOptions::max_len`] (a stretch of speech
 //!    with no pause as long as `min_silence`) is cut at its longest pause in the second half of
-//!    the allowed window (ties: the quieter, then the later pause), between the pause's two
+//!    the allowed window (the pause with the most frames at the noise floor first, then the
+//!    longest, then the quieter, then the later: where the model lets go of loud speech for
+//!    a few frames is no pause), between the pause's two
 //!    quietest adjacent frames, or, with no pause at all, in the quietest frame. This is the
 //!    only place where an utterance is ever split.
 //!
@@ -882,8 +884,12 @@ impl Segmenter {
         let limit = run.piece_start + self.opts.max_len;
         let hi = a.min(limit);
         let lo = (run.piece_start + self.opts.max_len / 2).min(hi);
-        // Best pause: (length inside [lo, hi], -mean dB, position); cut at its middle.
-        let mut best: Option<(Samples, f32, Samples)> = None;
+        // Best pause: (frames at the noise floor inside [lo, hi], length inside [lo, hi],
+        // -mean dB, position). Frames at the floor come first: where the model lets go of
+        // loud speech for a few frames (it did, for 224 ms inside a real "please hold"), that
+        // stretch is no pause, however long, while two frames of silence between two words
+        // are one.
+        let mut best: Option<(u64, Samples, f32, Samples)> = None;
         let mut quietest: Option<(f32, Samples)> = None;
         let mut i = 0usize;
         let n = run.hist.len();
@@ -906,11 +912,16 @@ impl Segmenter {
             }
             let mut j = i;
             let mut sum_db = 0f32;
+            let mut at_floor = 0u64;
             while let Some(x) = run.hist.get(j) {
                 if x.voiced {
                     break;
                 }
                 sum_db += x.db;
+                let xa = (run.hist_base + j as u64) * FRAME_U64;
+                if x.quiet && xa >= lo && xa + FRAME_U64 <= hi {
+                    at_floor += 1;
+                }
                 j += 1;
             }
             let ps = fa.max(lo);
@@ -939,16 +950,18 @@ impl Segmenter {
                 let mid = quietest_pair.map_or(ps + len / 2, |(_, at)| at);
                 let better = match best {
                     None => true,
-                    Some((bl, bdb, _)) => len > bl || (len == bl && mean <= bdb),
+                    Some((bq, bl, bdb, _)) => {
+                        (at_floor, len) > (bq, bl) || (at_floor == bq && len == bl && mean <= bdb)
+                    }
                 };
                 if better {
-                    best = Some((len, mean, mid));
+                    best = Some((at_floor, len, mean, mid));
                 }
             }
             i = j.max(i + 1);
         }
         let cut = match (best, quietest) {
-            (Some((_, _, mid)), _) => mid,
+            (Some((_, _, _, mid)), _) => mid,
             (None, Some((_, mid))) => mid,
             (None, None) => hi,
         }

@@ -507,9 +507,11 @@ fn check_short_gap_splits(sc: &Scene, max: u64) {
     assert!(forced >= 3, "{forced} forced splits");
 }
 
+/// Four minutes with no 300 ms pause: every request is a forced cut, and each must fall in a
+/// gap between units. Inside the real prompt "please hold" (r1) the model lets go of loud
+/// speech for 224 ms, longer than the 80–150 ms gaps: a forced cut prefers the pause whose
+/// frames reach the noise floor.
 #[test]
-#[ignore = "issue 9, since the Silero model: 2 of ~170 boundaries fall 0.3 s into the prompt \
-            'please hold' (r1), whose first word the model scores as two utterances"]
 fn four_minutes_with_short_gaps_split_only_in_gaps() {
     let sc = short_gap_run(false);
     for max in [secs(30.0), secs(60.0), secs(10.0)] {
