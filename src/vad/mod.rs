@@ -28,7 +28,7 @@
 //!    [`VadOptions::neg_threshold`]; a quiet frame needs [`VadOptions::threshold`] itself.
 //!    The model is recurrent and remembers what it heard: after a long stretch of music it
 //!    would not say "speech" for the first words after it. So at a pause of 640 ms or more
-//!    (20 dB or more below the speech level) that follows a second or more of sound it called not speech, its state is put back to
+//!    (20 dB or more below the speech level), or of 256 ms of digital silence, that follows a second or more of sound it called not speech, its state is put back to
 //!    the one it had at the last pause after speech (a fresh model's before any), and the next run of speech counts only
 //!    once it lasts 256 ms with one frame at 0.9 or more (a restored model may answer "speech" to the first notes of more
 //!    music). In a noisy recording the model hears the line's noise between words too, and
@@ -95,6 +95,11 @@ const FORGET_AFTER_FRAMES: u32 = 31;
 /// Quiet frames that make a pause for the model's state (640 ms): shorter pauses inside music
 /// would let the restored state answer "speech" to the music that follows.
 const FORGET_PAUSE_FRAMES: u32 = 20;
+/// Frames of digital silence that make such a pause too (256 ms): music has no stretch of
+/// exact zeros inside it, while a recording that cuts from hold music to speech may have one
+/// shorter than [`FORGET_PAUSE_FRAMES`] (after 0.6 s of zeros following a melody the model
+/// answered 0.00 to a real 1.1 s prompt).
+const DIGITAL_PAUSE_FRAMES: u32 = 8;
 /// A pause frame for the model's state is quiet and this many dB below the speech level: a
 /// steady piece of music lifts the noise floor to itself, and its own frames are then quiet.
 const PAUSE_BELOW_LEVEL_DB: f32 = 20.0;
@@ -299,6 +304,8 @@ pub(crate) struct Analyser {
     frames_seen: u32,
     /// Consecutive quiet frames up to now (saturating).
     quiet_run: u32,
+    /// Consecutive frames of digital silence up to now (saturating).
+    digital_run: u32,
     /// Consecutive pause frames up to now (saturating).
     gate_quiet_run: u32,
     level_db: f32,
@@ -331,6 +338,7 @@ impl Analyser {
             reject_music: opts.reject_music,
             frames_seen: 0,
             quiet_run: 0,
+            digital_run: 0,
             gate_quiet_run: 0,
             level_db: MIN_DB,
             floor_db: f32::INFINITY,
@@ -561,7 +569,15 @@ impl Analyser {
         a.spectral_compared = spectral.is_some();
         a.model = model;
         a.pause = pause;
-        a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES;
+        self.digital_run = if db <= MIN_DB + 1.0 {
+            self.digital_run.saturating_add(1)
+        } else {
+            0
+        };
+        // Once per pause: digital silence reaches its count first (it is quiet too), and at
+        // the later count the model's tally since has been reset.
+        a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES
+            || (pause && self.digital_run == DIGITAL_PAUSE_FRAMES);
         model
     }
 }
