@@ -15,9 +15,11 @@
 //!    with less than [`SegmenterOptions::min_speech`] of voiced frames is a blip and is dropped.
 //!    With [`crate::vad::VadOptions::reject_music`] (the default) a run whose level stays
 //!    within 5 dB from its second voiced frame to its last, and that runs straight into
-//!    sound the model does not call speech (not one frame quiet for `min_silence`), is
-//!    dropped too: it is the first notes of music that the model took for speech (speech
-//!    rises and falls with its syllables, and a pause or the next word follows it).
+//!    sound the model does not call speech (not one frame quiet for `min_silence`, and not
+//!    the word's own fading end sinking into the noise), is dropped too: it is the first
+//!    notes of music that the model took for speech (speech rises and falls with its
+//!    syllables, and a pause or the next word follows it). Pieces after a forced cut and a
+//!    run at the very end of the input are always kept.
 //!    A run whose padded length would pass [`SegmenterOptions::max_len`] (a stretch of speech
 //!    with no pause as long as `min_silence`) is cut at its longest pause in the second half of
 //!    the allowed window (the pause with the most frames at the noise floor first, then the
@@ -119,7 +121,7 @@ const FALL_DB: f32 = 1.0;
 const TAIL_REF_FRAMES: u64 = 4;
 /// The most frames kept after an utterance's last frame in heavy noise (160 ms).
 const NOISE_TAIL_FRAMES: usize = 5;
-/// See [`Run::runs_into_sound`]: the most a run's level may vary, from its first voiced
+/// See [`Run::runs_into_sound`]: the most a run's level may vary, from its second voiced
 /// frame to its last, for the run to be taken for the onset of music (5 dB).
 const FLAT_RANGE_DB: f32 = 5.0;
 /// Below this SNR a shared gap goes to the next utterance (see [`Segmenter::share_point`]).
@@ -453,8 +455,10 @@ impl Run {
     }
 
     /// The run is the first notes of music that the speech model took for speech: from its
-    /// first voiced frame to its last the level stays within [`FLAT_RANGE_DB`], and after it
-    /// the sound goes on, not one frame quiet, for `after` frames and more.
+    /// second voiced frame to its last the level stays within [`FLAT_RANGE_DB`], and after it
+    /// the sound goes on, not one frame quiet, for `after` frames and more, and is not the
+    /// run's own fading end sinking into the noise. A piece that began at a forced cut, and a
+    /// run with fewer than `after` frames after it (the end of the input), are kept.
     ///
     /// Speech rises and falls with its syllables: over the corpus's utterances the level
     /// spans 20–47 dB in clean calls and 7 dB and more at 5 dB SNR, and after the last word
@@ -475,8 +479,18 @@ impl Run {
                 (n + 1, lo.min(h.db), hi.max(h.db))
             });
         let flat = n >= 3 && hi - lo <= FLAT_RANGE_DB;
-        // The sound after it: never quiet, never voiced.
-        flat && (last..last + after).all(|k| self.hist_at(k).is_some_and(|h| !h.quiet && !h.voiced))
+        // The sound after it: never quiet, never voiced,
+        let goes_on =
+            (last..last + after).all(|k| self.hist_at(k).is_some_and(|h| !h.quiet && !h.voiced));
+        // and not the word's own fading end: one that falls through all of those frames and
+        // then sinks into the noise or meets the next word. (A decaying note falls too, but
+        // then the music goes on: the fading end stops at a steady or louder frame.)
+        let tail = self.tail_end();
+        let word_end = tail >= self.last_voiced_end + after * FRAME_U64
+            && self
+                .hist_at(tail / FRAME_U64)
+                .is_none_or(|h| h.quiet || h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB);
+        flat && goes_on && !word_end
     }
 
     /// The fading end after the last voiced frame is still going at `b` (the end of the
@@ -788,7 +802,7 @@ impl Segmenter {
         // seen (NOISE_TAIL_FRAMES at 15 dB, the least room the level estimate allows; nothing
         // from 25 dB up). Inside a request the gap after the word is kept from the end as
         // heard, as in a clean recording: only a request's end keeps this extension.
-        let extra = ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64;
+        let extra = self.noise_tail_frames();
         let seen = (self.next_frame * FRAME_U64).min(limit);
         run.last_voiced_end = run.last_voiced_end.min(seen);
         let heard = run.last_voiced_end;
@@ -815,6 +829,12 @@ impl Segmenter {
         self.packer.push(utt, &mut self.stats, out);
     }
 
+    /// Frames kept after an utterance's last frame heard, at a request's end, at the current
+    /// SNR: [`NOISE_TAIL_FRAMES`] at 15 dB and below, none from 25 dB up.
+    fn noise_tail_frames(&self) -> u64 {
+        ((25.0 - self.snr_db) / 2.0).clamp(0.0, NOISE_TAIL_FRAMES as f32) as u64
+    }
+
     /// Frames of energy history kept: a shared gap is shorter than twice the padding.
     fn recent_frames(&self) -> usize {
         usize::try_from(2 * self.opts.padding / FRAME_U64 + 3).unwrap_or(RECENT_FRAMES)
@@ -839,7 +859,8 @@ impl Segmenter {
     /// fall inside a fading word; in digital silence this is the middle, to the frame.
     ///
     /// On a line below [`NOISY_GAP_SNR_DB`] the whole gap goes to the next utterance: the end
-    /// before it has already been moved out over its loud frames and the noise tail, while
+    /// before it has already been moved out over its loud frames, its fading end and the
+    /// whole noise tail (160 ms), while
     /// the next one's soft start is buried (on the corpus's 5 dB call the model called a word
     /// speech 350 ms after it began, and the quietest frames of its gap lay inside it).
     fn share_point(&self, from: Samples, to: Samples) -> Samples {
@@ -848,7 +869,10 @@ impl Segmenter {
             return to;
         }
         if self.snr_db < NOISY_GAP_SNR_DB {
-            return from;
+            // The end before the gap keeps NOISE_TAIL_FRAMES after the word as heard in all
+            // (`close_run` moved it out by the part of them the SNR called for).
+            let margin = NOISE_TAIL_FRAMES as u64 - self.noise_tail_frames();
+            return (from + margin * FRAME_U64).min(to);
         }
         let middle = from + (to - from) / 2;
         // Frame index of the newest frame in `recent_db` is `next_frame - 1`.
@@ -1002,6 +1026,7 @@ impl Segmenter {
         run.piece_start = cut;
         run.shared = false;
         run.speech_start = first_voiced_after.unwrap_or(a);
+        run.first_voiced = run.speech_start;
         run.voiced = after;
         run.cut_start = true;
         run.valid = true;
@@ -1125,14 +1150,20 @@ mod tests {
         out[1].start / FRAME_U64
     }
 
-    /// Silence, 30 voiced frames at the levels `voiced(j)`, then 100 frames at `after_db`
-    /// the model does not call speech, then silence: the requests made.
-    fn run_then(voiced: impl Fn(usize) -> f32, after_db: f32) -> Vec<Segment> {
-        let mut seg = Segmenter::new(SegmenterOptions::default()).unwrap();
+    /// Silence, 30 voiced frames at the levels `voiced(j)`, then 100 frames at the levels
+    /// `after(j)` that the model does not call speech, then silence: the requests made.
+    fn run_then(
+        voiced: impl Fn(usize) -> f32,
+        after: impl Fn(usize) -> f32,
+        reject_music: bool,
+    ) -> Vec<Segment> {
+        let mut opts = SegmenterOptions::default();
+        opts.vad.reject_music = reject_music;
+        let mut seg = Segmenter::new(opts).unwrap();
         let mut out = Vec::new();
         let levels = std::iter::repeat_n((false, -60.0), 40)
             .chain((0..30).map(|j| (true, voiced(j))))
-            .chain(std::iter::repeat_n((false, after_db), 100))
+            .chain((0..100).map(|j| (false, after(j))))
             .chain(std::iter::repeat_n((false, -60.0), 40));
         let mut n = 0u64;
         for (v, db) in levels {
@@ -1149,12 +1180,36 @@ mod tests {
     fn a_flat_sound_that_goes_on_unvoiced_is_music_not_speech() {
         let flat = |j: usize| -30.0 + (j % 3) as f32;
         let syllables = |j: usize| -30.0 - 3.0 * (j % 4) as f32;
+        let steady = |_| -32.0;
         // Level within 5 dB, and the sound goes on: the first notes of music.
-        assert!(run_then(flat, -32.0).is_empty());
+        assert!(run_then(flat, steady, true).is_empty());
+        // A decaying note (1 dB a frame for 12 frames), then the music goes on: music.
+        let decaying = |j: usize| -31.0 - j.min(12) as f32;
+        assert!(run_then(flat, decaying, true).is_empty());
+        // The first voiced frame straddles the onset and is left out of the range.
+        let onset = |j: usize| if j == 0 { -50.0 } else { flat(j) };
+        assert!(run_then(onset, steady, true).is_empty());
         // Speech rises and falls (9 dB here): sent, whatever follows.
-        assert_eq!(run_then(syllables, -32.0).len(), 1);
-        // A flat word followed by a pause: sent.
-        assert_eq!(run_then(flat, -60.0).len(), 1);
+        assert_eq!(run_then(syllables, steady, true).len(), 1);
+        // So is a 6 dB range.
+        let six = |j: usize| -30.0 - 6.0 * (j % 2) as f32;
+        assert_eq!(run_then(six, steady, true).len(), 1);
+        // A flat word followed by a pause, even one 9 frames on: sent.
+        assert_eq!(run_then(flat, |_| -60.0, true).len(), 1);
+        let pause_late = |j: usize| if j >= 9 { -60.0 } else { -32.0 };
+        assert_eq!(run_then(flat, pause_late, true).len(), 1);
+        // A flat word whose own fading end falls for 16 frames (0.8 dB a frame) into the
+        // noise: sent.
+        let fading = |j: usize| {
+            if j < 16 {
+                -31.0 - 0.8 * j as f32
+            } else {
+                -60.0
+            }
+        };
+        assert_eq!(run_then(flat, fading, true).len(), 1);
+        // Without the music check nothing is dropped.
+        assert_eq!(run_then(flat, steady, false).len(), 1);
     }
 
     #[test]
@@ -1166,6 +1221,11 @@ mod tests {
         // before it has been moved out by the noise tail (5 frames): the gap from there on
         // goes to the next utterance.
         assert_eq!(shared_start(10.0), 75);
+        // At 20 dB the end before the gap was moved out by only 2 frames of noise tail: it
+        // keeps 5 frames after the word in all, and the rest goes to the next utterance.
+        assert_eq!(shared_start(20.0), 75);
+        // From 25 dB up, the quietest pair again.
+        assert_eq!(shared_start(26.0), 80);
     }
 
     #[test]
@@ -1185,19 +1245,16 @@ mod tests {
         for _ in 0..40 {
             push(&mut seg, frame(false, -60.0), &mut out);
         }
-        // Voiced frames rise and fall like syllables (a flat level running into sound is the
-        // onset of music, see `Run::runs_into_sound`).
-        let syllable = |j: usize| -45.0 + 4.0 * (j % 5) as f32;
         for _ in 0..3 {
-            for j in 0..20 {
-                push(&mut seg, frame(true, syllable(j)), &mut out);
+            for _ in 0..20 {
+                push(&mut seg, frame(true, -45.0), &mut out);
             }
             for j in 0..10 {
                 push(&mut seg, frame(false, -46.0 - 0.6 * j as f32), &mut out);
             }
         }
-        for j in 0..20 {
-            push(&mut seg, frame(true, syllable(j)), &mut out);
+        for _ in 0..20 {
+            push(&mut seg, frame(true, -45.0), &mut out);
         }
         for _ in 0..200 {
             push(&mut seg, frame(false, -60.0), &mut out);

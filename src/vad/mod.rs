@@ -574,8 +574,9 @@ impl Analyser {
         } else {
             0
         };
-        // Once per pause: digital silence reaches its count first (it is quiet too), and at
-        // the later count the model's tally since has been reset.
+        // Either count may come first in a pause, and both may come: at the second the
+        // model's tally (speech and other sound heard since the last pause) has been reset
+        // by the first and is zero, so nothing more happens.
         a.pause_reached = self.gate_quiet_run == FORGET_PAUSE_FRAMES
             || (pause && self.digital_run == DIGITAL_PAUSE_FRAMES);
         model

@@ -92,8 +92,9 @@ fn the_call_and_its_level_and_mulaw_versions_meet_the_targets() {
         assert!(sc.whole_pct() >= 99.7, "{name}: {sc:?}");
         assert!(sc.coverage_pct() >= 99.5, "{name}: {sc:?}");
         // One 25 s hold here, right after a turn: its first second was sent (3.8 %) until
-        // runs of flat sound into more sound were dropped (see the hold tests below).
-        assert!(sc.music_pct() <= 3.0, "{name}: hold music sent: {sc:?}");
+        // runs of flat sound into more sound were dropped (see the hold tests below); now none
+        // of it is. Issue 9 asks for at most 3 %; this guards what was reached.
+        assert!(sc.music_pct() <= 0.5, "{name}: hold music sent: {sc:?}");
         assert!(sc.billed_ratio() <= 1.10, "{name}: {sc:?}");
     }
     let clean = &run("call_es_it").score;
@@ -163,8 +164,8 @@ fn music_alone_and_dead_air_make_no_request() {
     for r in speech_runs().filter(|r| r.score.music > 0) {
         // On this cut every call sends none of its hold music; before flat runs into sound
         // were dropped (`Run::runs_into_sound`) the clean call sent 3.8 % and the 5 dB SNR
-        // call 6.0 %.
-        assert!(r.score.music_pct() <= 3.0, "{}: {:?}", r.case.name, r.score);
+        // call 6.0 %. Issue 9 asks for at most 3 %; this guards what was reached.
+        assert!(r.score.music_pct() <= 0.5, "{}: {:?}", r.case.name, r.score);
     }
 }
 
