@@ -600,6 +600,28 @@ pub fn with_snr(c: &Case, suffix: &str, snr_db: f32, seed: u64) -> Case {
     }
 }
 
+/// A variant with lost packets filled with zeros, as VoIP recorders write them: every 10–30 s
+/// a gap of 60–200 ms, outside the utterances, set to digital silence.
+pub fn with_loss(c: &Case, suffix: &str, seed: u64) -> Case {
+    let mut rng = Rng::new(seed);
+    let mut audio = c.audio.clone();
+    let mut at = (rng.range(10.0, 30.0) * c.rate as f64) as usize;
+    while at < audio.len() {
+        let len = (rng.range(0.06, 0.2) * c.rate as f64) as usize;
+        let end = (at + len).min(audio.len());
+        let clear = c.utterances.iter().all(|u| end <= u.start || at >= u.end);
+        if clear {
+            audio[at..end].fill(0.0);
+        }
+        at += (rng.range(10.0, 30.0) * c.rate as f64) as usize;
+    }
+    Case {
+        name: format!("{}{suffix}", c.name),
+        audio,
+        ..c.clone()
+    }
+}
+
 /// A variant through G.711 µ-law.
 pub fn with_mulaw(c: &Case, suffix: &str) -> Case {
     Case {
@@ -768,6 +790,10 @@ pub fn cases(quick: bool) -> Vec<(Case, bool)> {
     );
     cases.push((with_gain(&call, "_m45", -45.0 + 20.0), false));
     cases.push((with_snr(&call, "_snr5", 5.0, 7), false));
+    cases.push((
+        with_loss(&with_snr(&call, "_snr5", 5.0, 7), "_loss", 8),
+        false,
+    ));
     cases.push((with_mulaw(&call, "_ulaw"), true));
     cases.push((call, false));
     let call2 = assemble(
