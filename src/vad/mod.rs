@@ -8,8 +8,10 @@
 //! Each frame goes through three tests:
 //!
 //! 1. **Energy gate.** The frame's energy in dB is compared with a running noise floor
-//!    (minimum tracker: starts at the first frame, follows drops at once, rises
-//!    0.06 dB per frame, 2 dB/s) and a running speech level (peak tracker: follows
+//!    (minimum tracker: starts at the first frame, follows drops of up to 6 dB at once and
+//!    larger ones once they have lasted 96 ms, rises 0.06 dB per frame, 2 dB/s; on a line
+//!    with noise, up to 256 ms of digital silence leaves it alone and the model does not
+//!    hear such holes: a lost packet filled with zeros is no floor) and a running speech level (peak tracker: follows
 //!    rises at once, decays 0.03 dB per frame, 1 dB/s, never below the floor + 15 dB, so that
 //!    dead air on a noisy line is not taken for quieter speech). A frame is *silent* when it is
 //!    digital silence or more than 45 dB below the speech level, and *quiet* when it is
@@ -100,6 +102,16 @@ const FORGET_PAUSE_FRAMES: u32 = 20;
 /// shorter than [`FORGET_PAUSE_FRAMES`] (after 0.6 s of zeros following a melody the model
 /// answered 0.00 to a real 1.1 s prompt).
 const DIGITAL_PAUSE_FRAMES: u32 = 8;
+/// A frame more than this many dB under the noise floor lowers it only once such frames have
+/// lasted [`FLOOR_JUMP_FRAMES`]: a lost packet filled with zeros, and the frames partly in it
+/// or in the filters' tails into it (−40, −54 and −89 dBFS on a −31 dBFS line), are no floor.
+/// Line noise moves by less from one 32 ms frame to the next.
+const FLOOR_JUMP_DB: f32 = 6.0;
+/// See [`FLOOR_JUMP_DB`] (96 ms).
+const FLOOR_JUMP_FRAMES: u32 = 3;
+/// Digital silence on a line with noise up to this long (256 ms) is a hole (lost packets):
+/// the floor stays the line's and the model does not hear it. Longer, it is a pause.
+const HOLE_FRAMES: u32 = 8;
 /// A pause frame for the model's state is quiet and this many dB below the speech level: a
 /// steady piece of music lifts the noise floor to itself, and its own frames are then quiet.
 const PAUSE_BELOW_LEVEL_DB: f32 = 20.0;
@@ -310,6 +322,10 @@ pub(crate) struct Analyser {
     gate_quiet_run: u32,
     level_db: f32,
     floor_db: f32,
+    /// The floor was last set by a frame of sound (a line's noise), not by digital silence.
+    floor_from_sound: bool,
+    /// A fall far under the floor in progress: the loudest of its frames and their number.
+    floor_jump: Option<(f32, u32)>,
     /// Tone features of the last [`STEADY_LAG`] frames (`None`: silent), oldest first.
     history: VecDeque<Option<[f32; N_FEAT]>>,
     spectral: Spectral,
@@ -342,6 +358,8 @@ impl Analyser {
             gate_quiet_run: 0,
             level_db: MIN_DB,
             floor_db: f32::INFINITY,
+            floor_from_sound: false,
+            floor_jump: None,
             history: VecDeque::with_capacity(STEADY_LAG + 1),
             spectral: Spectral::new(),
             carry: Vec::with_capacity(FRAME),
@@ -472,11 +490,52 @@ impl Analyser {
             MIN_DB
         };
 
-        // Level and floor trackers, in dB so they commute with a gain.
-        if db < self.floor_db {
-            self.floor_db = db;
+        // Level and floor trackers, in dB so they commute with a gain. A hole in a line with
+        // noise (a lost packet a VoIP recorder fills with zeros) says nothing about the line:
+        // up to HOLE_FRAMES of digital silence leave the floor as it is, and a sudden fall far under it counts
+        // only once it lasts (FLOOR_JUMP_FRAMES). Taken at once, the hole's −90 to −120 dB
+        // took the floor 40 s to climb back from, and all that time a noisy line was taken
+        // for a clean one (the corpus's 5 dB call with such holes lost 4 replies and sent
+        // 2.4 % of its hold music). A recording whose pauses are all digital silence keeps
+        // its floor there.
+        let digital = db <= MIN_DB + 1.0;
+        self.digital_run = if digital {
+            self.digital_run.saturating_add(1)
         } else {
-            self.floor_db += FLOOR_RISE_DB;
+            0
+        };
+        // Longer digital silence is a real pause (a mute, the end of hold music): the floor
+        // follows it as it follows any sound.
+        let in_hole = digital && self.floor_from_sound && self.digital_run <= HOLE_FRAMES;
+        if digital {
+            self.floor_jump = None;
+            if !in_hole {
+                if db < self.floor_db {
+                    self.floor_db = db;
+                    self.floor_from_sound = false;
+                } else {
+                    self.floor_db += FLOOR_RISE_DB;
+                }
+            }
+        } else if self.floor_db.is_finite() && db < self.floor_db - FLOOR_JUMP_DB {
+            // A sudden fall far under the floor: taken once it has lasted FLOOR_JUMP_FRAMES,
+            // at the loudest of those frames.
+            let (low, n) = self.floor_jump.map_or((db, 1), |(l, n)| (l.max(db), n + 1));
+            if n >= FLOOR_JUMP_FRAMES {
+                self.floor_db = low;
+                self.floor_from_sound = true;
+                self.floor_jump = None;
+            } else {
+                self.floor_jump = Some((low, n));
+            }
+        } else {
+            self.floor_jump = None;
+            if db < self.floor_db {
+                self.floor_db = db;
+                self.floor_from_sound = true;
+            } else {
+                self.floor_db += FLOOR_RISE_DB;
+            }
         }
         // The level never sinks into the noise: over seconds of dead air on a noisy line the
         // peak tracker would follow the noise down, and the gain below would then lift the
@@ -514,7 +573,12 @@ impl Analyser {
         } else {
             0
         };
-        let model = !(skippable && self.quiet_run > MODEL_QUIET_FRAMES);
+        // A hole in a line with noise (a lost packet filled with zeros: digital silence, or
+        // frames far under the floor) is not heard by the model at all: its state goes on
+        // from the line's sound (having heard the hole, it answered 0.3–0.5 instead of
+        // 0.75–0.86 to a faint reply right after one).
+        let hole = self.floor_jump.is_some() || in_hole;
+        let model = !(hole || (skippable && self.quiet_run > MODEL_QUIET_FRAMES));
         if model {
             let level = self.level_db.max(TARGET_DBFS - MAX_GAIN_DB);
             // Only quiet recordings are lifted; loud sound (music before a turn) never pushes
@@ -569,11 +633,6 @@ impl Analyser {
         a.spectral_compared = spectral.is_some();
         a.model = model;
         a.pause = pause;
-        self.digital_run = if db <= MIN_DB + 1.0 {
-            self.digital_run.saturating_add(1)
-        } else {
-            0
-        };
         // Either count may come first in a pause, and both may come: at the second the
         // model's tally (speech and other sound heard since the last pause) has been reset
         // by the first and is zero, so nothing more happens.
@@ -1036,6 +1095,31 @@ mod tests {
         assert!((-39.0..-37.0).contains(&last.floor_db), "{last:?}");
         assert!(last.snr_db >= LEVEL_ABOVE_FLOOR_DB - 0.01, "{last:?}");
         assert!(last.snr_db < LEVEL_ABOVE_FLOOR_DB + 1.0, "{last:?}");
+    }
+
+    #[test]
+    fn a_lost_packet_on_a_noisy_line_is_no_noise_floor() {
+        // Line noise at about -31 dBFS with a lost packet every second, filled with zeros
+        // (40-90 ms), with and without a filter's tail into it: the noise floor stays near
+        // the line's (frames partly in a hole pull it down by a few dB; it used to fall to
+        // the hole's -120 or -90 dB and take 40 s to climb back), and the model never hears
+        // the holes.
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut x: Vec<f32> = Vec::new();
+        for k in 0..12 {
+            x.extend((0..16_000).map(|_| (rng.f32() - 0.5) * 0.1));
+            let hole = 640 + 160 * (k % 4);
+            let tail = if k % 2 == 0 { 0.002 } else { 0.0 };
+            x.extend((0..hole).map(|i| tail * (rng.f32() - 0.5) * (-(i as f32) / 40.0).exp()));
+        }
+        let out = run(&x[..x.len() / FRAME * FRAME]);
+        // After the first second (the floor is not known before).
+        for f in out.iter().skip(40) {
+            assert!((-40.0..-29.0).contains(&f.floor_db), "{f:?}");
+            if f.db < -60.0 {
+                assert_eq!(f.prob, 0.0, "{f:?}");
+            }
+        }
     }
 
     #[test]
