@@ -41,7 +41,8 @@
 //! 3. **Requests.** [`Packing::Utterance`] sends each utterance alone, padded by
 //!    [`SegmenterOptions::padding`] on both sides (a gap shorter than twice the padding is
 //!    shared at its quietest point, so neighbours touch; on a noisy line, below 25 dB SNR,
-//!    it goes to the next utterance, whose soft start the noise buries). [`Packing::Packed`] collects
+//!    the word before keeps 160 ms after its end as heard and the rest goes to the next
+//!    utterance, whose soft start the noise buries). [`Packing::Packed`] collects
 //!    neighbouring utterances into one request while its *billed* length (the audio actually
 //!    sent) stays within `target`:
 //!    - silence between two utterances of a request longer than
@@ -485,12 +486,14 @@ impl Run {
         // and not the word's own fading end: one that falls through all of those frames and
         // then sinks into the noise or meets the next word. (A decaying note falls too, but
         // then the music goes on: the fading end stops at a steady or louder frame.)
-        let tail = self.tail_end();
-        let word_end = tail >= self.last_voiced_end + after * FRAME_U64
-            && self
-                .hist_at(tail / FRAME_U64)
-                .is_none_or(|h| h.quiet || h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB);
-        flat && goes_on && !word_end
+        let word_end = || {
+            let tail = self.tail_end();
+            tail >= self.last_voiced_end + after * FRAME_U64
+                && self
+                    .hist_at(tail / FRAME_U64)
+                    .is_none_or(|h| h.quiet || h.voiced || h.db < self.floor_db + TAIL_MARGIN_DB)
+        };
+        flat && goes_on && !word_end()
     }
 
     /// The fading end after the last voiced frame is still going at `b` (the end of the
@@ -1107,44 +1110,37 @@ mod tests {
         }
     }
 
-    /// Two utterances 12 frames apart, the gap's quietest pair of frames near its end; on a
-    /// line at `snr_db`. Returns the second request's start, in frames.
-    fn shared_start(snr_db: f32) -> u64 {
-        let mut seg = Segmenter::new(SegmenterOptions::default()).unwrap();
+    /// Feeds `frames` to `seg` as the detector would, then ends the input: every request.
+    fn feed(seg: &mut Segmenter, frames: impl IntoIterator<Item = FrameInfo>) -> Vec<Segment> {
         let mut out = Vec::new();
         let mut n = 0u64;
-        let mut push = |seg: &mut Segmenter, voiced: bool, db: f32, out: &mut Vec<Segment>| {
-            seg.on_frame(
-                FrameInfo {
-                    snr_db,
-                    ..frame(voiced, db)
-                },
-                out,
-            );
+        for f in frames {
+            seg.on_frame(f, &mut out);
             n += 1;
-        };
-        for _ in 0..40 {
-            push(&mut seg, false, -60.0, &mut out);
-        }
-        for _ in 0..2 {
-            for _ in 0..30 {
-                push(&mut seg, true, -40.0, &mut out);
-            }
-            for j in 0..12 {
-                push(
-                    &mut seg,
-                    false,
-                    if j == 9 || j == 10 { -59.5 } else { -57.0 },
-                    &mut out,
-                );
-            }
-        }
-        for _ in 0..60 {
-            push(&mut seg, false, -60.0, &mut out);
         }
         seg.pushed = n * FRAME_U64;
         seg.end_run(&mut out);
         seg.packer.finish(seg.pushed, &mut seg.stats, &mut out);
+        out
+    }
+
+    /// Two utterances 12 frames apart, the gap's quietest pair of frames near its end; on a
+    /// line at `snr_db`. Returns the second request's start, in frames.
+    fn shared_start(snr_db: f32) -> u64 {
+        let gap = (0..12).map(|j| (false, if j == 9 || j == 10 { -59.5 } else { -57.0 }));
+        let utterance = std::iter::repeat_n((true, -40.0), 30).chain(gap);
+        let levels = std::iter::repeat_n((false, -60.0), 40)
+            .chain(utterance.clone())
+            .chain(utterance)
+            .chain(std::iter::repeat_n((false, -60.0), 60));
+        let mut seg = Segmenter::new(SegmenterOptions::default()).unwrap();
+        let out = feed(
+            &mut seg,
+            levels.map(|(v, db)| FrameInfo {
+                snr_db,
+                ..frame(v, db)
+            }),
+        );
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].end, out[1].start, "{out:?}");
         out[1].start / FRAME_U64
@@ -1159,21 +1155,14 @@ mod tests {
     ) -> Vec<Segment> {
         let mut opts = SegmenterOptions::default();
         opts.vad.reject_music = reject_music;
-        let mut seg = Segmenter::new(opts).unwrap();
-        let mut out = Vec::new();
         let levels = std::iter::repeat_n((false, -60.0), 40)
             .chain((0..30).map(|j| (true, voiced(j))))
             .chain((0..100).map(|j| (false, after(j))))
             .chain(std::iter::repeat_n((false, -60.0), 40));
-        let mut n = 0u64;
-        for (v, db) in levels {
-            seg.on_frame(frame(v, db), &mut out);
-            n += 1;
-        }
-        seg.pushed = n * FRAME_U64;
-        seg.end_run(&mut out);
-        seg.packer.finish(seg.pushed, &mut seg.stats, &mut out);
-        out
+        feed(
+            &mut Segmenter::new(opts).unwrap(),
+            levels.map(|(v, db)| frame(v, db)),
+        )
     }
 
     #[test]
@@ -1235,41 +1224,19 @@ mod tests {
         // over the loud frames and by the noise tail, used to reach into the onset's frame;
         // the next request's shared start then wrapped around (a debug panic; in release,
         // segments near 2^63 and every later request dropped).
+        let word = std::iter::repeat_n((true, -45.0), 20);
+        let falling_end = (0..10).map(|j| (false, -46.0 - 0.6 * j as f32));
+        let mut levels: Vec<(bool, f32)> = vec![(false, -60.0); 40];
+        for _ in 0..3 {
+            levels.extend(word.clone().chain(falling_end.clone()));
+        }
+        levels.extend(word.clone());
+        levels.extend(std::iter::repeat_n((false, -60.0), 200));
+        for _ in 0..3 {
+            levels.extend(word.clone().chain(std::iter::repeat_n((false, -60.0), 40)));
+        }
         let mut seg = Segmenter::new(SegmenterOptions::default()).unwrap();
-        let mut out = Vec::new();
-        let mut n = 0u64;
-        let mut push = |seg: &mut Segmenter, f: FrameInfo, out: &mut Vec<Segment>| {
-            seg.on_frame(f, out);
-            n += 1;
-        };
-        for _ in 0..40 {
-            push(&mut seg, frame(false, -60.0), &mut out);
-        }
-        for _ in 0..3 {
-            for _ in 0..20 {
-                push(&mut seg, frame(true, -45.0), &mut out);
-            }
-            for j in 0..10 {
-                push(&mut seg, frame(false, -46.0 - 0.6 * j as f32), &mut out);
-            }
-        }
-        for _ in 0..20 {
-            push(&mut seg, frame(true, -45.0), &mut out);
-        }
-        for _ in 0..200 {
-            push(&mut seg, frame(false, -60.0), &mut out);
-        }
-        for _ in 0..3 {
-            for _ in 0..20 {
-                push(&mut seg, frame(true, -45.0), &mut out);
-            }
-            for _ in 0..40 {
-                push(&mut seg, frame(false, -60.0), &mut out);
-            }
-        }
-        seg.pushed = n * FRAME_U64;
-        seg.end_run(&mut out);
-        seg.packer.finish(seg.pushed, &mut seg.stats, &mut out);
+        let out = feed(&mut seg, levels.into_iter().map(|(v, db)| frame(v, db)));
         assert!(!out.is_empty());
         let mut prev_end = 0;
         for r in &out {

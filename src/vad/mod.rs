@@ -11,7 +11,8 @@
 //!    (minimum tracker: starts at the first frame, follows drops of up to 6 dB at once and
 //!    larger ones once they have lasted 96 ms, rises 0.06 dB per frame, 2 dB/s; on a line
 //!    with noise, up to 256 ms of digital silence leaves it alone and the model does not
-//!    hear such holes: a lost packet filled with zeros is no floor) and a running speech level (peak tracker: follows
+//!    hear such holes: a lost packet filled with zeros is no floor) and a running speech
+//!    level (peak tracker: follows
 //!    rises at once, decays 0.03 dB per frame, 1 dB/s, never below the floor + 15 dB, so that
 //!    dead air on a noisy line is not taken for quieter speech). A frame is *silent* when it is
 //!    digital silence or more than 45 dB below the speech level, and *quiet* when it is
@@ -30,7 +31,8 @@
 //!    [`VadOptions::neg_threshold`]; a quiet frame needs [`VadOptions::threshold`] itself.
 //!    The model is recurrent and remembers what it heard: after a long stretch of music it
 //!    would not say "speech" for the first words after it. So at a pause of 640 ms or more
-//!    (20 dB or more below the speech level), or of 256 ms of digital silence, that follows a second or more of sound it called not speech, its state is put back to
+//!    (20 dB or more below the speech level), or of 256 ms of digital silence, that follows
+//!    a second or more of sound it called not speech, its state is put back to
 //!    the one it had at the last pause after speech (a fresh model's before any), and the next run of speech counts only
 //!    once it lasts 256 ms with one frame at 0.9 or more (a restored model may answer "speech" to the first notes of more
 //!    music). In a noisy recording the model hears the line's noise between words too, and
@@ -97,10 +99,12 @@ const FORGET_AFTER_FRAMES: u32 = 31;
 /// Quiet frames that make a pause for the model's state (640 ms): shorter pauses inside music
 /// would let the restored state answer "speech" to the music that follows.
 const FORGET_PAUSE_FRAMES: u32 = 20;
-/// Frames of digital silence that make such a pause too (256 ms): music has no stretch of
-/// exact zeros inside it, while a recording that cuts from hold music to speech may have one
-/// shorter than [`FORGET_PAUSE_FRAMES`] (after 0.6 s of zeros following a melody the model
-/// answered 0.00 to a real 1.1 s prompt).
+/// Frames of digital silence that make a pause (256 ms); shorter, on a line with noise, it is
+/// a hole (lost packets): the floor stays the line's and the model does not hear it. Such a
+/// pause is one for the model's state too: music has no stretch of exact zeros inside it,
+/// while a recording that cuts from hold music to speech may have one shorter than
+/// [`FORGET_PAUSE_FRAMES`] (after 0.6 s of zeros following a melody the model answered 0.00
+/// to a real 1.1 s prompt).
 const DIGITAL_PAUSE_FRAMES: u32 = 8;
 /// A frame more than this many dB under the noise floor lowers it only once such frames have
 /// lasted [`FLOOR_JUMP_FRAMES`]: a lost packet filled with zeros, and the frames partly in it
@@ -109,9 +113,6 @@ const DIGITAL_PAUSE_FRAMES: u32 = 8;
 const FLOOR_JUMP_DB: f32 = 6.0;
 /// See [`FLOOR_JUMP_DB`] (96 ms).
 const FLOOR_JUMP_FRAMES: u32 = 3;
-/// Digital silence on a line with noise up to this long (256 ms) is a hole (lost packets):
-/// the floor stays the line's and the model does not hear it. Longer, it is a pause.
-const HOLE_FRAMES: u32 = 8;
 /// A pause frame for the model's state is quiet and this many dB below the speech level: a
 /// steady piece of music lifts the noise floor to itself, and its own frames are then quiet.
 const PAUSE_BELOW_LEVEL_DB: f32 = 20.0;
@@ -492,8 +493,8 @@ impl Analyser {
 
         // Level and floor trackers, in dB so they commute with a gain. A hole in a line with
         // noise (a lost packet a VoIP recorder fills with zeros) says nothing about the line:
-        // up to HOLE_FRAMES of digital silence leave the floor as it is, and a sudden fall far under it counts
-        // only once it lasts (FLOOR_JUMP_FRAMES). Taken at once, the hole's −90 to −120 dB
+        // up to DIGITAL_PAUSE_FRAMES of digital silence leave the floor as it is, and a
+        // sudden fall far under it counts only once it lasts (FLOOR_JUMP_FRAMES). Taken at once, the hole's −90 to −120 dB
         // took the floor 40 s to climb back from, and all that time a noisy line was taken
         // for a clean one (the corpus's 5 dB call with such holes lost 4 replies and sent
         // 2.4 % of its hold music). A recording whose pauses are all digital silence keeps
@@ -506,7 +507,7 @@ impl Analyser {
         };
         // Longer digital silence is a real pause (a mute, the end of hold music): the floor
         // follows it as it follows any sound.
-        let in_hole = digital && self.floor_from_sound && self.digital_run <= HOLE_FRAMES;
+        let in_hole = digital && self.floor_from_sound && self.digital_run <= DIGITAL_PAUSE_FRAMES;
         if digital {
             self.floor_jump = None;
             if !in_hole {
@@ -545,7 +546,7 @@ impl Analyser {
             .max(self.level_db - LEVEL_DECAY_DB)
             .max(self.floor_db + LEVEL_ABOVE_FLOOR_DB);
 
-        let silent = db <= MIN_DB + 1.0 || db < self.level_db - LEVEL_RANGE_DB;
+        let silent = digital || db < self.level_db - LEVEL_RANGE_DB;
         let quiet = silent || db < self.floor_db + NOISE_MARGIN_DB;
         // In the first second the noise floor is not known yet (a file may start with speech):
         // any frame that is not silent counts as loud.
