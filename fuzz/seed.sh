@@ -17,6 +17,10 @@ for f in ../testdata/formats/*.*; do
   [ "$(basename "$f")" = README.md ] && continue
   for m in 0 2; do { printf "\\x0$m"; cat "$f"; } >"corpus/channels/$m-$(basename "$f")"; done
 done
+# AMR: the first byte picks the codec (0 NB, 1 WB), then the storage-format frames without the magic.
+mkdir -p corpus/amr
+{ printf "\\x00"; tail -c +7 ../testdata/formats/tone_8k.amr; } >corpus/amr/nb
+{ printf "\\x01"; tail -c +10 ../testdata/formats/tone_16k_wb.amr; } >corpus/amr/wb
 mkdir -p corpus/api_responses
 seed() { printf "\\x$(printf %02x "$1")%s" "$2" >"corpus/api_responses/$1_$3"; }
 seed 0 '{"data":[{"start":"0.5","end":1200,"speaker":"speaker_0","text":"sawubona","language":"zu-ZA"}],"status":"completed"}' async

@@ -12,7 +12,7 @@
 //! | Ogg Opus | `OggS`, first packet `OpusHead` | `opus-rs` + `ogg` |
 //! | MP3 (MPEG-1/2/2.5 layer III) | `ID3`, or two consecutive frame headers | Symphonia |
 //! | AAC in MP4/M4A | `ftyp` at byte 4 | Symphonia |
-//! | AMR-NB / AMR-WB storage format | `#!AMR\n` / `#!AMR-WB\n` | `rvoip-codec-core` |
+//! | AMR-NB / AMR-WB storage format | `#!AMR\n` / `#!AMR-WB\n` | `asr-pipeline-amrnb` / `-amrwb` (this workspace) |
 //!
 //! Multichannel AMR (`#!AMR_MC1.0\n`, `#!AMR-WB_MC1.0\n`), RF64, Ogg FLAC/Speex, raw ADTS
 //! AAC and MPEG audio layers I and II (`.mp2`: Symphonia's `mp1`/`mp2` features are not
@@ -383,7 +383,7 @@ impl Decoder {
 
     /// Packets that failed to decode and were replaced by silence of the same duration.
     /// A recoverable codec error on one packet (Symphonia's `DecodeError`, an Opus packet
-    /// `opus-rs` refuses, an AMR frame the decoder refuses, which is concealed as lost) does
+    /// `opus-rs` refuses; an AMR frame marked damaged or lost, which the decoder conceals) does
     /// not stop decoding: time is kept and the packet is counted here.
     pub fn packets_skipped(&self) -> u64 {
         self.backend.skipped_packets()
