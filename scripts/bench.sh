@@ -12,7 +12,7 @@
 # Usage: scripts/bench.sh     (MINUTES=60 LONG_MINUTES=400 PAIRS=3 BENCH_DIR=target/bench)
 #        FORMATS="flac_44k_stereo amrnb_8k" PAIRS=1 scripts/bench.sh        (a subset)
 #        MINUTES=5 LONG_MINUTES=0 PAIRS=1 scripts/bench.sh                  (a quick run)
-# Needs ffmpeg, GNU time (/usr/bin/time), and sox with AMR-NB for the AMR input. Inputs are
+# Needs ffmpeg and GNU time (/usr/bin/time); sox with AMR-NB makes the AMR-NB input if present. Inputs are
 # cached in BENCH_DIR; results go to stdout and BENCH_DIR/results.tsv. See BENCHMARKS.md,
 # "Split-only preprocessing against ffmpeg".
 set -euo pipefail
@@ -21,12 +21,12 @@ MINUTES=${MINUTES:-60}
 LONG_MINUTES=${LONG_MINUTES:-400}
 PAIRS=${PAIRS:-3}
 DIR=${BENCH_DIR:-target/bench}
-FORMATS=${FORMATS:-"flac_44k_stereo vorbis_44k_stereo mp3_44k_stereo aac_44k_stereo opus_48k_mono wav_48k_stereo wav_8k_s16 wav_8k_mulaw amrnb_8k amrwb_16k_tone"}
+FORMATS=${FORMATS:-"flac_44k_stereo vorbis_44k_stereo mp3_44k_stereo aac_44k_stereo opus_48k_mono wav_48k_stereo wav_8k_s16 wav_8k_mulaw amrnb_8k amrwb_16k"}
 mkdir -p "$DIR"
 command -v ffmpeg >/dev/null && [ -x /usr/bin/time ] || { echo "needs ffmpeg and /usr/bin/time" >&2; exit 2; }
 
 echo "# building examples/transcribe_folder (release)" >&2
-cargo build --release --quiet --example transcribe_folder
+cargo build --release --quiet --example transcribe_folder --example amr_encode
 BIN=target/release/examples/transcribe_folder
 
 # The clip: every voice of testdata/speech with a pause after it, over pink noise, 44.1 kHz mono.
@@ -65,16 +65,19 @@ input() {
       wav_8k_s16) "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_s16le -y "$out.tmp.wav" ;;
       wav_8k_mulaw) "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_mulaw -y "$out.tmp.wav" ;;
       amrnb_8k)
-        sox -h 2>/dev/null | grep -q 'amr-nb' || { echo "# sox without AMR-NB: $name skipped" >&2; return 1; }
         "${loop[@]}" -ar 8000 -ac 1 -c:a pcm_s16le -y "$out.src.wav"
-        sox "$out.src.wav" -t amr-nb -C 7 "$out.tmp.amr"
+        if sox -h 2>/dev/null | grep -q 'amr-nb'; then
+          sox "$out.src.wav" -t amr-nb -C 7 "$out.tmp.amr"       # opencore's encoder, 12.2 kbit/s
+        else
+          target/release/examples/amr_encode "$out.src.wav" "$out.tmp.amr" 7
+        fi
         rm -f "$out.src.wav" ;;
-      amrwb_16k_tone)
-        # No AMR-WB encoder in Debian's ffmpeg or sox: the committed AMR-WB sample (a tone,
-        # 1.55 s) with its frames repeated to MINUTES. A decoder speed figure, not a VAD one.
-        local src=testdata/formats/tone_16k_wb.amr reps
-        reps=$(( min * 60 * 100 / 155 + 1 ))
-        { printf '#!AMR-WB\n'; for ((r = 0; r < reps; r++)); do tail -c +10 "$src"; done; } >"$out.tmp.amr" ;;
+      amrwb_16k)
+        # Neither Debian's ffmpeg nor its sox encodes AMR-WB: rvoip-codec-core's encoder
+        # (examples/amr_encode), 23.85 kbit/s.
+        "${loop[@]}" -ar 16000 -ac 1 -c:a pcm_s16le -y "$out.src.wav"
+        target/release/examples/amr_encode "$out.src.wav" "$out.tmp.amr" 8
+        rm -f "$out.src.wav" ;;
     esac
     mv "$out.tmp.$ext" "$out"
   fi

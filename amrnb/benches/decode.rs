@@ -32,7 +32,7 @@ impl Under for Ours {
 
 fn decode(c: &mut Criterion) {
     let pcm = common::signal::<Ours>();
-    let mut g = c.benchmark_group("amr");
+    let mut g = c.benchmark_group("amrnb");
     g.throughput(Throughput::Elements(pcm.len() as u64));
     g.sample_size(20);
     for (mode, dtx) in [(0u8, false), (7, false), (7, true)] {
