@@ -220,8 +220,6 @@ impl Core {
         let cond = Conditions {
             bad,
             prev_bad: self.prev_bad,
-            degraded: false,
-            prev_degraded: false,
             background: self.background,
             voiced_hangover: self.voiced_hangover,
         };
@@ -465,7 +463,6 @@ impl Core {
                     &self.exc_energy_hist,
                     self.voiced_hangover,
                     self.prev_bad,
-                    false,
                 );
             }
             if !(self.background && (bad || self.prev_bad) && self.erasures < 4) {

@@ -124,7 +124,6 @@ pub(crate) fn control_energy(
     hist: &[i16; 9],
     voiced_hangover: i16,
     prev_bad: bool,
-    careful: bool,
 ) {
     let mut avg = median(hist);
     let mut prev = add(hist[7], hist[8]) >> 1;
@@ -142,10 +141,8 @@ pub(crate) fn control_energy(
         let exp = norm_s(energy);
         let e = div_s(16383, shl(energy, exp));
         let t = l_shr(l_mult(avg, e), 20 - exp);
-        let mut scale = t.min(32767) as i16;
-        if careful && scale > 3072 {
-            scale = 3072;
-        }
+        // The reference's `carefulFlag` cap (3072) is never set by the decoder.
+        let scale = t.min(32767) as i16;
         for v in exc.iter_mut() {
             *v = (l_mult(scale, *v) >> 11) as i16;
         }

@@ -266,8 +266,6 @@ pub(crate) struct GainSmoother {
 pub(crate) struct Conditions {
     pub(crate) bad: bool,
     pub(crate) prev_bad: bool,
-    pub(crate) degraded: bool,
-    pub(crate) prev_degraded: bool,
     pub(crate) background: bool,
     pub(crate) voiced_hangover: i16,
 }
@@ -323,7 +321,8 @@ impl GainSmoother {
         }
         if mode <= 3 || mode == 6 {
             let low = mode <= 2;
-            let errs = (c.degraded && c.prev_degraded) || c.bad || c.prev_bad;
+            // (The reference also counts two degraded frames in a row; this API has no degraded frames.)
+            let errs = c.bad || c.prev_bad;
             let tmp_diff = if errs && c.voiced_hangover > 1 && c.background && low {
                 sub(diff, 4506)
             } else {

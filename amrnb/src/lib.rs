@@ -1,7 +1,7 @@
 //! An AMR-NB (adaptive multi-rate narrowband) speech decoder, written from the 3GPP
-//! specification: TS 26.090 (transcoding), TS 26.073 (the fixed-point reference it is bit-exact
-//! with), TS 26.091/26.092/26.093 (concealment, comfort noise, DTX) and TS 26.101 / RFC 4867
-//! (frame format).
+//! specification: TS 26.090 (transcoding) and TS 26.073 (the fixed-point reference, whose
+//! arithmetic it reproduces), TS 26.091/26.092/26.093 (concealment, comfort noise, DTX) and
+//! TS 26.101 / RFC 4867 (frame format).
 //!
 //! One [`Decoder`] per stream; it turns each 20 ms frame of the RFC 4867 storage format into
 //! 160 samples at 8 kHz, whatever the frame carries: speech in any of the eight modes, a SID
@@ -12,13 +12,17 @@
 //!
 //! # Exactness and speed
 //!
-//! The arithmetic reproduces TS 26.073's fixed-point reference operation for operation, so the
-//! output is bit-exact with it (and with `rvoip-codec-core`, which the tests compare against on
-//! every frame kind). The reference's saturating operators are used only where saturation can
-//! change a result; the hot filters run in plain integer arithmetic under bounds that are
-//! checked per block, falling back to the saturating form when a bound does not hold, and the
-//! reference's global overflow flag is recovered locally where the decoder consults it. Input
-//! bytes are never trusted: every table index is in range by construction or clamped.
+//! The arithmetic follows TS 26.073's fixed-point reference, so that the output can be exact to
+//! the bit. What is verified is bit-exactness with `rvoip-codec-core` 0.4, a port of that
+//! reference and the decoder asr-pipeline used before: `tests/oracle.rs` compares every frame
+//! of real speech in every mode, DTX, damaged, lost, reserved and random frames. The 3GPP
+//! conformance test vectors were not available here. The reference's saturating operators are
+//! used only where saturation can change a result; the hot filters run in plain integer
+//! arithmetic under bounds that are checked per block, falling back to the saturating form
+//! when a bound does not hold, and the reference's global overflow flag is recovered locally
+//! where the decoder consults it. Input bytes are never trusted: every table index is in range
+//! by construction or clamped. The normative constant tables were transcribed mechanically from
+//! `rvoip-codec-core`'s copy (see `tables.rs`); the code is this crate's own.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 // Filter loops index several fixed-size arrays in lockstep; explicit indices read like the
@@ -95,7 +99,8 @@ impl Decoder {
         payload: &[u8],
         out: &mut [i16; FRAME_LEN],
     ) {
-        let ft = frame_type & 15;
+        // A value above 15 cannot come from a 4-bit FT field: NO_DATA, as in the AMR-WB crate.
+        let ft = if frame_type > 15 { 15 } else { frame_type };
         if ft <= 7 {
             self.mode = ft;
             if !unpack(ft as usize, payload, &mut self.params) {

@@ -1,4 +1,4 @@
-//! Our decoder against the oracle (rvoip-codec-core, bit-exact with the 3GPP reference) on
+//! Our decoder against the oracle (rvoip-codec-core, a port of the 3GPP fixed-point reference) on
 //! real speech in every mode, DTX, mode switches, damaged, lost and reserved frames and random
 //! payloads: every frame bit-exact (and every frame kind at ≥ 40 dB SNR), the exact length; and arbitrary input
 //! never panics.

@@ -1,6 +1,7 @@
 //! AMR-NB and AMR-WB in the RFC 4867 §5 single-channel storage format, decoded by this
 //! workspace's own decoders (`asr-pipeline-amrnb`, `asr-pipeline-amrwb`: pure Rust, written from
-//! the 3GPP specification, checked frame by frame against the fixed-point reference's output).
+//! the 3GPP specification, checked bit for bit against `rvoip-codec-core`, the port of the
+//! fixed-point reference this module used before).
 //!
 //! The storage format is parsed here: after the magic, each frame is a ToC byte
 //! (`P FT(4) Q P P`) followed by the frame's octet-aligned payload, whose size the frame type
@@ -29,9 +30,13 @@ pub(crate) struct AmrBackend {
     rd: BufReader<Src>,
     codec: Codec,
     frame: [u8; 64],
-    pcm: [i16; amrwb::FRAME_LEN],
-    /// Frames marked damaged (Q = 0) or lost (AMR-WB's SPEECH_LOST), which were concealed.
-    concealed: u64,
+    pcm_nb: [i16; amrnb::FRAME_LEN],
+    pcm_wb: [i16; amrwb::FRAME_LEN],
+    /// Frames that carried nothing usable: marked damaged (Q = 0), lost (AMR-WB's
+    /// SPEECH_LOST), or of a type an AMR file should not hold (reserved, foreign SIDs), which
+    /// the decoder concealed or filled with comfort noise. A run of garbage after the magic
+    /// shows up here.
+    unusable: u64,
 }
 
 impl AmrBackend {
@@ -48,8 +53,9 @@ impl AmrBackend {
             rd: BufReader::with_capacity(16 * 1024, src),
             codec,
             frame: [0; 64],
-            pcm: [0; amrwb::FRAME_LEN],
-            concealed: 0,
+            pcm_nb: [0; amrnb::FRAME_LEN],
+            pcm_wb: [0; amrwb::FRAME_LEN],
+            unusable: 0,
         })
     }
 }
@@ -79,25 +85,22 @@ impl Backend for AmrBackend {
                 return Err(truncated("the file ends inside an AMR frame"));
             }
             let wide = matches!(self.codec, Codec::Wide(_));
-            let speech_or_sid = ft <= if wide { 9 } else { 8 };
-            if (speech_or_sid && !quality_ok) || (wide && ft == 14) {
-                self.concealed += 1;
+            // Speech and SID types, then NO_DATA; everything else is reserved (for AMR-WB 14
+            // is SPEECH_LOST) or a foreign SID (AMR-NB 9-11).
+            let carries = ft <= if wide { 9 } else { 8 };
+            if (carries && !quality_ok) || (!carries && ft != 15) {
+                self.unusable += 1;
             }
-            let n = match &mut self.codec {
+            let pcm: &[i16] = match &mut self.codec {
                 Codec::Narrow(d) => {
-                    let (head, _) = self
-                        .pcm
-                        .split_first_chunk_mut::<{ amrnb::FRAME_LEN }>()
-                        .expect("160 of 320");
-                    d.decode(ft, quality_ok, payload, head);
-                    amrnb::FRAME_LEN
+                    d.decode(ft, quality_ok, payload, &mut self.pcm_nb);
+                    &self.pcm_nb
                 }
                 Codec::Wide(d) => {
-                    d.decode(ft, quality_ok, payload, &mut self.pcm);
-                    amrwb::FRAME_LEN
+                    d.decode(ft, quality_ok, payload, &mut self.pcm_wb);
+                    &self.pcm_wb
                 }
             };
-            let pcm = &self.pcm[..n];
             out.extend(pcm.iter().map(|&s| f32::from(s) * (1.0 / 32768.0)));
             total += pcm.len();
         }
@@ -105,6 +108,6 @@ impl Backend for AmrBackend {
     }
 
     fn skipped_packets(&self) -> u64 {
-        self.concealed
+        self.unusable
     }
 }

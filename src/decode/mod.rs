@@ -58,7 +58,8 @@
 //! instead of taking the process down; it costs nothing unless a panic happens.
 //!
 //! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
-//! replaced by silence of its duration and counted in [`Decoder::packets_skipped`]. The same
+//! replaced by silence of its duration (AMR: concealed by the decoder, as the standard says)
+//! and counted in [`Decoder::packets_skipped`]. The same
 //! holds when Symphonia's FLAC/WAV reader skips a damaged frame (detected by a jump in packet
 //! timestamps). So the timeline stays exact, within one limit: durations and timestamps of
 //! damaged packets are untrusted, so the silence inserted is at most 10 s at 192 kHz per gap
@@ -381,10 +382,12 @@ impl Decoder {
         self.frames
     }
 
-    /// Packets that failed to decode and were replaced by silence of the same duration.
+    /// Packets that failed to decode and were replaced by audio of the same duration.
     /// A recoverable codec error on one packet (Symphonia's `DecodeError`, an Opus packet
-    /// `opus-rs` refuses; an AMR frame marked damaged or lost, which the decoder conceals) does
-    /// not stop decoding: time is kept and the packet is counted here.
+    /// `opus-rs` refuses) does not stop decoding: the packet becomes silence, time is kept and
+    /// the packet is counted here. AMR frames that carry nothing usable (marked damaged, lost,
+    /// or of a reserved type) are counted too; the AMR decoders conceal them as the standard
+    /// says (extrapolated speech, or comfort noise inside a DTX period) instead of silence.
     pub fn packets_skipped(&self) -> u64 {
         self.backend.skipped_packets()
     }

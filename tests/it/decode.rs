@@ -482,8 +482,10 @@ fn amr_nb_no_data_sid_and_lost_frames_each_keep_20ms() {
         pos += len;
         idx += 1;
     }
-    let (pcm, _) = decode_bytes(out).unwrap();
+    let (pcm, d) = decode_bytes(out).unwrap();
     assert_eq!(pcm.len(), 12_000);
+    // The reserved type and the damaged frame carried nothing usable; NO_DATA is DTX, not loss.
+    assert_eq!(d.packets_skipped(), 2);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Shared by `amrnb/tests/oracle.rs` and `amrwb/tests/oracle.rs` (through `#[path]`): real speech encoded with
 //! rvoip-codec-core's encoder in every mode (with DTX, mode switches, damaged, lost and
 //! reserved frames, random payloads), decoded by rvoip-codec-core's decoder (the oracle, the
-//! decoder asr-pipeline used before, bit-exact with the 3GPP reference) and by ours, compared
+//! decoder asr-pipeline used before, a port of the 3GPP fixed-point reference) and by ours, compared
 //! frame by frame (bit-exact, or at least 40 dB SNR per frame kind) and summed per frame kind.
 
 #![allow(dead_code)] // each user takes what it needs
