@@ -100,60 +100,84 @@ impl Dtx {
         }
     }
 
-    /// Runs once per frame, before decoding: decides speech vs comfort noise vs mute.
+    /// Runs once per frame, before decoding (`rx_amr_wb_dtx_handler`, TS 26.193 §5.1):
+    /// decides speech vs comfort noise vs mute, keeps the hangover bookkeeping in step with
+    /// the encoder's, and notes whether this frame brings SID data.
     pub(crate) fn receive(&mut self, rx: Rx) -> State {
-        let continuing = matches!(self.global, State::Cn | State::Mute)
-            && matches!(rx, Rx::NoData | Rx::SpeechBad | Rx::SpeechLost);
-        let state = if rx.is_sid() || continuing {
-            let stay_muted = self.global == State::Mute
-                && matches!(rx, Rx::SidBad | Rx::SidFirst | Rx::SpeechLost | Rx::NoData);
-            let mut s = if stay_muted { State::Mute } else { State::Cn };
-            self.since_sid = add(self.since_sid, 1);
-            if rx != Rx::SidUpdate && self.since_sid > MAX_EMPTY_THRESH {
-                s = State::Mute;
-            }
-            s
-        } else {
+        let next = self.next_state(rx);
+        self.follow_encoder_hangover(rx);
+        if next != State::Speech {
+            self.note_sid_kind(rx);
+        }
+        next
+    }
+
+    /// The receiver's state for this frame. A SID always means comfort noise; so does a gap
+    /// or a damaged frame while already in comfort noise. Mute continues through frames that
+    /// bring no fresh parameters, and starts when no SID update has come for too long.
+    fn next_state(&mut self, rx: Rx) -> State {
+        let in_cn = self.global != State::Speech;
+        let gap = matches!(rx, Rx::NoData | Rx::SpeechBad | Rx::SpeechLost);
+        let comfort = rx.is_sid() || (in_cn && gap);
+        if !comfort {
             self.since_sid = 0;
-            State::Speech
-        };
-        if !self.updated && rx == Rx::SidUpdate {
+            return State::Speech;
+        }
+        let keeps_mute = matches!(rx, Rx::SidBad | Rx::SidFirst | Rx::SpeechLost | Rx::NoData);
+        self.since_sid = add(self.since_sid, 1);
+        let stale = rx != Rx::SidUpdate && self.since_sid > MAX_EMPTY_THRESH;
+        if stale || (self.global == State::Mute && keeps_mute) {
+            State::Mute
+        } else {
+            State::Cn
+        }
+    }
+
+    /// Whether the encoder is taken to be in DTX this frame (the reference's `encState`).
+    ///
+    /// Deviation, kept for agreement with the oracle (rvoip-codec-core 0.4): the reference
+    /// counts every NO_DATA frame as encoder DTX; here a NO_DATA frame inside a talk spurt
+    /// counts only once the last [`HANG_CONST`] or more speech frames decoded carried a VAD
+    /// flag of 0 (lost frames count as inactive).
+    fn encoder_dtx(&self, rx: Rx) -> bool {
+        match rx {
+            Rx::SidFirst | Rx::SidUpdate | Rx::SidBad => true,
+            Rx::NoData => self.global != State::Speech || self.vad_hist >= HANG_CONST,
+            Rx::SpeechGood | Rx::SpeechBad | Rx::SpeechLost => false,
+        }
+    }
+
+    /// Tracks the encoder's hangover: after a long enough stretch of speech analysis the
+    /// encoder appends [`HANG_CONST`] frames of hangover before its first SID, which the
+    /// decoder mirrors to know when a SID_FIRST's parameters must come from its own history.
+    fn follow_encoder_hangover(&mut self, rx: Rx) {
+        // The first SID_UPDATE after start-up (or a handover) restarts the count.
+        if rx == Rx::SidUpdate && !self.updated {
             self.elapsed = 0;
         }
         self.elapsed = add(self.elapsed, 1);
         self.hangover_added = false;
-        let encoder_in_dtx = rx.is_sid()
-            || (rx == Rx::NoData && (self.global != State::Speech || self.vad_hist >= HANG_CONST));
-        if encoder_in_dtx {
-            if self.elapsed > ELAPSED_THRESH {
-                self.hangover_added = true;
-                self.elapsed = 0;
-                self.hangover = 0;
-            } else if self.hangover == 0 {
-                self.elapsed = 0;
-            } else {
-                self.hangover -= 1;
-            }
-        } else {
+        if !self.encoder_dtx(rx) {
             self.hangover = HANG_CONST;
+        } else if self.elapsed > ELAPSED_THRESH {
+            self.hangover_added = true;
+            self.elapsed = 0;
+            self.hangover = 0;
+        } else if self.hangover == 0 {
+            self.elapsed = 0;
+        } else {
+            self.hangover -= 1;
         }
-        if state != State::Speech {
-            self.sid_frame = false;
-            self.valid = false;
-            match rx {
-                Rx::SidFirst => self.sid_frame = true,
-                Rx::SidUpdate => {
-                    self.sid_frame = true;
-                    self.valid = true;
-                }
-                Rx::SidBad => {
-                    self.sid_frame = true;
-                    self.hangover_added = false;
-                }
-                _ => {}
-            }
+    }
+
+    /// For a comfort-noise frame: is it a SID, and are its parameters usable? A bad SID
+    /// never triggers the backward analysis (the old parameters are kept instead).
+    fn note_sid_kind(&mut self, rx: Rx) {
+        self.sid_frame = rx.is_sid();
+        self.valid = rx == Rx::SidUpdate;
+        if rx == Rx::SidBad {
+            self.hangover_added = false;
         }
-        state
     }
 
     /// Records a decoded speech frame: its ISFs and the energy of its excitation (`exc` at
@@ -169,65 +193,26 @@ impl Dtx {
         self.vad_hist = if vad { 0 } else { add(self.vad_hist, 1) };
     }
 
-    /// The comfort-noise ISFs and excitation for this frame.
+    /// The comfort-noise ISFs and excitation for this frame (`dtx_dec_amr_wb`,
+    /// TS 26.193 §6). `sid` carries the parameters of a valid SID_UPDATE.
     pub(crate) fn comfort_noise(
         &mut self,
         state: State,
         sid: Option<Sid>,
         exc: &mut [i16; 256],
     ) -> [i16; M] {
-        if self.hangover_added && self.sid_frame {
-            self.backward_analysis();
-        }
         if self.sid_frame {
-            self.isf_old = self.isf;
-            self.old_log_en = self.log_en;
-            if let Some(sid) = sid.filter(|_| self.valid) {
-                let period = self.since_sid.min(32);
-                self.period_inv = if period >= 2 {
-                    div_s(1 << 10, shl(period, 10))
-                } else {
-                    1 << 14
-                };
-                self.isf = dequantise_sid(&sid.isf);
-                self.log_en = mult(shl(sid.energy, 9), 12483);
-                self.dither = sid.dither;
-                if !self.updated || self.global == State::Speech {
-                    self.isf_old = self.isf;
-                    self.old_log_en = self.log_en;
-                }
+            if self.hangover_added {
+                // SID after a hangover: the parameters come from the decoded speech.
+                self.average_history();
             }
+            self.take_sid(sid);
         }
-        if self.sid_frame && self.valid {
-            self.since_sid = 0;
-        }
-        // Interpolate between the previous and the newest SID parameters.
-        let mut factor = mult(shl(self.since_sid, 10), self.period_inv).min(1024);
-        factor = shl(factor, 4);
-        let mut energy = l_mult(factor, self.log_en);
-        let mut isf = [0i16; M];
-        for (o, &t) in isf.iter_mut().zip(&self.isf) {
-            *o = mult(factor, t);
-        }
-        let comp = sub(16384, factor);
-        energy = l_mac(energy, comp, self.old_log_en);
-        for (o, &p) in isf.iter_mut().zip(&self.isf_old) {
-            *o = shl(add(*o, mult(comp, p)), 1);
-        }
-        if self.dither {
-            self.apply_dither(&mut isf, &mut energy);
-        }
+        let (isf, log_energy) = self.interpolated();
         if state == State::Mute {
-            let mut period = self.since_sid.min(32);
-            if period <= 0 {
-                period = 8;
-            }
-            self.period_inv = div_s(1 << 10, shl(period, 10));
-            self.since_sid = 0;
-            self.old_log_en = self.log_en;
-            self.log_en = sub(self.log_en, 64);
+            self.fade_step();
         }
-        self.excitation(energy, exc);
+        self.excitation(log_energy, exc);
         if self.sid_frame && (self.valid || self.hangover_added) {
             self.since_sid = 0;
             self.updated = true;
@@ -235,25 +220,83 @@ impl Dtx {
         isf
     }
 
-    fn backward_analysis(&mut self) {
-        let newest = self.hist_ptr;
-        let dup = (newest + 1) % HIST;
-        self.isf_hist[dup] = self.isf_hist[newest];
-        self.log_en_hist[dup] = self.log_en_hist[newest];
-        let mut log_en = 0i16;
-        for &v in &self.log_en_hist {
-            log_en = add(log_en, v);
+    /// On a SID frame: the current parameters become the interpolation's starting point,
+    /// and a valid update's dequantised parameters the new end point.
+    fn take_sid(&mut self, sid: Option<Sid>) {
+        self.isf_old = self.isf;
+        self.old_log_en = self.log_en;
+        if !self.valid {
+            return;
         }
-        let mut sums = [0i32; M];
-        for frame in &self.isf_hist {
-            for (s, &v) in sums.iter_mut().zip(frame) {
-                *s = l_add(*s, i32::from(v));
+        if let Some(update) = sid {
+            // Interpolation runs over as many frames as the last SID period (2..=32 frames).
+            let frames = self.since_sid.min(32);
+            self.period_inv = if frames < 2 {
+                1 << 14
+            } else {
+                div_s(1 << 10, shl(frames, 10))
+            };
+            self.isf = dequantise_sid(&update.isf);
+            // Index / 2.625 in Q9 (log2 of the energy plus 2).
+            self.log_en = mult(shl(update.energy, 9), 12483);
+            self.dither = update.dither;
+            // No interpolation right after start-up or right after speech.
+            if self.global == State::Speech || !self.updated {
+                self.isf_old = self.isf;
+                self.old_log_en = self.log_en;
             }
         }
-        let log_en = add(shr(log_en, 1), 1024).max(0);
-        self.log_en = log_en;
-        for (o, &s) in self.isf.iter_mut().zip(&sums) {
-            *o = (s >> 3) as i16;
+        self.since_sid = 0;
+    }
+
+    /// The frame's ISFs (Q15) and log energy (Q24, log2 + 2), interpolated from the previous
+    /// towards the newest SID parameters by the frames elapsed since the SID, dithered when
+    /// the noise is non-stationary.
+    fn interpolated(&mut self) -> ([i16; M], i32) {
+        // Weight of the newest parameters, Q14 (at most 1).
+        let w_new = shl(mult(shl(self.since_sid, 10), self.period_inv).min(1024), 4);
+        let w_old = sub(16384, w_new);
+        let log_energy = l_mac(l_mult(w_new, self.log_en), w_old, self.old_log_en);
+        let mut isf = [0i16; M];
+        for ((out, &new), &old) in isf.iter_mut().zip(&self.isf).zip(&self.isf_old) {
+            *out = shl(add(mult(w_new, new), mult(w_old, old)), 1);
+        }
+        let mut log_energy = log_energy;
+        if self.dither {
+            self.apply_dither(&mut isf, &mut log_energy);
+        }
+        (isf, log_energy)
+    }
+
+    /// Mute: restart the interpolation towards an energy 3/8 dB lower.
+    fn fade_step(&mut self) {
+        // An empty period would divide by zero in the reference; eight frames stand in.
+        let frames = match self.since_sid.min(32) {
+            f if f <= 0 => 8,
+            f => f,
+        };
+        self.period_inv = div_s(1 << 10, shl(frames, 10));
+        self.since_sid = 0;
+        self.old_log_en = self.log_en;
+        self.log_en = sub(self.log_en, 64);
+    }
+
+    /// SID parameters from the speech history: the mean ISFs and log energy of the last
+    /// eight frames, the most recent frame counted twice (it overwrites the oldest).
+    fn average_history(&mut self) {
+        let oldest = (self.hist_ptr + 1) % HIST;
+        self.isf_hist[oldest] = self.isf_hist[self.hist_ptr];
+        self.log_en_hist[oldest] = self.log_en_hist[self.hist_ptr];
+        // The stored energies are already divided by eight: their sum is the mean (Q10).
+        let energy_q10 = self.log_en_hist.iter().fold(0i16, |s, &e| add(s, e));
+        // To Q9, offset by 2 so that Pow2 later sees a non-negative value.
+        self.log_en = add(shr(energy_q10, 1), 1024).max(0);
+        for (k, out) in self.isf.iter_mut().enumerate() {
+            let total = self
+                .isf_hist
+                .iter()
+                .fold(0i32, |s, frame| l_add(s, i32::from(frame[k])));
+            *out = (total >> 3) as i16;
         }
     }
 

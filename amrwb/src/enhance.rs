@@ -114,29 +114,33 @@ impl Dispersion {
     }
 }
 
-/// The noise enhancer: a slowly tracking code-gain threshold, towards which the code gain
-/// is pulled on noisy, stable frames.
+/// The noise enhancer (TS 26.190 §6.1.4): a code-gain level that follows the code gain with
+/// limited slew; on stable, unvoiced frames the code gain is pulled towards that level,
+/// which smooths the energy fluctuations of background noise.
 #[derive(Clone, Default)]
 pub(crate) struct NoiseEnhancer {
-    threshold: i32,
+    /// The slowly tracking code-gain level (Q16).
+    level: i32,
 }
 
 impl NoiseEnhancer {
-    /// Returns the smoothed code gain (Q16).
+    /// Returns the smoothed code gain (Q16) for code gain `gain_code` (Q16, never negative).
     pub(crate) fn apply(&mut self, gain_code: i32, voice_fac: i16, stab_fac: i16) -> i32 {
-        let fac = mult(stab_fac, sub(16384, shr(voice_fac, 1)));
-        let (hi, lo) = l_extract(gain_code);
-        let t = if gain_code < self.threshold {
-            let raised = l_add(gain_code, mpy_32_16(hi, lo, 6226));
-            raised.min(self.threshold)
-        } else {
-            let lowered = mpy_32_16(hi, lo, 27536);
-            lowered.max(self.threshold)
-        };
-        self.threshold = t;
-        let kept = mpy_32_16(hi, lo, sub(32767, fac));
-        let (th, tl) = l_extract(t);
-        l_add(kept, mpy_32_16(th, tl, fac))
+        let (g_hi, g_lo) = l_extract(gain_code);
+        // Per subframe the level may rise to 1.19·g or fall to 0.84·g. For g ≥ 0 the
+        // bounds bracket g, so limiting the old level to them is the reference's
+        // "rise while below, fall while above" test.
+        let fall_to = mpy_32_16(g_hi, g_lo, 27536);
+        let rise_to = l_add(gain_code, mpy_32_16(g_hi, g_lo, 6226));
+        self.level = self.level.max(fall_to).min(rise_to);
+
+        // Pull weight: stability × unvoicing (1 − v/2, with v ∈ [−1, 1] in Q15).
+        let pull = mult(stab_fac, sub(16384, shr(voice_fac, 1)));
+        let (l_hi, l_lo) = l_extract(self.level);
+        l_add(
+            mpy_32_16(g_hi, g_lo, sub(32767, pull)),
+            mpy_32_16(l_hi, l_lo, pull),
+        )
     }
 }
 

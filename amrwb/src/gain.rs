@@ -86,90 +86,92 @@ impl GainDecoder {
         vad_hist: i16,
         prev_bad: bool,
     ) -> Gains {
-        // Innovation energy → 1/sqrt, Q?: the gain that normalises the codevector.
+        // 1/sqrt of the innovation's energy per sample: the factor that normalises it.
         let (mut frac, mut exp) = energy12(code);
         exp -= 24;
         isqrt_n(&mut frac, &mut exp);
         let inov = extract_h(l_shl(frac, exp - 3));
-        let state = state.min(6);
-
         if bad {
-            let mut pitch = median5(&self.pitch_hist);
-            if pitch > 15565 {
-                pitch = 15565;
-            }
-            self.past_pitch = pitch;
-            let pitch_out = mult(
-                if lost {
-                    PDOWN_LOST[state]
-                } else {
-                    PDOWN_BAD[state]
-                },
-                pitch,
-            );
-            let median_code = median5(&self.code_hist);
-            self.past_code = if vad_hist > 2 {
-                median_code
-            } else {
-                mult(
-                    if lost {
-                        CDOWN_LOST[state]
-                    } else {
-                        CDOWN_BAD[state]
-                    },
-                    median_code,
-                )
-            };
-            let mut acc = 0i32;
-            for &e in &self.past_energy {
-                acc = l_mac(acc, e, 8192);
-            }
-            let e = sub(extract_h(acc), 3072).max(-14336);
-            self.push_energy(e);
-            self.push_hist();
-            return Gains {
-                pitch: pitch_out,
-                code: l_mult(self.past_code, inov),
-            };
+            self.conceal(lost, state.min(6), vad_hist, inov)
+        } else {
+            self.dequantise(index, six_bits, prev_bad, inov)
         }
+    }
 
-        // Predicted code-gain energy, converted to a linear gain gcode0 · 2^exp.
-        let mut acc = 30i32 << 24;
-        for (&c, &e) in PRED.iter().zip(&self.past_energy) {
-            acc = l_mac(acc, c, e);
+    /// Substitute gains for a damaged or lost subframe (TS 26.191 §6.2.3): the medians of
+    /// the last five gains, attenuated by the erasure state (the code gain only while the
+    /// VAD has seen speech recently), and a predictor memory pulled 3 dB below its mean.
+    fn conceal(&mut self, lost: bool, state: usize, vad_hist: i16, inov: i16) -> Gains {
+        let (pitch_down, code_down) = if lost {
+            (PDOWN_LOST[state], CDOWN_LOST[state])
+        } else {
+            (PDOWN_BAD[state], CDOWN_BAD[state])
+        };
+        self.past_pitch = median5(&self.pitch_hist).min(15565);
+        let code_median = median5(&self.code_hist);
+        self.past_code = if vad_hist <= 2 {
+            mult(code_down, code_median)
+        } else {
+            code_median
+        };
+        // Mean of the four stored energies (each weighted by 1/4), less 3 dB (Q10).
+        let mean_energy = extract_h(
+            self.past_energy
+                .iter()
+                .fold(0i32, |s, &e| l_mac(s, e, 8192)),
+        );
+        self.push_energy(sub(mean_energy, 3072).max(-14336));
+        self.push_hist();
+        Gains {
+            pitch: mult(pitch_down, self.past_pitch),
+            code: l_mult(self.past_code, inov),
         }
-        let g0 = extract_h(acc);
-        let acc = l_mult(g0, 5443) >> 8;
-        let (e0, f0) = l_extract(acc);
+    }
+
+    /// Gains of a good subframe from the joint codebook `index` and the MA prediction of
+    /// the code-gain energy (TS 26.190 §6.1).
+    fn dequantise(&mut self, index: u16, six_bits: bool, prev_bad: bool, inov: i16) -> Gains {
+        /// 100 in Q16: a code gain above this, just after an erasure, may not exceed
+        /// 1.25 times the last good one.
+        const LARGE_AFTER_ERASURE: i32 = 100 << 16;
+
+        // Predicted energy (mean 30 dB in Q24 plus the MA sum), then 10^(E/20) as
+        // gcode0 · 2^(e0 − 14).
+        let predicted = extract_h(
+            PRED.iter()
+                .zip(&self.past_energy)
+                .fold(30i32 << 24, |s, (&c, &e)| l_mac(s, c, e)),
+        );
+        let (e0, f0) = l_extract(l_mult(predicted, 5443) >> 8);
         let gcode0 = pow2(14, f0) as i16;
         let e0 = i32::from(e0) - 14;
 
-        let table: &[i16] = if six_bits { &QUA_GAIN_6B } else { &QUA_GAIN_7B };
-        let base = usize::from(index) * 2;
-        let pitch = table.get(base).copied().unwrap_or(0);
-        let g_code = table.get(base + 1).copied().unwrap_or(0);
+        let book: &[i16] = if six_bits { &QUA_GAIN_6B } else { &QUA_GAIN_7B };
+        let row = usize::from(index) * 2;
+        let pitch = book.get(row).copied().unwrap_or(0);
+        let correction = book.get(row + 1).copied().unwrap_or(0);
 
-        let mut gain = l_shl(l_mult(g_code, gcode0), e0 + 4);
+        let mut gain_q16 = l_shl(l_mult(correction, gcode0), e0 + 4);
         if prev_bad {
-            let ceiling = l_mult(self.prev_code, 5120);
-            if gain > ceiling && gain > 6_553_600 {
-                gain = ceiling;
+            // Q3 · 5120 · 2 = 1.25 in Q16.
+            let allowed = l_mult(self.prev_code, 5120);
+            if gain_q16 > LARGE_AFTER_ERASURE && gain_q16 > allowed {
+                gain_q16 = allowed;
             }
         }
-        self.past_code = round(l_shl(gain, 3));
-        self.past_pitch = pitch;
+        self.past_code = round(l_shl(gain_q16, 3));
         self.prev_code = self.past_code;
+        self.past_pitch = pitch;
         self.push_hist();
 
-        let (hi, lo) = l_extract(gain);
-        let code_gain = l_shl(mpy_32_16(hi, lo, inov), 3);
+        // The quantised correction's energy, 20·log10 in Q10, feeds the predictor.
+        let (e, f) = log2(i32::from(correction));
+        self.push_energy((mpy_32_16((e - 11) as i16, f, 24660) >> 3) as i16);
 
-        let (e, f) = log2(i32::from(g_code));
-        let energy = (mpy_32_16((e - 11) as i16, f, 24660) >> 3) as i16;
-        self.push_energy(energy);
+        let (hi, lo) = l_extract(gain_q16);
         Gains {
             pitch,
-            code: code_gain,
+            code: l_shl(mpy_32_16(hi, lo, inov), 3),
         }
     }
 }

@@ -361,74 +361,98 @@ fn fir_exact(taps: &[i16; L_FIR], x: &[i16; L_SUBFR16K + L_FIR], sig: &mut [i16;
     }
 }
 
-/// Extends 16 ISFs (interpolated) to the order-20 high-band filter's 20 ISPs, in place
-/// (`isf_extrapolation`): continues the ISF spacing pattern up to ~6.4 kHz-equivalent.
+/// Energy-style correlation `Σ ((d[k] − m)·(d[k − shift] − m))²` of the normalised ISF
+/// differences over `k = 7..M − 2`, each product squared in the reference's double-precision
+/// format (`L_Extract` then `Mpy_32`) and the terms summed with saturation.
+fn spacing_correlation(d: &[i16; M - 2], m: i16, shift: usize) -> i32 {
+    (7..M - 2).fold(0i32, |total, k| {
+        let prod = l_mult(sub(d[k], m), sub(d[k - shift], m));
+        let (hi, lo) = l_extract(prod);
+        let cross = mult(hi, lo);
+        let square = l_mac(l_mac(l_mult(hi, hi), cross, 1), cross, 1);
+        l_add(total, square)
+    })
+}
+
+/// Extends 16 interpolated ISFs to the 20 of the order-20 high-band filter, in place
+/// (`isf_extrapolation`, TS 26.190 §6.3.2.1). The spacing pattern of the upper ISFs is
+/// repeated with the period (2, 3 or 4 differences back) whose differences correlate best,
+/// the new ISFs are stretched so that the last lands near a target derived from the lowest
+/// ISFs (at most 7.5 kHz), any two-step gap is widened to at least 500 Hz, and the whole
+/// vector is rescaled from the 12.8 kHz to the 16 kHz grid. The caller converts to ISPs.
 fn extrapolate_isf(isf: &mut [i16; M16K]) {
-    const INV_LENGTH: i16 = 2731;
+    /// 1/12 in Q15: weight of each of the twelve differences in their mean.
+    const ONE_TWELFTH: i16 = 2731;
+    /// Minimum distance between ISF n and ISF n − 2 (500 Hz on the 12.8 kHz grid).
+    const MIN_TWO_STEP: i16 = 1280;
+    /// Ceiling of the stretched last ISF (7.5 kHz).
+    const TOP: i16 = 19456;
+    /// 12.8/16 in Q15.
+    const RESCALE: i16 = 26214;
+    const FIRST_NEW: usize = M - 1;
+    const LAST_NEW: usize = M16K - 2;
+
+    // The order-16 vector's last entry (the ISP-side coefficient) moves to the end.
     isf[M16K - 1] = isf[M - 1];
-    let mut diff = [0i16; M - 2];
-    for i in 1..M - 1 {
-        diff[i - 1] = sub(isf[i], isf[i - 1]);
+
+    // Differences of the first fifteen ISFs; their mean over the upper twelve.
+    let mut d = [0i16; M - 2];
+    for (k, dk) in d.iter_mut().enumerate() {
+        *dk = sub(isf[k + 1], isf[k]);
     }
-    let mut acc = 0i32;
-    for d in &diff[2..M - 2] {
-        acc = l_mac(acc, *d, INV_LENGTH);
+    let mean = round(d[2..].iter().fold(0i32, |s, &v| l_mac(s, v, ONE_TWELFTH)));
+
+    // Normalise (largest positive difference) before correlating.
+    let norm = norm_s(d.iter().copied().fold(0i16, i16::max));
+    d.iter_mut().for_each(|v| *v = shl(*v, norm));
+    let mean = shl(mean, norm);
+    let by_shift = [2usize, 3, 4].map(|shift| spacing_correlation(&d, mean, shift));
+    // Strictly greater wins; a tie between the first two goes to the longer shift.
+    let mut period = if by_shift[0] > by_shift[1] { 2 } else { 3 };
+    if by_shift[2] > by_shift[period - 2] {
+        period = 4;
     }
-    let mut mean = round(acc);
-    let peak = diff.iter().copied().fold(0i16, i16::max);
-    let e = norm_s(peak);
-    for d in diff.iter_mut() {
-        *d = shl(*d, e);
+
+    // Continue the pattern: ISF n repeats the step that led to ISF n − period.
+    for n in FIRST_NEW..=LAST_NEW {
+        isf[n] = add(isf[n - 1], sub(isf[n - period], isf[n - period - 1]));
     }
-    mean = shl(mean, e);
-    let mut corr = [0i32; 3];
-    for (slot, lag) in corr.iter_mut().zip([2usize, 3, 4]) {
-        for i in 7..M - 2 {
-            let a = sub(diff[i], mean);
-            let b = sub(diff[i - lag], mean);
-            let (hi, lo) = l_extract(l_mult(a, b));
-            let sq = l_mac(l_mac(l_mult(hi, hi), mult(hi, lo), 1), mult(lo, hi), 1);
-            *slot = l_add(*slot, sq);
-        }
+
+    // Stretch the continuation so that its end moves to the target:
+    // ratio = (target − isf[M−2]) / (isf[LAST_NEW] − isf[M−2]), as a normalised quotient.
+    let target = add(mult(sub(isf[2], add(isf[4], isf[3])), 5461), 20390).min(TOP);
+    let numer = sub(target, isf[M - 2]);
+    let denom = sub(isf[LAST_NEW], isf[M - 2]);
+    let num_norm = norm_s(numer) - 1;
+    let den_norm = norm_s(denom);
+    let ratio = div_s(shl(numer, num_norm), shl(denom, den_norm));
+    let ratio_shift = den_norm - num_norm;
+    let mut steps = [0i16; LAST_NEW - FIRST_NEW + 1];
+    for (j, step) in steps.iter_mut().enumerate() {
+        let n = FIRST_NEW + j;
+        *step = shl(mult(sub(isf[n], isf[n - 1]), ratio), ratio_shift);
     }
-    let mut best = usize::from(l_sub(corr[0], corr[1]) <= 0);
-    if l_sub(corr[2], corr[best]) > 0 {
-        best = 2;
-    }
-    let lag = best + 1;
-    for i in M - 1..M16K - 1 {
-        let step = sub(isf[i - 1 - lag], isf[i - 2 - lag]);
-        isf[i] = add(isf[i - 1], step);
-    }
-    let mut target = sub(isf[2], add(isf[4], isf[3]));
-    target = add(mult(target, 5461), 20390).min(19456);
-    let wanted = sub(target, isf[M - 2]);
-    let actual = sub(isf[M16K - 2], isf[M - 2]);
-    let e2 = norm_s(actual);
-    let e1 = norm_s(wanted) - 1;
-    let coeff = div_s(shl(wanted, e1), shl(actual, e2));
-    let e = e2 - e1;
-    let mut st = [0i16; M16K - M];
-    for i in M - 1..M16K - 1 {
-        st[i - (M - 1)] = shl(mult(sub(isf[i], isf[i - 1]), coeff), e);
-    }
-    for i in M..M16K - 1 {
-        let (a, b) = (st[i - (M - 1)], st[i - M]);
-        if i32::from(add(a, b)) - 1280 < 0 {
-            if a > b {
-                st[i - M] = sub(1280, a);
+
+    // Two consecutive steps must span MIN_TWO_STEP: the smaller step is enlarged (the
+    // earlier one when the later is larger, otherwise the later).
+    for j in 1..steps.len() {
+        let (early, late) = (steps[j - 1], steps[j]);
+        if sub(add(early, late), MIN_TWO_STEP) < 0 {
+            if late > early {
+                steps[j - 1] = sub(MIN_TWO_STEP, late);
             } else {
-                st[i - (M - 1)] = sub(1280, b);
+                steps[j] = sub(MIN_TWO_STEP, early);
             }
         }
     }
-    for i in M - 1..M16K - 1 {
-        isf[i] = add(isf[i - 1], st[i - (M - 1)]);
+    for (j, &step) in steps.iter().enumerate() {
+        let n = FIRST_NEW + j;
+        isf[n] = add(isf[n - 1], step);
     }
-    for v in isf.iter_mut().take(M16K - 1) {
-        *v = mult(*v, 26214);
+
+    for v in isf[..M16K - 1].iter_mut() {
+        *v = mult(*v, RESCALE);
     }
-    // The caller converts to ISPs.
 }
 
 #[cfg(test)]

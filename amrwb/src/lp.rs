@@ -188,65 +188,70 @@ fn isp_poly(isp: &[i16], f: &mut [i32; 11], n: usize, wide: bool) {
 pub(crate) fn isp_to_a(isp: &[i16], a: &mut [i16], m: usize, adaptive: bool) {
     let nc = m / 2;
     let wide = nc > 8;
-    let mut f1 = [0i32; 11];
-    let mut f2 = [0i32; 11];
+    // F1 from the even-indexed ISPs, F2 from the odd ones; the order-20 polynomials are
+    // built at a quarter of the scale and brought back up here.
+    let (mut f1, mut f2) = ([0i32; 11], [0i32; 11]);
     isp_poly(isp, &mut f1, nc, wide);
     isp_poly(&isp[1..], &mut f2, nc - 1, wide);
     if wide {
-        for v in f1.iter_mut().take(nc + 1) {
-            *v = l_shl(*v, 2);
-        }
-        for v in f2.iter_mut().take(nc) {
-            *v = l_shl(*v, 2);
-        }
+        let (low1, low2) = (&mut f1[..=nc], &mut f2[..nc]);
+        low1.iter_mut().chain(low2).for_each(|v| *v = l_shl(*v, 2));
     }
+    // F2 times (1 − z⁻²) restores its roots at z = ±1.
     for i in (2..nc).rev() {
         f2[i] = l_sub(f2[i], f2[i - 2]);
     }
+    // Then F1·(1 + isp[m−1]) and F2·(1 − isp[m−1]).
     let last = isp[m - 1];
-    for i in 0..nc {
-        let (hi, lo) = l_extract(f1[i]);
-        f1[i] = l_add(f1[i], mpy_32_16(hi, lo, last));
-        let (hi, lo) = l_extract(f2[i]);
-        f2[i] = l_sub(f2[i], mpy_32_16(hi, lo, last));
+    for (p1, p2) in f1[..nc].iter_mut().zip(&mut f2[..nc]) {
+        let (h1, l1) = l_extract(*p1);
+        *p1 = l_add(*p1, mpy_32_16(h1, l1, last));
+        let (h2, l2) = l_extract(*p2);
+        *p2 = l_sub(*p2, mpy_32_16(h2, l2, last));
     }
-    a[0] = 4096;
-    let mut tmax = 0i32;
-    for i in 1..nc {
-        let s = l_add(f1[i], f2[i]);
-        let d = l_sub(f1[i], f2[i]);
-        tmax |= s.saturating_abs() | d.saturating_abs();
-        a[i] = l_shr_r(s, 12) as i16;
-        a[m - i] = l_shr_r(d, 12) as i16;
-    }
-    let q = if adaptive { 4 - norm_l(tmax) } else { 0 };
-    let q_sug = if q > 0 {
-        let q_sug = 12 + q;
+    // A(z) = (F1(z) + F2(z)) / 2 in its symmetric and antisymmetric halves, from Q23 to
+    // Q(12 − extra): `spread` writes a[1..nc] and a[m − nc + 1..m] with rounding, and
+    // returns the largest magnitude among the unshifted values.
+    let spread = |a: &mut [i16], shift: i32| {
+        let mut peak = 0i32;
         for i in 1..nc {
-            a[i] = l_shr_r(l_add(f1[i], f2[i]), q_sug) as i16;
-            a[m - i] = l_shr_r(l_sub(f1[i], f2[i]), q_sug) as i16;
+            let (sum, diff) = (l_add(f1[i], f2[i]), l_sub(f1[i], f2[i]));
+            peak |= sum.saturating_abs() | diff.saturating_abs();
+            a[i] = l_shr_r(sum, shift) as i16;
+            a[m - i] = l_shr_r(diff, shift) as i16;
         }
-        a[0] >>= q;
-        q_sug
-    } else {
-        12
+        peak
     };
-    let q = q.max(0);
+    let peak = spread(a, 12);
+    // Comfort noise only: when the Q12 values overflowed, redo them with `extra` bits less
+    // precision (and a[0] = 1 in that format).
+    let extra = if adaptive {
+        (4 - norm_l(peak)).max(0)
+    } else {
+        0
+    };
+    let mut a0 = 4096i16;
+    if extra > 0 {
+        spread(a, 12 + extra);
+        a0 >>= extra;
+    }
+    a[0] = a0;
     let (hi, lo) = l_extract(f1[nc]);
-    a[nc] = l_shr_r(l_add(f1[nc], mpy_32_16(hi, lo, last)), q_sug) as i16;
-    // shr_r(last, 3 + q)
-    let sh = 3 + q;
+    a[nc] = l_shr_r(l_add(f1[nc], mpy_32_16(hi, lo, last)), 12 + extra) as i16;
+    // a[m] = isp[m − 1] in the same format: shr_r(last, 3 + extra).
+    let sh = 3 + extra;
     a[m] = ((i32::from(last) + (1 << (sh - 1))) >> sh) as i16;
 }
 
 /// The four subframes' A(z) from the previous and current ISPs.
 pub(crate) fn interpolate(isp_old: &[i16; M], isp_new: &[i16; M], az: &mut [[i16; M + 1]; 4]) {
     for (k, a) in az.iter_mut().enumerate().take(3) {
-        let fac_new = INTERP_FRAC[k];
-        let fac_old = add(sub(32767, fac_new), 1);
+        // Weights of the current and the previous frame, summing to exactly 1 (Q15).
+        let w_cur = INTERP_FRAC[k];
+        let w_prev = add(sub(32767, w_cur), 1);
         let mut isp = [0i16; M];
-        for i in 0..M {
-            isp[i] = round(l_mac(l_mult(isp_old[i], fac_old), isp_new[i], fac_new));
+        for ((o, &prev), &cur) in isp.iter_mut().zip(isp_old).zip(isp_new) {
+            *o = round(l_mac(l_mult(prev, w_prev), cur, w_cur));
         }
         isp_to_a(&isp, a, M, false);
     }

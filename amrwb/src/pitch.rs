@@ -93,98 +93,117 @@ pub(crate) fn smooth(buf: &mut [i16], pos: usize) {
     buf[pos..pos + 64].copy_from_slice(&out);
 }
 
-/// Pitch history used to substitute a lag in damaged and lost frames (TS 26.191).
+/// Subframes of pitch history kept for concealment.
+const LAG_MEMORY: usize = 5;
+/// A pitch gain above this (0.5, Q14) counts as strongly voiced.
+const VOICED_GAIN: i16 = 8192;
+/// A smallest pitch gain below this (0.4, Q14) marks a weak history.
+const WEAK_GAIN: i16 = 6554;
+
+/// Pitch history used to substitute a lag in damaged and lost frames (`lagconc`,
+/// TS 26.191 §6.2.1). Both rings hold the last good subframes, newest at index 0.
 #[derive(Clone)]
 pub(crate) struct LagHistory {
-    /// Last five good lags, newest first.
-    lags: [i16; 5],
-    /// Last five good pitch gains, oldest first.
-    gains: [i16; 5],
-    /// The newest good lag.
-    last: i16,
-    /// Jitter generator for the weighted guess.
-    seed: i16,
+    lag_ring: [i16; LAG_MEMORY],
+    gain_ring: [i16; LAG_MEMORY],
+    /// State of the generator that jitters a reconstructed lag.
+    jitter_seed: i16,
+}
+
+/// What the history says about the recent pitch.
+struct LagProfile {
+    lowest: i16,
+    highest: i16,
+    /// `highest − lowest`.
+    range: i16,
+    /// The smallest of the remembered pitch gains.
+    weakest_gain: i16,
+    /// Both of the last two pitch gains exceed [`VOICED_GAIN`].
+    strongly_voiced: bool,
 }
 
 impl LagHistory {
     pub(crate) fn new() -> Self {
         LagHistory {
-            lags: [64; 5],
-            gains: [0; 5],
-            last: 64,
-            seed: 21845,
+            lag_ring: [64; LAG_MEMORY],
+            gain_ring: [0; LAG_MEMORY],
+            jitter_seed: 21845,
         }
     }
 
     /// Records a good subframe's lag and pitch gain.
     pub(crate) fn push(&mut self, lag: i16, gain: i16) {
-        self.lags = [lag, self.lags[0], self.lags[1], self.lags[2], self.lags[3]];
-        self.gains = [
-            self.gains[1],
-            self.gains[2],
-            self.gains[3],
-            self.gains[4],
-            gain,
-        ];
-        self.last = lag;
+        self.lag_ring.copy_within(..LAG_MEMORY - 1, 1);
+        self.lag_ring[0] = lag;
+        self.gain_ring.copy_within(..LAG_MEMORY - 1, 1);
+        self.gain_ring[0] = gain;
     }
 
-    /// A lag for a bad subframe: `received` if plausible (damaged frames only), else one
-    /// derived from the history.
+    fn profile(&self) -> LagProfile {
+        let lowest = self.lag_ring.iter().copied().min().unwrap_or(64);
+        let highest = self.lag_ring.iter().copied().max().unwrap_or(64);
+        LagProfile {
+            lowest,
+            highest,
+            range: sub(highest, lowest),
+            weakest_gain: self.gain_ring.iter().copied().min().unwrap_or(0),
+            strongly_voiced: self.gain_ring[0] > VOICED_GAIN && self.gain_ring[1] > VOICED_GAIN,
+        }
+    }
+
+    /// A lag for a bad subframe. A damaged frame's `received` lag is kept when the history
+    /// makes it believable; otherwise (and always for a lost frame) the lag is rebuilt from
+    /// the history and limited to the remembered range.
     pub(crate) fn substitute(&mut self, received: i16, lost: bool) -> i16 {
-        let newest = self.lags[0];
-        let last_gain = self.gains[4];
-        let prev_gain = self.gains[3];
-        let min_lag = *self.lags.iter().min().unwrap_or(&64);
-        let max_lag = *self.lags.iter().max().unwrap_or(&64);
-        let min_gain = *self.gains.iter().min().unwrap_or(&0);
-        let spread = sub(max_lag, min_lag);
-        let steady = min_gain > 8192 && spread < 10;
-        let voiced = last_gain > 8192 && prev_gain > 8192;
-        let chosen = if lost {
-            if steady {
-                self.last
-            } else if voiced {
-                newest
-            } else {
-                self.guess()
-            }
+        let h = self.profile();
+        if !lost && self.believable(received, &h) {
+            return received;
+        }
+        let stationary = h.weakest_gain > VOICED_GAIN && h.range < 10;
+        let rebuilt = if stationary || h.strongly_voiced {
+            // For a lost frame the reference repeats its "previous lag" when stationary;
+            // that is the newest good lag here as well.
+            self.lag_ring[0]
         } else {
-            let t = received;
-            let near = {
-                let gap = sub(t, newest);
-                gap > -10 && gap < 10
-            };
-            let inside = t > min_lag && t < max_lag;
-            let mut sum = 0i16;
-            for &l in &self.lags {
-                sum = add(sum, l);
-            }
-            let mean = mult(sum, 6554);
-            let plausible = (spread < 10 && t > sub(min_lag, 5) && sub(t, max_lag) < 5)
-                || (voiced && near)
-                || (min_gain < 6554 && last_gain == min_gain && inside)
-                || (spread < 70 && inside)
-                || (t > mean && t < max_lag);
-            if plausible {
-                return t;
-            }
-            if steady || voiced {
-                newest
-            } else {
-                self.guess()
-            }
+            self.reconstruct()
         };
-        chosen.clamp(min_lag, max_lag.max(min_lag))
+        rebuilt.min(h.highest).max(h.lowest)
     }
 
-    /// Mean of the three largest lags plus a random jitter.
-    fn guess(&mut self) -> i16 {
-        let mut s = self.lags;
-        s.sort_unstable();
-        let gap = sub(s[4], s[2]).min(40);
-        let jitter = mult(gap >> 1, noise(&mut self.seed));
-        add(mult(add(add(s[2], s[3]), s[4]), 10923), jitter)
+    /// The reference's five acceptance tests for a damaged frame's lag, in its order.
+    fn believable(&self, lag: i16, h: &LagProfile) -> bool {
+        let strictly_inside = lag > h.lowest && lag < h.highest;
+        // A narrow history, and the lag within 5 of it.
+        if h.range < 10 && lag > sub(h.lowest, 5) && sub(lag, h.highest) < 5 {
+            return true;
+        }
+        // Voiced, and the lag within 10 of the newest one.
+        let from_newest = sub(lag, self.lag_ring[0]);
+        if h.strongly_voiced && from_newest > -10 && from_newest < 10 {
+            return true;
+        }
+        // The newest gain is the weakest and low: a new pitch may be starting.
+        if h.weakest_gain < WEAK_GAIN && self.gain_ring[0] == h.weakest_gain && strictly_inside {
+            return true;
+        }
+        if h.range < 70 && strictly_inside {
+            return true;
+        }
+        // Above the mean (saturating sum times 1/5) but below the largest.
+        let total = self.lag_ring.iter().fold(0i16, |s, &l| add(s, l));
+        let average = mult(total, 6554);
+        lag > average && lag < h.highest
+    }
+
+    /// The mean of the three largest remembered lags, moved by a random amount of up to
+    /// half their spread (the spread capped at 40).
+    fn reconstruct(&mut self) -> i16 {
+        let mut ordered = self.lag_ring;
+        ordered.sort_unstable();
+        let [_, _, third, second, largest] = ordered;
+        let spread = sub(largest, third).min(40);
+        let offset = mult(spread >> 1, noise(&mut self.jitter_seed));
+        add(mult(add(add(third, second), largest), 10923), offset)
     }
 }
 
