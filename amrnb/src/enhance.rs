@@ -149,25 +149,32 @@ pub(crate) fn control_energy(
     }
 }
 
-/// Scales `out` to the energy of `reference` (`agc2`).
-pub(crate) fn match_energy(reference: &[i16; L_SUBFR], out: &mut [i16; L_SUBFR]) {
+/// `sqrt(energy(reference) / energy(out))` in Q12, the gain both `agc` and `agc2` start from:
+/// `None` when `out` is silent (nothing to scale), 0 when `reference` is.
+pub(crate) fn energy_gain(reference: &[i16], out: &[i16]) -> Option<i16> {
     let s = energy_scaled(out);
     if s == 0 {
-        return;
+        return None;
     }
     let mut exp = norm_l(s) - 1;
     let gain_out = round(l_shl(s, exp));
     let s = energy_scaled(reference);
-    let g0 = if s == 0 {
-        0
-    } else {
-        let i = norm_l(s);
-        let gain_in = round(l_shl(s, i));
-        exp -= i;
-        let mut l = div_s(gain_out, gain_in) as i32;
-        l = l_shl(l, 7);
-        l = l_shr(l, exp);
-        round(l_shl(inv_sqrt(l), 9))
+    if s == 0 {
+        return Some(0);
+    }
+    let i = norm_l(s);
+    let gain_in = round(l_shl(s, i));
+    exp -= i;
+    let mut l = div_s(gain_out, gain_in) as i32;
+    l = l_shl(l, 7);
+    l = l_shr(l, exp);
+    Some(round(l_shl(inv_sqrt(l), 9)))
+}
+
+/// Scales `out` to the energy of `reference` (`agc2`).
+pub(crate) fn match_energy(reference: &[i16; L_SUBFR], out: &mut [i16; L_SUBFR]) {
+    let Some(g0) = energy_gain(reference, out) else {
+        return;
     };
     for v in out.iter_mut() {
         *v = (l_shl(l_mult(*v, g0), 3) >> 16) as i16;

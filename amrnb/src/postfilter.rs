@@ -1,12 +1,11 @@
 //! Adaptive post-filter (`pstfilt.c`: formant filter, tilt compensation, gain control) and the
 //! output high-pass filter with ×2 up-scaling (`post_pro.c`).
 
+use crate::enhance::energy_gain;
 use crate::filter::{residual, synthesis, synthesis_beside};
 use crate::lag::L_SUBFR;
 use crate::lsf::{M, MP1};
-use crate::ops::{
-    div_s, energy, energy_scaled, inv_sqrt, l_mac, l_shl, l_shr, mult, norm_l, round, sat32, sub,
-};
+use crate::ops::{div_s, energy, l_mac, mult, round, sat32, sub};
 
 const L_FRAME: usize = 160;
 /// Length of the truncated impulse response used for the tilt estimate.
@@ -136,27 +135,11 @@ impl PostFilter {
     /// Adaptive gain control of one subframe towards the unfiltered energy (`agc`).
     fn gain_control(&mut self, sf: usize, out: &mut [i16]) {
         let input = &self.work[M + sf * L_SUBFR..M + (sf + 1) * L_SUBFR];
-        let s = energy_scaled(out);
-        if s == 0 {
+        let Some(g0) = energy_gain(input, out) else {
             self.past_gain = 0;
             return;
-        }
-        let mut exp = norm_l(s) - 1;
-        let gain_out = round(l_shl(s, exp));
-        let s = energy_scaled(input);
-        let g0 = if s == 0 {
-            0
-        } else {
-            let i = norm_l(s);
-            let gain_in = round(l_shl(s, i));
-            exp -= i;
-            let mut l = div_s(gain_out, gain_in) as i32;
-            l = l_shl(l, 7);
-            l = l_shr(l, exp);
-            let l = inv_sqrt(l);
-            let i = round(l_shl(l, 9));
-            mult(i, 32767 - AGC_FAC)
         };
+        let g0 = mult(g0, 32767 - AGC_FAC);
         // Both the carried gain and g0 are non-negative and 0.9·32767 + g0 < 2^15, so the
         // reference's saturating `mult`/`add` reduce to plain arithmetic here, and with a
         // non-negative gain `L_mult` cannot saturate: only the ×8 shift can.
