@@ -5,28 +5,10 @@
 //!
 //! `cargo test -p asr-pipeline-amrnb --release --test oracle -- --nocapture` prints the table.
 
+#[macro_use]
 mod common;
 
-use common::Under;
-
-struct Ours(amrnb::Decoder);
-
-impl Under for Ours {
-    const WIDE: bool = false;
-    const FL: usize = amrnb::FRAME_LEN;
-    const SIZES: [usize; 16] = amrnb::PAYLOAD_BYTES;
-    fn new() -> Self {
-        Ours(amrnb::Decoder::new())
-    }
-    fn decode(&mut self, ft: u8, q: bool, payload: &[u8], out: &mut [i16]) {
-        let out: &mut [i16; amrnb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode(ft, q, payload, out);
-    }
-    fn lost(&mut self, out: &mut [i16]) {
-        let out: &mut [i16; amrnb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode_lost(out);
-    }
-}
+ours!(amrnb, false);
 
 #[test]
 fn every_frame_kind_agrees_with_the_reference() {

@@ -7,28 +7,12 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "../../amrnb/tests/common/mod.rs"]
+#[macro_use]
 mod common;
 
-use common::{Frame, Under};
+use common::Frame;
 
-struct Ours(amrwb::Decoder);
-
-impl Under for Ours {
-    const WIDE: bool = true;
-    const FL: usize = amrwb::FRAME_LEN;
-    const SIZES: [usize; 16] = amrwb::PAYLOAD_BYTES;
-    fn new() -> Self {
-        Ours(amrwb::Decoder::new())
-    }
-    fn decode(&mut self, ft: u8, q: bool, payload: &[u8], out: &mut [i16]) {
-        let out: &mut [i16; amrwb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode(ft, q, payload, out);
-    }
-    fn lost(&mut self, out: &mut [i16]) {
-        let out: &mut [i16; amrwb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode_lost(out);
-    }
-}
+ours!(amrwb, true);
 
 fn decode(c: &mut Criterion) {
     let pcm = common::signal::<Ours>();

@@ -6,28 +6,10 @@
 //! `cargo test -p asr-pipeline-amrwb --release --test oracle -- --nocapture` prints the table.
 
 #[path = "../../amrnb/tests/common/mod.rs"]
+#[macro_use]
 mod common;
 
-use common::Under;
-
-struct Ours(amrwb::Decoder);
-
-impl Under for Ours {
-    const WIDE: bool = true;
-    const FL: usize = amrwb::FRAME_LEN;
-    const SIZES: [usize; 16] = amrwb::PAYLOAD_BYTES;
-    fn new() -> Self {
-        Ours(amrwb::Decoder::new())
-    }
-    fn decode(&mut self, ft: u8, q: bool, payload: &[u8], out: &mut [i16]) {
-        let out: &mut [i16; amrwb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode(ft, q, payload, out);
-    }
-    fn lost(&mut self, out: &mut [i16]) {
-        let out: &mut [i16; amrwb::FRAME_LEN] = out.try_into().unwrap();
-        self.0.decode_lost(out);
-    }
-}
+ours!(amrwb, true);
 
 #[test]
 fn every_frame_kind_agrees_with_the_reference() {

@@ -25,6 +25,31 @@ pub trait Under {
     fn lost(&mut self, out: &mut [i16]);
 }
 
+/// `ours!(amrnb, false)` / `ours!(amrwb, true)`: the decoder under test, `Ours`, a wrapper of
+/// that crate's `Decoder` implementing [`Under`] (for the oracle test and the bench alike).
+macro_rules! ours {
+    ($krate:ident, $wide:expr) => {
+        struct Ours($krate::Decoder);
+
+        impl common::Under for Ours {
+            const WIDE: bool = $wide;
+            const FL: usize = $krate::FRAME_LEN;
+            const SIZES: [usize; 16] = $krate::PAYLOAD_BYTES;
+            fn new() -> Self {
+                Ours($krate::Decoder::new())
+            }
+            fn decode(&mut self, ft: u8, q: bool, payload: &[u8], out: &mut [i16]) {
+                let out: &mut [i16; $krate::FRAME_LEN] = out.try_into().unwrap();
+                self.0.decode(ft, q, payload, out);
+            }
+            fn lost(&mut self, out: &mut [i16]) {
+                let out: &mut [i16; $krate::FRAME_LEN] = out.try_into().unwrap();
+                self.0.decode_lost(out);
+            }
+        }
+    };
+}
+
 /// What one frame of a test stream is.
 #[derive(Clone, Debug)]
 pub enum Frame {
