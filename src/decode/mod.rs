@@ -157,6 +157,12 @@ pub struct SourceInfo {
 trait Backend: Send {
     fn next(&mut self, out: &mut Vec<f32>, mix: bool) -> Result<usize>;
     fn skipped_packets(&self) -> u64;
+    /// Makes the codec synthesise at the lowest rate it can natively that is at least
+    /// `rate` and below the current one; returns that rate, or `None` (nothing changed).
+    /// Called only before the first [`Backend::next`].
+    fn lower_rate(&mut self, _rate: u32) -> Result<Option<u32>> {
+        Ok(None)
+    }
 }
 
 pub(crate) fn malformed(what: impl Into<String>) -> Error {
@@ -373,6 +379,30 @@ impl Decoder {
     /// What the decoder found in the header.
     pub fn info(&self) -> &SourceInfo {
         &self.info
+    }
+
+    /// Lets a codec that can synthesise its output at several rates decode directly at the
+    /// lowest of them that is at least `rate` (Opus: 8, 12, 16, 24 or 48 kHz), instead of at
+    /// full rate for a resampler to bring down: the pipeline, which needs 16 kHz, asks for
+    /// it. [`Decoder::info`] then gives the rate decoded at (and the length hint at that rate).
+    /// No effect on other codecs, or once reading has started.
+    pub(crate) fn prefer_rate(&mut self, rate: u32) -> Result<()> {
+        if self.frames > 0 || self.state != State::Running {
+            return Ok(());
+        }
+        let old = self.info.sample_rate;
+        let Some(new) = self.backend.lower_rate(rate).map_err(|e| self.fix(e))? else {
+            return Ok(());
+        };
+        let Some(new) = NonZeroU32::new(new) else {
+            return Ok(());
+        };
+        self.info.sample_rate = new;
+        self.info.frames_hint = self
+            .info
+            .frames_hint
+            .map(|f| (u128::from(f) * u128::from(new.get()) / u128::from(old.get())) as u64);
+        Ok(())
     }
 
     /// Frames (per channel, at [`SourceInfo::sample_rate`]) appended by [`read_mono`] so far.

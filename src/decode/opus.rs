@@ -1,6 +1,9 @@
-//! Ogg Opus with `ogg` + `opus-rs` (pure Rust). Always decoded at 48 kHz. The OpusHead
-//! pre-skip is dropped at the start, the granule position of the last (end-of-stream) page
-//! trims the end, and the header's output gain is applied, as RFC 7845 asks.
+//! Ogg Opus with `ogg` + `opus-rs` (pure Rust). Decoded at 48 kHz, or at 8, 12, 16 or 24 kHz
+//! when asked ([`Backend::lower_rate`]: Opus synthesises those natively, and SILK's speech
+//! layer then skips its own upsampler). The OpusHead pre-skip is dropped at the start, the
+//! granule position of the last (end-of-stream) page trims the end, and the header's output
+//! gain is applied, as RFC 7845 asks; pre-skip and granule positions count 48 kHz samples at
+//! any output rate.
 
 use ogg::reading::PacketReader;
 use opus_rs::OpusDecoder;
@@ -17,8 +20,11 @@ pub(crate) struct OpusBackend {
     dec: OpusDecoder,
     serial: u32,
     channels: usize,
-    pre_skip_left: u64,
-    /// Samples per channel decoded so far, pre-skip included (the granule position scale).
+    /// 48 kHz samples per output sample: 1, 2, 3, 4 or 6.
+    div: u64,
+    /// At 48 kHz.
+    pre_skip: u64,
+    /// Samples per channel decoded so far at 48 kHz, pre-skip included (the granule scale).
     pos: u64,
     gain: f32,
     buf: Vec<f32>,
@@ -153,7 +159,8 @@ impl OpusBackend {
                 dec,
                 serial,
                 channels,
-                pre_skip_left: u64::from(head.pre_skip),
+                div: 1,
+                pre_skip: u64::from(head.pre_skip),
                 pos: 0,
                 gain,
                 buf: vec![0.0; MAX_FRAME * channels],
@@ -180,26 +187,29 @@ impl Backend for OpusBackend {
             if pkt.data.is_empty() {
                 continue;
             }
-            let n = match self.dec.decode(&pkt.data, MAX_FRAME, &mut self.buf) {
-                Ok(n) if n <= MAX_FRAME => n,
+            let div = self.div as usize;
+            let max = MAX_FRAME / div;
+            let n = match self.dec.decode(&pkt.data, max, &mut self.buf) {
+                Ok(n) if n <= max => n,
                 _ => {
                     // Undecodable packet: keep time with silence of its nominal duration.
                     self.skipped += 1;
-                    let n = packet_samples(&pkt.data).unwrap_or(self.last_frame);
+                    let n = packet_samples(&pkt.data).map_or(self.last_frame, |n| n / div);
                     self.buf[..n * self.channels].fill(0.0);
                     n
                 }
             };
             self.last_frame = n.max(1);
-            let mut n = n as u64;
+            // This packet covers [pos, end) at 48 kHz; output sample k is at pos + k·div.
+            let start = self.pos;
+            let mut end = start + n as u64 * self.div;
             if eos {
                 // End trimming: the final granule position is the true end.
-                n = n.min(pkt.absgp_page().saturating_sub(self.pos));
+                end = end.min(pkt.absgp_page().max(start));
             }
-            self.pos += n;
-            let s = self.pre_skip_left.min(n);
-            self.pre_skip_left -= s;
-            let (s, n) = (s as usize, n as usize);
+            self.pos = end;
+            let upto = |t: u64| (t.saturating_sub(start).div_ceil(self.div) as usize).min(n);
+            let (s, n) = (upto(self.pre_skip), upto(end));
             let g = self.gain;
             match self.channels {
                 1 => out.extend(self.buf[s..n].iter().map(|&x| x * g)),
@@ -219,5 +229,96 @@ impl Backend for OpusBackend {
 
     fn skipped_packets(&self) -> u64 {
         self.skipped
+    }
+
+    fn lower_rate(&mut self, rate: u32) -> Result<Option<u32>> {
+        let Some(&new) = [8_000, 12_000, 16_000, 24_000]
+            .iter()
+            .find(|&&r| r >= rate && u64::from(r) < 48_000 / self.div)
+        else {
+            return Ok(None);
+        };
+        self.dec = OpusDecoder::new(new as i32, self.channels)
+            .map_err(|e| malformed(format!("Opus decoder: {e}")))?;
+        self.div = 48_000 / u64::from(new);
+        self.last_frame = 960 / self.div as usize;
+        Ok(Some(new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::Decoder;
+    use std::path::Path;
+
+    fn decode(name: &str, rate: Option<u32>) -> (Vec<f32>, Decoder) {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/formats").join(name);
+        let mut d = Decoder::open(&p).unwrap();
+        if let Some(r) = rate {
+            d.prefer_rate(r).unwrap();
+        }
+        let mut x = Vec::new();
+        while d.read_mono(&mut x).unwrap() > 0 {}
+        (x, d)
+    }
+
+    /// Normalised correlation of `a[i]` with `b[i + lag]`.
+    fn corr(a: &[f32], b: &[f32], lag: isize) -> f64 {
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (i, &x) in a.iter().enumerate() {
+            let Some(&y) = b.get((i as isize + lag) as usize) else {
+                continue;
+            };
+            ab += f64::from(x) * f64::from(y);
+            aa += f64::from(x) * f64::from(x);
+            bb += f64::from(y) * f64::from(y);
+        }
+        ab / (aa * bb).sqrt().max(1e-30)
+    }
+
+    /// Decoded at 16 kHz, the file has a third of the samples and the same waveform on the
+    /// same timeline (pre-skip and end trimming at 48 kHz scale), as decoding at 48 kHz and
+    /// keeping every third sample (the content is below 8 kHz): CELT (the tone; exactly
+    /// aligned) and SILK (speech at 16 kbit/s, where 16 kHz skips SILK's own upsampler; 40 µs
+    /// apart).
+    #[test]
+    fn decoding_at_16k_keeps_the_timeline() {
+        for (name, len48) in [("tone_48k_mono.opus", Some(72_000)), ("speech_voip.opus", None)] {
+            let (x48, d48) = decode(name, None);
+            let (x16, d16) = decode(name, Some(16_000));
+            assert_eq!(d48.info().sample_rate.get(), 48_000);
+            assert_eq!(d16.info().sample_rate.get(), 16_000);
+            if let Some(n) = len48 {
+                assert_eq!(x48.len(), n, "{name}");
+            }
+            assert_eq!(x16.len(), x48.len().div_ceil(3), "{name}");
+            assert_eq!(
+                d16.info().frames_hint,
+                d48.info().frames_hint.map(|f| f / 3),
+                "{name}"
+            );
+            let third: Vec<f32> = x48.iter().step_by(3).copied().collect();
+            // SILK's resampling delay is not normative and differs by output rate by a
+            // fraction of a millisecond: the best alignment is within one sample at 16 kHz.
+            let c: Vec<f64> = (-4..=4).map(|lag| corr(&x16, &third, lag)).collect();
+            let best = (0..c.len()).max_by(|&i, &j| c[i].total_cmp(&c[j])).unwrap_or(0);
+            assert!(c[best] > 0.95, "{name}: correlation {:.3}", c[best]);
+            assert!((3..=5).contains(&best), "{name}: lags −4..4 {c:.3?}");
+        }
+    }
+
+    /// Asked for less than 8 kHz or more than 24 kHz, or after reading started, it stays.
+    #[test]
+    fn other_rates_and_late_requests_change_nothing() {
+        let (_, d) = decode("tone_48k_mono.opus", Some(32_000));
+        assert_eq!(d.info().sample_rate.get(), 48_000);
+        let (x, d) = decode("tone_48k_mono.opus", Some(11_025));
+        assert_eq!((d.info().sample_rate.get(), x.len()), (12_000, 18_000));
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/formats/tone_48k_mono.opus");
+        let mut d = Decoder::open(&p).unwrap();
+        let mut x = Vec::new();
+        d.read_mono(&mut x).unwrap();
+        d.prefer_rate(16_000).unwrap();
+        assert_eq!(d.info().sample_rate.get(), 48_000);
     }
 }

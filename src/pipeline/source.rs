@@ -79,14 +79,21 @@ enum Opened {
     Source(Box<dyn MonoSource>),
 }
 
+/// The decoder, set to synthesise at 16 kHz where its codec can (see
+/// `Decoder::prefer_rate`): everything downstream works at [`RATE`].
+fn at_16k(mut d: Decoder) -> Result<Decoder> {
+    d.prefer_rate(RATE)?;
+    Ok(d)
+}
+
 fn open_input(input: &Input, name: &Path) -> Result<Opened> {
     Ok(match input {
-        Input::Path(p) => Opened::Decoder(Decoder::open(p)?),
+        Input::Path(p) => Opened::Decoder(at_16k(Decoder::open(p)?)?),
         Input::Reader(r) => {
             let mut r = r.clone();
             r.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io(Some(name), e))?;
-            Opened::Decoder(Decoder::from_reader(r, Some(name))?)
+            Opened::Decoder(at_16k(Decoder::from_reader(r, Some(name))?)?)
         }
         Input::Source(make) => Opened::Source(make()?),
     })

@@ -42,7 +42,7 @@ use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::normalize::{apply_gain, DcBlocker, Loudness, LoudnessMeter};
 use crate::resample::Resampler;
-use crate::time::{rescale, Samples};
+use crate::time::{rescale, Samples, RATE};
 
 /// A source of mono f32 samples at a fixed native rate: what [`AudioStream`] pulls from.
 ///
@@ -350,7 +350,8 @@ impl AudioStream<Decoder> {
     /// Opens the file at `path` (format probed by content) as a 16 kHz stream. Errors name
     /// the file.
     pub fn open(path: &Path, opts: StreamOptions) -> Result<Self> {
-        let d = Decoder::open(path)?;
+        let mut d = Decoder::open(path)?;
+        d.prefer_rate(RATE)?;
         Self::from_source(d, Some(path), opts)
     }
 
@@ -361,12 +362,14 @@ impl AudioStream<Decoder> {
         name: Option<&Path>,
         opts: StreamOptions,
     ) -> Result<Self> {
-        let d = Decoder::from_reader(r, name)?;
+        let mut d = Decoder::from_reader(r, name)?;
+        d.prefer_rate(RATE)?;
         Self::from_source(d, name, opts)
     }
 
     /// A stream over an already opened decoder.
-    pub fn from_decoder(d: Decoder, opts: StreamOptions) -> Result<Self> {
+    pub fn from_decoder(mut d: Decoder, opts: StreamOptions) -> Result<Self> {
+        d.prefer_rate(RATE)?;
         Self::from_source(d, None, opts)
     }
 

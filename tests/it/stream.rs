@@ -358,6 +358,22 @@ fn decoded_files_keep_exact_length_and_click_time() {
     }
 }
 
+/// An Opus stream is synthesised at 16 kHz by the decoder itself (no 48 kHz pass through the
+/// resampler): the stream says so, and the 1.5 s fixture comes out as exactly 1.5 s with the
+/// tone starting at 0.25 s.
+#[test]
+fn opus_is_decoded_at_16k_with_the_exact_length() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/formats/tone_48k_mono.opus");
+    let mut s = AudioStream::open(&path, StreamOptions::default()).unwrap();
+    assert_eq!(s.info().sample_rate.get(), 16_000);
+    let (all, err) = drain_any(&mut s);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(all.len(), 24_000);
+    let onset = all.iter().position(|v| v.abs() > 0.1).unwrap_or(0);
+    assert!((3_990..=4_020).contains(&onset), "tone starts at {onset}");
+}
+
 #[test]
 fn truncated_file_delivers_what_decoded_then_the_error() {
     let rate = 44_100u32;
