@@ -140,7 +140,8 @@ pub struct SourceInfo {
     pub format: AudioFormat,
     /// The codec's short name, e.g. `"pcm_s16le"`, `"opus"`, `"amr-nb"`.
     pub codec: String,
-    /// The rate of the decoded samples (Opus always decodes at 48 kHz).
+    /// The rate of the decoded samples (Opus: 48 kHz; a 16 kHz stream over the decoder has it
+    /// synthesise 16 kHz directly).
     pub sample_rate: NonZeroU32,
     /// Channels in the source (the output is always mono).
     pub channels: NonZeroU16,
