@@ -6,7 +6,8 @@
 //!
 //! | [`AudioFormat`] | Recognised by | Decoder |
 //! |---|---|---|
-//! | WAV: 8/16/24/32-bit PCM, 32/64-bit float, µ-law, A-law, IMA/MS ADPCM, `WAVE_FORMAT_EXTENSIBLE` | `RIFF....WAVE` | Symphonia |
+//! | WAV: 8/16/24/32-bit PCM, 32/64-bit float, µ-law, A-law, `WAVE_FORMAT_EXTENSIBLE` | `RIFF....WAVE` | this crate (header parsed by Symphonia) |
+//! | WAV: IMA/MS ADPCM | `RIFF....WAVE` | Symphonia |
 //! | FLAC | `fLaC` (also after an ID3 tag) | Symphonia |
 //! | Ogg Vorbis | `OggS`, first packet `\x01vorbis` | Symphonia |
 //! | Ogg Opus | `OggS`, first packet `OpusHead` | `opus-rs` + `ogg` |
@@ -76,6 +77,7 @@ use crate::error::{Error, ErrorKind, Result};
 mod amr;
 mod mp4;
 mod opus;
+mod pcm;
 mod probe;
 mod source;
 mod sym;
@@ -333,14 +335,26 @@ impl Decoder {
                 let i = info(codec, Some(rate), Some(1), None)?;
                 Ok((Box::new(b), i, None))
             }
+            AudioFormat::Wav => {
+                let c = wav::check(&mut src)?;
+                if let Some(d) = c.direct {
+                    // Symphonia parses the canonical header alone (a few dozen bytes), so what
+                    // is accepted, the channel count and the codec name stay its own; the
+                    // plain sample formats are then read directly from the data.
+                    let head = Src::new(Box::new(std::io::Cursor::new(d.head)))?;
+                    let o = sym::SymBackend::open(head, format)?;
+                    if let (Some(kind), Some(ch)) = (pcm::Kind::from_codec(&o.codec), o.channels) {
+                        let b = pcm::PcmBackend::open(src, kind, ch, d.data_at, d.data_len)?;
+                        let i = info(&o.codec, o.rate, o.channels, c.present_frames)?;
+                        return Ok((Box::new(b), i, c.declared_frames));
+                    }
+                }
+                let o = sym::SymBackend::open(src, format)?;
+                let i = info(&o.codec, o.rate, o.channels, c.present_frames)?;
+                Ok((Box::new(o.backend), i, c.declared_frames))
+            }
             _ => {
                 let mut declared = None;
-                let mut hint_override = None;
-                if format == AudioFormat::Wav {
-                    let c = wav::check(&mut src)?;
-                    declared = c.declared_frames;
-                    hint_override = Some(c.present_frames);
-                }
                 let raw_trim = if format == AudioFormat::Mp4Aac {
                     mp4::trim(&mut src)?
                 } else {
@@ -357,9 +371,6 @@ impl Decoder {
                         keep: None,
                     });
                     hint = hint.map(|n| n.saturating_sub(MP3_DECODER_DELAY));
-                }
-                if let Some(h) = hint_override {
-                    hint = h;
                 }
                 if format == AudioFormat::Flac {
                     declared = hint.filter(|&n| n > 0);

@@ -1,4 +1,5 @@
-//! The Symphonia backend: WAV, FLAC, Ogg Vorbis, MP3 and AAC in MP4.
+//! The Symphonia backend: WAV ADPCM (and every WAV header, see `pcm`), FLAC, Ogg Vorbis, MP3 and
+//! AAC in MP4.
 //!
 //! Decoded planar buffers are mixed straight into the caller's `Vec<f32>` (mean of channels),
 //! without an interleaved intermediate and without per-sample allocation.

@@ -1,10 +1,16 @@
-//! WAV checks done before Symphonia sees the file: the `fmt ` parameters are validated (zero or
-//! absurd rate / channel count, codecs we cannot decode named by their format tag), and the
+//! WAV checks done before any decoder sees the file: the `fmt ` parameters are validated (zero
+//! or absurd rate / channel count, codecs we cannot decode named by their format tag), and the
 //! header is rebuilt in canonical form in front of the untouched data (see [`Src`]): a `data`
 //! chunk that claims more bytes than the file holds is clamped, so that everything present
 //! decodes and the shortfall is reported as truncation; a 16-byte µ-law/A-law `fmt ` (common
 //! from telephony systems, refused by Symphonia) gets its `cbSize`; chunks other than `fmt `,
 //! `fact` and `data` are dropped.
+//!
+//! Symphonia's WAV reader always parses that canonical header (what it accepts and refuses,
+//! the channel count and the codec name are its own). The samples of the plain sample formats
+//! (PCM, float, A-law, µ-law) are then read by [`super::pcm`], from [`WavCheck::direct`]; the
+//! other codecs (MS and IMA ADPCM), and the rare headers it does not cover, are read by
+//! Symphonia.
 
 use std::io::{Seek, SeekFrom};
 
@@ -20,6 +26,26 @@ pub(crate) struct WavCheck {
     pub(crate) declared_frames: Option<u64>,
     /// Frames actually present in the file (PCM-like codecs only).
     pub(crate) present_frames: Option<u64>,
+    /// Where the direct backend ([`super::pcm`]) finds the samples, for the PCM-like codecs;
+    /// `None` for the others and for the headers only Symphonia reads (see [`Direct`]).
+    pub(crate) direct: Option<Direct>,
+}
+
+/// The canonical header and where its `data` lies, for a file whose samples can be read
+/// without Symphonia's reader.
+///
+/// Only given when Symphonia's reader, parsing `head`, stops exactly at the first data byte
+/// (so `data_at` is where it would have started reading) and the data has a size: not for a
+/// `WAVE_FORMAT_EXTENSIBLE` `fmt ` longer than 40 bytes (Symphonia reads 40 and takes the rest
+/// for the next chunk), nor for a size that stays unknown (0xFFFFFFFF over more than 4 GiB).
+#[derive(Debug)]
+pub(crate) struct Direct {
+    /// The canonical header, as [`Src`] now presents it in front of the data.
+    pub(crate) head: Vec<u8>,
+    /// The first data byte, as a position in the [`Src`] (= `head.len()`).
+    pub(crate) data_at: u64,
+    /// The data size in the canonical header (clamped to the bytes present).
+    pub(crate) data_len: u64,
 }
 
 const PCM: u16 = 0x0001;
@@ -70,6 +96,9 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
     let file_len = src.len();
     src.seek(SeekFrom::Start(12))?;
     let mut pos = 12u64;
+    // Whether Symphonia's reader consumes the fmt chunk exactly (or refuses it): all but a
+    // WAVE_FORMAT_EXTENSIBLE one longer than the 40 bytes it reads.
+    let mut fmt_exact = true;
     let mut fmt: Option<(u16, u16, u32, u16)> = None; // tag, channels, rate, block_align
     let mut fmt_body = Vec::new();
     let mut fact_body = Vec::new();
@@ -144,6 +173,7 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                     b[20..24].copy_from_slice(&mask.to_le_bytes());
                 }
                 fmt = Some((tag, channels, rate, align));
+                fmt_exact = !extensible || want == 40 || matches!(tag, ALAW | MULAW);
                 if matches!(tag, ALAW | MULAW) {
                     // Symphonia takes G.711 only as a plain 18-byte fmt (not 16 bytes, not
                     // WAVE_FORMAT_EXTENSIBLE).
@@ -197,11 +227,17 @@ pub(crate) fn check(src: &mut Src) -> Result<WavCheck> {
                     h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
                     h[n - 4..n].copy_from_slice(&u32::MAX.to_le_bytes());
                 }
+                let direct = (pcm_like && fmt_exact && !endless).then(|| Direct {
+                    head: h.clone(),
+                    data_at: h.len() as u64,
+                    data_len,
+                });
                 src.replace_head(h, body)?;
                 return Ok(WavCheck {
                     declared_frames: (pcm_like && !unknown).then_some(size / align),
                     present_frames: pcm_like
                         .then_some(if unknown { present } else { size.min(present) } / align),
+                    direct,
                 });
             }
             _ => {}

@@ -381,6 +381,182 @@ fn wav_variants_decode_and_downmix_to_the_mean() {
     }
 }
 
+/// The plain sample formats of WAV, read straight from the data chunk: exact values (the
+/// conversions Symphonia made, which decoded them before), the codec names Symphonia reported,
+/// the mean of the channels, every channel interleaved, and whole frames only.
+#[test]
+fn wav_plain_formats_exact_values() {
+    let le24 = |v: i32| v.to_le_bytes()[..3].to_vec();
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(u16, u16, &str, Vec<Vec<u8>>, [f32; 4])> = vec![
+        (
+            1,
+            8,
+            "pcm_u8",
+            [0u8, 128, 255, 1].map(|b| vec![b]).to_vec(),
+            [-1.0, 0.0, 127.0 / 128.0, 1.0 / 128.0 - 1.0],
+        ),
+        (
+            1,
+            16,
+            "pcm_s16le",
+            [i16::MIN, 0, i16::MAX, -1]
+                .map(|v| v.to_le_bytes().to_vec())
+                .to_vec(),
+            [-1.0, 0.0, 32767.0 / 32768.0, -1.0 / 32768.0],
+        ),
+        (
+            1,
+            24,
+            "pcm_s24le",
+            [-8_388_608, 0, 8_388_607, -1].map(le24).to_vec(),
+            [-1.0, 0.0, 8_388_607.0 / 8_388_608.0, -1.0 / 8_388_608.0],
+        ),
+        (
+            1,
+            32,
+            "pcm_s32le",
+            [i32::MIN, 0, i32::MAX, -1]
+                .map(|v| v.to_le_bytes().to_vec())
+                .to_vec(),
+            // i32::MAX / 2³¹ rounds to 1.0 in f32.
+            [-1.0, 0.0, 1.0, -1.0 / 2_147_483_648.0],
+        ),
+        (
+            3,
+            32,
+            "pcm_f32le",
+            [-1.0f32, 0.0, 0.75, 2.5]
+                .map(|v| v.to_le_bytes().to_vec())
+                .to_vec(),
+            [-1.0, 0.0, 0.75, 2.5],
+        ),
+        (
+            3,
+            64,
+            "pcm_f64le",
+            [-1.0f64, 0.0, 0.1, 1e300]
+                .map(|v| v.to_le_bytes().to_vec())
+                .to_vec(),
+            [-1.0, 0.0, 0.1f64 as f32, f32::INFINITY],
+        ),
+        (
+            6,
+            8,
+            "pcm_alaw",
+            [0xD5u8, 0x55, 0x2A, 0xAA].map(|b| vec![b]).to_vec(),
+            [
+                8.0 / 32768.0,
+                -8.0 / 32768.0,
+                -32256.0 / 32768.0,
+                32256.0 / 32768.0,
+            ],
+        ),
+        (
+            7,
+            8,
+            "pcm_mulaw",
+            [0xFFu8, 0x7F, 0x00, 0x80].map(|b| vec![b]).to_vec(),
+            [0.0, 0.0, -32124.0 / 32768.0, 32124.0 / 32768.0],
+        ),
+    ];
+    let rate = 8000;
+    for (tag, bits, codec, coded, values) in cases {
+        for channels in [1u16, 2, 3] {
+            for ext in [false, true] {
+                let what = format!("{codec} ch {channels} ext {ext}");
+                let ch = usize::from(channels);
+                // Channel c of frame i carries value (i + c) % 4.
+                let n = 1001;
+                let mut data = Vec::new();
+                let mut want_inter = Vec::new();
+                let mut want_mono = Vec::new();
+                for i in 0..n {
+                    let mut acc = 0.0f32;
+                    for c in 0..ch {
+                        data.extend_from_slice(&coded[(i + c) % 4]);
+                        want_inter.push(values[(i + c) % 4]);
+                        acc += values[(i + c) % 4];
+                    }
+                    want_mono.push(match ch {
+                        1 => values[i % 4],
+                        2 => (values[i % 4] + values[(i + 1) % 4]) * 0.5,
+                        _ => acc * (1.0 / ch as f32),
+                    });
+                }
+                let frame = data.len() / n;
+                // A partial last frame is not decoded, and is no error.
+                let mut partial = data.clone();
+                partial.extend_from_slice(&vec![0x11; frame - 1]);
+                let bytes = wav_file(tag, channels, rate, bits, ext, &partial, None);
+                let mut d = Decoder::from_reader(Cursor::new(bytes.clone()), None).unwrap();
+                assert_eq!(d.info().codec, codec, "{what}");
+                assert_eq!(d.info().frames_hint, Some(n as u64), "{what}");
+                assert_eq!(d.info().channels.get(), channels, "{what}");
+                let mono = decode_all(&mut d);
+                assert_eq!(mono.len(), n, "{what}");
+                for (i, (a, b)) in mono.iter().zip(&want_mono).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{what}: frame {i}: {a} vs {b}");
+                }
+                let mut d = Decoder::from_reader(Cursor::new(bytes), None).unwrap();
+                let mut inter = Vec::new();
+                while d.read_interleaved(&mut inter).unwrap() > 0 {}
+                assert_eq!(inter.len(), n * ch, "{what}");
+                for (i, (a, b)) in inter.iter().zip(&want_inter).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{what}: sample {i}: {a} vs {b}");
+                }
+                // A data chunk that claims 3 frames more than the file holds: what is there,
+                // then Truncated, naming the file.
+                let claims = (data.len() + 3 * frame) as u32;
+                let bytes = wav_file(tag, channels, rate, bits, ext, &data, Some(claims));
+                let (frames, e) = decode_until_error(bytes);
+                assert_eq!(frames, n, "{what}");
+                let e = e.unwrap_or_else(|| panic!("{what}: no truncation"));
+                assert!(
+                    matches!(e.kind(), ErrorKind::Truncated { decoded_frames, sample_rate: 8000, .. } if *decoded_frames == n as u64),
+                    "{what}: {e}"
+                );
+                assert!(e.to_string().starts_with("bad.bin: "), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn wav_is_read_in_bounded_blocks() {
+    // 10 s of 48 kHz stereo 16-bit: every read hands out at most 64 KiB of the data chunk
+    // (16 384 frames), whatever the file's length.
+    let n = 480_000;
+    let x = sine(n, 48_000, 440.0, 0.5);
+    let inter: Vec<f64> = x.iter().flat_map(|&v| [v, -v]).collect();
+    let bytes = wav_file(
+        1,
+        2,
+        48_000,
+        16,
+        false,
+        &encode_samples(&inter, 1, 16),
+        None,
+    );
+    let mut d = Decoder::from_reader(Cursor::new(bytes), None).unwrap();
+    let mut out = Vec::new();
+    let mut reads = 0;
+    loop {
+        let before = out.len();
+        let got = d.read_mono(&mut out).unwrap();
+        if got == 0 {
+            break;
+        }
+        assert!(got <= 16_384, "{got} frames in one read");
+        assert_eq!(out.len() - before, got);
+        reads += 1;
+    }
+    assert_eq!(out.len(), n);
+    assert!(reads >= n / 16_384, "{reads} reads");
+    // L and -L: the mean is exactly 0.
+    assert!(out.iter().all(|&v| v == 0.0));
+}
+
 // ---------------------------------------------------------------------------------------------
 // AMR: DTX, lost frames, AMR-WB.
 
