@@ -76,6 +76,17 @@ fn normalize(c: &mut Criterion) {
             black_box(m.loudness())
         })
     });
+    // The same in 10 ms blocks (the meter filters runs of 128 samples and more in pieces side
+    // by side, shorter ones a sample at a time).
+    g.bench_function("loudness_meter_10s_in_160", |b| {
+        b.iter(|| {
+            let mut m = LoudnessMeter::new();
+            for chunk in x.chunks(160) {
+                m.feed(chunk);
+            }
+            black_box(m.loudness())
+        })
+    });
     let opts = NormalizeOptions::default();
     g.bench_function("normalize_in_place_10s", |b| {
         b.iter_batched_ref(

@@ -9,11 +9,17 @@
 //!   400 ms blocks every 100 ms; absolute gate −70 LUFS; relative gate −10 LU), measured here:
 //!   two `f64` biquads, then the energy of each 100 ms step, so that a block is the sum of
 //!   four steps (the `ebur128` crate, which this replaced, summed every sample four times and
-//!   cost twice as much; the tests check that both agree). The gates make it a speech-gated
-//!   measure for recordings of speech: pauses, silence and low background between phrases do
-//!   not count. Blocks are kept in a histogram of 0.1 LU bins with their exact energies, so
-//!   memory is constant whatever the duration. Audio shorter than one 400 ms block is
-//!   measured ungated (K-weighted energy over its whole length).
+//!   cost twice as much; the tests check that both agree). The biquads do not run one sample
+//!   after another (each output waiting on the one before): a run of samples is cut into 16
+//!   pieces filtered side by side from a zero state, in SIMD lanes (AVX2 or AVX-512, chosen
+//!   at run time with `pulp`), and what each piece's true starting state adds is put back
+//!   from a precomputed response (the filter is linear). That gives the same energies to
+//!   rounding (the tests check 1e-9 against the plain cascade) in about a fifth of the time
+//!   (under half without AVX2). The gates make it a speech-gated measure for recordings of
+//!   speech: pauses, silence and low background between phrases do not count. Blocks are
+//!   kept in a histogram of 0.1 LU bins with their exact energies, so memory is constant
+//!   whatever the duration. Audio shorter than one 400 ms block is measured ungated
+//!   (K-weighted energy over its whole length).
 //! * **Gain** ([`Loudness::gain`]): `target_lufs − loudness`, at most
 //!   `max_gain_db` (so near-silence and faint noise are not boosted absurdly), then lowered
 //!   further if needed so the sample peak lands at or below `ceiling_dbfs`: the output never
@@ -202,21 +208,27 @@ const STEP: usize = RATE as usize / 10;
 /// Energy (mean square of the K-weighted signal) of a −70 LUFS block.
 const ABS_GATE: f64 = 1.172_465_304_582_298e-7; // 10^((−70 + 0.691) / 10)
 
-/// The K-weighting of BS.1770-4 at 16 kHz: the head's high shelf, then the revised
-/// low-frequency B-curve high-pass, as two biquads in `f64`. The coefficients come from the
-/// analogue prototypes of the standard's 48 kHz filters (shelf 1 681.97 Hz, +4.0 dB,
-/// Q 0.7072; high-pass 38.14 Hz, Q 0.5003), by the bilinear transform at 16 kHz.
-#[derive(Debug, Clone)]
-struct KWeighting {
-    b: [[f64; 3]; 2],
-    a: [[f64; 2]; 2],
-    /// Per stage: the last two inputs and outputs.
-    x: [[f64; 2]; 2],
-    y: [[f64; 2]; 2],
+/// Pieces of a run of samples that [`KWeighting`] filters side by side (one SIMD lane each).
+const LANES: usize = 16;
+/// Longest piece, in samples: a run of up to `LANES × PIECE` samples is filtered at once.
+const PIECE: usize = 128;
+/// Shortest piece: a run (or what is left of one) under `LANES × MIN_PIECE` samples goes
+/// through the filter one sample at a time.
+const MIN_PIECE: usize = 4;
+
+/// The K-weighting's coefficients: the high shelf `b0, b1, b2, a1, a2` (a0 = 1), then the
+/// high-pass's `a1, a2` (its numerator is 1, −2, 1).
+#[derive(Debug, Clone, Copy)]
+struct Coeffs {
+    shelf: [f64; 5],
+    hp: [f64; 2],
 }
 
-impl KWeighting {
-    fn new() -> KWeighting {
+impl Coeffs {
+    /// The coefficients come from the analogue prototypes of the standard's 48 kHz filters
+    /// (shelf 1 681.97 Hz, +4.0 dB, Q 0.7072; high-pass 38.14 Hz, Q 0.5003), by the bilinear
+    /// transform at 16 kHz.
+    fn k_weighting() -> Coeffs {
         let fs = f64::from(RATE);
         let (f0, g, q) = (
             1_681.974_450_955_533,
@@ -227,57 +239,263 @@ impl KWeighting {
         let vh = 10f64.powf(g / 20.0);
         let vb = vh.powf(0.499_666_774_154_541_6);
         let a0 = 1.0 + k / q + k * k;
-        let shelf_b = [
+        let shelf = [
             (vh + vb * k / q + k * k) / a0,
             2.0 * (k * k - vh) / a0,
             (vh - vb * k / q + k * k) / a0,
+            2.0 * (k * k - 1.0) / a0,
+            (1.0 - k / q + k * k) / a0,
         ];
-        let shelf_a = [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0];
         let (f0, q) = (38.135_470_876_024_44, 0.500_327_037_323_877_3);
         let k = (std::f64::consts::PI * f0 / fs).tan();
         let a0 = 1.0 + k / q + k * k;
-        let hp_a = [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0];
+        let hp = [2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0];
+        Coeffs { shelf, hp }
+    }
+
+    /// One sample through both biquads, each in transposed direct form II: `s` is the
+    /// shelf's two state values, then the high-pass's. Returns the K-weighted sample.
+    #[inline(always)]
+    fn step<const F: bool>(&self, x: f64, s: [&mut f64; 4]) -> f64 {
+        let [b0, b1, b2, a1, a2] = self.shelf;
+        let [c1, c2] = self.hp;
+        let [s0, s1, s2, s3] = s;
+        let v = madd::<F>(b0, x, *s0);
+        *s0 = madd::<F>(-a1, v, madd::<F>(b1, x, *s1));
+        *s1 = madd::<F>(-a2, v, b2 * x);
+        let y = v + *s2;
+        *s2 = madd::<F>(-c1, y, madd::<F>(-2.0, v, *s3));
+        *s3 = madd::<F>(-c2, y, v);
+        y
+    }
+}
+
+/// `a·b + c`, fused (one rounding) in the SIMD builds, a multiply then an add without them
+/// (where `mul_add` would be a slow library call).
+#[inline(always)]
+fn madd<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// A sample as the filter takes it: a NaN or infinite sample counts as silence, so that it
+/// cannot poison what follows.
+#[inline(always)]
+fn clean(v: f32) -> f64 {
+    if v.is_finite() {
+        f64::from(v)
+    } else {
+        0.0
+    }
+}
+
+/// What the filter's state alone (input 0) does over up to [`PIECE`] samples; the same for
+/// every meter, computed once.
+struct Response {
+    /// `output[n][k]`: the output at sample `n` when the state was the unit vector `k`.
+    output: [[f64; 4]; PIECE],
+    /// `state[n][k]`: the state after `n` samples from the unit vector `k` (column `k` of
+    /// the state matrix to the power `n`).
+    state: [[[f64; 4]; 4]; PIECE + 1],
+}
+
+impl Response {
+    fn get() -> &'static Response {
+        static RESPONSE: std::sync::OnceLock<Response> = std::sync::OnceLock::new();
+        RESPONSE.get_or_init(|| {
+            let c = Coeffs::k_weighting();
+            let mut r = Response {
+                output: [[0.0; 4]; PIECE],
+                state: [[[0.0; 4]; 4]; PIECE + 1],
+            };
+            for k in 0..4 {
+                let mut s = [0.0; 4];
+                s[k] = 1.0;
+                r.state[0][k] = s;
+                for n in 0..PIECE {
+                    let [s0, s1, s2, s3] = &mut s;
+                    r.output[n][k] = c.step::<false>(0.0, [s0, s1, s2, s3]);
+                    r.state[n + 1][k] = s;
+                }
+            }
+            r
+        })
+    }
+}
+
+/// The K-weighting of BS.1770-4 at 16 kHz: the head's high shelf, then the revised
+/// low-frequency B-curve high-pass, as two biquads in `f64` (see [`Coeffs::k_weighting`]),
+/// with a state of four numbers carried from call to call.
+///
+/// A recursive filter computes each output from the one before, so one sample at a time it
+/// waits on its own latency. A run of samples is therefore cut into [`LANES`] pieces, and
+/// all pieces go through the biquads side by side (independent lanes, which vectorise),
+/// each from a zero state. The filter is linear: each piece's true output is that output
+/// plus what its true starting state does on its own, and that starting state is the end
+/// state of the piece before (its zero-start end state plus the earlier state carried
+/// through the piece), so the states follow from one piece to the next with one small
+/// matrix product each, and their contribution is added back from [`Response`]: the same
+/// outputs as the filter run one sample at a time, to rounding. Runs too short for this
+/// (under `LANES × MIN_PIECE` samples) go one sample at a time.
+#[derive(Clone)]
+struct KWeighting {
+    c: Coeffs,
+    /// The shelf's two state values, then the high-pass's (transposed direct form II).
+    s: [f64; 4],
+    response: &'static Response,
+    /// Scratch for one run: row `n` holds sample `n` of every piece.
+    rows: Box<[[f64; LANES]; PIECE]>,
+    arch: pulp::Arch,
+}
+
+impl KWeighting {
+    fn new() -> KWeighting {
         KWeighting {
-            b: [shelf_b, [1.0, -2.0, 1.0]],
-            a: [shelf_a, hp_a],
-            x: [[0.0; 2]; 2],
-            y: [[0.0; 2]; 2],
+            c: Coeffs::k_weighting(),
+            s: [0.0; 4],
+            response: Response::get(),
+            rows: Box::new([[0.0; LANES]; PIECE]),
+            arch: pulp::Arch::new(),
         }
     }
 
-    /// The next K-weighted sample.
+    /// Filters `x` (from where the last call left off) and returns the sum of the squared
+    /// K-weighted samples.
     #[inline(always)]
-    fn step(&mut self, v: f64) -> f64 {
-        let mut v = v;
-        for s in 0..2 {
-            let (b, a, x, y) = (&self.b[s], &self.a[s], &mut self.x[s], &mut self.y[s]);
-            let out = b[0] * v + b[1] * x[0] + b[2] * x[1] - a[1] * y[1] - a[0] * y[0];
-            x[1] = x[0];
-            x[0] = v;
-            y[1] = y[0];
-            y[0] = out;
-            v = out;
+    fn energy<const F: bool>(&mut self, x: &[f32]) -> f64 {
+        let mut sum = 0.0;
+        let mut rest = x;
+        while rest.len() >= LANES * MIN_PIECE {
+            let piece = (rest.len() / LANES).min(PIECE);
+            let (now, later) = rest.split_at(LANES * piece);
+            sum += self.pieces::<F>(now, piece);
+            rest = later;
         }
-        v
+        // One sample at a time, with the state in locals (registers).
+        let (c, [mut s0, mut s1, mut s2, mut s3]) = (self.c, self.s);
+        for &v in rest {
+            let y = c.step::<F>(clean(v), [&mut s0, &mut s1, &mut s2, &mut s3]);
+            sum += y * y;
+        }
+        self.s = [s0, s1, s2, s3];
+        sum
+    }
+
+    /// [`Self::energy`] of `LANES` pieces of `piece` samples each (`x.len() = LANES × piece`,
+    /// `piece ≤ PIECE`), filtered side by side.
+    #[inline(always)]
+    fn pieces<const F: bool>(&mut self, x: &[f32], piece: usize) -> f64 {
+        // Row n: sample n of every piece.
+        let rows = &mut self.rows[..piece];
+        let p: [&[f32]; LANES] = std::array::from_fn(|j| &x[j * piece..(j + 1) * piece]);
+        for (n, row) in rows.iter_mut().enumerate() {
+            for j in 0..LANES {
+                row[j] = clean(p[j][n]);
+            }
+        }
+        // Every piece from a zero state; the rows become the outputs. (The coefficients and
+        // the four state arrays are locals, so that they stay in registers.)
+        let c = self.c;
+        let (mut e0, mut e1, mut e2, mut e3) =
+            ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for row in rows.iter_mut() {
+            for j in 0..LANES {
+                row[j] = c.step::<F>(row[j], [&mut e0[j], &mut e1[j], &mut e2[j], &mut e3[j]]);
+            }
+        }
+        let end = [e0, e1, e2, e3];
+        // The true state at the start of each piece, from the one before: its end state
+        // from zero, plus the state it started from carried through `piece` samples.
+        let carry = &self.response.state[piece];
+        let mut start = [[0.0; LANES]; 4];
+        let mut s = self.s;
+        for j in 0..LANES {
+            for k in 0..4 {
+                start[k][j] = s[k];
+            }
+            let mut next = [0.0; 4];
+            for i in 0..4 {
+                let lo = madd::<F>(carry[1][i], s[1], madd::<F>(carry[0][i], s[0], end[i][j]));
+                let hi = madd::<F>(carry[3][i], s[3], carry[2][i] * s[2]);
+                next[i] = lo + hi;
+            }
+            s = next;
+        }
+        self.s = s;
+        // Each output plus what its piece's start state adds; squared and summed.
+        let mut acc = [0.0; LANES];
+        for (row, r) in rows.iter().zip(&self.response.output) {
+            for j in 0..LANES {
+                let mut y = row[j];
+                for k in 0..4 {
+                    y = madd::<F>(r[k], start[k][j], y);
+                }
+                acc[j] = madd::<F>(y, y, acc[j]);
+            }
+        }
+        acc.iter().sum()
     }
 
     /// Flushes tiny states to zero (in digital silence they would decay into subnormal
     /// numbers, which are slow), and puts back a state that is not finite.
     fn flush_tiny(&mut self) {
-        if self
-            .x
-            .iter()
-            .chain(&self.y)
-            .flatten()
-            .any(|v| !v.is_finite())
-        {
-            self.x = [[0.0; 2]; 2];
-            self.y = [[0.0; 2]; 2];
+        if self.s.iter().any(|v| !v.is_finite()) {
+            self.s = [0.0; 4];
         }
-        for v in self.x.iter_mut().chain(self.y.iter_mut()).flatten() {
+        for v in &mut self.s {
             if v.abs() < 1e-30 {
                 *v = 0.0;
             }
+        }
+    }
+}
+
+/// The largest absolute value in `x` if above `m`, else `m` (a NaN is never larger), with
+/// sixteen running maxima so that it vectorises.
+#[inline(always)]
+fn peak_of(m: f32, x: &[f32]) -> f32 {
+    let larger = |m: f32, v: f32| if v > m { v } else { m };
+    let (body, tail) = x.split_at(x.len() - x.len() % 16);
+    let m = tail.iter().fold(m, |m, v| larger(m, v.abs()));
+    if body.is_empty() {
+        return m;
+    }
+    let mut acc = [m; 16];
+    for c in body.chunks_exact(16) {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = larger(*a, v.abs());
+        }
+    }
+    // Pairwise, not one after another: short blocks are common.
+    for half in [8, 4, 2, 1] {
+        for i in 0..half {
+            acc[i] = larger(acc[i], acc[i + half]);
+        }
+    }
+    acc[0]
+}
+
+/// [`LoudnessMeter::feed`] as an operation that `pulp` compiles for each instruction set
+/// (everything it calls is inlined into it).
+struct Feed<'a> {
+    meter: &'a mut LoudnessMeter,
+    samples: &'a [f32],
+}
+
+impl pulp::WithSimd for Feed<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        // Fused multiply-adds where the instruction set has them: AVX2 and AVX-512 builds,
+        // and any aarch64.
+        if S::F64_LANES >= 4 || cfg!(target_arch = "aarch64") {
+            self.meter.feed_inline::<true>(self.samples)
+        } else {
+            self.meter.feed_inline::<false>(self.samples)
         }
     }
 }
@@ -314,19 +532,28 @@ impl LoudnessMeter {
         }
     }
 
-    /// Adds 16 kHz mono samples to the measurement.
+    /// Adds 16 kHz mono samples to the measurement (any number, continuing from the
+    /// previous call).
     pub fn feed(&mut self, samples: &[f32]) {
+        if samples.len() < LANES * MIN_PIECE {
+            // Filtered one sample at a time anyway, which the SIMD builds do no faster.
+            self.feed_inline::<false>(samples);
+        } else {
+            let arch = self.k.arch;
+            arch.dispatch(Feed {
+                meter: self,
+                samples,
+            });
+        }
+    }
+
+    #[inline(always)]
+    fn feed_inline<const F: bool>(&mut self, samples: &[f32]) {
         let mut rest = samples;
         while !rest.is_empty() {
             let take = (STEP - self.step_len).min(rest.len());
             let (now, later) = rest.split_at(take);
-            let mut sum = 0.0;
-            for &v in now {
-                // A NaN or infinite sample counts as silence: it must not poison the rest.
-                let v = if v.is_finite() { f64::from(v) } else { 0.0 };
-                let y = self.k.step(v);
-                sum += y * y;
-            }
+            let sum = self.k.energy::<F>(now);
             self.step_sum += sum;
             self.total += sum;
             self.step_len += take;
@@ -337,9 +564,7 @@ impl LoudnessMeter {
             }
         }
         self.k.flush_tiny();
-        self.peak = samples
-            .iter()
-            .fold(self.peak, |m, v| if v.abs() > m { v.abs() } else { m });
+        self.peak = peak_of(self.peak, samples);
         self.samples += samples.len() as u64;
     }
 
@@ -415,8 +640,7 @@ impl LoudnessMeter {
 
     /// Starts a new measurement (without allocating).
     pub fn reset(&mut self) {
-        self.k.x = [[0.0; 2]; 2];
-        self.k.y = [[0.0; 2]; 2];
+        self.k.s = [0.0; 4];
         self.step_sum = 0.0;
         self.step_len = 0;
         self.last = [0.0; 4];
@@ -557,6 +781,175 @@ mod tests {
                 "{secs} s at {peak_dbfs} dBFS: {got} vs {want} LUFS"
             );
         }
+    }
+
+    /// The K-weighting one sample at a time, as two biquads in direct form I (how the meter
+    /// filtered before it filtered pieces side by side): the energy of every whole 100 ms step.
+    fn reference_steps(x: &[f32]) -> Vec<f64> {
+        let c = Coeffs::k_weighting();
+        let b = [[c.shelf[0], c.shelf[1], c.shelf[2]], [1.0, -2.0, 1.0]];
+        let a = [[c.shelf[3], c.shelf[4]], c.hp];
+        let (mut xs, mut ys) = ([[0.0f64; 2]; 2], [[0.0f64; 2]; 2]);
+        let mut steps: Vec<f64> = x
+            .chunks(STEP)
+            .map(|step| {
+                step.iter()
+                    .map(|&v| {
+                        let mut v = if v.is_finite() { f64::from(v) } else { 0.0 };
+                        for s in 0..2 {
+                            let (x, y) = (&mut xs[s], &mut ys[s]);
+                            let out = b[s][0] * v + b[s][1] * x[0] + b[s][2] * x[1]
+                                - a[s][0] * y[0]
+                                - a[s][1] * y[1];
+                            *x = [v, x[0]];
+                            *y = [out, y[0]];
+                            v = out;
+                        }
+                        v * v
+                    })
+                    .sum()
+            })
+            .collect();
+        if !x.len().is_multiple_of(STEP) {
+            steps.pop();
+        }
+        steps
+    }
+
+    /// The speech recordings of `testdata/speech` (16 kHz) one after another, as they are, 40 dB
+    /// down, near full scale and on a DC offset, with digital silence and a NaN and an
+    /// infinite sample between them.
+    fn real_speech() -> Vec<f32> {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/speech"));
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 3, "{names:?}");
+        let mut speech = Vec::new();
+        for path in &names {
+            let mut d = crate::decode::Decoder::open(path).unwrap();
+            assert_eq!(d.info().sample_rate.get(), RATE, "{}", path.display());
+            while d.read_mono(&mut speech).unwrap() > 0 {}
+            speech.extend(std::iter::repeat_n(0.0, 3_000));
+        }
+        let full = 0.95 / peak(&speech);
+        let mut x = speech.clone();
+        x.extend(std::iter::repeat_n(0.0, 20_000));
+        x.extend(speech.iter().map(|v| v * 0.01));
+        x.push(f32::NAN);
+        x.extend(speech.iter().map(|v| v * full));
+        x.push(f32::INFINITY);
+        x.extend(speech.iter().map(|v| v * 0.5 + 0.2));
+        x
+    }
+
+    #[test]
+    fn the_meter_filters_like_two_biquads_one_sample_at_a_time() {
+        let x = real_speech();
+        let want = reference_steps(&x);
+        let sizes = [
+            1, 7, 160, 4096, 1237, 3, 1600, 127, 128, 2048, 2049, 333, 2, 999, 64, 4000, 255,
+        ];
+        let (one, all) = ([1], [x.len()]);
+        // 1e-9 relative, or 1e-11 of a step at the −70 LUFS gate: where a DC offset is all
+        // that is left of the signal, rounding in the filter's states (about 1e-16 of the
+        // offset) is all there is.
+        let floor = 1e-11 * ABS_GATE * STEP as f64;
+        // The instruction set this machine has, AVX2 if it has more, and none.
+        #[allow(unused_mut)]
+        let mut arches = vec![pulp::Arch::new(), pulp::Arch::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(v3), pulp::Arch::V4(_)) = (pulp::x86::V3::try_new(), arches[0]) {
+            arches.push(pulp::Arch::V3(v3));
+        }
+        let mut lufs = Vec::new();
+        for (arch, sizes) in arches
+            .into_iter()
+            .flat_map(|a| [(a, &sizes[..]), (a, &one[..]), (a, &all[..])])
+        {
+            let mut m = LoudnessMeter::new();
+            m.k.arch = arch;
+            let mut got = Vec::new();
+            let mut rest = &x[..];
+            for &n in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.min(rest.len()));
+                let before = m.steps;
+                m.feed(now);
+                // At most four steps end in one call here (or all of them in the last), and
+                // the meter keeps the last four.
+                let new = (m.steps - before) as usize;
+                if new <= 4 {
+                    got.extend_from_slice(&m.last[4 - new..]);
+                }
+                rest = later;
+            }
+            if sizes.len() > 1 || sizes[0] == 1 {
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-9 * w + floor,
+                        "{arch:?}, blocks {:?}: step {i}: {g} vs {w}",
+                        &sizes[..sizes.len().min(3)]
+                    );
+                }
+            }
+            assert_eq!(m.samples(), x.len() as u64);
+            assert_eq!(m.peak(), f32::INFINITY);
+            lufs.push(m.loudness_lufs());
+        }
+        // The same gating of the reference's steps.
+        let mut r = LoudnessMeter::new();
+        for &e in &want {
+            r.step_sum = e;
+            r.end_step();
+        }
+        r.samples = x.len() as u64;
+        let want_lufs = r.loudness_lufs();
+        assert!(want_lufs > -40.0 && want_lufs < -10.0, "{want_lufs}");
+        for l in &lufs {
+            assert!((l - want_lufs).abs() < 1e-9, "{lufs:?} vs {want_lufs}");
+        }
+    }
+
+    #[test]
+    fn the_peak_is_the_largest_absolute_sample_and_never_nan() {
+        let old = |m: f32, x: &[f32]| {
+            x.iter()
+                .fold(m, |m, v| if v.abs() > m { v.abs() } else { m })
+        };
+        let mut x = speechlike(1.0, -6.0);
+        for (i, v) in [(5, f32::NAN), (1000, -0.9), (15_999, f32::NAN)] {
+            x[i] = v;
+        }
+        for n in [0, 1, 15, 16, 17, 999, 1001, 16_000] {
+            for m in [0.0, 0.5, 0.95] {
+                assert_eq!(peak_of(m, &x[..n]), old(m, &x[..n]), "{n} {m}");
+            }
+        }
+        x[7777] = f32::NEG_INFINITY;
+        assert_eq!(peak_of(0.0, &x), f32::INFINITY);
+        let mut m = LoudnessMeter::new();
+        m.feed(&[f32::NAN, -0.25, 0.125]);
+        assert_eq!(m.peak(), 0.25);
+    }
+
+    #[test]
+    fn digital_silence_flushes_the_filter_state() {
+        let mut m = LoudnessMeter::new();
+        m.feed(&speechlike(2.0, -10.0));
+        assert!(m.k.s.iter().any(|v| *v != 0.0));
+        m.feed(&vec![0.0; RATE as usize * 4]);
+        assert_eq!(m.k.s, [0.0; 4]);
+        // A state that is not finite is put back to zero.
+        m.k.s[2] = f64::NAN;
+        m.k.flush_tiny();
+        assert_eq!(m.k.s, [0.0; 4]);
     }
 
     #[test]
