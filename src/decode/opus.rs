@@ -252,7 +252,9 @@ mod tests {
     use std::path::Path;
 
     fn decode(name: &str, rate: Option<u32>) -> (Vec<f32>, Decoder) {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/formats").join(name);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/formats")
+            .join(name);
         let mut d = Decoder::open(&p).unwrap();
         if let Some(r) = rate {
             d.prefer_rate(r).unwrap();
@@ -283,7 +285,10 @@ mod tests {
     /// apart).
     #[test]
     fn decoding_at_16k_keeps_the_timeline() {
-        for (name, len48) in [("tone_48k_mono.opus", Some(72_000)), ("speech_voip.opus", None)] {
+        for (name, len48) in [
+            ("tone_48k_mono.opus", Some(72_000)),
+            ("speech_voip.opus", None),
+        ] {
             let (x48, d48) = decode(name, None);
             let (x16, d16) = decode(name, Some(16_000));
             assert_eq!(d48.info().sample_rate.get(), 48_000);
@@ -301,7 +306,9 @@ mod tests {
             // SILK's resampling delay is not normative and differs by output rate by a
             // fraction of a millisecond: the best alignment is within one sample at 16 kHz.
             let c: Vec<f64> = (-4..=4).map(|lag| corr(&x16, &third, lag)).collect();
-            let best = (0..c.len()).max_by(|&i, &j| c[i].total_cmp(&c[j])).unwrap_or(0);
+            let best = (0..c.len())
+                .max_by(|&i, &j| c[i].total_cmp(&c[j]))
+                .unwrap_or(0);
             assert!(c[best] > 0.95, "{name}: correlation {:.3}", c[best]);
             assert!((3..=5).contains(&best), "{name}: lags −4..4 {c:.3?}");
         }

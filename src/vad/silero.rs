@@ -767,7 +767,10 @@ mod tests {
         m.set_arch(pulp::Arch::Scalar);
         let plain: Vec<f32> = x.chunks_exact(CHUNK).map(|c| m.prob(c)).collect();
         for (i, (a, b)) in plain.iter().zip(&ours).enumerate() {
-            assert!((a - b).abs() < 1e-5, "chunk {i}: {a} without SIMD, {b} with");
+            assert!(
+                (a - b).abs() < 1e-5,
+                "chunk {i}: {a} without SIMD, {b} with"
+            );
         }
     }
 
@@ -796,4 +799,3 @@ mod tests {
         assert!(Weights::parse(&f).is_err());
     }
 }
-
