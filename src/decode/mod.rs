@@ -56,7 +56,9 @@
 //! WAV claiming 4 GB gets its sizes clamped to the bytes present; an MP4 `moov` is read only
 //! up to 64 MiB). Every call into a decoder runs under `catch_unwind`: a panic inside a
 //! third-party decoder becomes `Malformed` (while opening) or `Truncated` (while decoding)
-//! instead of taking the process down; it costs nothing unless a panic happens.
+//! instead of taking the process down; it costs nothing unless a panic happens. A sample
+//! that is not a finite number (NaN or ±infinity, which a float WAV can hold) comes out as 0:
+//! left in, it would spread through the resampler and the DC blocker to the rest of the file.
 //!
 //! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
 //! replaced by silence of its duration (AMR: concealed by the decoder, as the standard says)
@@ -497,6 +499,14 @@ impl Decoder {
             Ok(n) => {
                 debug_assert_eq!(out.len() - before, n * width);
                 self.frames += n as u64;
+                // A NaN or an infinity (float WAV, or a decoder fed garbage) would go on through
+                // every filter after it (the resampler's FFT blocks, the DC blocker's recursion)
+                // and silence the rest of the file: it is a zero instead.
+                for v in &mut out[before..] {
+                    if !v.is_finite() {
+                        *v = 0.0;
+                    }
+                }
                 Ok(n)
             }
             Err(e) => {

@@ -484,6 +484,12 @@ fn wav_plain_formats_exact_values() {
                         _ => acc * (1.0 / ch as f32),
                     });
                 }
+                // The decoder hands out a sample that is not a finite number as 0.
+                for v in want_inter.iter_mut().chain(&mut want_mono) {
+                    if !v.is_finite() {
+                        *v = 0.0;
+                    }
+                }
                 let frame = data.len() / n;
                 // A partial last frame is not decoded, and is no error.
                 let mut partial = data.clone();

@@ -769,6 +769,65 @@ fn split_only_writes_segments_and_a_manifest() {
     );
 }
 
+#[test]
+fn a_nan_or_an_infinity_in_a_float_wav_does_not_silence_the_rest_of_the_file() {
+    // The same kind of file as above, stored as 32-bit float with a NaN and an infinity
+    // near the start: left in, they would spread through the resampler and the DC blocker
+    // and nothing after them would be found.
+    let units = units();
+    let placed = place(&units, &positions(30, 5.0, 3));
+    let signal = render(30 * SR, &placed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("float.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    let bad = [
+        (1_000, f32::NAN),
+        (1_001, f32::INFINITY),
+        (2_000, f32::NEG_INFINITY),
+    ];
+    for (i, &v) in signal.iter().enumerate() {
+        let v = bad
+            .iter()
+            .find(|b| b.0 == i)
+            .map_or(f32::from(v) / 32_768.0, |b| b.1);
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+    assert!(placed.iter().all(|(u, _)| u.start > 2_000));
+
+    let mut d = asr_pipeline::decode::Decoder::open(&path).unwrap();
+    let mut x = Vec::new();
+    while d.read_mono(&mut x).unwrap() > 0 {}
+    assert_eq!(x.len(), signal.len());
+    for (i, (&got, &want)) in x.iter().zip(&signal).enumerate() {
+        let want = if bad.iter().any(|b| b.0 == i) {
+            0.0
+        } else {
+            f32::from(want) / 32_768.0
+        };
+        assert_eq!(got.to_bits(), want.to_bits(), "sample {i}");
+    }
+
+    let out = dir.path().join("out");
+    let plan = split_only(&path, &out, &SplitOptions::default()).unwrap();
+    for (u, _) in &placed {
+        assert!(
+            plan.segments
+                .iter()
+                .any(|s| s.start_sample <= u.start && u.end <= s.end_sample),
+            "the unit at {}..{} is in no segment",
+            u.start,
+            u.end
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_48_khz_stereo_file_comes_back_on_its_own_timeline() {
     // The same units at 48 kHz (each 16 kHz sample held for 3 frames), stereo: the decoder
