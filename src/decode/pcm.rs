@@ -1,6 +1,7 @@
 //! The direct WAV backend for the codecs that are plain sample formats: PCM integer (8-bit
 //! unsigned, 16/24/32-bit signed little-endian), IEEE float 32/64, A-law and µ-law, plain or
-//! `WAVE_FORMAT_EXTENSIBLE`. The `data` chunk is read in blocks of [`BLOCK`] bytes into one
+//! `WAVE_FORMAT_EXTENSIBLE`. The `data` chunk is read in blocks of [`BLOCK`] bytes (at most
+//! [`MAX_FRAMES`] frames) into one
 //! reusable buffer and converted straight into the caller's `Vec<f32>`: mixed to mono or
 //! appended interleaved. (Through Symphonia, each packet of 1152 frames was copied into a
 //! planar typed buffer, then converted and mixed: ~15 % of the CPU of a whole pipeline run on a
@@ -49,6 +50,10 @@ use crate::error::Result;
 /// Bytes of the `data` chunk read per call (rounded down to whole frames): the one buffer the
 /// backend holds, whatever the file's length.
 const BLOCK: usize = 64 * 1024;
+/// Most frames handed out per call, whatever the sample size: the stream after the decoder
+/// sizes its reads and queues in frames, and 64 KiB of 8 kHz µ-law are 8 s of audio (the
+/// read-ahead then held 4 times the audio it means to, 65 MB of peak memory instead of 50).
+const MAX_FRAMES: usize = 8192;
 
 /// The sample formats decoded here, named after Symphonia's codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +237,8 @@ pub(crate) struct PcmBackend {
     frame: usize,
     /// Bytes of whole frames still to read.
     left: u64,
-    /// The read buffer: [`BLOCK`] bytes rounded down to whole frames, allocated once.
+    /// The read buffer: [`BLOCK`] bytes rounded down to whole frames (at most [`MAX_FRAMES`]),
+    /// allocated once.
     buf: Vec<u8>,
     /// Why the data stopped short of `left` (the file shrank, a read failed): reported by the
     /// call after the one that handed out the last whole frames.
@@ -254,7 +260,7 @@ impl PcmBackend {
             return Err(malformed("no channels"));
         }
         src.seek(SeekFrom::Start(data_at))?;
-        let block = (BLOCK / frame).max(1) * frame;
+        let block = (BLOCK / frame).clamp(1, MAX_FRAMES) * frame;
         Ok(PcmBackend {
             src,
             kind,
@@ -603,7 +609,8 @@ mod tests {
             for fmt in fmts {
                 for channels in [1u16, 2, 3, 5] {
                     let frame = bps * usize::from(channels);
-                    // Across Symphonia's packets of 1152 frames and the 64 KiB blocks.
+                    // Across Symphonia's packets of 1152 frames and the blocks (64 KiB or
+                    // 8192 frames).
                     let big = (200_000 / frame) | 1;
                     for frames in [0, 1, 1151, 1153, 4097, big] {
                         // Random bytes: every code of A-law and µ-law, NaNs and infinities.

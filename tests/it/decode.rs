@@ -381,6 +381,30 @@ fn wav_variants_decode_and_downmix_to_the_mean() {
     }
 }
 
+/// A read hands out a bounded number of frames whatever the sample size: the stream after the
+/// decoder sizes its queues in reads, and 64 KiB of 8 kHz µ-law (one byte a frame) would be
+/// 8 s of audio in one read.
+#[test]
+fn wav_reads_are_bounded_in_frames() {
+    let n = 100_003;
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    for (tag, bits, width) in [(7u16, 8u16, 1usize), (1, 16, 2)] {
+        let bytes = wav_file(tag, 1, 8000, bits, false, &data[..n - n % width], None);
+        let mut d = Decoder::from_reader(Cursor::new(bytes), None).unwrap();
+        let (mut out, mut total, mut largest) = (Vec::new(), 0, 0);
+        loop {
+            let got = d.read_mono(&mut out).unwrap();
+            if got == 0 {
+                break;
+            }
+            total += got;
+            largest = largest.max(got);
+        }
+        assert_eq!(total, n / width, "tag {tag}");
+        assert!(largest <= 8192, "tag {tag}: a read of {largest} frames");
+    }
+}
+
 /// The plain sample formats of WAV, read straight from the data chunk: exact values (the
 /// conversions Symphonia made, which decoded them before), the codec names Symphonia reported,
 /// the mean of the channels, every channel interleaved, and whole frames only.
