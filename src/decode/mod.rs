@@ -502,10 +502,9 @@ impl Decoder {
                 // A NaN or an infinity (float WAV, or a decoder fed garbage) would go on through
                 // every filter after it (the resampler's FFT blocks, the DC blocker's recursion)
                 // and silence the rest of the file: it is a zero instead.
+                // (A select on every sample, not a store on some: that vectorises.)
                 for v in &mut out[before..] {
-                    if !v.is_finite() {
-                        *v = 0.0;
-                    }
+                    *v = if v.is_finite() { *v } else { 0.0 };
                 }
                 Ok(n)
             }
