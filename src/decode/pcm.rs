@@ -1,11 +1,10 @@
 //! The direct WAV backend for the codecs that are plain sample formats: PCM integer (8-bit
 //! unsigned, 16/24/32-bit signed little-endian), IEEE float 32/64, A-law and µ-law, plain or
 //! `WAVE_FORMAT_EXTENSIBLE`. The `data` chunk is read in blocks of [`BLOCK`] bytes (at most
-//! [`MAX_FRAMES`] frames) into one
-//! reusable buffer and converted straight into the caller's `Vec<f32>`: mixed to mono or
-//! appended interleaved. (Through Symphonia, each packet of 1152 frames was copied into a
-//! planar typed buffer, then converted and mixed: ~15 % of the CPU of a whole pipeline run on a
-//! 48 kHz stereo WAV.)
+//! [`MAX_FRAMES`] frames) into one reusable buffer and converted straight into the caller's
+//! `Vec<f32>`: mixed to mono or appended interleaved. (Through Symphonia, each packet of 1152
+//! frames was copied into a planar typed buffer, then converted and mixed: ~15 % of the CPU of
+//! a whole pipeline run on a 48 kHz stereo WAV.)
 //!
 //! # Same output as Symphonia, bit for bit
 //! The header is still parsed by Symphonia (see the WAV branch of `Decoder::open_inner`), so
