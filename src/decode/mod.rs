@@ -193,6 +193,16 @@ pub(crate) fn truncated(what: impl Into<String>) -> Error {
     })
 }
 
+/// Puts 0 in place of every sample that is not a finite number. A NaN or an infinity (a float
+/// WAV can hold them; a decoder fed garbage may make them) would go on through every filter
+/// after it (the resampler's FFT blocks, the DC blocker's recursion) and silence the rest of
+/// the file. (A select on every sample, not a store on some: that vectorises.)
+pub(crate) fn zero_non_finite(samples: &mut [f32]) {
+    for v in samples {
+        *v = if v.is_finite() { *v } else { 0.0 };
+    }
+}
+
 /// Text of a panic payload.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -499,13 +509,7 @@ impl Decoder {
             Ok(n) => {
                 debug_assert_eq!(out.len() - before, n * width);
                 self.frames += n as u64;
-                // A NaN or an infinity (float WAV, or a decoder fed garbage) would go on through
-                // every filter after it (the resampler's FFT blocks, the DC blocker's recursion)
-                // and silence the rest of the file: it is a zero instead.
-                // (A select on every sample, not a store on some: that vectorises.)
-                for v in &mut out[before..] {
-                    *v = if v.is_finite() { *v } else { 0.0 };
-                }
+                zero_non_finite(&mut out[before..]);
                 Ok(n)
             }
             Err(e) => {

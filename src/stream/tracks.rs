@@ -58,7 +58,13 @@ impl<S: MonoSource> FrameSource for Mono<S> {
         1
     }
     fn read_frames(&mut self, out: &mut Vec<f32>, _mix: bool) -> Result<usize> {
-        self.0.read_mono(out)
+        let before = out.len();
+        let n = self.0.read_mono(out)?;
+        // Any source's (the decoder has done it for files already).
+        if let Some(new) = out.get_mut(before..) {
+            crate::decode::zero_non_finite(new);
+        }
+        Ok(n)
     }
 }
 
@@ -639,6 +645,45 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert!(a[0].len() > 16_000 * 60, "{} samples", a[0].len());
         assert!(a == b, "the tracks differ");
+    }
+
+    /// A caller's [`MonoSource`] with a NaN and an infinity in it: the tracks stay finite and
+    /// the tone after them is all there.
+    #[test]
+    fn a_mono_source_s_non_finite_samples_are_zeros() {
+        struct Tone(usize);
+        impl MonoSource for Tone {
+            fn sample_rate(&self) -> NonZeroU32 {
+                NonZeroU32::new(44_100).unwrap()
+            }
+            fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+                let end = (self.0 + 1000).min(44_100 * 2);
+                out.extend((self.0..end).map(|i| match i {
+                    500 => f32::NAN,
+                    501 => f32::INFINITY,
+                    _ => 0.5 * (i as f32 * 2.0 * std::f32::consts::PI * 200.0 / 44_100.0).sin(),
+                }));
+                let n = end - self.0;
+                self.0 = end;
+                Ok(n)
+            }
+        }
+        let mut s = TrackStream::new(
+            Box::new(Mono(Tone(0))),
+            &Lanes::Mixed,
+            None,
+            TrackOptions::default(),
+        )
+        .unwrap();
+        let mut x = Vec::new();
+        while let Some(b) = s.next_block().unwrap() {
+            x.extend_from_slice(&b.tracks[0]);
+        }
+        assert_eq!(x.len(), 32_000);
+        assert!(x.iter().all(|v| v.is_finite()));
+        let tail = &x[8_000..];
+        let rms = (tail.iter().map(|v| v * v).sum::<f32>() / tail.len() as f32).sqrt();
+        assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.01, "rms {rms}");
     }
 
     /// A source that panics on the reading thread: the panic reaches the stream's caller, as

@@ -111,6 +111,33 @@ fn length_and_positions_are_exact() {
 }
 
 #[test]
+fn a_source_s_nan_or_infinity_does_not_silence_the_rest_of_the_stream() {
+    // A 200 Hz tone from a source of its own with three bad samples early on: left in, they
+    // would spread through the resampler and the DC blocker to the end.
+    for rate in [16_000u32, 44_100] {
+        let n = rate as usize * 3;
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 200.0 * i as f32 / rate as f32).sin())
+            .collect();
+        x[1000] = f32::NAN;
+        x[1001] = f32::INFINITY;
+        x[5000] = f32::NEG_INFINITY;
+        let src = TestSource::new(rate, x, &[4096, 777]);
+        let mut s = AudioStream::from_source(src, None, StreamOptions::default()).unwrap();
+        let (all, err) = drain(&mut s);
+        assert!(err.is_none());
+        assert!(all.iter().all(|v| v.is_finite()), "rate {rate}");
+        // The tone is all there after the first half second.
+        let tail = &all[8000..];
+        let rms = (tail.iter().map(|v| v * v).sum::<f32>() / tail.len() as f32).sqrt();
+        assert!(
+            (rms - 0.5 / 2f32.sqrt()).abs() < 0.01,
+            "rate {rate}: rms {rms}"
+        );
+    }
+}
+
+#[test]
 fn click_lands_on_its_16k_sample_through_the_stream() {
     for rate in RATES {
         let n = rate as usize * 4;
