@@ -56,9 +56,11 @@
 //! WAV claiming 4 GB gets its sizes clamped to the bytes present; an MP4 `moov` is read only
 //! up to 64 MiB). Every call into a decoder runs under `catch_unwind`: a panic inside a
 //! third-party decoder becomes `Malformed` (while opening) or `Truncated` (while decoding)
-//! instead of taking the process down; it costs nothing unless a panic happens. A sample
-//! that is not a finite number (NaN or ±infinity, which a float WAV can hold) comes out as 0:
-//! left in, it would spread through the resampler and the DC blocker to the rest of the file.
+//! instead of taking the process down; it costs nothing unless a panic happens. Samples
+//! come out within full scale: a NaN or an infinity (a float WAV can hold them) as 0, anything
+//! beyond ±1 (a float WAV's over-range or garbage values, a lossy decoder's overshoot) clipped
+//! to ±1, as any conversion to 16 bits does. Left in, a NaN would spread through the resampler
+//! and the DC blocker to the rest of the file, and a huge value overflow the resampler.
 //!
 //! A packet that fails to decode (a recoverable codec error) does not stop the stream: it is
 //! replaced by silence of its duration (AMR: concealed by the decoder, as the standard says)
@@ -193,17 +195,24 @@ pub(crate) fn truncated(what: impl Into<String>) -> Error {
     })
 }
 
-/// Puts 0 in place of every sample that is not a finite number. A NaN or an infinity (a float
-/// WAV can hold them; a decoder fed garbage may make them) would go on through every filter
-/// after it (the resampler's FFT blocks, the DC blocker's recursion) and silence the rest of
-/// the file. (A select on every sample, not a store on some: that vectorises.)
-pub(crate) fn zero_non_finite(samples: &mut [f32]) {
+/// Makes every sample a number within full scale: 0 in place of a NaN or an infinity, and
+/// anything beyond ±1 clipped to ±1, as any conversion to 16 bits does (a float WAV can hold
+/// NaN, infinities and values up to 3.4e38; a lossy decoder's overshoot is a few percent).
+/// Left in, a NaN goes on through every filter after it (the resampler's FFT blocks, the DC
+/// blocker's recursion) and silences the rest of the file, a huge value overflows the
+/// resampler's FFT into NaN (rubato then panics), and a spike far above full scale would hold
+/// the gain of the speech around it down by as much. (A select on every sample, not a store
+/// on some: that vectorises.)
+pub(crate) fn to_full_scale(samples: &mut [f32]) {
     for v in samples {
-        *v = if v.is_finite() { *v } else { 0.0 };
+        *v = if v.is_finite() {
+            v.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
     }
 }
 
-/// Text of a panic payload.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
@@ -509,7 +518,7 @@ impl Decoder {
             Ok(n) => {
                 debug_assert_eq!(out.len() - before, n * width);
                 self.frames += n as u64;
-                zero_non_finite(&mut out[before..]);
+                to_full_scale(&mut out[before..]);
                 Ok(n)
             }
             Err(e) => {

@@ -33,7 +33,7 @@
 //! One thing is not reproducible, in either direction: the payload of a NaN that a mix of
 //! float samples produces from two NaNs (Rust leaves it to the code generated, which operand's
 //! payload survives `a + b`). It is a NaN either way (and [`super::Decoder`] hands every NaN
-//! out as 0, whichever backend decoded it).
+//! out as 0, whichever backend decoded it, and clips everything to ±1).
 //!
 //! Errors: the data ends where the canonical header says (clamped to the file's length), so a
 //! shortfall is reported by the [`super::Decoder`] against the declared size; a read that fails

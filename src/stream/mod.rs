@@ -52,8 +52,8 @@ pub trait MonoSource: Send {
     /// The native sample rate of the samples `read_mono` delivers.
     fn sample_rate(&self) -> NonZeroU32;
     /// Decodes the next packet(s), APPENDS mono samples to `out`, returns how many were
-    /// appended; `Ok(0)` only at the end of the stream. A sample that is not a finite number
-    /// (NaN, ±infinity) is taken as 0 by the streams that read it.
+    /// appended; `Ok(0)` only at the end of the stream. The streams that read it take a sample
+    /// that is not a finite number (NaN, ±infinity) as 0 and clip anything beyond ±1 to ±1.
     fn read_mono(&mut self, out: &mut Vec<f32>) -> Result<usize>;
 }
 
@@ -234,7 +234,7 @@ impl<S: MonoSource> AudioStream<S> {
                 }
                 Ok(n) => {
                     self.frames_in += n as u64;
-                    crate::decode::zero_non_finite(&mut self.decoded);
+                    crate::decode::to_full_scale(&mut self.decoded);
                     let start = self.out.len();
                     if let Err(e) = self.resampler.process(&self.decoded, &mut self.out) {
                         self.state = State::Done;

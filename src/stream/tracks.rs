@@ -62,7 +62,7 @@ impl<S: MonoSource> FrameSource for Mono<S> {
         let n = self.0.read_mono(out)?;
         // Any source's (the decoder has done it for files already).
         if let Some(new) = out.get_mut(before..) {
-            crate::decode::zero_non_finite(new);
+            crate::decode::to_full_scale(new);
         }
         Ok(n)
     }
@@ -647,8 +647,8 @@ mod tests {
         assert!(a == b, "the tracks differ");
     }
 
-    /// A caller's [`MonoSource`] with a NaN and an infinity in it: the tracks stay finite and
-    /// the tone after them is all there.
+    /// A caller's [`MonoSource`] with a NaN, an infinity and a huge value in it: the tracks
+    /// stay finite and the tone after them is all there.
     #[test]
     fn a_mono_source_s_non_finite_samples_are_zeros() {
         struct Tone(usize);
@@ -661,6 +661,7 @@ mod tests {
                 out.extend((self.0..end).map(|i| match i {
                     500 => f32::NAN,
                     501 => f32::INFINITY,
+                    502 => f32::MAX,
                     _ => 0.5 * (i as f32 * 2.0 * std::f32::consts::PI * 200.0 / 44_100.0).sin(),
                 }));
                 let n = end - self.0;

@@ -508,11 +508,14 @@ fn wav_plain_formats_exact_values() {
                         _ => acc * (1.0 / ch as f32),
                     });
                 }
-                // The decoder hands out a sample that is not a finite number as 0.
+                // The decoder hands out a sample that is not a finite number as 0, and clips
+                // the rest to full scale.
                 for v in want_inter.iter_mut().chain(&mut want_mono) {
-                    if !v.is_finite() {
-                        *v = 0.0;
-                    }
+                    *v = if v.is_finite() {
+                        v.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    };
                 }
                 let frame = data.len() / n;
                 // A partial last frame is not decoded, and is no error.

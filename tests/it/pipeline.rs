@@ -771,9 +771,9 @@ fn split_only_writes_segments_and_a_manifest() {
 
 #[test]
 fn a_nan_or_an_infinity_in_a_float_wav_does_not_silence_the_rest_of_the_file() {
-    // The same kind of file as above, stored as 32-bit float with a NaN and an infinity
-    // near the start: left in, they would spread through the resampler and the DC blocker
-    // and nothing after them would be found.
+    // The same kind of file as above, stored as 32-bit float with a NaN, infinities and values
+    // beyond full scale near the start: left in, a NaN would spread through the resampler and
+    // the DC blocker and nothing after it would be found.
     let units = units();
     let placed = place(&units, &positions(30, 5.0, 3));
     let signal = render(30 * SR, &placed);
@@ -786,10 +786,13 @@ fn a_nan_or_an_infinity_in_a_float_wav_does_not_silence_the_rest_of_the_file() {
         sample_format: hound::SampleFormat::Float,
     };
     let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    // (where, what is written, what the decoder hands out)
     let bad = [
-        (1_000, f32::NAN),
-        (1_001, f32::INFINITY),
-        (2_000, f32::NEG_INFINITY),
+        (1_000, f32::NAN, 0.0),
+        (1_001, f32::INFINITY, 0.0),
+        (2_000, f32::NEG_INFINITY, 0.0),
+        (2_500, 3.0e38, 1.0),
+        (2_501, -1.5, -1.0),
     ];
     for (i, &v) in signal.iter().enumerate() {
         let v = bad
@@ -799,18 +802,17 @@ fn a_nan_or_an_infinity_in_a_float_wav_does_not_silence_the_rest_of_the_file() {
         w.write_sample(v).unwrap();
     }
     w.finalize().unwrap();
-    assert!(placed.iter().all(|(u, _)| u.start > 2_000));
+    assert!(placed.iter().all(|(u, _)| u.start > 2_501));
 
     let mut d = asr_pipeline::decode::Decoder::open(&path).unwrap();
     let mut x = Vec::new();
     while d.read_mono(&mut x).unwrap() > 0 {}
     assert_eq!(x.len(), signal.len());
     for (i, (&got, &want)) in x.iter().zip(&signal).enumerate() {
-        let want = if bad.iter().any(|b| b.0 == i) {
-            0.0
-        } else {
-            f32::from(want) / 32_768.0
-        };
+        let want = bad
+            .iter()
+            .find(|b| b.0 == i)
+            .map_or(f32::from(want) / 32_768.0, |b| b.2);
         assert_eq!(got.to_bits(), want.to_bits(), "sample {i}");
     }
 

@@ -111,9 +111,9 @@ fn length_and_positions_are_exact() {
 }
 
 #[test]
-fn a_source_s_nan_or_infinity_does_not_silence_the_rest_of_the_stream() {
-    // A 200 Hz tone from a source of its own with three bad samples early on: left in, they
-    // would spread through the resampler and the DC blocker to the end.
+fn a_source_s_nan_infinity_or_huge_value_does_not_silence_the_rest_of_the_stream() {
+    // A 200 Hz tone from a source of its own with five bad samples early on: left in, they
+    // would spread through the resampler and the DC blocker to the end, or make rubato panic.
     for rate in [16_000u32, 44_100] {
         let n = rate as usize * 3;
         let mut x: Vec<f32> = (0..n)
@@ -122,6 +122,9 @@ fn a_source_s_nan_or_infinity_does_not_silence_the_rest_of_the_stream() {
         x[1000] = f32::NAN;
         x[1001] = f32::INFINITY;
         x[5000] = f32::NEG_INFINITY;
+        // Finite but far beyond full scale: overflowed the resampler's FFT into NaN.
+        x[6000] = 3.0e38;
+        x[6001] = -3.0e38;
         let src = TestSource::new(rate, x, &[4096, 777]);
         let mut s = AudioStream::from_source(src, None, StreamOptions::default()).unwrap();
         let (all, err) = drain(&mut s);
