@@ -88,6 +88,10 @@ const DC_BLOCK: usize = 8;
 /// from the first sample's value (as if the signal had been there forever), so an offset
 /// present from time 0 causes no step transient.
 ///
+/// A difference that is not a finite number (a NaN or an infinity in the input) counts as 0,
+/// and a state that overflows is put back to 0 within 512 samples (this crate's streams only
+/// give it samples within ±1).
+///
 /// The output does not depend on how the stream is cut into calls (bit for bit): the
 /// recursion runs over fixed blocks of 8 samples counted from the start of the stream, each
 /// output `y[b+j] = Σ_{i≤j} R^(j−i)·d[b+i] + R^(j+1)·y[b−1]` with `d[n] = x[n] − x[n−1]`, so
@@ -163,16 +167,27 @@ impl DcBlocker {
     }
 
     /// Ends a block whose last output is `y`: it becomes the next block's `y0`. Every 64th
-    /// block of the stream it is flushed to zero when subnormal-small, so long silences stay
-    /// fast (a check on every block would lengthen the chain from block to block).
+    /// block of the stream it is put to zero when subnormal-small, so long silences stay fast,
+    /// or when it is not finite (overflowed), so the filter recovers (a check on every block
+    /// would lengthen the chain from block to block).
     #[inline(always)]
     fn end_block(&mut self, y: f32) {
         self.blocks += 1;
-        self.y0 = if self.blocks.is_multiple_of(64) && y.abs() < 1e-30 {
-            0.0
-        } else {
-            y
-        };
+        self.y0 = y;
+        if self.blocks.is_multiple_of(64) {
+            self.check_y0();
+        }
+    }
+
+    /// The every-64th-block check of [`DcBlocker::end_block`], out of line so that the
+    /// chain from block to block does not go through it.
+    #[cold]
+    #[inline(never)]
+    fn check_y0(&mut self) {
+        let a = self.y0.abs();
+        if !(1e-30..f32::INFINITY).contains(&a) {
+            self.y0 = 0.0;
+        }
     }
 
     /// Filters whole blocks, continuing from the state.
@@ -185,7 +200,7 @@ impl DcBlocker {
                 .iter_mut()
                 .zip(s.iter().zip(std::iter::once(&x1).chain(&s[..DC_BLOCK - 1])))
             {
-                *d = x - prev;
+                *d = finite_or_zero(x - prev);
             }
             x1 = s[DC_BLOCK - 1];
             *s = self.block(&d, self.y0);
@@ -229,7 +244,7 @@ impl DcBlocker {
         }
         let start = self.fill;
         for s in samples.iter_mut() {
-            self.d[self.fill] = *s - self.x1;
+            self.d[self.fill] = finite_or_zero(*s - self.x1);
             self.x1 = *s;
             self.fill += 1;
         }
@@ -250,6 +265,16 @@ impl DcBlocker {
         self.fill = 0;
         self.blocks = 0;
         self.primed = false;
+    }
+}
+
+/// `v`, or 0 when `v` is not a finite number.
+#[inline(always)]
+fn finite_or_zero(v: f32) -> f32 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
     }
 }
 
@@ -1210,6 +1235,34 @@ mod tests {
         let tail = &got[got.len() - RATE as usize / 2..];
         let mean = tail.iter().map(|&v| f64::from(v)).sum::<f64>() / tail.len() as f64;
         assert!(mean.abs() < 2e-3, "mean {mean}");
+    }
+
+    #[test]
+    fn dc_blocker_gets_over_nan_infinity_and_overflow() {
+        let x = dc_test_signal(20_000);
+        let mut clean = x.clone();
+        DcBlocker::new().process(&mut clean);
+        let mut bad = x.clone();
+        bad[3_000] = f32::NAN;
+        bad[5_000] = f32::INFINITY;
+        bad[7_000] = f32::MAX;
+        bad[7_001] = -f32::MAX;
+        for cut in [20_000, 7, 100] {
+            let mut y = bad.clone();
+            let mut dcb = DcBlocker::new();
+            for c in y.chunks_mut(cut) {
+                dcb.process(c);
+            }
+            // Finite again within a block of the bad sample or, after an overflow, within 64
+            // blocks; then back on the clean output (the decay of what was lost aside).
+            assert!(y[7_600..].iter().all(|v| v.is_finite()), "cut {cut}");
+            let worst = y[15_000..]
+                .iter()
+                .zip(&clean[15_000..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 0.05, "cut {cut}: {worst}");
+        }
     }
 
     #[test]

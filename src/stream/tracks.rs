@@ -650,7 +650,7 @@ mod tests {
     /// A caller's [`MonoSource`] with a NaN, an infinity and a huge value in it: the tracks
     /// stay finite and the tone after them is all there.
     #[test]
-    fn a_mono_source_s_non_finite_samples_are_zeros() {
+    fn a_mono_source_s_bad_samples_come_out_finite_and_within_full_scale() {
         struct Tone(usize);
         impl MonoSource for Tone {
             fn sample_rate(&self) -> NonZeroU32 {
