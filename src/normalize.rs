@@ -435,11 +435,7 @@ fn madd<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
 /// cannot poison what follows.
 #[inline(always)]
 fn clean(v: f32) -> f64 {
-    if v.is_finite() {
-        f64::from(v)
-    } else {
-        0.0
-    }
+    f64::from(finite_or_zero(v))
 }
 
 /// What the filter's state alone (input 0) does over up to [`PIECE`] samples; the same for
